@@ -1,0 +1,45 @@
+use crate::{Config, Dtype, Layout, Load, Schedule, Visit};
+
+/// A kernel definition as written by the user, validated by the DSL at compile time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KernelDesc {
+    /// Kernel name: the struct name in snake case unless the definition gives `name = "..."`.
+    pub name: &'static str,
+    pub head_dim: u32,
+    pub dtype: Dtype,
+    pub layout: Layout,
+    pub visit: Visit,
+    pub load: Load,
+    pub schedule: Schedule,
+}
+
+/// Implemented by `#[tessera::attention]` for the annotated item.
+pub trait Kernel {
+    const DESC: KernelDesc;
+}
+
+impl KernelDesc {
+    /// Every config of the schedule's space that passes the combination rules, in a stable order.
+    pub fn configs(&self) -> Vec<Config> {
+        let s = &self.schedule;
+        let mut out = Vec::new();
+        for &block_q in s.block_q.values() {
+            for &block_kv in s.block_kv.values() {
+                for &warps in s.warps.values() {
+                    for &stages in s.stages.values() {
+                        let cfg = Config { block_q, block_kv, warps, stages };
+                        if self.check_config(&cfg).is_ok() {
+                            out.push(cfg);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The config used when nothing is tuned: the first valid one in the space.
+    pub fn default_config(&self) -> Option<Config> {
+        self.configs().into_iter().next()
+    }
+}

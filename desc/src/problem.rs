@@ -1,0 +1,96 @@
+//! What the kernel computes: element type, tensor layout, which KV tiles a query tile visits and
+//! how those tiles are loaded. Each enum is `non_exhaustive` because later kernel families
+//! (windows, estimated blocks, bitmap-compressed KV) extend the vocabulary.
+
+use std::fmt;
+
+/// Element type of Q, K, V and O. Accumulation is always f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dtype {
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    pub const ALL: [Dtype; 2] = [Dtype::Bf16, Dtype::F16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::Bf16 => "bf16",
+            Dtype::F16 => "f16",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Dtype> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    pub fn bytes(self) -> u32 {
+        2
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Memory layout of Q, K, V and O.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Layout {
+    /// `[batch, heads, tokens, head_dim]`, contiguous.
+    Bhsd,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 1] = [Layout::Bhsd];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Bhsd => "bhsd",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Layout> {
+        Self::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+/// Which KV tiles each query tile visits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Visit {
+    /// Every KV tile.
+    Dense,
+    /// KV tiles up to the diagonal; query `i` sees key `j` iff `j <= i + (seq_kv - seq_q)`
+    /// (bottom-right aligned, as FlashAttention-2 and SDPA with `is_causal` on equal lengths).
+    Causal,
+}
+
+impl Visit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Visit::Dense => "dense",
+            Visit::Causal => "causal",
+        }
+    }
+}
+
+/// How K/V tiles reach shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Load {
+    /// Plain dense tiles from global memory.
+    Dense,
+}
+
+impl Load {
+    pub fn name(self) -> &'static str {
+        match self {
+            Load::Dense => "dense",
+        }
+    }
+}

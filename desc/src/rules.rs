@@ -1,0 +1,90 @@
+//! What a valid description is. The macro reports these messages at the user's tokens; the CLI
+//! and runtime report them for configs given at run time. One source, so the two never disagree.
+
+/// `mma.sync.m16n8k16`: a warp computes 16 query rows at a time, keys and head dims in steps of 16
+/// (ldmatrix.x4 loads two 8-wide n-tiles at once).
+pub const MMA_M: u32 = 16;
+pub const MMA_N: u32 = 16;
+pub const MMA_K: u32 = 16;
+
+/// Head dims the lowering supports: rows of 64 or 128 elements fill whole 128-byte swizzle atoms.
+pub const SUPPORTED_HEAD_DIMS: &[u32] = &[64, 128];
+pub const MAX_WARPS: u32 = 8;
+pub const MAX_STAGES: u32 = 4;
+const MAX_BLOCK: u32 = 256;
+
+pub fn check_head_dim(d: u32) -> Result<(), String> {
+    if SUPPORTED_HEAD_DIMS.contains(&d) {
+        Ok(())
+    } else {
+        Err(format!("unsupported head_dim {d}: supported are {SUPPORTED_HEAD_DIMS:?}"))
+    }
+}
+
+fn check_block(what: &str, v: u32, step: u32, step_name: &str) -> Result<(), String> {
+    if v == 0 || v % step != 0 {
+        return Err(format!("{what} = {v} is not a positive multiple of {step} ({step_name})"));
+    }
+    if v > MAX_BLOCK {
+        return Err(format!("{what} = {v} is larger than {MAX_BLOCK}"));
+    }
+    Ok(())
+}
+
+pub fn check_block_q(v: u32) -> Result<(), String> {
+    check_block("block_q", v, MMA_M, "the mma m16n8k16 row count")
+}
+
+pub fn check_block_kv(v: u32) -> Result<(), String> {
+    check_block("block_kv", v, MMA_N, "two mma n8 tiles, one ldmatrix.x4")
+}
+
+pub fn check_warps(v: u32) -> Result<(), String> {
+    if v.is_power_of_two() && v <= MAX_WARPS {
+        Ok(())
+    } else {
+        Err(format!("warps = {v} must be a power of two from 1 to {MAX_WARPS}"))
+    }
+}
+
+pub fn check_stages(v: u32) -> Result<(), String> {
+    if (1..=MAX_STAGES).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("stages = {v} must be between 1 and {MAX_STAGES}"))
+    }
+}
+
+/// Rules that tie parameters together: each warp owns whole 16-row slabs of the query tile.
+pub fn check_combination(block_q: u32, warps: u32) -> Result<(), String> {
+    if block_q % (MMA_M * warps) == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "block_q = {block_q} does not split into 16-row slabs over {warps} warps \
+             (needs a multiple of {})",
+            MMA_M * warps
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_must_be_mma_multiples() {
+        assert!(check_block_q(64).is_ok());
+        assert!(check_block_q(24).is_err());
+        assert!(check_block_q(0).is_err());
+        assert!(check_block_kv(512).is_err());
+    }
+
+    #[test]
+    fn warps_split_query_rows() {
+        assert!(check_combination(64, 4).is_ok());
+        assert!(check_combination(64, 8).is_err());
+        assert!(check_warps(3).is_err());
+        assert!(check_stages(0).is_err());
+    }
+}
