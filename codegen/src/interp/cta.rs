@@ -1,0 +1,310 @@
+//! One CTA's execution.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::{Launch, Output};
+use crate::ir::{BufId, Expr, FragId, GlobalTile, Operand, Program, Stmt, Tensor, Var};
+use crate::semantics::{F32, round_to, softmax};
+
+struct PendingCopy {
+    buf: BufId,
+    stage: usize,
+    data: Vec<f32>,
+}
+
+pub struct Cta<'a> {
+    program: &'a Program,
+    launch: &'a Launch<'a>,
+    vars: HashMap<Var, i32>,
+    /// Per buffer: `stages × rows × cols`, NaN until a copy lands.
+    shared: Vec<Vec<f32>>,
+    /// Per fragment: `block_q × cols`.
+    frags: Vec<Vec<f32>>,
+    open_group: Vec<PendingCopy>,
+    groups: VecDeque<Vec<PendingCopy>>,
+    /// Stages read since the last barrier: a copy into one of them races with slower warps.
+    read_since_barrier: HashSet<(BufId, usize)>,
+    /// Stages whose copy landed in this thread but no barrier has published yet.
+    unpublished: HashSet<(BufId, usize)>,
+}
+
+impl<'a> Cta<'a> {
+    pub fn new(program: &'a Program, launch: &'a Launch<'a>, vars: HashMap<Var, i32>) -> Self {
+        let bq = program.config.block_q as usize;
+        Cta {
+            program,
+            launch,
+            vars,
+            shared: program
+                .shared
+                .iter()
+                .map(|b| vec![f32::NAN; (b.stages * b.rows * b.cols) as usize])
+                .collect(),
+            frags: program.frags.iter().map(|f| vec![f32::NAN; bq * f.cols as usize]).collect(),
+            open_group: Vec::new(),
+            groups: VecDeque::new(),
+            read_since_barrier: HashSet::new(),
+            unpublished: HashSet::new(),
+        }
+    }
+
+    pub fn run(mut self, out: &mut Output) -> Result<(), String> {
+        let body = &self.program.body;
+        self.block(body, out)
+    }
+
+    fn eval(&self, e: &Expr) -> Result<i32, String> {
+        e.eval(&|v| self.vars.get(&v).copied())
+    }
+
+    fn block(&mut self, body: &[Stmt], out: &mut Output) -> Result<(), String> {
+        for s in body {
+            self.stmt(s, out)?;
+        }
+        Ok(())
+    }
+
+    fn stmt(&mut self, s: &Stmt, out: &mut Output) -> Result<(), String> {
+        match s {
+            Stmt::Let { var, value } => {
+                let v = self.eval(value)?;
+                self.vars.insert(*var, v);
+            }
+            Stmt::Copy { dst, stage, src, .. } => self.copy(*dst, stage, src)?,
+            Stmt::Commit => {
+                let group = std::mem::take(&mut self.open_group);
+                self.groups.push_back(group);
+            }
+            Stmt::Wait { pending } => {
+                while self.groups.len() > *pending as usize {
+                    for c in self.groups.pop_front().unwrap_or_default() {
+                        let n = c.data.len();
+                        self.shared[c.buf.0][c.stage * n..(c.stage + 1) * n].copy_from_slice(&c.data);
+                        self.unpublished.insert((c.buf, c.stage));
+                    }
+                }
+            }
+            Stmt::Barrier => {
+                self.read_since_barrier.clear();
+                self.unpublished.clear();
+            }
+            Stmt::Fill { frag, value } => self.frags[frag.0].fill(*value),
+            Stmt::Mma { acc, a, b, .. } => self.mma(*acc, a, b)?,
+            Stmt::Mask { frag, row0, col0, keep, when } => {
+                if self.eval(when)? != 0 {
+                    self.mask(*frag, row0, col0, keep)?;
+                }
+            }
+            Stmt::Softmax { s, p, m, l, o } => self.softmax(*s, *p, *m, *l, *o),
+            Stmt::Normalize { o, l } => {
+                let cols = self.program.frag(*o).cols as usize;
+                for r in 0..self.program.config.block_q as usize {
+                    let inv = softmax::inverse_sum(&mut F32, self.frags[l.0][r]);
+                    self.frags[o.0][r * cols..(r + 1) * cols].iter_mut().for_each(|x| *x *= inv);
+                }
+            }
+            Stmt::Store { frag, dst } => self.store(*frag, dst, out)?,
+            Stmt::StoreLse { m, l, dst } => self.store_lse(*m, *l, dst, out)?,
+            Stmt::For { var, begin, end, body, .. } => {
+                let (begin, end) = (self.eval(begin)?, self.eval(end)?);
+                for i in begin..end {
+                    self.vars.insert(*var, i);
+                    self.block(body, out)?;
+                }
+            }
+            Stmt::If { cond, body } => {
+                if self.eval(cond)? != 0 {
+                    self.block(body, out)?;
+                }
+            }
+            Stmt::VisitTiles { .. } | Stmt::VisitMask { .. } => {
+                return Err("visit placeholders must be lowered by passes::visit first".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn stage(&self, buf: BufId, stage: &Expr) -> Result<usize, String> {
+        let s = self.eval(stage)?;
+        let b = self.program.shared(buf);
+        usize::try_from(s)
+            .ok()
+            .filter(|&s| s < b.stages as usize)
+            .ok_or_else(|| format!("stage {s} of {} is out of range (stages: {})", b.name, b.stages))
+    }
+
+    /// Which global tensor, its heads and rows.
+    fn tensor(&self, t: Tensor) -> (&'a [f32], usize, usize) {
+        let l = self.launch;
+        match t {
+            Tensor::Q => (l.q, l.heads, l.seq_q),
+            Tensor::K => (l.k, l.kv_heads, l.seq_kv),
+            Tensor::V => (l.v, l.kv_heads, l.seq_kv),
+            Tensor::O | Tensor::Lse => (&[], l.heads, l.seq_q),
+        }
+    }
+
+    /// Checks (batch, head) against the tensor and returns the offset of its first row.
+    fn base(&self, t: &GlobalTile, row_elems: usize) -> Result<(usize, i32, i32), String> {
+        let (_, heads, rows) = self.tensor(t.tensor);
+        let (b, h) = (self.eval(&t.batch)?, self.eval(&t.head)?);
+        if b < 0 || b as usize >= self.launch.batch || h < 0 || h as usize >= heads {
+            return Err(format!("{}[{b}, {h}] is out of bounds", t.tensor.name()));
+        }
+        let limit = self.eval(&t.limit)?;
+        if limit < 0 || limit as usize > rows {
+            return Err(format!("{} row limit {limit} exceeds its {rows} rows", t.tensor.name()));
+        }
+        Ok((((b as usize) * heads + h as usize) * rows * row_elems, self.eval(&t.row0)?, limit))
+    }
+
+    fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile) -> Result<(), String> {
+        let stage = self.stage(dst, stage)?;
+        if self.read_since_barrier.contains(&(dst, stage)) {
+            return Err(format!(
+                "copy into {}[{stage}] races with reads of it since the last barrier",
+                self.program.shared(dst).name
+            ));
+        }
+        let b = self.program.shared(dst);
+        let (rows, cols) = (b.rows as usize, b.cols as usize);
+        let (data, _, _) = self.tensor(src.tensor);
+        let (base, row0, limit) = self.base(src, cols)?;
+        let mut tile = vec![0.0; rows * cols];
+        for r in 0..rows {
+            let gr = row0 + r as i32;
+            if gr >= 0 && gr < limit {
+                let at = base + gr as usize * cols;
+                for (t, &x) in tile[r * cols..(r + 1) * cols].iter_mut().zip(&data[at..at + cols]) {
+                    *t = round_to(self.program.dtype, x);
+                }
+            }
+        }
+        self.open_group.push(PendingCopy { buf: dst, stage, data: tile });
+        Ok(())
+    }
+
+    /// Reads a shared stage for an mma operand, checking that its data is there for every warp.
+    fn read_shared(&mut self, buf: BufId, stage: &Expr) -> Result<(usize, usize), String> {
+        let stage = self.stage(buf, stage)?;
+        let name = self.program.shared(buf).name;
+        let in_flight = self.open_group.iter().chain(self.groups.iter().flatten());
+        if in_flight.into_iter().any(|c| c.buf == buf && c.stage == stage) {
+            return Err(format!("{name}[{stage}] is read before its async copy was waited for"));
+        }
+        if self.unpublished.contains(&(buf, stage)) {
+            return Err(format!("{name}[{stage}] is read before a barrier published its copy"));
+        }
+        self.read_since_barrier.insert((buf, stage));
+        let b = self.program.shared(buf);
+        Ok((buf.0, stage * (b.rows * b.cols) as usize))
+    }
+
+    fn mma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Result<(), String> {
+        let bq = self.program.config.block_q as usize;
+        let n = self.program.frag(acc).cols as usize;
+        // A as (values, offset, k): row-major [bq][k].
+        let (a_vals, k) = match a {
+            Operand::Shared { buf, stage, kn: false } => {
+                let (id, off) = self.read_shared(*buf, stage)?;
+                let cols = self.program.shared(*buf).cols as usize;
+                (self.shared[id][off..off + bq * cols].to_vec(), cols)
+            }
+            Operand::Frag(id) => (self.frags[id.0].clone(), self.program.frag(*id).cols as usize),
+            Operand::Shared { .. } => return Err("A operand must not be k-major".into()),
+        };
+        // B as a row-major [k][n] copy.
+        let Operand::Shared { buf, stage, kn } = b else {
+            return Err("B operand must be in shared memory".into());
+        };
+        let (id, off) = self.read_shared(*buf, stage)?;
+        let sb = self.program.shared(*buf);
+        let (rows, cols) = (sb.rows as usize, sb.cols as usize);
+        let (bk, bn) = if *kn { (rows, cols) } else { (cols, rows) };
+        if bk != k || bn != n {
+            return Err(format!("mma shapes disagree: A is {bq}x{k}, B is {bk}x{bn}, acc has {n} cols"));
+        }
+        let src = &self.shared[id][off..off + rows * cols];
+        let at = |kk: usize, nn: usize| if *kn { src[kk * cols + nn] } else { src[nn * cols + kk] };
+        let mut out = self.frags[acc.0].clone();
+        for r in 0..bq {
+            for c in 0..n {
+                let mut sum = out[r * n + c];
+                for kk in 0..k {
+                    sum += a_vals[r * k + kk] * at(kk, c);
+                }
+                out[r * n + c] = sum;
+            }
+        }
+        self.frags[acc.0] = out;
+        Ok(())
+    }
+
+    fn mask(&mut self, frag: FragId, row0: &Expr, col0: &Expr, keep: &Expr) -> Result<(), String> {
+        let (row0, col0) = (self.eval(row0)?, self.eval(col0)?);
+        let cols = self.program.frag(frag).cols as usize;
+        for r in 0..self.program.config.block_q as usize {
+            for c in 0..cols {
+                let (row, col) = (row0 + r as i32, col0 + c as i32);
+                let visible = keep.eval(&|v| match v {
+                    Var::Row => Some(row),
+                    Var::Col => Some(col),
+                    other => self.vars.get(&other).copied(),
+                })?;
+                if visible == 0 {
+                    self.frags[frag.0][r * cols + c] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn softmax(&mut self, s: FragId, p: FragId, m: FragId, l: FragId, o: FragId) {
+        let a = &mut F32;
+        let scale_log2 = self.launch.scale * std::f32::consts::LOG2_E;
+        let n = self.program.frag(s).cols as usize;
+        let d = self.program.frag(o).cols as usize;
+        for r in 0..self.program.config.block_q as usize {
+            let row = &self.frags[s.0][r * n..(r + 1) * n];
+            let tile_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let re = softmax::rescale(a, self.frags[m.0][r], tile_max, scale_log2);
+            let probs: Vec<f32> =
+                row.iter().map(|&x| softmax::prob(a, x, re.shift, scale_log2)).collect();
+            let sum: f32 = probs.iter().sum();
+            self.frags[l.0][r] = softmax::running_sum(a, self.frags[l.0][r], re.alpha, sum);
+            self.frags[m.0][r] = re.m;
+            self.frags[o.0][r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= re.alpha);
+            for (dst, x) in self.frags[p.0][r * n..(r + 1) * n].iter_mut().zip(probs) {
+                *dst = round_to(self.program.dtype, x);
+            }
+        }
+    }
+
+    fn store(&mut self, frag: FragId, dst: &GlobalTile, out: &mut Output) -> Result<(), String> {
+        let cols = self.program.frag(frag).cols as usize;
+        let (base, row0, limit) = self.base(dst, cols)?;
+        for r in 0..self.program.config.block_q as usize {
+            let gr = row0 + r as i32;
+            if gr >= 0 && gr < limit {
+                let at = base + gr as usize * cols;
+                for (o, &x) in out.o[at..at + cols].iter_mut().zip(&self.frags[frag.0][r * cols..]) {
+                    *o = round_to(self.program.dtype, x);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn store_lse(&mut self, m: FragId, l: FragId, dst: &GlobalTile, out: &mut Output) -> Result<(), String> {
+        let scale_log2 = self.launch.scale * std::f32::consts::LOG2_E;
+        let (base, row0, limit) = self.base(dst, 1)?;
+        for r in 0..self.program.config.block_q as usize {
+            let gr = row0 + r as i32;
+            if gr >= 0 && gr < limit {
+                out.lse[base + gr as usize] =
+                    softmax::lse(&mut F32, self.frags[m.0][r], self.frags[l.0][r], scale_log2);
+            }
+        }
+        Ok(())
+    }
+}

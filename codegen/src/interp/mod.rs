@@ -1,0 +1,81 @@
+//! A CPU interpreter of the tile IR: runs a program CTA by CTA with the same loops, masks and
+//! roundings as the GPU kernel, and checks the async-copy discipline the GPU would silently
+//! violate (reading a stage before its copy was waited for and published by a barrier, or
+//! overwriting a stage that other warps may still be reading).
+
+mod cta;
+
+use std::collections::HashMap;
+
+use crate::ir::{Program, Var};
+
+/// Sizes and inputs of one launch. Tensors are `[batch, heads, tokens, head_dim]` in f32; the
+/// interpreter rounds them to the program's element type where the kernel loads them.
+pub struct Launch<'a> {
+    pub batch: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub seq_q: usize,
+    pub seq_kv: usize,
+    pub scale: f32,
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+}
+
+pub struct Output {
+    /// `[batch, heads, seq_q, head_dim]`, values rounded to the element type.
+    pub o: Vec<f32>,
+    /// `[batch, heads, seq_q]`, natural log.
+    pub lse: Vec<f32>,
+}
+
+pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
+    let d = program.head_dim as usize;
+    let (b, h, hk) = (launch.batch, launch.heads, launch.kv_heads);
+    if h == 0 || hk == 0 || h % hk != 0 {
+        return Err(format!("heads ({h}) must be a positive multiple of kv_heads ({hk})"));
+    }
+    for (name, got, want) in [
+        ("q", launch.q.len(), b * h * launch.seq_q * d),
+        ("k", launch.k.len(), b * hk * launch.seq_kv * d),
+        ("v", launch.v.len(), b * hk * launch.seq_kv * d),
+    ] {
+        if got != want {
+            return Err(format!("{name} has {got} elements, the shape needs {want}"));
+        }
+    }
+    let sizes: HashMap<Var, i32> = [
+        (Var::Batch, b),
+        (Var::Heads, h),
+        (Var::KvHeads, hk),
+        (Var::SeqQ, launch.seq_q),
+        (Var::SeqKv, launch.seq_kv),
+    ]
+    .into_iter()
+    .map(|(v, n)| i32::try_from(n).map(|n| (v, n)).map_err(|_| format!("{v} = {n} overflows i32")))
+    .collect::<Result<_, _>>()?;
+    let grid: Vec<i32> = program
+        .grid
+        .iter()
+        .map(|e| e.eval(&|v| sizes.get(&v).copied()))
+        .collect::<Result<_, _>>()?;
+
+    // Poisoned: anything the program forgets to write stays NaN and fails comparisons.
+    let mut out = Output {
+        o: vec![f32::NAN; b * h * launch.seq_q * d],
+        lse: vec![f32::NAN; b * h * launch.seq_q],
+    };
+    for z in 0..grid[2] {
+        for y in 0..grid[1] {
+            for x in 0..grid[0] {
+                let mut vars = sizes.clone();
+                vars.extend([(Var::Cta(0), x), (Var::Cta(1), y), (Var::Cta(2), z)]);
+                cta::Cta::new(program, launch, vars)
+                    .run(&mut out)
+                    .map_err(|e| format!("CTA ({x}, {y}, {z}): {e}"))?;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,224 @@
+//! Scalar index expressions: tile bounds, loop ranges, zero-fill limits and mask predicates.
+//! The interpreter evaluates them and the LLVM lowering emits them, so both read one definition.
+
+use std::fmt;
+
+/// A named scalar: a kernel parameter, a CTA coordinate, a loop variable or a `let`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Var {
+    Batch,
+    SeqQ,
+    SeqKv,
+    Heads,
+    KvHeads,
+    /// blockIdx.x/y/z.
+    Cta(u8),
+    /// The query row / key column of one score element (only inside mask predicates).
+    Row,
+    Col,
+    /// A loop variable or `let` binding, numbered by the program builder.
+    Local(u32, &'static str),
+}
+
+/// Binary operators on i32 values; comparisons and logic give 0 or 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    /// Division of non-negative values (the builders only divide counts and indices).
+    Div,
+    Rem,
+    Min,
+    Max,
+    Lt,
+    Le,
+    And,
+    Or,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expr {
+    Const(i32),
+    Var(Var),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+}
+
+impl Expr {
+    pub fn var(v: Var) -> Expr {
+        Expr::Var(v)
+    }
+
+    fn bin(op: BinOp, a: impl Into<Expr>, b: impl Into<Expr>) -> Expr {
+        Expr::Bin(op, Box::new(a.into()), Box::new(b.into()))
+    }
+
+    pub fn add(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Add, self, b)
+    }
+    pub fn sub(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Sub, self, b)
+    }
+    pub fn mul(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Mul, self, b)
+    }
+    pub fn div(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Div, self, b)
+    }
+    pub fn rem(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Rem, self, b)
+    }
+    pub fn min(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Min, self, b)
+    }
+    pub fn max(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Max, self, b)
+    }
+    pub fn lt(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Lt, self, b)
+    }
+    pub fn le(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Le, self, b)
+    }
+    pub fn and(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::And, self, b)
+    }
+    pub fn or(self, b: impl Into<Expr>) -> Expr {
+        Expr::bin(BinOp::Or, self, b)
+    }
+    /// ceil(self / b) for non-negative self and positive b.
+    pub fn ceil_div(self, b: i32) -> Expr {
+        self.add(b - 1).div(b)
+    }
+
+    /// Evaluates with `lookup` giving each variable's value. Errors name the variable that is
+    /// unbound or the division by zero, so a malformed program is reported, not executed.
+    pub fn eval(&self, lookup: &dyn Fn(Var) -> Option<i32>) -> Result<i32, String> {
+        Ok(match self {
+            Expr::Const(c) => *c,
+            Expr::Var(v) => lookup(*v).ok_or_else(|| format!("unbound variable {v}"))?,
+            Expr::Bin(op, a, b) => {
+                let (a, b) = (a.eval(lookup)?, b.eval(lookup)?);
+                apply(*op, a, b)?
+            }
+        })
+    }
+
+    /// Replaces every use of `var` with `with`.
+    pub fn subst(&self, var: Var, with: &Expr) -> Expr {
+        match self {
+            Expr::Var(v) if *v == var => with.clone(),
+            Expr::Const(_) | Expr::Var(_) => self.clone(),
+            Expr::Bin(op, a, b) => {
+                Expr::Bin(*op, Box::new(a.subst(var, with)), Box::new(b.subst(var, with)))
+            }
+        }
+    }
+
+    /// Visits every variable the expression reads.
+    pub fn vars(&self, out: &mut Vec<Var>) {
+        match self {
+            Expr::Const(_) => {}
+            Expr::Var(v) => out.push(*v),
+            Expr::Bin(_, a, b) => {
+                a.vars(out);
+                b.vars(out);
+            }
+        }
+    }
+}
+
+/// The semantics of each operator on i32; the lowering emits the matching LLVM instruction
+/// (`sdiv`/`srem` agree with these on the non-negative operands the builders produce).
+pub fn apply(op: BinOp, a: i32, b: i32) -> Result<i32, String> {
+    Ok(match op {
+        BinOp::Add => a.wrapping_add(b),
+        BinOp::Sub => a.wrapping_sub(b),
+        BinOp::Mul => a.wrapping_mul(b),
+        BinOp::Div | BinOp::Rem if b == 0 => return Err(format!("division by zero ({a} / 0)")),
+        BinOp::Div => a / b,
+        BinOp::Rem => a % b,
+        BinOp::Min => a.min(b),
+        BinOp::Max => a.max(b),
+        BinOp::Lt => (a < b) as i32,
+        BinOp::Le => (a <= b) as i32,
+        BinOp::And => (a != 0 && b != 0) as i32,
+        BinOp::Or => (a != 0 || b != 0) as i32,
+    })
+}
+
+impl From<i32> for Expr {
+    fn from(c: i32) -> Expr {
+        Expr::Const(c)
+    }
+}
+
+impl From<Var> for Expr {
+    fn from(v: Var) -> Expr {
+        Expr::Var(v)
+    }
+}
+
+impl fmt::Display for Var {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Var::Batch => f.write_str("batch"),
+            Var::SeqQ => f.write_str("seq_q"),
+            Var::SeqKv => f.write_str("seq_kv"),
+            Var::Heads => f.write_str("heads"),
+            Var::KvHeads => f.write_str("kv_heads"),
+            Var::Cta(axis) => write!(f, "cta.{}", ["x", "y", "z"][*axis as usize % 3]),
+            Var::Row => f.write_str("row"),
+            Var::Col => f.write_str("col"),
+            Var::Local(id, name) => write!(f, "%{name}{id}"),
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Const(c) => write!(f, "{c}"),
+            Expr::Var(v) => write!(f, "{v}"),
+            Expr::Bin(op, a, b) => {
+                let sym = match op {
+                    BinOp::Add => "+",
+                    BinOp::Sub => "-",
+                    BinOp::Mul => "*",
+                    BinOp::Div => "/",
+                    BinOp::Rem => "%",
+                    BinOp::Lt => "<",
+                    BinOp::Le => "<=",
+                    BinOp::And => "&&",
+                    BinOp::Or => "||",
+                    BinOp::Min => return write!(f, "min({a}, {b})"),
+                    BinOp::Max => return write!(f, "max({a}, {b})"),
+                };
+                write!(f, "({a} {sym} {b})")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eval_and_print() {
+        let e = Expr::var(Var::SeqKv).ceil_div(64).min(Expr::var(Var::Row).add(1));
+        let v = e.eval(&|v| match v {
+            Var::SeqKv => Some(130),
+            Var::Row => Some(1),
+            _ => None,
+        });
+        assert_eq!(v, Ok(2));
+        assert_eq!(e.to_string(), "min(((seq_kv + 63) / 64), (row + 1))");
+    }
+
+    #[test]
+    fn errors_are_reported() {
+        assert!(Expr::var(Var::SeqQ).eval(&|_| None).is_err());
+        assert!(Expr::Const(1).div(0).eval(&|_| None).is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! The tile IR: one CTA's program over tiles.
+//!
+//! A program declares shared-memory buffers (tiles of the element type, possibly several pipeline
+//! stages) and register fragments (tiles spread over the CTA's warps in the mma accumulator
+//! layout), then runs structured statements: async copies into shared memory with explicit
+//! commit/wait/barrier, tensor-core products, masks, the online-softmax step, and stores.
+//!
+//! The same program is executed by the CPU interpreter (`crate::interp`) and lowered to LLVM
+//! (`crate::llvm`); the scalar semantics both need live in `expr` and `crate::semantics`.
+//!
+//! Room for Hopper: a copy names its engine and a product names its instruction, so TMA copies
+//! completing on an mbarrier, wgmma products and producer/consumer warpgroup roles are new
+//! variants of `CopyEngine`, `MmaEngine` and a role field on blocks, not a new IR.
+
+pub mod expr;
+pub mod from_desc;
+mod print;
+
+use tessera_desc::{Config, Dtype, Visit};
+
+pub use expr::{BinOp, Expr, Var};
+
+/// Global tensors a kernel reads or writes, all `[batch, heads, tokens, head_dim]`
+/// (`Lse` is `[batch, heads, tokens]`, f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tensor {
+    Q,
+    K,
+    V,
+    O,
+    Lse,
+}
+
+impl Tensor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tensor::Q => "q",
+            Tensor::K => "k",
+            Tensor::V => "v",
+            Tensor::O => "o",
+            Tensor::Lse => "lse",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BufId(pub usize);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragId(pub usize);
+
+/// A shared-memory tile of `rows × cols` elements, `stages` copies of it. Rows are split into
+/// 16-byte chunks that the XOR swizzle permutes (see `crate::layout`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shared {
+    pub name: &'static str,
+    pub rows: u32,
+    pub cols: u32,
+    pub stages: u32,
+    /// Byte offset in the CTA's dynamic shared memory, set by `passes::smem`.
+    pub offset: Option<u32>,
+}
+
+/// What a register fragment holds. All fragments have `block_q` rows; a warp owns 16-row slabs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FragKind {
+    /// f32 accumulators in the mma C layout.
+    Acc,
+    /// Values rounded to the element type, ready to be an mma A operand.
+    Operand,
+    /// One f32 per row (running max and sum of the online softmax).
+    RowStat,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frag {
+    pub name: &'static str,
+    pub cols: u32,
+    pub kind: FragKind,
+}
+
+/// Where a tile of a global tensor starts: rows `row0..row0 + rows` of (batch, head);
+/// rows at or past `limit` are not read (zero-filled) or not written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalTile {
+    pub tensor: Tensor,
+    pub batch: Expr,
+    pub head: Expr,
+    pub row0: Expr,
+    pub limit: Expr,
+}
+
+/// The hardware path of a global → shared copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyEngine {
+    /// `cp.async.cg` 16-byte copies per thread, completed by commit/wait groups.
+    CpAsync,
+}
+
+/// The instruction of a tile product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmaEngine {
+    /// Warp-level `mma.sync.m16n8k16`, operands through `ldmatrix`.
+    MmaSync,
+}
+
+/// How an mma operand is stored. `A` is `[m][k]`; `B` is `[k][n]` either as is or transposed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operand {
+    /// A shared tile, stage `stage`. `kn` is true when the tile's rows run along k (V in P·V),
+    /// false when they run along the other dimension (Q as A, K in Q·Kᵀ).
+    Shared { buf: BufId, stage: Expr, kn: bool },
+    /// A register fragment in the C layout, reused as the A operand without shared memory.
+    Frag(FragId),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    Let { var: Var, value: Expr },
+    /// Starts an async copy of `rows(dst)` rows of `src` into `dst[stage]`; it lands at a `Wait`.
+    Copy { dst: BufId, stage: Expr, src: GlobalTile, engine: CopyEngine },
+    /// Closes the group of copies issued since the last commit.
+    Commit,
+    /// Waits until at most `pending` committed groups are still in flight (for this thread).
+    Wait { pending: u32 },
+    /// CTA-wide barrier: copies that landed become visible, and reads before it are finished.
+    Barrier,
+    Fill { frag: FragId, value: f32 },
+    /// `acc += a · b`.
+    Mma { acc: FragId, a: Operand, b: Operand, engine: MmaEngine },
+    /// Placeholder for the visit set's element mask, replaced by `passes::visit`.
+    VisitMask { frag: FragId, row0: Expr, col0: Expr },
+    /// Sets element (row, col) of `frag` to -inf where `keep` is false, on tiles where `when` holds
+    /// (`Row`/`Col` are absolute indices: `row0 + r`, `col0 + c`).
+    Mask { frag: FragId, row0: Expr, col0: Expr, keep: Expr, when: Expr },
+    /// One online-softmax step: fold scores `s` into running max `m` and sum `l`, rescale `o`,
+    /// and write the probabilities, rounded to the element type, to `p`.
+    Softmax { s: FragId, p: FragId, m: FragId, l: FragId, o: FragId },
+    /// `o /= l` per row (rows with l = 0 become 0).
+    Normalize { o: FragId, l: FragId },
+    /// Stores `frag`, rounded to the element type, to rows of `dst` below its limit.
+    Store { frag: FragId, dst: GlobalTile },
+    /// Stores the natural-log LSE per row, when the launch asked for it.
+    StoreLse { m: FragId, l: FragId, dst: GlobalTile },
+    /// Placeholder for the loop over the KV tiles that query rows `row0..row0 + block_q` visit,
+    /// replaced by `passes::visit`.
+    VisitTiles { visit: Visit, var: Var, row0: Expr, body: Vec<Stmt> },
+    /// `for var in begin..end`; `stages` > 1 asks `passes::pipeline` to overlap its loads.
+    For { var: Var, begin: Expr, end: Expr, stages: u32, body: Vec<Stmt> },
+    If { cond: Expr, body: Vec<Stmt> },
+}
+
+/// A CTA program and the launch shape it expects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub name: String,
+    pub dtype: Dtype,
+    pub head_dim: u32,
+    pub config: Config,
+    /// Grid size along x, y, z as expressions of the launch's sizes.
+    pub grid: [Expr; 3],
+    pub shared: Vec<Shared>,
+    pub frags: Vec<Frag>,
+    pub body: Vec<Stmt>,
+}
+
+impl Program {
+    pub fn threads(&self) -> u32 {
+        self.config.threads()
+    }
+
+    pub fn shared(&self, id: BufId) -> &Shared {
+        &self.shared[id.0]
+    }
+
+    pub fn frag(&self, id: FragId) -> &Frag {
+        &self.frags[id.0]
+    }
+
+    /// Bytes of dynamic shared memory once `passes::smem` has placed the buffers.
+    pub fn shared_bytes(&self) -> u32 {
+        let elem = self.dtype.bytes();
+        self.shared
+            .iter()
+            .map(|b| b.offset.unwrap_or(0) + b.rows * b.cols * b.stages * elem)
+            .max()
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,126 @@
+//! The textual form of a tile program (`tessera emit --stage ir`).
+
+use std::fmt::{self, Display, Formatter};
+
+use super::{FragKind, GlobalTile, Operand, Program, Stmt};
+
+impl Display for Program {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(
+            f,
+            "kernel {} ({}, head_dim {}) block_q={} block_kv={} warps={} stages={}",
+            self.name, self.dtype, self.head_dim, c.block_q, c.block_kv, c.warps, c.stages
+        )?;
+        let [x, y, z] = &self.grid;
+        writeln!(f, "  grid ({x}, {y}, {z}) threads {}", self.threads())?;
+        for b in &self.shared {
+            let at = b.offset.map(|o| format!(" @{o}")).unwrap_or_default();
+            writeln!(f, "  shared {}: {}x{} {} x{}{at}", b.name, b.rows, b.cols, self.dtype, b.stages)?;
+        }
+        for fr in &self.frags {
+            let kind = match fr.kind {
+                FragKind::Acc => "f32 acc".to_string(),
+                FragKind::Operand => format!("{} operand", self.dtype),
+                FragKind::RowStat => "f32 per row".to_string(),
+            };
+            writeln!(f, "  frag {}: {}x{} {kind}", fr.name, self.config.block_q, fr.cols)?;
+        }
+        let printer = Printer { program: self };
+        for s in &self.body {
+            printer.stmt(f, s, 1)?;
+        }
+        Ok(())
+    }
+}
+
+struct Printer<'a> {
+    program: &'a Program,
+}
+
+impl Printer<'_> {
+    fn operand(&self, op: &Operand) -> String {
+        match op {
+            Operand::Shared { buf, stage, kn } => {
+                let t = if *kn { "" } else { "ᵀ" };
+                format!("{}[{stage}]{t}", self.program.shared(*buf).name)
+            }
+            Operand::Frag(id) => self.program.frag(*id).name.to_string(),
+        }
+    }
+
+    fn tile(&self, t: &GlobalTile) -> String {
+        format!("{}[{}, {}, {}.., < {}]", t.tensor.name(), t.batch, t.head, t.row0, t.limit)
+    }
+
+    fn block(&self, f: &mut Formatter<'_>, body: &[Stmt], depth: usize) -> fmt::Result {
+        writeln!(f, " {{")?;
+        for s in body {
+            self.stmt(f, s, depth + 1)?;
+        }
+        writeln!(f, "{}}}", "  ".repeat(depth))
+    }
+
+    fn stmt(&self, f: &mut Formatter<'_>, s: &Stmt, depth: usize) -> fmt::Result {
+        let pad = "  ".repeat(depth);
+        let p = self.program;
+        let frag = |id| p.frag(id).name;
+        match s {
+            Stmt::Let { var, value } => writeln!(f, "{pad}let {var} = {value}"),
+            Stmt::Copy { dst, stage, src, engine } => writeln!(
+                f,
+                "{pad}copy.{engine:?} {}[{stage}] <- {}",
+                p.shared(*dst).name,
+                self.tile(src)
+            ),
+            Stmt::Commit => writeln!(f, "{pad}commit"),
+            Stmt::Wait { pending } => writeln!(f, "{pad}wait pending<={pending}"),
+            Stmt::Barrier => writeln!(f, "{pad}barrier"),
+            Stmt::Fill { frag: id, value } => writeln!(f, "{pad}fill {} = {value}", frag(*id)),
+            Stmt::Mma { acc, a, b, engine } => writeln!(
+                f,
+                "{pad}mma.{engine:?} {} += {} · {}",
+                frag(*acc),
+                self.operand(a),
+                self.operand(b)
+            ),
+            Stmt::VisitMask { frag: id, row0, col0 } => {
+                writeln!(f, "{pad}visit_mask {} at ({row0}, {col0})", frag(*id))
+            }
+            Stmt::Mask { frag: id, row0, col0, keep, when } => writeln!(
+                f,
+                "{pad}mask {} at ({row0}, {col0}) keep {keep} when {when}",
+                frag(*id)
+            ),
+            Stmt::Softmax { s, p: pr, m, l, o } => writeln!(
+                f,
+                "{pad}softmax {} -> {} (max {}, sum {}, rescale {})",
+                frag(*s),
+                frag(*pr),
+                frag(*m),
+                frag(*l),
+                frag(*o)
+            ),
+            Stmt::Normalize { o, l } => writeln!(f, "{pad}normalize {} by {}", frag(*o), frag(*l)),
+            Stmt::Store { frag: id, dst } => {
+                writeln!(f, "{pad}store {} -> {}", frag(*id), self.tile(dst))
+            }
+            Stmt::StoreLse { m, l, dst } => {
+                writeln!(f, "{pad}store_lse ({}, {}) -> {}", frag(*m), frag(*l), self.tile(dst))
+            }
+            Stmt::VisitTiles { visit, var, row0, body } => {
+                write!(f, "{pad}visit {} {var} for rows {row0}..", visit.name())?;
+                self.block(f, body, depth)
+            }
+            Stmt::For { var, begin, end, stages, body } => {
+                let st = if *stages > 1 { format!(" pipelined({stages})") } else { String::new() };
+                write!(f, "{pad}for {var} in {begin}..{end}{st}")?;
+                self.block(f, body, depth)
+            }
+            Stmt::If { cond, body } => {
+                write!(f, "{pad}if {cond}")?;
+                self.block(f, body, depth)
+            }
+        }
+    }
+}

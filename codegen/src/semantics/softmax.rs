@@ -1,0 +1,96 @@
+//! Online softmax in base 2 (FlashAttention-2): scores are scaled by `scale·log2(e)` inside the
+//! exponent so that each probability is one multiply-add and one `ex2`.
+
+use super::Arith;
+
+/// The per-row update when a new tile of scores arrives.
+pub struct Rescale<F> {
+    /// The new running max (raw score units).
+    pub m: F,
+    /// The scaled max subtracted inside `exp2`; 0 while the row has seen only masked scores, so
+    /// that `-inf - -inf` never makes a NaN.
+    pub shift: F,
+    /// Factor for the old running sum and output: `exp2((m_old - m_new)·scale_log2)`.
+    pub alpha: F,
+}
+
+pub fn rescale<A: Arith>(a: &mut A, m_old: A::F, tile_max: A::F, scale_log2: A::F) -> Rescale<A::F> {
+    let m = a.max(m_old, tile_max);
+    let scaled = a.mul(m, scale_log2);
+    let neg_inf = a.constant(f32::NEG_INFINITY);
+    let zero = a.constant(0.0);
+    let is_empty = a.eq(m, neg_inf);
+    let shift = a.select(is_empty, zero, scaled);
+    let old = a.mul(m_old, scale_log2);
+    let old = a.sub(old, shift);
+    let alpha = a.exp2(old);
+    Rescale { m, shift, alpha }
+}
+
+/// Unnormalised probability of one score after `rescale`.
+pub fn prob<A: Arith>(a: &mut A, s: A::F, shift: A::F, scale_log2: A::F) -> A::F {
+    let x = a.mul(s, scale_log2);
+    let x = a.sub(x, shift);
+    a.exp2(x)
+}
+
+/// `l·alpha + tile_sum`.
+pub fn running_sum<A: Arith>(a: &mut A, l: A::F, alpha: A::F, tile_sum: A::F) -> A::F {
+    let scaled = a.mul(l, alpha);
+    a.add(scaled, tile_sum)
+}
+
+/// The factor that normalises a finished row: `1/l`, or 0 for a row that saw no key, which
+/// makes its output 0 rather than NaN.
+pub fn inverse_sum<A: Arith>(a: &mut A, l: A::F) -> A::F {
+    let zero = a.constant(0.0);
+    let one = a.constant(1.0);
+    let inv = a.div(one, l);
+    let seen = a.gt(l, zero);
+    a.select(seen, inv, zero)
+}
+
+/// Natural-log LSE of a finished row: `(m·scale_log2 + log2 l)·ln 2`, or -inf for a row that
+/// saw no key.
+pub fn lse<A: Arith>(a: &mut A, m: A::F, l: A::F, scale_log2: A::F) -> A::F {
+    let zero = a.constant(0.0);
+    let ln2 = a.constant(std::f32::consts::LN_2);
+    let neg_inf = a.constant(f32::NEG_INFINITY);
+    let scaled = a.mul(m, scale_log2);
+    let log_l = a.log2(l);
+    let sum = a.add(scaled, log_l);
+    let v = a.mul(sum, ln2);
+    let seen = a.gt(l, zero);
+    a.select(seen, v, neg_inf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::semantics::F32;
+
+    #[test]
+    fn two_tiles_match_one_softmax() {
+        let (scale, s1, s2) = (0.5_f32, [1.0_f32, 3.0], [2.0_f32, 5.0]);
+        let sl2 = scale * std::f32::consts::LOG2_E;
+        let a = &mut F32;
+        let r1 = rescale(a, f32::NEG_INFINITY, 3.0, sl2);
+        let l1: f32 = s1.iter().map(|&s| prob(a, s, r1.shift, sl2)).sum();
+        let l1 = running_sum(a, 0.0, r1.alpha, l1);
+        let r2 = rescale(a, r1.m, 5.0, sl2);
+        let l2: f32 = s2.iter().map(|&s| prob(a, s, r2.shift, sl2)).sum();
+        let l = running_sum(a, l1, r2.alpha, l2);
+        let want: f64 = [1.0_f64, 3.0, 2.0, 5.0].iter().map(|s| (0.5 * s).exp()).sum::<f64>().ln();
+        assert!((lse(a, r2.m, l, sl2) as f64 - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn masked_rows_give_zero_and_neg_inf() {
+        let a = &mut F32;
+        let r = rescale(a, f32::NEG_INFINITY, f32::NEG_INFINITY, 1.0);
+        assert_eq!(r.alpha, 0.0);
+        assert_eq!(prob(a, f32::NEG_INFINITY, r.shift, 1.0), 0.0);
+        assert_eq!(inverse_sum(a, 0.0), 0.0);
+        assert_eq!(lse(a, r.m, 0.0, 1.0), f32::NEG_INFINITY);
+    }
+}

@@ -1,0 +1,183 @@
+//! The tile-IR interpreter against the float64 reference, and the interpreter's own checks of
+//! the async-copy discipline.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tessera_codegen::interp::{self, Launch};
+use tessera_codegen::ir::{self, Stmt};
+use tessera_codegen::reference::{self, Mask, Shape};
+use tessera_codegen::{passes, tile_program};
+use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit};
+
+const SPACE: Schedule = Schedule {
+    block_q: Param::Choices(&[16, 32, 64]),
+    block_kv: Param::Choices(&[16, 32, 64]),
+    warps: Param::Choices(&[1, 2, 4]),
+    stages: Param::Choices(&[1, 2, 3]),
+};
+
+fn desc(visit: Visit, dtype: Dtype, head_dim: u32) -> KernelDesc {
+    KernelDesc {
+        name: "t",
+        head_dim,
+        dtype,
+        layout: Layout::Bhsd,
+        visit,
+        load: Load::Dense,
+        schedule: SPACE,
+    }
+}
+
+struct Case {
+    shape: Shape,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl Case {
+    fn random(rng: &mut StdRng, shape: Shape) -> Case {
+        let mut fill = |n| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
+        Case { q: fill(shape.q_len()), k: fill(shape.kv_len()), v: fill(shape.kv_len()), shape }
+    }
+
+    fn launch(&self) -> Launch<'_> {
+        let s = &self.shape;
+        Launch {
+            batch: s.batch,
+            heads: s.heads,
+            kv_heads: s.kv_heads,
+            seq_q: s.seq_q,
+            seq_kv: s.seq_kv,
+            scale: 1.0 / (s.head_dim as f32).sqrt(),
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+        }
+    }
+
+    fn reference(&self, mask: Mask, dtype: Dtype) -> reference::Output {
+        // The kernel sees inputs rounded to its element type; so does the reference.
+        let r = |x: &Vec<f32>| -> Vec<f64> {
+            x.iter().map(|&v| tessera_codegen::semantics::round_to(dtype, v) as f64).collect()
+        };
+        let scale = 1.0 / (self.shape.head_dim as f64).sqrt();
+        reference::attention(&self.shape, mask, scale, &r(&self.q), &r(&self.k), &r(&self.v))
+    }
+}
+
+fn widen(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+fn check(visit: Visit, dtype: Dtype, cfg: Config, shape: Shape, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let case = Case::random(&mut rng, shape);
+    let program = tile_program(&desc(visit, dtype, shape.head_dim as u32), &cfg).unwrap();
+    let out = interp::run(&program, &case.launch()).unwrap();
+    let mask = if visit == Visit::Causal { Mask::Causal } else { Mask::None };
+    let want = case.reference(mask, dtype);
+    let err = reference::rel_error(&widen(&out.o), &want.o);
+    let tol = if dtype == Dtype::Bf16 { 1e-2 } else { 2e-3 };
+    assert!(err < tol, "{visit:?} {dtype} {cfg} {shape:?}: rel error {err}");
+    for (i, (&got, &want)) in out.lse.iter().zip(&want.lse).enumerate() {
+        let ok = if want == f64::NEG_INFINITY { got == f32::NEG_INFINITY } else { (got as f64 - want).abs() < 1e-3 };
+        assert!(ok, "{visit:?} {cfg} {shape:?}: lse[{i}] = {got}, reference {want}");
+    }
+}
+
+fn shape(batch: usize, heads: usize, kv_heads: usize, seq_q: usize, seq_kv: usize, head_dim: usize) -> Shape {
+    Shape { batch, heads, kv_heads, seq_q, seq_kv, head_dim }
+}
+
+#[test]
+fn dense_and_causal_match_reference_on_ragged_lengths() {
+    let cfg = Config { block_q: 32, block_kv: 16, warps: 2, stages: 2 };
+    for (i, (sq, skv)) in [(1, 1), (17, 17), (33, 50), (50, 33), (64, 64), (5, 70)].into_iter().enumerate() {
+        for visit in [Visit::Dense, Visit::Causal] {
+            check(visit, Dtype::Bf16, cfg, shape(1, 2, 2, sq, skv, 64), i as u64);
+        }
+    }
+}
+
+#[test]
+fn grouped_query_attention_and_f16() {
+    let cfg = Config { block_q: 16, block_kv: 32, warps: 1, stages: 3 };
+    for (group, dtype) in [(1, Dtype::F16), (4, Dtype::Bf16), (8, Dtype::F16)] {
+        check(Visit::Causal, dtype, cfg, shape(2, 8, 8 / group, 23, 41, 64), group as u64);
+    }
+    check(Visit::Dense, Dtype::Bf16, cfg, shape(1, 4, 1, 19, 77, 128), 9);
+}
+
+#[test]
+fn every_config_of_the_space_matches_reference() {
+    let d = desc(Visit::Causal, Dtype::Bf16, 64);
+    for (i, cfg) in d.configs().into_iter().enumerate() {
+        check(Visit::Causal, Dtype::Bf16, cfg, shape(1, 1, 1, 37, 45, 64), 100 + i as u64);
+    }
+}
+
+#[test]
+fn fully_masked_rows_give_zero_and_neg_inf() {
+    // seq_q > seq_kv: under bottom-right causal alignment the first rows see no key.
+    let cfg = Config { block_q: 16, block_kv: 16, warps: 1, stages: 2 };
+    check(Visit::Causal, Dtype::Bf16, cfg, shape(1, 1, 1, 40, 7, 64), 3);
+}
+
+#[test]
+fn pipelining_does_not_change_results() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let case = Case::random(&mut rng, shape(1, 2, 1, 45, 83, 64));
+    let d = desc(Visit::Causal, Dtype::Bf16, 64);
+    let cfg = Config { block_q: 32, block_kv: 16, warps: 2, stages: 3 };
+    let synchronous = {
+        let p = passes::visit::lower(ir::from_desc::build(&d, &cfg)).unwrap();
+        let p = passes::pipeline::pipeline(ir::Program { body: unpipelined(p.body), ..p }).unwrap();
+        interp::run(&passes::smem::place(p), &case.launch()).unwrap()
+    };
+    let pipelined = interp::run(&tile_program(&d, &cfg).unwrap(), &case.launch()).unwrap();
+    assert_eq!(synchronous.o, pipelined.o);
+}
+
+/// Marks every loop single-stage, so the pipelining pass leaves it synchronous.
+fn unpipelined(body: Vec<Stmt>) -> Vec<Stmt> {
+    body.into_iter()
+        .map(|s| match s {
+            Stmt::For { var, begin, end, body, .. } => Stmt::For { var, begin, end, stages: 1, body },
+            other => other,
+        })
+        .collect()
+}
+
+/// Removes the first statement matching `pred` anywhere in the program.
+fn remove_first(body: &mut Vec<Stmt>, pred: &dyn Fn(&Stmt) -> bool) -> bool {
+    if let Some(i) = body.iter().position(pred) {
+        body.remove(i);
+        return true;
+    }
+    body.iter_mut().any(|s| match s {
+        Stmt::For { body, .. } | Stmt::If { body, .. } => remove_first(body, pred),
+        _ => false,
+    })
+}
+
+fn run_mutant(mutate: &dyn Fn(&mut Vec<Stmt>) -> bool) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(11);
+    let case = Case::random(&mut rng, shape(1, 1, 1, 20, 50, 64));
+    let d = desc(Visit::Dense, Dtype::Bf16, 64);
+    let mut p = tile_program(&d, &Config { block_q: 16, block_kv: 16, warps: 1, stages: 2 }).unwrap();
+    assert!(mutate(&mut p.body), "mutation found nothing to change");
+    interp::run(&p, &case.launch()).map(|_| ())
+}
+
+#[test]
+fn interpreter_rejects_a_missing_wait() {
+    let err = run_mutant(&|b| remove_first(b, &|s| matches!(s, Stmt::Wait { .. }))).unwrap_err();
+    assert!(err.contains("before its async copy was waited for"), "{err}");
+}
+
+#[test]
+fn interpreter_rejects_a_missing_barrier() {
+    let err = run_mutant(&|b| remove_first(b, &|s| matches!(s, Stmt::Barrier))).unwrap_err();
+    assert!(err.contains("barrier"), "{err}");
+}
