@@ -16,6 +16,8 @@ pub enum Var {
     /// The query row / key column of one score element (only inside mask predicates).
     Row,
     Col,
+    /// The thread's lane in its warp (only in the lowering's own address expressions).
+    Lane,
     /// A loop variable or `let` binding, numbered by the program builder.
     Local(u32, &'static str),
 }
@@ -169,6 +171,7 @@ impl fmt::Display for Var {
             Var::KvHeads => f.write_str("kv_heads"),
             Var::Cta(axis) => write!(f, "cta.{}", ["x", "y", "z"][*axis as usize % 3]),
             Var::Row => f.write_str("row"),
+            Var::Lane => f.write_str("lane"),
             Var::Col => f.write_str("col"),
             Var::Local(id, name) => write!(f, "%{name}{id}"),
         }

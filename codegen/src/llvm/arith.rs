@@ -1,0 +1,94 @@
+//! The `semantics::Arith` backend that emits LLVM instructions, so the softmax formulas the
+//! interpreter runs are the ones the kernel runs.
+
+use inkwell::FloatPredicate;
+use inkwell::values::{FloatValue, IntValue};
+
+use super::lower::{Lowerer, Res};
+use crate::semantics::Arith;
+
+/// Builder failures are latched and reported by `finish`, since the formulas are written
+/// against an infallible interface.
+pub struct Emit<'l, 'ctx, 'a> {
+    pub l: &'l Lowerer<'ctx, 'a>,
+    error: Option<crate::CodegenError>,
+}
+
+impl<'l, 'ctx, 'a> Emit<'l, 'ctx, 'a> {
+    pub fn new(l: &'l Lowerer<'ctx, 'a>) -> Self {
+        Emit { l, error: None }
+    }
+
+    pub fn finish(self) -> Res<()> {
+        self.error.map_or(Ok(()), Err)
+    }
+
+    fn latch<T>(&mut self, r: Res<T>, fallback: T) -> T {
+        r.unwrap_or_else(|e| {
+            self.error.get_or_insert(e);
+            fallback
+        })
+    }
+
+    fn float<E: Into<crate::CodegenError>>(&mut self, r: Result<FloatValue<'ctx>, E>) -> FloatValue<'ctx> {
+        let undef = self.l.ctx.f32_type().get_undef();
+        self.latch(r.map_err(Into::into), undef)
+    }
+
+    fn intrinsic(&mut self, name: &str, overloaded: bool, args: &[FloatValue<'ctx>]) -> FloatValue<'ctx> {
+        let f32t = self.l.ctx.f32_type().into();
+        let overloads: &[_] = if overloaded { &[f32t] } else { &[] };
+        let args: Vec<_> = args.iter().map(|a| (*a).into()).collect();
+        let r = self.l.call_value(name, overloads, &args).map(|v| v.into_float_value());
+        self.float(r)
+    }
+}
+
+impl<'ctx> Arith for Emit<'_, 'ctx, '_> {
+    type F = FloatValue<'ctx>;
+    type B = IntValue<'ctx>;
+
+    fn constant(&mut self, v: f32) -> Self::F {
+        self.l.f32(v)
+    }
+    fn add(&mut self, a: Self::F, b: Self::F) -> Self::F {
+        let r = self.l.b.build_float_add(a, b, "");
+        self.float(r)
+    }
+    fn sub(&mut self, a: Self::F, b: Self::F) -> Self::F {
+        let r = self.l.b.build_float_sub(a, b, "");
+        self.float(r)
+    }
+    fn mul(&mut self, a: Self::F, b: Self::F) -> Self::F {
+        let r = self.l.b.build_float_mul(a, b, "");
+        self.float(r)
+    }
+    fn div(&mut self, a: Self::F, b: Self::F) -> Self::F {
+        let r = self.l.b.build_float_div(a, b, "");
+        self.float(r)
+    }
+    fn max(&mut self, a: Self::F, b: Self::F) -> Self::F {
+        // maxnum, like f32::max: a NaN operand yields the other one.
+        self.intrinsic("llvm.maxnum", true, &[a, b])
+    }
+    fn exp2(&mut self, a: Self::F) -> Self::F {
+        self.intrinsic("llvm.nvvm.ex2.approx.ftz", true, &[a])
+    }
+    fn log2(&mut self, a: Self::F) -> Self::F {
+        self.intrinsic("llvm.nvvm.lg2.approx.ftz.f", false, &[a])
+    }
+    fn eq(&mut self, a: Self::F, b: Self::F) -> Self::B {
+        let r = self.l.b.build_float_compare(FloatPredicate::OEQ, a, b, "").map_err(Into::into);
+        let f = self.l.ctx.bool_type().const_zero();
+        self.latch(r, f)
+    }
+    fn gt(&mut self, a: Self::F, b: Self::F) -> Self::B {
+        let r = self.l.b.build_float_compare(FloatPredicate::OGT, a, b, "").map_err(Into::into);
+        let f = self.l.ctx.bool_type().const_zero();
+        self.latch(r, f)
+    }
+    fn select(&mut self, c: Self::B, a: Self::F, b: Self::F) -> Self::F {
+        let r = self.l.b.build_select(c, a, b, "").map(|v| v.into_float_value());
+        self.float(r)
+    }
+}

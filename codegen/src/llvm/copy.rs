@@ -1,0 +1,91 @@
+//! Global → shared tile copies with `cp.async.cg` (16 bytes per thread per step), swizzled on
+//! the way in. Rows past the tile's limit are zero-filled (`src_size = 0`), so masked keys
+//! multiply zeros, never stale data.
+
+use inkwell::IntPredicate;
+use inkwell::values::{IntValue, PointerValue};
+
+use super::layout::CHUNK_ELEMS;
+use super::lower::{Lowerer, Res};
+use crate::ir::{BufId, Expr, GlobalTile, Tensor, Var};
+
+impl<'ctx> Lowerer<'ctx, '_> {
+    /// The tensor's base pointer and its (heads, tokens) extents.
+    pub fn tensor(&self, t: Tensor) -> Res<(PointerValue<'ctx>, IntValue<'ctx>, IntValue<'ctx>)> {
+        let var = |v: Var| self.expr(&Expr::Var(v));
+        let p = &self.params;
+        Ok(match t {
+            Tensor::Q => (p.q, var(Var::Heads)?, var(Var::SeqQ)?),
+            Tensor::K => (p.k, var(Var::KvHeads)?, var(Var::SeqKv)?),
+            Tensor::V => (p.v, var(Var::KvHeads)?, var(Var::SeqKv)?),
+            Tensor::O => (p.o, var(Var::Heads)?, var(Var::SeqQ)?),
+            Tensor::Lse => (p.lse, var(Var::Heads)?, var(Var::SeqQ)?),
+        })
+    }
+
+    /// Index (in rows, i64) of row 0 of (batch, head) in a `[batch, heads, tokens, ..]` tensor.
+    pub fn head_rows(&self, t: &GlobalTile) -> Res<IntValue<'ctx>> {
+        let i64t = self.ctx.i64_type();
+        let (_, heads, tokens) = self.tensor(t.tensor)?;
+        let widen = |v: IntValue<'ctx>| self.b.build_int_s_extend(v, i64t, "");
+        let (batch, head) = (widen(self.expr(&t.batch)?)?, widen(self.expr(&t.head)?)?);
+        let bh = self.b.build_int_mul(batch, widen(heads)?, "")?;
+        let bh = self.b.build_int_add(bh, head, "")?;
+        Ok(self.b.build_int_mul(bh, widen(tokens)?, "")?)
+    }
+
+    /// Byte offset of `stage` of a shared buffer.
+    pub fn stage_base(&self, buf: BufId, stage: &Expr) -> Res<IntValue<'ctx>> {
+        let sb = self.program.shared(buf);
+        let stage_bytes = (sb.rows * sb.cols * self.program.dtype.bytes()) as i64;
+        let stage = self.expr(stage)?;
+        let off = self.b.build_int_mul(stage, self.i32(stage_bytes), "")?;
+        Ok(self.b.build_int_add(off, self.i32(sb.offset.unwrap_or(0) as i64), "")?)
+    }
+
+    pub fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile) -> Res<()> {
+        let sb = self.program.shared(dst);
+        let (rows, cols) = (sb.rows, sb.cols);
+        let chunks_per_row = cols / CHUNK_ELEMS;
+        let row_bytes = (cols * self.program.dtype.bytes()) as i64;
+        let total = rows * chunks_per_row;
+        let threads = self.program.threads();
+        let base = self.stage_base(dst, stage)?;
+        let (gptr, _, _) = self.tensor(src.tensor)?;
+        let head_rows = self.head_rows(src)?;
+        let (row0, limit) = (self.expr(&src.row0)?, self.expr(&src.limit)?);
+        let i64t = self.ctx.i64_type();
+        for it in 0..total.div_ceil(threads) {
+            let c = self.b.build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
+            let body = |l: &mut Self| -> Res<()> {
+                let b = &l.b;
+                let r = b.build_int_unsigned_div(c, l.i32(chunks_per_row as i64), "")?;
+                let ch = b.build_int_unsigned_rem(c, l.i32(chunks_per_row as i64), "")?;
+                let grow = b.build_int_add(row0, r, "")?;
+                let valid = b.build_int_compare(IntPredicate::SLT, grow, limit, "")?;
+                let size = b.build_select(valid, l.i32(16), l.i32(0), "")?;
+                // A zero-size copy reads nothing, but its address still stays inside the tensor.
+                let srow = b.build_select(valid, grow, l.i32(0), "")?.into_int_value();
+                let srow = b.build_int_s_extend(srow, i64t, "")?;
+                let grow_abs = b.build_int_add(head_rows, srow, "")?;
+                let gbytes = b.build_int_mul(grow_abs, i64t.const_int(row_bytes as u64, false), "")?;
+                let ch64 = b.build_int_z_extend(ch, i64t, "")?;
+                let gbytes = b.build_int_add(gbytes, b.build_int_mul(ch64, i64t.const_int(16, false), "")?, "")?;
+                let gaddr = l.byte_ptr(gptr, gbytes)?;
+                let swz = b.build_xor(ch, b.build_and(r, l.i32(7), "")?, "")?;
+                let soff = b.build_int_add(base, b.build_int_mul(r, l.i32(row_bytes), "")?, "")?;
+                let soff = b.build_int_add(soff, b.build_int_mul(swz, l.i32(16), "")?, "")?;
+                let saddr = l.byte_ptr(l.smem, soff)?;
+                l.call("llvm.nvvm.cp.async.cg.shared.global.16.s", &[], &[saddr.into(), gaddr.into(), size])?;
+                Ok(())
+            };
+            if (it + 1) * threads > total {
+                let inside = self.b.build_int_compare(IntPredicate::ULT, c, self.i32(total as i64), "")?;
+                self.if_then(inside, body)?;
+            } else {
+                body(self)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! The kernel function: signature (see `KERNEL_PARAMS`), launch bounds, the lane's coordinates,
+//! the dynamic shared memory, and the environment the statement lowering starts from.
+
+use std::collections::HashMap;
+
+use inkwell::attributes::AttributeLoc;
+use inkwell::context::Context;
+use inkwell::module::{Linkage, Module};
+use inkwell::values::{BasicValue, IntValue};
+use inkwell::AddressSpace;
+
+use super::lower::{GLOBAL, Lane, Lowerer, Params, Res, SHARED};
+use crate::ir::{Program, Var};
+
+/// `ptx_kernel` calling convention: the function becomes a `.entry`.
+const PTX_KERNEL: u32 = 71;
+
+pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program) -> Res<()> {
+    let gptr = ctx.ptr_type(AddressSpace::from(GLOBAL));
+    let i32t = ctx.i32_type();
+    let fn_type = ctx.void_type().fn_type(
+        &[gptr.into(), gptr.into(), gptr.into(), gptr.into(), gptr.into(), i32t.into(), i32t.into(), i32t.into(), i32t.into(), ctx.f32_type().into()],
+        false,
+    );
+    let func = module.add_function(&program.name, fn_type, None);
+    func.set_call_conventions(PTX_KERNEL);
+    func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.maxntid", &program.threads().to_string()));
+    let noalias = ctx.create_enum_attribute(inkwell::attributes::Attribute::get_named_enum_kind_id("noalias"), 0);
+    for (i, name) in super::KERNEL_PARAMS.iter().enumerate() {
+        let p = func.get_nth_param(i as u32).ok_or_else(|| crate::CodegenError::Llvm("missing param".into()))?;
+        p.set_name(name);
+        if i < 5 {
+            func.add_attribute(AttributeLoc::Param(i as u32), noalias);
+        }
+    }
+    let smem = module.add_global(ctx.i8_type().array_type(0), Some(AddressSpace::from(SHARED)), "smem");
+    smem.set_linkage(Linkage::External);
+    smem.set_alignment(16);
+
+    let b = ctx.create_builder();
+    b.position_at_end(ctx.append_basic_block(func, "entry"));
+    let param = |i: u32| func.get_nth_param(i).ok_or_else(|| crate::CodegenError::Llvm("missing param".into()));
+    let ptr = |i: u32| param(i).map(|p| p.into_pointer_value());
+    let int = |i: u32| param(i).map(|p| p.into_int_value());
+    let sreg = |name: &str| -> Res<IntValue<'ctx>> {
+        let f = super::intrinsics::declare(module, name, &[])?;
+        let v = b.build_call(f, &[], "")?.try_as_basic_value();
+        match v {
+            inkwell::values::ValueKind::Basic(v) => Ok(v.into_int_value()),
+            _ => Err(crate::CodegenError::Llvm(format!("{name} returned no value"))),
+        }
+    };
+    let tid = sreg("llvm.nvvm.read.ptx.sreg.tid.x")?;
+    let lane = b.build_and(tid, i32t.const_int(31, false), "lane")?;
+    let lane = Lane {
+        tid,
+        warp: b.build_right_shift(tid, i32t.const_int(5, false), false, "warp")?,
+        lane,
+        g: b.build_right_shift(lane, i32t.const_int(2, false), false, "g")?,
+        t: b.build_and(lane, i32t.const_int(3, false), "t")?,
+    };
+    let scale = param(9)?.into_float_value();
+    let log2e = ctx.f32_type().const_float(std::f64::consts::LOG2_E);
+    let scale_log2 = b.build_float_mul(scale, log2e, "scale_log2")?;
+    let vars: HashMap<Var, IntValue<'ctx>> = [
+        (Var::Lane, lane.lane),
+        (Var::SeqQ, int(5)?),
+        (Var::SeqKv, int(6)?),
+        (Var::Heads, int(7)?),
+        (Var::KvHeads, int(8)?),
+        (Var::Cta(0), sreg("llvm.nvvm.read.ptx.sreg.ctaid.x")?),
+        (Var::Cta(1), sreg("llvm.nvvm.read.ptx.sreg.ctaid.y")?),
+        (Var::Cta(2), sreg("llvm.nvvm.read.ptx.sreg.ctaid.z")?),
+        (Var::Batch, sreg("llvm.nvvm.read.ptx.sreg.nctaid.z")?),
+    ]
+    .into_iter()
+    .collect();
+    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale_log2 };
+
+    let mut l = Lowerer {
+        ctx,
+        module,
+        b,
+        func,
+        program,
+        params,
+        lane,
+        smem: smem.as_pointer_value(),
+        vars,
+        frags: Vec::new(),
+    };
+    l.frags = program
+        .frags
+        .iter()
+        .map(|f| {
+            let ty: inkwell::types::BasicTypeEnum = match f.kind {
+                crate::ir::FragKind::Operand => i32t.into(),
+                _ => ctx.f32_type().into(),
+            };
+            vec![undef(ty); l.frag_len(f.kind, f.cols) as usize]
+        })
+        .collect();
+    l.block(&program.body)?;
+    l.b.build_return(None)?;
+    Ok(())
+}
+
+fn undef(ty: inkwell::types::BasicTypeEnum<'_>) -> inkwell::values::BasicValueEnum<'_> {
+    match ty {
+        inkwell::types::BasicTypeEnum::IntType(t) => t.get_undef().as_basic_value_enum(),
+        inkwell::types::BasicTypeEnum::FloatType(t) => t.get_undef().as_basic_value_enum(),
+        other => other.const_zero(),
+    }
+}

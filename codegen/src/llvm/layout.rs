@@ -1,0 +1,121 @@
+//! Where data sits: which row and 16-byte chunk each lane
+//! hands to `ldmatrix.x4` so that the registers it gets back are the `mma.m16n8k16` operand
+//! fragments (PTX ISA §9.7.14.5.8 and §9.7.14.5.15). The tests replay ldmatrix on a matrix of
+//! known values and compare with the fragment definitions, so a wrong address fails here
+//! rather than as wrong numbers on a GPU.
+
+use crate::ir::{Expr, Var};
+
+/// Elements per 16-byte chunk (bf16/f16).
+pub const CHUNK_ELEMS: u32 = 8;
+
+/// The tile row and chunk that `lane` addresses in `ldmatrix.x4`, relative to the operand's
+/// first row and chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LdmatrixRole {
+    /// A operand 16×16 from a row-major `[m][k]` tile: matrices (rows 0-7, k 0-7),
+    /// (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) → a0a1, a2a3, a4a5, a6a7.
+    A,
+    /// B operands of two n8 tiles from an `[n][k]` tile (K in Q·Kᵀ): registers come back as
+    /// (tile 0: b0b1, b2b3), (tile 1: b0b1, b2b3).
+    BNk,
+    /// B operands of two n8 tiles from a `[k][n]` tile (V in P·V), read with `.trans`.
+    BKn,
+}
+
+impl LdmatrixRole {
+    /// (row, chunk) as expressions of `Var::Lane`: the lowering emits them, the tests evaluate.
+    pub fn lane_offset(self) -> (Expr, Expr) {
+        let lane = || Expr::var(Var::Lane);
+        match self {
+            // Matrices 0-3 are (rows 0-7 | 8-15) × (chunk 0 | 1), rows first. For V this is
+            // (k 0-7 | 8-15) × (n 0-7 | 8-15), which `.trans` turns into b0b1, b2b3 of two tiles.
+            LdmatrixRole::A | LdmatrixRole::BKn => (lane().rem(16), lane().div(16)),
+            // Matrices 0-3 are (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15).
+            LdmatrixRole::BNk => (lane().rem(8).add(lane().div(16).mul(8)), lane().div(8).rem(2)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ldmatrix.x4 semantics: lane `l` receives, in register j, row `l/4` (columns 2(l%4),
+    /// 2(l%4)+1) of matrix j, whose row r starts at the address lane 8j + r gave; with `.trans`
+    /// it receives column `l/4` (rows 2(l%4), 2(l%4)+1) instead.
+    fn ldmatrix(tile: &dyn Fn(u32, u32) -> u32, role: LdmatrixRole, trans: bool) -> Vec<[(u32, u32); 4]> {
+        let (row, chunk) = role.lane_offset();
+        let at = |e: &Expr, lane: u32| e.eval(&|v| (v == Var::Lane).then_some(lane as i32)).unwrap() as u32;
+        let addr = |lane: u32| (at(&row, lane), at(&chunk, lane));
+        (0..32)
+            .map(|l| {
+                let mut regs = [(0, 0); 4];
+                for (j, reg) in regs.iter_mut().enumerate() {
+                    let (g, t) = (l / 4, l % 4);
+                    let elem = |r: u32, c: u32| {
+                        let (row, chunk) = addr(8 * j as u32 + r);
+                        tile(row, chunk * CHUNK_ELEMS + c)
+                    };
+                    *reg = if trans {
+                        (elem(2 * t, g), elem(2 * t + 1, g))
+                    } else {
+                        (elem(g, 2 * t), elem(g, 2 * t + 1))
+                    };
+                }
+                regs
+            })
+            .collect()
+    }
+
+    /// Encodes (row, col) so each element is identifiable.
+    fn id(row: u32, col: u32) -> u32 {
+        row * 1000 + col
+    }
+
+    #[test]
+    fn a_operand_matches_mma_a_fragment() {
+        let got = ldmatrix(&id, LdmatrixRole::A, false);
+        for l in 0..32 {
+            let (g, t) = (l / 4, l % 4);
+            // a0..a7: rows g, g+8; cols 2t+(i&1), +8 for i >= 4; packed in pairs.
+            let want = [
+                (id(g, 2 * t), id(g, 2 * t + 1)),
+                (id(g + 8, 2 * t), id(g + 8, 2 * t + 1)),
+                (id(g, 2 * t + 8), id(g, 2 * t + 9)),
+                (id(g + 8, 2 * t + 8), id(g + 8, 2 * t + 9)),
+            ];
+            assert_eq!(got[l as usize], want, "lane {l}");
+        }
+    }
+
+    /// B fragment (k × n): lane holds b0,b1 = (k = 2t, 2t+1; n = g), b2,b3 = (k = 2t+8, 2t+9).
+    fn b_fragment(b: &dyn Fn(u32, u32) -> u32, n0: u32, l: u32) -> [(u32, u32); 2] {
+        let (g, t) = (l / 4, l % 4);
+        [(b(2 * t, n0 + g), b(2 * t + 1, n0 + g)), (b(2 * t + 8, n0 + g), b(2 * t + 9, n0 + g))]
+    }
+
+    #[test]
+    fn k_tile_gives_b_fragments_of_two_n_tiles() {
+        // The tile is [n][k]; B[k][n] = tile[n][k].
+        let got = ldmatrix(&id, LdmatrixRole::BNk, false);
+        let b = |k: u32, n: u32| id(n, k);
+        for l in 0..32 {
+            let [r0, r1, r2, r3] = got[l as usize];
+            assert_eq!([r0, r1], b_fragment(&b, 0, l), "lane {l} tile 0");
+            assert_eq!([r2, r3], b_fragment(&b, 8, l), "lane {l} tile 1");
+        }
+    }
+
+    #[test]
+    fn v_tile_gives_b_fragments_with_trans() {
+        // The tile is [k][n]; B[k][n] = tile[k][n].
+        let got = ldmatrix(&id, LdmatrixRole::BKn, true);
+        for l in 0..32 {
+            let [r0, r1, r2, r3] = got[l as usize];
+            assert_eq!([r0, r1], b_fragment(&id, 0, l), "lane {l} tile 0");
+            assert_eq!([r2, r3], b_fragment(&id, 8, l), "lane {l} tile 1");
+        }
+    }
+
+}

@@ -1,0 +1,303 @@
+//! The lowering context: builder, kernel parameters, the lane's coordinates, and the
+//! environment mapping tile-IR variables and fragments to SSA values. Structured control flow
+//! (`For`, `If`) carries every fragment through phis, so each statement lowering can treat
+//! fragments as plain values.
+
+use std::collections::HashMap;
+
+use inkwell::basic_block::BasicBlock;
+use inkwell::builder::Builder;
+use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::types::BasicTypeEnum;
+use inkwell::values::{BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
+use inkwell::{AddressSpace, IntPredicate};
+
+use super::intrinsics;
+use crate::CodegenError;
+use crate::ir::{BinOp, Expr, FragKind, Program, Stmt, Var};
+
+pub type Res<T> = Result<T, CodegenError>;
+
+/// Address spaces of the NVPTX backend.
+pub const GLOBAL: u16 = 1;
+pub const SHARED: u16 = 3;
+
+pub struct Params<'ctx> {
+    pub q: PointerValue<'ctx>,
+    pub k: PointerValue<'ctx>,
+    pub v: PointerValue<'ctx>,
+    pub o: PointerValue<'ctx>,
+    pub lse: PointerValue<'ctx>,
+    pub scale_log2: FloatValue<'ctx>,
+}
+
+/// The thread's place in the CTA, in the terms of the mma fragment layouts.
+pub struct Lane<'ctx> {
+    pub tid: IntValue<'ctx>,
+    pub warp: IntValue<'ctx>,
+    pub lane: IntValue<'ctx>,
+    /// `lane / 4`: the fragment row within an 8-row group.
+    pub g: IntValue<'ctx>,
+    /// `lane % 4`: the column pair within an n8 tile.
+    pub t: IntValue<'ctx>,
+}
+
+pub struct Lowerer<'ctx, 'a> {
+    pub ctx: &'ctx Context,
+    pub module: &'a Module<'ctx>,
+    pub b: Builder<'ctx>,
+    pub func: FunctionValue<'ctx>,
+    pub program: &'a Program,
+    pub params: Params<'ctx>,
+    pub lane: Lane<'ctx>,
+    pub smem: PointerValue<'ctx>,
+    pub vars: HashMap<Var, IntValue<'ctx>>,
+    /// Per fragment, this lane's registers (see `frag_len`).
+    pub frags: Vec<Vec<BasicValueEnum<'ctx>>>,
+}
+
+impl<'ctx, 'a> Lowerer<'ctx, 'a> {
+    pub fn i32(&self, v: i64) -> IntValue<'ctx> {
+        self.ctx.i32_type().const_int(v as u64, true)
+    }
+
+    pub fn f32(&self, v: f32) -> FloatValue<'ctx> {
+        self.ctx.f32_type().const_float(v as f64)
+    }
+
+    /// Calls an intrinsic, declaring it (and checking its name) on first use.
+    pub fn call(
+        &self,
+        name: &str,
+        overloads: &[BasicTypeEnum<'ctx>],
+        args: &[BasicValueEnum<'ctx>],
+    ) -> Res<Option<BasicValueEnum<'ctx>>> {
+        let f = intrinsics::declare(self.module, name, overloads)?;
+        let args: Vec<_> = args.iter().map(|a| (*a).into()).collect();
+        let site = self.b.build_call(f, &args, "")?;
+        Ok(match site.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => Some(v),
+            inkwell::values::ValueKind::Instruction(_) => None,
+        })
+    }
+
+    pub fn call_value(
+        &self,
+        name: &str,
+        overloads: &[BasicTypeEnum<'ctx>],
+        args: &[BasicValueEnum<'ctx>],
+    ) -> Res<BasicValueEnum<'ctx>> {
+        self.call(name, overloads, args)?
+            .ok_or_else(|| CodegenError::Llvm(format!("{name} returned no value")))
+    }
+
+    /// Warps split the query tile in 16-row slabs; a warp owns `slabs()` of them.
+    pub fn slabs(&self) -> u32 {
+        self.program.config.block_q / (16 * self.program.config.warps)
+    }
+
+    /// Registers per lane of a fragment: 4 f32 per n8 tile (accumulators), 4 packed i32 per k16
+    /// step (operands), 2 f32 (rows g and g+8) per slab (row statistics).
+    pub fn frag_len(&self, kind: FragKind, cols: u32) -> u32 {
+        self.slabs()
+            * match kind {
+                FragKind::Acc => cols / 8 * 4,
+                FragKind::Operand => cols / 16 * 4,
+                FragKind::RowStat => 2,
+            }
+    }
+
+    /// The CTA-local first row of this warp's `slab`: slab s of warp w is rows
+    /// `(s·warps + w)·16 ..` (16 rows).
+    pub fn slab_row(&self, slab: u32) -> Res<IntValue<'ctx>> {
+        let slab_base = self.i32((slab * self.program.config.warps * 16) as i64);
+        let warp_rows = self.b.build_int_mul(self.lane.warp, self.i32(16), "")?;
+        Ok(self.b.build_int_add(slab_base, warp_rows, "")?)
+    }
+
+    /// The CTA-local row of `slab`, row-half `h` (0: row g, 1: row g+8) for this lane.
+    pub fn local_row(&self, slab: u32, h: u32) -> Res<IntValue<'ctx>> {
+        let base = self.b.build_int_add(self.slab_row(slab)?, self.i32(8 * h as i64), "")?;
+        Ok(self.b.build_int_add(base, self.lane.g, "")?)
+    }
+
+    pub fn expr(&self, e: &Expr) -> Res<IntValue<'ctx>> {
+        Ok(match e {
+            Expr::Const(c) => self.i32(*c as i64),
+            Expr::Var(v) => *self
+                .vars
+                .get(v)
+                .ok_or_else(|| CodegenError::Ir(format!("variable {v} is not bound here")))?,
+            Expr::Bin(op, a, b) => {
+                let (a, b) = (self.expr(a)?, self.expr(b)?);
+                let bd = &self.b;
+                let bool_to_i32 = |p: IntValue<'ctx>| bd.build_int_z_extend(p, self.ctx.i32_type(), "");
+                let truthy = |x: IntValue<'ctx>| bd.build_int_compare(IntPredicate::NE, x, self.i32(0), "");
+                match op {
+                    BinOp::Add => bd.build_int_add(a, b, "")?,
+                    BinOp::Sub => bd.build_int_sub(a, b, "")?,
+                    BinOp::Mul => bd.build_int_mul(a, b, "")?,
+                    BinOp::Div => bd.build_int_signed_div(a, b, "")?,
+                    BinOp::Rem => bd.build_int_signed_rem(a, b, "")?,
+                    BinOp::Min | BinOp::Max => {
+                        let pred = if *op == BinOp::Min { IntPredicate::SLT } else { IntPredicate::SGT };
+                        let c = bd.build_int_compare(pred, a, b, "")?;
+                        bd.build_select(c, a, b, "")?.into_int_value()
+                    }
+                    BinOp::Lt => bool_to_i32(bd.build_int_compare(IntPredicate::SLT, a, b, "")?)?,
+                    BinOp::Le => bool_to_i32(bd.build_int_compare(IntPredicate::SLE, a, b, "")?)?,
+                    BinOp::And => bool_to_i32(bd.build_and(truthy(a)?, truthy(b)?, "")?)?,
+                    BinOp::Or => bool_to_i32(bd.build_or(truthy(a)?, truthy(b)?, "")?)?,
+                }
+            }
+        })
+    }
+
+    /// An expression as an i1 condition.
+    pub fn cond(&self, e: &Expr) -> Res<IntValue<'ctx>> {
+        let v = self.expr(e)?;
+        Ok(self.b.build_int_compare(IntPredicate::NE, v, self.i32(0), "")?)
+    }
+
+    pub fn block(&mut self, body: &[Stmt]) -> Res<()> {
+        for s in body {
+            self.stmt(s)?;
+        }
+        Ok(())
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> Res<()> {
+        match s {
+            Stmt::Let { var, value } => {
+                let v = self.expr(value)?;
+                self.vars.insert(*var, v);
+            }
+            Stmt::Copy { dst, stage, src, .. } => self.copy(*dst, stage, src)?,
+            Stmt::Commit => {
+                self.call("llvm.nvvm.cp.async.commit.group", &[], &[])?;
+            }
+            Stmt::Wait { pending } => {
+                let n = self.i32(*pending as i64).into();
+                self.call("llvm.nvvm.cp.async.wait.group", &[], &[n])?;
+            }
+            Stmt::Barrier => self.barrier()?,
+            Stmt::Fill { frag, value } => {
+                let v = self.f32(*value).as_basic_value_enum();
+                self.frags[frag.0].iter_mut().for_each(|x| *x = v);
+            }
+            Stmt::Mma { acc, a, b, .. } => self.mma(*acc, a, b)?,
+            Stmt::Mask { frag, row0, col0, keep, when } => {
+                let when = self.cond(when)?;
+                self.if_then(when, |l| l.mask(*frag, row0, col0, keep))?;
+            }
+            Stmt::Softmax { s, p, m, l, o } => self.softmax(*s, *p, *m, *l, *o)?,
+            Stmt::Normalize { o, l } => self.normalize(*o, *l)?,
+            Stmt::Store { frag, dst } => self.store(*frag, dst)?,
+            Stmt::StoreLse { m, l, dst } => self.store_lse(*m, *l, dst)?,
+            Stmt::For { var, begin, end, body, .. } => self.for_loop(*var, begin, end, body)?,
+            Stmt::If { cond, body } => {
+                let c = self.cond(cond)?;
+                self.if_then(c, |l| l.block(body))?;
+            }
+            Stmt::VisitTiles { .. } | Stmt::VisitMask { .. } => {
+                return Err(CodegenError::Ir("visit placeholders reached the lowering".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn barrier(&self) -> Res<()> {
+        let zero = self.i32(0).into();
+        self.call("llvm.nvvm.barrier.cta.sync.aligned.all", &[], &[zero])?;
+        Ok(())
+    }
+
+    fn append_block(&self, name: &str) -> BasicBlock<'ctx> {
+        self.ctx.append_basic_block(self.func, name)
+    }
+
+    fn current_block(&self) -> Res<BasicBlock<'ctx>> {
+        self.b.get_insert_block().ok_or_else(|| CodegenError::Llvm("builder has no block".into()))
+    }
+
+    /// Runs `then` under `cond`; fragments it changes are merged with phis. Variables bound
+    /// inside stay inside.
+    pub fn if_then(&mut self, cond: IntValue<'ctx>, then: impl FnOnce(&mut Self) -> Res<()>) -> Res<()> {
+        let entry = self.current_block()?;
+        let (then_bb, merge_bb) = (self.append_block("then"), self.append_block("endif"));
+        self.b.build_conditional_branch(cond, then_bb, merge_bb)?;
+        self.b.position_at_end(then_bb);
+        let (vars, before) = (self.vars.clone(), self.frags.clone());
+        then(self)?;
+        let then_end = self.current_block()?;
+        self.b.build_unconditional_branch(merge_bb)?;
+        self.b.position_at_end(merge_bb);
+        self.vars = vars;
+        for (f, regs) in self.frags.iter_mut().enumerate() {
+            for (i, reg) in regs.iter_mut().enumerate() {
+                let old = before[f][i];
+                if *reg != old {
+                    let phi = self.b.build_phi(old.get_type(), "")?;
+                    phi.add_incoming(&[(&old, entry), (&*reg, then_end)]);
+                    *reg = phi.as_basic_value();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `for var in begin..end`, every fragment carried through a phi.
+    fn for_loop(&mut self, var: Var, begin: &Expr, end: &Expr, body: &[Stmt]) -> Res<()> {
+        let (begin, end) = (self.expr(begin)?, self.expr(end)?);
+        let pre = self.current_block()?;
+        let (header, body_bb, exit) =
+            (self.append_block("loop"), self.append_block("body"), self.append_block("endloop"));
+        self.b.build_unconditional_branch(header)?;
+        self.b.position_at_end(header);
+        let j = self.b.build_phi(self.ctx.i32_type(), "")?;
+        let mut phis = Vec::new();
+        for regs in &mut self.frags {
+            let mut row = Vec::new();
+            for reg in regs.iter_mut() {
+                let phi = self.b.build_phi(reg.get_type(), "")?;
+                phi.add_incoming(&[(&*reg, pre)]);
+                *reg = phi.as_basic_value();
+                row.push(phi);
+            }
+            phis.push(row);
+        }
+        let jv = j.as_basic_value().into_int_value();
+        let go = self.b.build_int_compare(IntPredicate::SLT, jv, end, "")?;
+        self.b.build_conditional_branch(go, body_bb, exit)?;
+
+        self.b.position_at_end(body_bb);
+        let vars = self.vars.clone();
+        self.vars.insert(var, jv);
+        self.block(body)?;
+        let next = self.b.build_int_add(jv, self.i32(1), "")?;
+        let latch = self.current_block()?;
+        self.b.build_unconditional_branch(header)?;
+        j.add_incoming(&[(&begin, pre), (&next, latch)]);
+        for (f, row) in phis.iter().enumerate() {
+            for (i, phi) in row.iter().enumerate() {
+                phi.add_incoming(&[(&self.frags[f][i], latch)]);
+                self.frags[f][i] = phi.as_basic_value();
+            }
+        }
+        self.vars = vars;
+        self.b.position_at_end(exit);
+        Ok(())
+    }
+
+    /// A pointer `bytes` past `base` in address space `space`.
+    pub fn byte_ptr(&self, base: PointerValue<'ctx>, bytes: IntValue<'ctx>) -> Res<PointerValue<'ctx>> {
+        // SAFETY of the GEP: offsets are computed from the tile bounds the passes checked; an
+        // out-of-tile offset would be a codegen bug, not UB reachable from user input.
+        Ok(unsafe { self.b.build_in_bounds_gep(self.ctx.i8_type(), base, &[bytes], "")? })
+    }
+
+    pub fn ptr_type(&self, space: u16) -> BasicTypeEnum<'ctx> {
+        self.ctx.ptr_type(AddressSpace::from(space)).into()
+    }
+}

@@ -1,0 +1,144 @@
+//! Tile products with `ldmatrix.x4` + `mma.sync.m16n8k16`: each warp multiplies its 16-row
+//! slabs of A with every n8 tile of B, k16 step by k16 step. B fragments are loaded once per
+//! (k step, n16 pair) and shared by the warp's slabs.
+
+use inkwell::values::{BasicValueEnum, IntValue};
+use tessera_desc::Dtype;
+
+use super::layout::{CHUNK_ELEMS, LdmatrixRole};
+use super::lower::{Lowerer, Res, SHARED};
+use crate::CodegenError;
+use crate::ir::{BufId, Expr, FragId, Operand};
+
+/// A shared operand's addressing for this lane: the byte offset of its stage and the lane's
+/// row and swizzle terms (see `shared_address`).
+struct SharedOperand<'ctx> {
+    base: IntValue<'ctx>,
+    row_bytes: u32,
+    lane_row_bytes: IntValue<'ctx>,
+    lane_xor: IntValue<'ctx>,
+    trans: bool,
+}
+
+/// Where the A operand comes from: shared memory through ldmatrix, or registers already in
+/// the A layout (P, packed by the softmax from its C-layout scores).
+enum ASource<'ctx> {
+    Shared(SharedOperand<'ctx>),
+    Frag(FragId),
+}
+
+impl<'ctx> Lowerer<'ctx, '_> {
+    fn shared_operand(&self, buf: BufId, stage: &Expr, role: LdmatrixRole) -> Res<SharedOperand<'ctx>> {
+        let sb = self.program.shared(buf);
+        let row_bytes = sb.cols * self.program.dtype.bytes();
+        let b = &self.b;
+        let (row, chunk) = role.lane_offset();
+        let (row, chunk) = (self.expr(&row)?, self.expr(&chunk)?);
+        // Operand row bases are multiples of 8 and chunk bases even, so the swizzled chunk of
+        // (base_row + row, base_chunk + chunk) is base_chunk ^ (chunk ^ (row & 7)).
+        let lane_xor = b.build_xor(chunk, b.build_and(row, self.i32(7), "")?, "")?;
+        Ok(SharedOperand {
+            base: self.stage_base(buf, stage)?,
+            row_bytes,
+            lane_row_bytes: b.build_int_mul(row, self.i32(row_bytes as i64), "")?,
+            lane_xor,
+            trans: role == LdmatrixRole::BKn,
+        })
+    }
+
+    /// `ldmatrix.x4` of the 16×16 block at (`row`, `col`) of a shared operand.
+    fn ldmatrix(&self, op: &SharedOperand<'ctx>, row: IntValue<'ctx>, col: u32) -> Res<[IntValue<'ctx>; 4]> {
+        let b = &self.b;
+        let chunk = self.i32((col / CHUNK_ELEMS) as i64);
+        let phys = b.build_xor(chunk, op.lane_xor, "")?;
+        let off = b.build_int_mul(row, self.i32(op.row_bytes as i64), "")?;
+        let off = b.build_int_add(b.build_int_add(op.base, off, "")?, op.lane_row_bytes, "")?;
+        let off = b.build_int_add(off, b.build_int_mul(phys, self.i32(16), "")?, "")?;
+        let ptr = self.byte_ptr(self.smem, off)?;
+        let name = if op.trans {
+            "llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.trans.b16"
+        } else {
+            "llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.b16"
+        };
+        let s = self.call_value(name, &[self.ptr_type(SHARED)], &[ptr.into()])?.into_struct_value();
+        let mut regs = [self.i32(0); 4];
+        for (i, r) in regs.iter_mut().enumerate() {
+            *r = b.build_extract_value(s, i as u32, "")?.into_int_value();
+        }
+        Ok(regs)
+    }
+
+    /// One `mma.sync.m16n8k16` with f32 accumulators.
+    fn mma_sync(&self, a: &[IntValue<'ctx>; 4], b0: IntValue<'ctx>, b1: IntValue<'ctx>, c: &mut [BasicValueEnum<'ctx>]) -> Res<()> {
+        let (name, ops): (&str, Vec<BasicValueEnum<'ctx>>) = match self.program.dtype {
+            Dtype::F16 => {
+                let h2 = self.ctx.f16_type().vec_type(2);
+                let cast = |v: IntValue<'ctx>| self.b.build_bit_cast(v, h2, "");
+                let mut ops = Vec::new();
+                for v in a.iter().chain([&b0, &b1]) {
+                    ops.push(cast(*v)?);
+                }
+                ("llvm.nvvm.mma.m16n8k16.row.col.f32.f32", ops)
+            }
+            _ => {
+                let ops = a.iter().chain([&b0, &b1]).map(|v| (*v).into()).collect();
+                ("llvm.nvvm.mma.m16n8k16.row.col.bf16", ops)
+            }
+        };
+        let mut args = ops;
+        args.extend(c.iter().copied());
+        let d = self.call_value(name, &[], &args)?.into_struct_value();
+        for (i, ci) in c.iter_mut().enumerate() {
+            *ci = self.b.build_extract_value(d, i as u32, "")?;
+        }
+        Ok(())
+    }
+
+    pub fn mma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Res<()> {
+        let n = self.program.frag(acc).cols;
+        let Operand::Shared { buf: b_buf, stage: b_stage, kn } = b else {
+            return Err(CodegenError::Ir("mma: B must be a shared tile".into()));
+        };
+        let b_role = if *kn { LdmatrixRole::BKn } else { LdmatrixRole::BNk };
+        let b_op = self.shared_operand(*b_buf, b_stage, b_role)?;
+        let b_sb = self.program.shared(*b_buf);
+        let k = if *kn { b_sb.rows } else { b_sb.cols };
+        let a_src = match a {
+            Operand::Shared { buf, stage, kn: false } => {
+                ASource::Shared(self.shared_operand(*buf, stage, LdmatrixRole::A)?)
+            }
+            Operand::Frag(p) => ASource::Frag(*p),
+            Operand::Shared { .. } => return Err(CodegenError::Ir("mma: A must be [m][k]".into())),
+        };
+        let slabs = self.slabs();
+        let n_tiles = n / 8;
+        for kk in 0..k / 16 {
+            let mut a_regs = Vec::new();
+            for slab in 0..slabs {
+                a_regs.push(match &a_src {
+                    ASource::Shared(op) => self.ldmatrix(op, self.slab_row(slab)?, kk * 16)?,
+                    ASource::Frag(p) => {
+                        let base = ((slab * (self.program.frag(*p).cols / 16) + kk) * 4) as usize;
+                        let r = &self.frags[p.0][base..base + 4];
+                        [0, 1, 2, 3].map(|i| r[i].into_int_value())
+                    }
+                });
+            }
+            for np in 0..n / 16 {
+                // B rows run along k for V ([k][n]) and along n for K ([n][k]).
+                let (row, col) = if *kn { (kk * 16, np * 16) } else { (np * 16, kk * 16) };
+                let bregs = self.ldmatrix(&b_op, self.i32(row as i64), col)?;
+                for (slab, a_r) in a_regs.iter().enumerate() {
+                    for half in 0..2 {
+                        let base = ((slab as u32 * n_tiles + 2 * np + half) * 4) as usize;
+                        let mut c: Vec<_> = self.frags[acc.0][base..base + 4].to_vec();
+                        let (b0, b1) = (bregs[2 * half as usize], bregs[2 * half as usize + 1]);
+                        self.mma_sync(a_r, b0, b1, &mut c)?;
+                        self.frags[acc.0][base..base + 4].copy_from_slice(&c);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! Every config of a kernel space lowers to PTX that ptxas accepts for both targets, without
+//! spills, with the instructions the lowering means to use.
+
+use tessera_codegen::{Stage, Target, canon, emit, ptxas};
+use tessera_desc::{Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit};
+
+fn desc(visit: Visit, dtype: Dtype, head_dim: u32) -> KernelDesc {
+    KernelDesc {
+        name: "attn",
+        head_dim,
+        dtype,
+        layout: Layout::Bhsd,
+        visit,
+        load: Load::Dense,
+        schedule: Schedule {
+            block_q: Param::Choices(&[64, 128]),
+            block_kv: Param::Choices(&[32, 64]),
+            warps: Param::Choices(&[4, 8]),
+            stages: Param::Choices(&[1, 2]),
+        },
+    }
+}
+
+fn ptxas_or_skip() -> bool {
+    match ptxas::find() {
+        Ok(_) => true,
+        Err(e) if std::env::var("TESSERA_REQUIRE_PTXAS").as_deref() == Ok("1") => panic!("{e}"),
+        Err(e) => {
+            eprintln!("ptxas not found: skipping ({e})");
+            false
+        }
+    }
+}
+
+#[test]
+fn default_configs_assemble_without_spills() {
+    let have_ptxas = ptxas_or_skip();
+    for (visit, dtype, d) in [(Visit::Dense, Dtype::Bf16, 128), (Visit::Causal, Dtype::F16, 64)] {
+        let desc = desc(visit, dtype, d);
+        let cfg = desc.default_config().unwrap();
+        for target in Target::ALL {
+            let ptx = emit(&desc, &cfg, target, Stage::Ptx).unwrap();
+            assert!(ptx.contains(".version 8.0"), "{ptx}");
+            assert!(!ptx.contains(".extern .func"), "an unknown intrinsic reached the PTX");
+            for op in ["mma.sync.aligned.m16n8k16", "cp.async.cg.shared.global", "ldmatrix.sync.aligned.m8n8.x4.shared", "ldmatrix.sync.aligned.m8n8.x4.trans"] {
+                assert!(canon::count_prefix(&ptx, op) > 0, "{op} missing for {visit:?} {target}");
+            }
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap();
+                let k = &res.kernels[0];
+                eprintln!("{visit:?} {dtype} d{d} {cfg} {target}: {} regs, spills {}/{}", k.registers, k.spill_stores, k.spill_loads);
+                assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{visit:?} {target} spills");
+            }
+        }
+    }
+}
