@@ -1,0 +1,179 @@
+//! The pipeline driver and the generated `Kernel` impl.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+use syn::{Error, Item, LitStr};
+use tessera_desc::{Dtype, Layout, Load, Visit};
+
+use crate::errors;
+use crate::model::{self, Kernel, Param, Spanned};
+use crate::{parse, validate};
+
+pub fn attention(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match try_expand(attr, item.clone()) {
+        Ok(expanded) => quote!(#item #expanded),
+        // The item is kept as written so the only errors the user sees are ours, not follow-up
+        // "cannot find type" errors from code that uses the struct.
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote!(#error #item)
+        }
+    }
+}
+
+fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let item: Item = syn::parse2(item)?;
+    let (ident, entries) = errors::join(model::target(&item), parse::entries(attr))?;
+    let kernel = Kernel::from_syntax(ident, &entries)?;
+    validate::check(&kernel)?;
+    impl_kernel(&kernel)
+}
+
+// Paths name only items re-exported at the root of tessera-desc: crates that alias tessera-desc
+// itself as `tessera` (instead of the facade) must be able to use the macro too.
+fn impl_kernel(kernel: &Kernel) -> syn::Result<TokenStream> {
+    let ident = &kernel.ident;
+    let name = LitStr::new(&kernel.name.value, kernel.name.span);
+    let head_dim = Literal::u32_unsuffixed(kernel.head_dim.value);
+    let dtype = variant("dtype", kernel.dtype, |d| match d {
+        Dtype::Bf16 => Some(quote!(Bf16)),
+        Dtype::F16 => Some(quote!(F16)),
+        _ => None,
+    })?;
+    let layout = variant("layout", kernel.layout, |l| match l {
+        Layout::Bhsd => Some(quote!(Bhsd)),
+        _ => None,
+    })?;
+    let visit = variant("visit", kernel.visit, |v| match v {
+        Visit::Dense => Some(quote!(Dense)),
+        Visit::Causal => Some(quote!(Causal)),
+        _ => None,
+    })?;
+    let load = variant("load", kernel.load, |l| match l {
+        Load::Dense => Some(quote!(Dense)),
+        _ => None,
+    })?;
+    let block_q = param(&kernel.block_q);
+    let block_kv = param(&kernel.block_kv);
+    let warps = param(&kernel.warps);
+    let stages = param(&kernel.stages);
+    Ok(quote! {
+        impl ::tessera::Kernel for #ident {
+            const DESC: ::tessera::KernelDesc = ::tessera::KernelDesc {
+                name: #name,
+                head_dim: #head_dim,
+                dtype: ::tessera::Dtype::#dtype,
+                layout: ::tessera::Layout::#layout,
+                visit: ::tessera::Visit::#visit,
+                load: ::tessera::Load::#load,
+                schedule: ::tessera::Schedule {
+                    block_q: #block_q,
+                    block_kv: #block_kv,
+                    warps: #warps,
+                    stages: #stages,
+                },
+            };
+        }
+    })
+}
+
+/// The enums are `non_exhaustive`: a variant tessera-desc adds (and names in its `ALL` lists)
+/// before this crate learns to spell it becomes an error at the user's value, not a panic.
+fn variant<T: Copy + std::fmt::Debug>(
+    key: &str,
+    value: Spanned<T>,
+    spell: impl FnOnce(T) -> Option<TokenStream>,
+) -> syn::Result<TokenStream> {
+    spell(value.value).ok_or_else(|| {
+        Error::new(
+            value.span,
+            format!("this version of tessera-dsl cannot generate {key} {:?}", value.value),
+        )
+    })
+}
+
+/// An integer stays `Fixed` and a list stays `Choices`, even of one value: a list says "tunable".
+fn param(param: &Param) -> TokenStream {
+    match param {
+        Param::Default(value) => {
+            let value = Literal::u32_unsuffixed(*value);
+            quote!(::tessera::Param::Fixed(#value))
+        }
+        Param::Fixed(num) => {
+            let value = Literal::u32_unsuffixed(num.value);
+            quote!(::tessera::Param::Fixed(#value))
+        }
+        Param::Choices { items, .. } => {
+            let values = items.iter().map(|num| Literal::u32_unsuffixed(num.value));
+            quote!(::tessera::Param::Choices(&[#(#values),*]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(attr: TokenStream, item: TokenStream) -> String {
+        attention(attr, item).to_string()
+    }
+
+    #[test]
+    fn generates_the_desc_impl() {
+        let out = expand(
+            quote!(
+                head_dim = 128,
+                dtype = bf16,
+                visit = causal,
+                tile = (q = [64, 128], kv = 64),
+                tune = (stages = [1, 2])
+            ),
+            quote!(
+                pub struct CausalBf16;
+            ),
+        );
+        let expected = quote! {
+            pub struct CausalBf16;
+            impl ::tessera::Kernel for CausalBf16 {
+                const DESC: ::tessera::KernelDesc = ::tessera::KernelDesc {
+                    name: "causal_bf16",
+                    head_dim: 128,
+                    dtype: ::tessera::Dtype::Bf16,
+                    layout: ::tessera::Layout::Bhsd,
+                    visit: ::tessera::Visit::Causal,
+                    load: ::tessera::Load::Dense,
+                    schedule: ::tessera::Schedule {
+                        block_q: ::tessera::Param::Choices(&[64, 128]),
+                        block_kv: ::tessera::Param::Fixed(64),
+                        warps: ::tessera::Param::Fixed(4),
+                        stages: ::tessera::Param::Choices(&[1, 2]),
+                    },
+                };
+            }
+        };
+        assert_eq!(out, expected.to_string());
+    }
+
+    #[test]
+    fn errors_keep_the_item() {
+        let out = expand(
+            quote!(head_dim = 96),
+            quote!(
+                pub struct Dense;
+            ),
+        );
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(out.ends_with("pub struct Dense ;"), "{out}");
+    }
+
+    #[test]
+    fn item_and_attribute_errors_are_reported_together() {
+        let out = expand(
+            quote!(head_dim = ),
+            quote!(
+                enum E {}
+            ),
+        );
+        assert_eq!(out.matches("compile_error").count(), 2, "{out}");
+    }
+}

@@ -1,0 +1,10 @@
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = dense,
+    tile = (q = 64, kv = 64),
+    name = "",
+)]
+pub struct Dense;
+
+fn main() {}

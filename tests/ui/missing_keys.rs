@@ -1,0 +1,4 @@
+#[tessera::attention(head_dim = 128, tile = (q = 64, kv = 64))]
+pub struct Dense;
+
+fn main() {}

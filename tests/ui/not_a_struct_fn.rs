@@ -1,0 +1,9 @@
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = dense,
+    tile = (q = 64, kv = 64),
+)]
+pub fn dense() {}
+
+fn main() {}
