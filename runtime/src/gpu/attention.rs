@@ -1,0 +1,195 @@
+//! An attention kernel loaded on a GPU, and its checked launch.
+
+use std::collections::HashMap;
+
+use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg, sys};
+use cudarc::nvrtc::Ptx;
+use tessera_codegen::ir::Var;
+use tessera_codegen::{Stage, emit, tile_program};
+use tessera_desc::{Config, KernelDesc};
+
+use super::{DeviceTensor, Gpu, GpuError};
+
+/// The launch's inputs and outputs. `scale` defaults to 1/sqrt(head_dim).
+pub struct AttentionArgs<'a> {
+    pub q: &'a DeviceTensor,
+    pub k: &'a DeviceTensor,
+    pub v: &'a DeviceTensor,
+    pub o: &'a mut DeviceTensor,
+    /// `[batch, heads, seq_q]` f32, written when given.
+    pub lse: Option<&'a mut CudaSlice<f32>>,
+    pub scale: Option<f32>,
+}
+
+pub struct Attention {
+    pub desc: KernelDesc,
+    pub config: Config,
+    program: tessera_codegen::ir::Program,
+    function: CudaFunction,
+}
+
+const DEFAULT_DYNAMIC_SHARED: u32 = 48 * 1024;
+
+impl Attention {
+    pub fn load(gpu: &Gpu, desc: &KernelDesc, config: &Config) -> Result<Attention, GpuError> {
+        let program = tile_program(desc, config)?;
+        let smem = program.shared_bytes();
+        if smem > gpu.max_shared_bytes {
+            return Err(GpuError::Invalid(format!(
+                "{} at {config} needs {smem} bytes of shared memory; {} allows {}",
+                desc.name, gpu.name, gpu.max_shared_bytes
+            )));
+        }
+        let ptx = emit(desc, config, gpu.target()?, Stage::Ptx)?;
+        let module = gpu.ctx.load_module(Ptx::from_src(ptx))?;
+        let function = module.load_function(tessera_codegen::entry_name(desc))?;
+        if smem > DEFAULT_DYNAMIC_SHARED {
+            let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+            function.set_attribute(attr, smem as i32)?;
+        }
+        Ok(Attention {
+            desc: *desc,
+            config: *config,
+            program,
+            function,
+        })
+    }
+
+    /// Checks every argument against the kernel and the others, then launches on the stream.
+    pub fn run(&self, gpu: &Gpu, args: AttentionArgs<'_>) -> Result<(), GpuError> {
+        let sizes = self.check(&args)?;
+        let [b, h, hk, sq, skv] = sizes;
+        let scale = args
+            .scale
+            .unwrap_or(1.0 / (self.desc.head_dim as f32).sqrt());
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(GpuError::Invalid(format!(
+                "scale must be finite and positive, got {scale}"
+            )));
+        }
+        let vars: HashMap<Var, i32> = [
+            (Var::Batch, b),
+            (Var::Heads, h),
+            (Var::KvHeads, hk),
+            (Var::SeqQ, sq),
+            (Var::SeqKv, skv),
+        ]
+        .into_iter()
+        .collect();
+        let mut grid = [0u32; 3];
+        for (g, e) in grid.iter_mut().zip(&self.program.grid) {
+            *g = e
+                .eval(&|v| vars.get(&v).copied())
+                .map_err(GpuError::Invalid)? as u32;
+        }
+        if grid[1] > 65535 || grid[2] > 65535 {
+            return Err(GpuError::Invalid(format!(
+                "heads ({h}) and batch ({b}) must each be at most 65535"
+            )));
+        }
+        if grid.contains(&0) {
+            return Ok(());
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (grid[0], grid[1], grid[2]),
+            block_dim: (self.program.threads(), 1, 1),
+            shared_mem_bytes: self.program.shared_bytes(),
+        };
+        let null: u64 = 0;
+        let mut launch = gpu.stream.launch_builder(&self.function);
+        launch
+            .arg(&args.q.data)
+            .arg(&args.k.data)
+            .arg(&args.v.data)
+            .arg(&args.o.data);
+        match &args.lse {
+            Some(lse) => launch.arg(&**lse),
+            None => launch.arg(&null),
+        };
+        launch.arg(&sq).arg(&skv).arg(&h).arg(&hk).arg(&scale);
+        // SAFETY: the arguments match KERNEL_PARAMS in order and type, every tensor's shape
+        // and dtype were checked against the kernel and each other above, and the grid covers
+        // exactly the tiles the program bounds-checks.
+        unsafe { launch.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// Returns [batch, heads, kv_heads, seq_q, seq_kv] as i32 after checking every argument.
+    fn check(&self, a: &AttentionArgs<'_>) -> Result<[i32; 5], GpuError> {
+        let d = &self.desc;
+        for (arg, t) in [("q", a.q), ("k", a.k), ("v", a.v), ("o", &*a.o)] {
+            if t.dtype != d.dtype {
+                return Err(mismatch(arg, "dtype", d.dtype, t.dtype));
+            }
+            if t.shape[3] != d.head_dim as usize {
+                return Err(mismatch(arg, "head_dim", d.head_dim, t.shape[3]));
+            }
+        }
+        let [b, h, sq, _] = a.q.shape;
+        let [kb, hk, skv, _] = a.k.shape;
+        if kb != b {
+            return Err(mismatch("k", "batch (as q)", b, kb));
+        }
+        if a.v.shape != a.k.shape {
+            return Err(mismatch(
+                "v",
+                "shape (as k)",
+                format!("{:?}", a.k.shape),
+                format!("{:?}", a.v.shape),
+            ));
+        }
+        if a.o.shape != a.q.shape {
+            return Err(mismatch(
+                "o",
+                "shape (as q)",
+                format!("{:?}", a.q.shape),
+                format!("{:?}", a.o.shape),
+            ));
+        }
+        if hk == 0 || h % hk != 0 {
+            return Err(mismatch(
+                "k",
+                "heads (a divisor of q's heads)",
+                format!("a divisor of {h}"),
+                hk,
+            ));
+        }
+        if let Some(lse) = &a.lse {
+            if lse.len() != b * h * sq {
+                return Err(mismatch(
+                    "lse",
+                    "length (batch·heads·seq_q)",
+                    b * h * sq,
+                    lse.len(),
+                ));
+            }
+        }
+        let mut out = [0i32; 5];
+        for (o, (name, v)) in out.iter_mut().zip([
+            ("batch", b),
+            ("heads", h),
+            ("kv_heads", hk),
+            ("seq_q", sq),
+            ("seq_kv", skv),
+        ]) {
+            *o = i32::try_from(v)
+                .map_err(|_| GpuError::Invalid(format!("{name} = {v} does not fit in i32")))?;
+        }
+        // Element offsets are computed in i64 on the device, but rows per (batch, head) in i32.
+        Ok(out)
+    }
+}
+
+fn mismatch(
+    arg: &'static str,
+    what: &'static str,
+    expected: impl ToString,
+    got: impl ToString,
+) -> GpuError {
+    GpuError::Mismatch {
+        arg,
+        what,
+        expected: expected.to_string(),
+        got: got.to_string(),
+    }
+}

@@ -1,0 +1,60 @@
+//! The GPU side: finding a device through the CUDA driver, loading tessera's PTX, and launching
+//! kernels with every argument checked first.
+
+mod attention;
+mod error;
+mod tensor;
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaStream, sys};
+
+pub use attention::{Attention, AttentionArgs};
+pub use error::GpuError;
+pub use tensor::DeviceTensor;
+use tessera_codegen::Target;
+
+/// An opened GPU: its context, a stream, and what tessera needs to know about it.
+pub struct Gpu {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    pub name: String,
+    pub compute_capability: (i32, i32),
+    /// Opt-in maximum of dynamic shared memory per block.
+    pub max_shared_bytes: u32,
+}
+
+impl Gpu {
+    /// Opens device `ordinal`. Without a driver or a GPU this is an error that says so: cudarc
+    /// loads `libcuda.so.1` lazily and panics when it is missing, so that panic is caught here.
+    pub fn open(ordinal: usize) -> Result<Gpu, GpuError> {
+        let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
+            .map_err(|_| GpuError::NoDriver)?
+            .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+        let attr = |a| ctx.attribute(a).map_err(GpuError::from);
+        let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+        let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        let max_shared =
+            attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
+        Ok(Gpu {
+            name: ctx.name()?,
+            stream: ctx.default_stream(),
+            ctx,
+            compute_capability: (major, minor),
+            max_shared_bytes: max_shared.max(0) as u32,
+        })
+    }
+
+    /// The best target this device runs: sm_90a on Hopper, sm_80 PTX (JIT-compiled by the
+    /// driver) on everything else from Ampere on.
+    pub fn target(&self) -> Result<Target, GpuError> {
+        match self.compute_capability {
+            (9, 0) => Ok(Target::Sm90a),
+            (major, _) if major >= 8 => Ok(Target::Sm80),
+            (major, minor) => Err(GpuError::Unsupported(format!(
+                "{} has compute capability {major}.{minor}; tessera needs 8.0 or newer",
+                self.name
+            ))),
+        }
+    }
+}
