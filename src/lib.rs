@@ -2,5 +2,9 @@
 
 extern crate self as tessera;
 
+pub use tessera_codegen as codegen;
+pub use tessera_codegen::{Stage, Target};
 pub use tessera_desc::*;
 pub use tessera_dsl::attention;
+
+pub mod testing;

@@ -1,1 +1,15 @@
+//! Loading, launching and tuning tessera kernels, and the `tessera` CLI.
+//!
+//! `catalog`: the built-in kernels; `cli`: the command that lists, emits and ptxas-checks them;
+//! `gpu`: the CUDA driver side.
 
+// The DSL expands to `::tessera::...` paths, which in the user-facing facade name the `tessera`
+// crate; here the description crate plays that role.
+extern crate tessera_desc as tessera;
+
+pub mod catalog;
+pub mod cli;
+mod error;
+
+pub use error::Error;
+pub mod gpu;

@@ -2,6 +2,7 @@
 //! kernels with every argument checked first.
 
 mod attention;
+pub mod bench;
 mod error;
 mod tensor;
 

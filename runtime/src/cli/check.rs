@@ -1,0 +1,252 @@
+//! `tessera check`: assemble kernels with ptxas and report what each needs of the GPU.
+//!
+//! ptxas is the gate because LLVM's NVPTX backend accepts PTX the driver rejects (see
+//! `tessera_codegen::ptxas`). Every kernel × config × target is tried even after a failure, so
+//! one run shows everything that is wrong.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tessera_codegen::ptxas::{self, KernelResources};
+use tessera_codegen::{Stage, Target};
+use tessera_desc::{Config, KernelDesc};
+
+use super::table::Table;
+use super::{find_kernel, parse_target};
+use crate::{Error, catalog};
+
+// Naming no kernel is an error rather than "check all": `check` alone checking nothing, or
+// silently everything, would both surprise.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["kernels", "all"])))]
+pub struct Args {
+    /// Kernel names, as `tessera list` prints them.
+    kernels: Vec<String>,
+    /// Check every catalog kernel.
+    #[arg(long)]
+    all: bool,
+    /// Check every config of each kernel's tuning space, not only the default one.
+    #[arg(long)]
+    all_configs: bool,
+    /// Check only this target (sm_80 or sm_90a) instead of both.
+    #[arg(long, value_parser = parse_target)]
+    target: Option<Target>,
+}
+
+/// Largest shared memory one CTA may use (static + dynamic, with the opt-in attribute) on the
+/// target's base GPU (A100, H100): a config above it assembles fine and then fails at launch, so
+/// `check` reports it here. Other sm_8x GPUs running sm_80 PTX have less (99 KiB on sm_86/89).
+fn max_shared_bytes(target: Target) -> u32 {
+    match target {
+        Target::Sm80 => 163 * 1024,
+        Target::Sm90a => 227 * 1024,
+    }
+}
+
+enum Status {
+    Ok,
+    Spills,
+    SharedOverLimit { limit: u32 },
+    Failed(String),
+}
+
+struct Check {
+    kernel: &'static str,
+    config: Config,
+    target: Target,
+    resources: Option<(KernelResources, u32)>,
+    status: Status,
+}
+
+pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    let kernels: Vec<&'static KernelDesc> = if args.all {
+        catalog::all().iter().collect()
+    } else {
+        args.kernels
+            .iter()
+            .map(|name| find_kernel(name))
+            .collect::<Result<_, _>>()?
+    };
+    // Up front, so a machine without ptxas gets one clear error instead of a table of failures.
+    let ptxas = ptxas::find()?;
+    let targets: Vec<Target> = match args.target {
+        Some(t) => vec![t],
+        None => Target::ALL.to_vec(),
+    };
+
+    let mut jobs = Vec::new();
+    for &desc in &kernels {
+        let configs = if args.all_configs {
+            desc.configs()
+        } else {
+            vec![desc.parse_config("").map_err(|source| Error::Config {
+                kernel: desc.name,
+                source,
+            })?]
+        };
+        for config in configs {
+            for &target in &targets {
+                jobs.push((desc, config, target));
+            }
+        }
+    }
+    let checks = run_parallel(&jobs, |&(desc, config, target)| {
+        check_one(&ptxas, desc, config, target)
+    });
+    report(&checks, out).map_err(Error::Stdout)?;
+
+    let failed = checks
+        .iter()
+        .filter(|c| !matches!(c.status, Status::Ok))
+        .count();
+    if failed > 0 {
+        return Err(Error::CheckFailed {
+            failed,
+            total: checks.len(),
+        });
+    }
+    Ok(())
+}
+
+/// `f` over `jobs` on every core, results in job order. `--all-configs` is hundreds of LLVM
+/// compilations and ptxas runs, each single-threaded; codegen makes its own LLVM context per
+/// call, so the jobs are independent.
+fn run_parallel<J: Sync, R: Send>(jobs: &[J], f: impl Fn(&J) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break done };
+                        done.push((i, f(job)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(done) => done,
+                // A panic in codegen is a bug, not a check result: surface it as one.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    results.sort_by_key(|&(i, _)| i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn check_one(ptxas: &Path, desc: &KernelDesc, config: Config, target: Target) -> Check {
+    let (resources, status) = match measure(ptxas, desc, &config, target) {
+        Ok((res, dynamic)) => {
+            let shared = res.shared_bytes + dynamic;
+            let status = if res.spill_stores > 0 || res.spill_loads > 0 {
+                Status::Spills
+            } else if shared > max_shared_bytes(target) {
+                Status::SharedOverLimit {
+                    limit: max_shared_bytes(target),
+                }
+            } else {
+                Status::Ok
+            };
+            (Some((res, dynamic)), status)
+        }
+        Err(message) => (None, Status::Failed(message)),
+    };
+    Check {
+        kernel: desc.name,
+        config,
+        target,
+        resources,
+        status,
+    }
+}
+
+/// ptxas's figures for the kernel's entry and the dynamic shared memory its program needs.
+fn measure(
+    ptxas: &Path,
+    desc: &KernelDesc,
+    config: &Config,
+    target: Target,
+) -> Result<(KernelResources, u32), String> {
+    let codegen = |e: tessera_codegen::CodegenError| format!("codegen: {e}");
+    let dynamic = tessera_codegen::tile_program(desc, config)
+        .map_err(codegen)?
+        .shared_bytes();
+    let ptx = tessera_codegen::emit(desc, config, target, Stage::Ptx).map_err(codegen)?;
+    let resources = ptxas::assemble_with(ptxas, &ptx, target.name()).map_err(|e| e.to_string())?;
+    let entry = tessera_codegen::entry_name(desc);
+    let found = resources.kernel(entry).cloned();
+    found
+        .ok_or_else(|| format!("ptxas reported no entry `{entry}`"))
+        .map(|res| (res, dynamic))
+}
+
+fn report(checks: &[Check], out: &mut dyn Write) -> std::io::Result<()> {
+    let mut table = Table::new(vec![
+        "kernel",
+        "config",
+        "target",
+        "regs",
+        "smem",
+        "stack",
+        "spill st/ld",
+        "status",
+    ]);
+    for c in checks {
+        let figures = match &c.resources {
+            Some((r, dynamic)) => [
+                r.registers.to_string(),
+                (r.shared_bytes + dynamic).to_string(),
+                r.stack_bytes.to_string(),
+                format!("{}/{}", r.spill_stores, r.spill_loads),
+            ],
+            None => ["-", "-", "-", "-"].map(String::from),
+        };
+        let status = match &c.status {
+            Status::Ok => "ok".to_string(),
+            Status::Spills => "SPILLS".to_string(),
+            Status::SharedOverLimit { limit } => format!("SMEM > {} KiB", limit / 1024),
+            Status::Failed(_) => "FAILED".to_string(),
+        };
+        let mut row = vec![
+            c.kernel.to_string(),
+            c.config.to_string(),
+            c.target.name().to_string(),
+        ];
+        row.extend(figures);
+        row.push(status);
+        table.row(row);
+    }
+    table.write(out)?;
+
+    // Failure messages are multi-line (ptxas's stderr), so they follow the table.
+    for c in checks {
+        if let Status::Failed(message) = &c.status {
+            writeln!(
+                out,
+                "\n{} ({}, {}):\n{}",
+                c.kernel,
+                c.config,
+                c.target,
+                message.trim_end()
+            )?;
+        }
+    }
+    let ok = checks
+        .iter()
+        .filter(|c| matches!(c.status, Status::Ok))
+        .count();
+    writeln!(
+        out,
+        "\n{ok} of {} checks ok (bytes; smem = static from ptxas + dynamic from the tile program)",
+        checks.len()
+    )
+}

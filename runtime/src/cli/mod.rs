@@ -1,0 +1,83 @@
+//! The `tessera` command line: argument parsing and dispatch; each subcommand lives in its own
+//! file.
+
+mod check;
+mod emit;
+mod list;
+mod table;
+
+use std::io::{self, Write};
+
+use clap::{Parser, Subcommand};
+use tessera_codegen::{Stage, Target};
+use tessera_desc::KernelDesc;
+
+use crate::{Error, catalog};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "List, emit and ptxas-check tessera's attention kernels"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the built-in kernels and their tuning spaces.
+    List,
+    /// Print one stage (tile IR, LLVM IR or PTX) of a kernel at one config.
+    Emit(emit::Args),
+    /// Assemble kernels with ptxas and report registers, shared memory, stack and spills.
+    Check(check::Args),
+}
+
+/// Parses the process arguments and runs the command, writing to stdout. Usage errors, `--help`
+/// and `--version` are handled (and the process exited) by clap.
+pub fn main() -> Result<(), Error> {
+    run(Cli::parse(), &mut io::stdout().lock())
+}
+
+/// Runs a parsed command line, writing its report to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
+    match cli.command {
+        Command::List => list::run(out),
+        Command::Emit(args) => emit::run(&args, out),
+        Command::Check(args) => check::run(&args, out),
+    }
+}
+
+fn find_kernel(name: &str) -> Result<&'static KernelDesc, Error> {
+    catalog::find(name).ok_or_else(|| Error::UnknownKernel {
+        name: name.to_string(),
+        known: catalog::names(),
+    })
+}
+
+fn known<T>(all: &[T], name: impl Fn(&T) -> &'static str) -> String {
+    all.iter().map(name).collect::<Vec<_>>().join(", ")
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::parse(s).ok_or_else(|| {
+        format!(
+            "unknown target `{s}` (known: {})",
+            known(&Target::ALL, |t| t.name())
+        )
+    })
+}
+
+fn parse_stage(s: &str) -> Result<Stage, String> {
+    Stage::parse(s).ok_or_else(|| {
+        format!(
+            "unknown stage `{s}` (known: {})",
+            known(&Stage::ALL, |t| t.name())
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

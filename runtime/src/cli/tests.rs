@@ -1,0 +1,182 @@
+use clap::Parser;
+
+use super::{Cli, run};
+use crate::Error;
+
+fn cli(args: &[&str]) -> Cli {
+    match Cli::try_parse_from(std::iter::once("tessera").chain(args.iter().copied())) {
+        Ok(cli) => cli,
+        Err(e) => panic!("{args:?} did not parse: {e}"),
+    }
+}
+
+fn output(args: &[&str]) -> Result<String, Error> {
+    let mut out = Vec::new();
+    run(cli(args), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn parse_error(args: &[&str]) -> String {
+    match Cli::try_parse_from(std::iter::once("tessera").chain(args.iter().copied())) {
+        Ok(cli) => panic!("{args:?} parsed: {cli:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn list_shows_every_kernel_and_its_space() {
+    let text = output(&["list"]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + crate::catalog::all().len(), "{text}");
+    assert!(lines[0].starts_with("kernel"), "{text}");
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with("causal_f16_d64 "))
+        .unwrap();
+    let cells: Vec<&str> = row
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            "causal_f16_d64",
+            "f16",
+            "64",
+            "causal",
+            "dense",
+            "[64, 128]",
+            "[32, 64, 128]",
+            "[4, 8]",
+            "[1, 2, 3]",
+            "27"
+        ]
+    );
+}
+
+#[test]
+fn emit_ir_at_default_and_given_config() {
+    let default = output(&["emit", "dense_bf16_d128", "--stage", "ir"]).unwrap();
+    assert!(!default.is_empty());
+    let tuned = output(&[
+        "emit",
+        "dense_bf16_d128",
+        "--stage",
+        "ir",
+        "--config",
+        "block_q=128,warps=8",
+    ])
+    .unwrap();
+    assert_ne!(default, tuned);
+}
+
+#[test]
+fn emit_writes_the_file() {
+    let path = std::env::temp_dir().join(format!("tessera-cli-test-{}.ir", std::process::id()));
+    let path_arg = path.to_string_lossy().into_owned();
+    let stdout = output(&["emit", "causal_f16_d64", "--stage", "ir", "-o", &path_arg]).unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(stdout.is_empty());
+    assert_eq!(
+        written,
+        output(&["emit", "causal_f16_d64", "--stage", "ir"]).unwrap()
+    );
+}
+
+#[test]
+fn unknown_kernel_lists_the_known_ones() {
+    for args in [
+        &["emit", "dense_bf16_d96"][..],
+        &["check", "dense_bf16_d128", "dense_bf16_d96"],
+    ] {
+        let message = output(args).unwrap_err().to_string();
+        assert!(
+            message.starts_with("unknown kernel `dense_bf16_d96`; known kernels: "),
+            "{message}"
+        );
+        assert!(message.contains("causal_f16_d128"), "{message}");
+    }
+}
+
+#[test]
+fn bad_configs_are_errors_naming_the_problem() {
+    let cases = [
+        ("warps=3", "warps = 3 must be a power of two"),
+        (
+            "block_q=64,warps=8",
+            "does not split into 16-row slabs over 8 warps",
+        ),
+        (
+            "stages=4",
+            "outside kernel `dense_bf16_d128`'s tuning space",
+        ),
+        ("tile=64", "unknown config key `tile`"),
+        ("warps", "`warps` is not `key=value`"),
+        ("warps=four", "not a number"),
+    ];
+    for (config, expected) in cases {
+        let message = output(&[
+            "emit",
+            "dense_bf16_d128",
+            "--stage",
+            "ir",
+            "--config",
+            config,
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.starts_with("invalid config for kernel `dense_bf16_d128`: "),
+            "{message}"
+        );
+        assert!(message.contains(expected), "{config}: {message}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    assert!(
+        parse_error(&["emit", "x", "--target", "sm_70"])
+            .contains("unknown target `sm_70` (known: sm_80, sm_90a)")
+    );
+    assert!(
+        parse_error(&["emit", "x", "--stage", "sass"])
+            .contains("unknown stage `sass` (known: ir, llvm, ptx)")
+    );
+    assert!(parse_error(&["check"]).contains("<KERNELS|--all>"));
+    assert!(parse_error(&["check", "--all", "dense_bf16_d64"]).contains("cannot be used with"));
+}
+
+fn have_ptxas() -> bool {
+    match tessera_codegen::ptxas::find() {
+        Ok(_) => true,
+        Err(e) if std::env::var("TESSERA_REQUIRE_PTXAS").as_deref() == Ok("1") => panic!("{e}"),
+        Err(_) => {
+            eprintln!("ptxas not found: skipping the ptxas check");
+            false
+        }
+    }
+}
+
+#[test]
+fn check_reports_one_row_per_config_and_target() {
+    if !have_ptxas() {
+        return;
+    }
+    let text = match output(&["check", "causal_bf16_d64"]) {
+        Ok(text) => text,
+        Err(e) => panic!("{e}"),
+    };
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("causal_bf16_d64 "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(
+        rows[0].contains(" sm_80 ") && rows[1].contains(" sm_90a "),
+        "{text}"
+    );
+    assert!(rows.iter().all(|r| r.ends_with(" ok")), "{text}");
+}
