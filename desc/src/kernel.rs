@@ -38,7 +38,8 @@ impl KernelDesc {
         out
     }
 
-    /// The config used when nothing is tuned: the first valid one in the space.
+    /// The config used when nothing is tuned: the first valid one in the space, so the first
+    /// choice written for each parameter is its default (the catalog puts the H100 winner first).
     pub fn default_config(&self) -> Option<Config> {
         self.configs().into_iter().next()
     }

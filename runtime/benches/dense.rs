@@ -1,7 +1,8 @@
 //! Dense attention forward timings on the GPU, one JSON line per (shape, config): median of
 //! CUDA-event timings with the L2 flushed, TFLOP/s from 4·B·H·S²·D (halved when causal).
 //! Run with the anchors in the same call: `python3 torch_anchors.py dense --seq S [--causal]`.
-//! Arguments: sequence lengths (default 1024 4096 16384).
+//! Arguments: sequence lengths (default 1024 4096 16384) and kernel-name filters (substrings;
+//! default: every dense-family kernel of the catalog).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,6 +24,8 @@ fn main() -> Result<(), GpuError> {
     println!("{{\"device\": \"{}\"}}", gpu.name);
     let seqs: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let seqs = if seqs.is_empty() { vec![1024, 4096, 16384] } else { seqs };
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| a.parse::<usize>().is_err()).collect();
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     for &seq in &seqs {
         for visit in [Visit::Dense, Visit::Causal] {
             for dtype in [Dtype::Bf16, Dtype::F16] {
@@ -31,7 +34,9 @@ fn main() -> Result<(), GpuError> {
                         .iter()
                         .find(|k| k.visit == visit && k.dtype == dtype && k.head_dim == d)
                         .ok_or_else(|| GpuError::Invalid("catalog kernel missing".into()))?;
-                    bench_shape(&gpu, desc, seq)?;
+                    if wanted(desc.name) {
+                        bench_shape(&gpu, desc, seq)?;
+                    }
                 }
             }
         }

@@ -18,8 +18,8 @@ macro_rules! catalog {
                 head_dim = $head_dim,
                 dtype = $dtype,
                 visit = $visit,
-                tile = (q = [64, 128], kv = [32, 64, 128]),
-                tune = (warps = [4, 8], stages = [1, 2, 3]),
+                tile = (q = [128, 64], kv = [64, 32, 128]),
+                tune = (warps = [8, 4], stages = [2, 1, 3]),
             )]
             pub struct $ty;
         )*

@@ -2,7 +2,7 @@
 //! slabs of A with every n8 tile of B, k16 step by k16 step. B fragments are loaded once per
 //! (k step, n16 pair) and shared by the warp's slabs.
 
-use inkwell::values::{BasicValueEnum, IntValue};
+use inkwell::values::{BasicValueEnum, IntValue, PointerValue};
 use tessera_desc::Dtype;
 
 use super::layout::{CHUNK_ELEMS, LdmatrixRole};
@@ -10,13 +10,13 @@ use super::lower::{Lowerer, Res, SHARED};
 use crate::CodegenError;
 use crate::ir::{BufId, Expr, FragId, Operand};
 
-/// A shared operand's addressing for this lane: the byte offset of its stage and the lane's
-/// row and swizzle terms (see `shared_address`).
+/// A shared operand's addressing for this lane. The lane's swizzled chunk of an even logical
+/// chunk `c` is `(c & !7) | ((c & 7) ^ lane_xor)` (lane_xor < 8), so four base pointers, one per
+/// `c & 7` in {0, 2, 4, 6}, cover every block and the rest of each address is a constant that
+/// ptxas folds into the instruction.
 struct SharedOperand<'ctx> {
-    base: IntValue<'ctx>,
+    bases: [PointerValue<'ctx>; 4],
     row_bytes: u32,
-    lane_row_bytes: IntValue<'ctx>,
-    lane_xor: IntValue<'ctx>,
     trans: bool,
 }
 
@@ -37,24 +37,24 @@ impl<'ctx> Lowerer<'ctx, '_> {
         // Operand row bases are multiples of 8 and chunk bases even, so the swizzled chunk of
         // (base_row + row, base_chunk + chunk) is base_chunk ^ (chunk ^ (row & 7)).
         let lane_xor = b.build_xor(chunk, b.build_and(row, self.i32(7), "")?, "")?;
-        Ok(SharedOperand {
-            base: self.stage_base(buf, stage)?,
-            row_bytes,
-            lane_row_bytes: b.build_int_mul(row, self.i32(row_bytes as i64), "")?,
-            lane_xor,
-            trans: role == LdmatrixRole::BKn,
-        })
+        let lane_base = b.build_int_add(self.stage_base(buf, stage)?, b.build_int_mul(row, self.i32(row_bytes as i64), "")?, "")?;
+        let mut bases = [self.smem; 4];
+        for (e, base) in bases.iter_mut().enumerate() {
+            let chunk = b.build_xor(self.i32(2 * e as i64), lane_xor, "")?;
+            let off = b.build_int_add(lane_base, b.build_int_mul(chunk, self.i32(16), "")?, "")?;
+            *base = self.byte_ptr(self.smem, off)?;
+        }
+        Ok(SharedOperand { bases, row_bytes, trans: role == LdmatrixRole::BKn })
     }
 
     /// `ldmatrix.x4` of the 16×16 block at (`row`, `col`) of a shared operand.
     fn ldmatrix(&self, op: &SharedOperand<'ctx>, row: IntValue<'ctx>, col: u32) -> Res<[IntValue<'ctx>; 4]> {
         let b = &self.b;
-        let chunk = self.i32((col / CHUNK_ELEMS) as i64);
-        let phys = b.build_xor(chunk, op.lane_xor, "")?;
+        let chunk = col / CHUNK_ELEMS;
+        let base = op.bases[((chunk & 7) / 2) as usize];
         let off = b.build_int_mul(row, self.i32(op.row_bytes as i64), "")?;
-        let off = b.build_int_add(b.build_int_add(op.base, off, "")?, op.lane_row_bytes, "")?;
-        let off = b.build_int_add(off, b.build_int_mul(phys, self.i32(16), "")?, "")?;
-        let ptr = self.byte_ptr(self.smem, off)?;
+        let off = b.build_int_add(off, self.i32(((chunk & !7) * 16) as i64), "")?;
+        let ptr = self.byte_ptr(base, off)?;
         let name = if op.trans {
             "llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.trans.b16"
         } else {

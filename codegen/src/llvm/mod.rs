@@ -24,6 +24,16 @@ use crate::{CodegenError, Target, ir::Program};
 pub const KERNEL_PARAMS: [&str; 10] =
     ["q", "k", "v", "o", "lse", "seq_q", "seq_kv", "heads", "kv_heads", "scale"];
 
+/// 32-bit shared-memory pointers: every ldmatrix/cp.async address the loop keeps live costs one
+/// register instead of two. LLVM only offers this as a command-line option, read when the
+/// target machine computes its data layout, so it is set once before the first one is made.
+fn use_short_shared_pointers() {
+    let args = [c"tessera".as_ptr(), c"-nvptx-short-ptr".as_ptr()];
+    // SAFETY: two valid NUL-terminated strings, a null overview; called once (under `Once`)
+    // before any target machine exists, as LLVM requires of option parsing.
+    unsafe { llvm_sys::support::LLVMParseCommandLineOptions(2, args.as_ptr(), std::ptr::null()) };
+}
+
 pub struct Compiled {
     pub llvm_ir: String,
     pub ptx: String,
@@ -31,7 +41,10 @@ pub struct Compiled {
 
 pub fn compile(program: &Program, target: Target) -> Result<Compiled, CodegenError> {
     static INIT: Once = Once::new();
-    INIT.call_once(|| inkwell::targets::Target::initialize_nvptx(&InitializationConfig::default()));
+    INIT.call_once(|| {
+        inkwell::targets::Target::initialize_nvptx(&InitializationConfig::default());
+        use_short_shared_pointers();
+    });
     let llvm = |e: inkwell::support::LLVMString| CodegenError::Llvm(e.to_string());
 
     let ctx = Context::create();

@@ -46,10 +46,10 @@ fn list_shows_every_kernel_and_its_space() {
             "64",
             "causal",
             "dense",
-            "[64, 128]",
-            "[32, 64, 128]",
-            "[4, 8]",
-            "[1, 2, 3]",
+            "[128, 64]",
+            "[64, 32, 128]",
+            "[8, 4]",
+            "[2, 1, 3]",
             "27"
         ]
     );
@@ -65,7 +65,7 @@ fn emit_ir_at_default_and_given_config() {
         "--stage",
         "ir",
         "--config",
-        "block_q=128,warps=8",
+        "block_q=64,warps=4",
     ])
     .unwrap();
     assert_ne!(default, tuned);
