@@ -79,7 +79,12 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
     ];
 
     let program_body = vec![
-        Stmt::Let { var: q0, value: Expr::var(Var::Cta(0)).mul(bq as i32) },
+        // Query tiles run last-first: under a causal visit set the last tiles see the most keys,
+        // so starting them first keeps the grid's tail short (dense tiles are all equal).
+        Stmt::Let {
+            var: q0,
+            value: Expr::var(Var::SeqQ).ceil_div(bq as i32).sub(1).sub(Var::Cta(0)).mul(bq as i32),
+        },
         Stmt::Let { var: head, value: Var::Cta(1).into() },
         Stmt::Let { var: batch, value: Var::Cta(2).into() },
         // Grouped-query attention: consecutive query heads share one KV head.

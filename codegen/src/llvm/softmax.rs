@@ -73,6 +73,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
     pub fn softmax(&mut self, s: FragId, p: FragId, m: FragId, l: FragId, o: FragId) -> Res<()> {
         let (n, d) = (self.program.frag(s).cols, self.program.frag(o).cols);
         let mut probs: Vec<FloatValue<'ctx>> = Vec::new();
+        let mut packed: Vec<BasicValueEnum<'ctx>> = Vec::new();
         let mut new_m = self.frags[m.0].clone();
         let mut new_l = self.frags[l.0].clone();
         let mut new_o = self.frags[o.0].clone();
@@ -111,11 +112,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
                     }
                 }
             }
-        }
-        e.finish()?;
-        // C layout → A layout: k16 step kk is n8 tiles 2kk (a0..a3) and 2kk+1 (a4..a7).
-        let mut packed: Vec<BasicValueEnum<'ctx>> = Vec::new();
-        for slab in 0..self.slabs() {
+            // Packed per slab, so a slab's f32 probabilities die before the next slab's exist.
+            // C layout → A layout: k16 step kk is n8 tiles 2kk (a0..a3) and 2kk+1 (a4..a7).
             for kk in 0..n / 16 {
                 for (nt, h) in [(2 * kk, 0), (2 * kk, 1), (2 * kk + 1, 0), (2 * kk + 1, 1)] {
                     let lo = probs[self.acc_index(n, slab, nt, 2 * h)];
@@ -124,6 +122,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 }
             }
         }
+        e.finish()?;
         self.frags[p.0] = packed;
         self.frags[m.0] = new_m;
         self.frags[l.0] = new_l;
