@@ -27,11 +27,12 @@ pub struct Gpu {
 
 impl Gpu {
     /// Opens device `ordinal`. Without a driver or a GPU this is an error that says so: cudarc
-    /// loads `libcuda.so.1` lazily and panics when it is missing, so that panic is caught here.
+    /// loads `libcuda.so.1` lazily and panics when it is missing, so the library is looked for
+    /// first.
     pub fn open(ordinal: usize) -> Result<Gpu, GpuError> {
-        let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
-            .map_err(|_| GpuError::NoDriver)?
-            .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+        // SAFETY: loading the driver library runs its initialisers, as cudarc's own load would.
+        unsafe { libloading::Library::new("libcuda.so.1") }.map_err(|_| GpuError::NoDriver)?;
+        let ctx = CudaContext::new(ordinal).map_err(|e| GpuError::NoDevice(e.to_string()))?;
         let attr = |a| ctx.attribute(a).map_err(GpuError::from);
         let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
