@@ -67,6 +67,9 @@ impl<'ctx> Arith for Emit<'_, 'ctx, '_> {
         let r = self.l.b.build_float_div(a, b, "");
         self.float(r)
     }
+    fn fma(&mut self, a: Self::F, b: Self::F, c: Self::F) -> Self::F {
+        self.intrinsic("llvm.fma", true, &[a, b, c])
+    }
     fn max(&mut self, a: Self::F, b: Self::F) -> Self::F {
         // maxnum, like f32::max: a NaN operand yields the other one.
         self.intrinsic("llvm.maxnum", true, &[a, b])

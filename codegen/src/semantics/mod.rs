@@ -14,6 +14,8 @@ pub trait Arith {
     fn sub(&mut self, a: Self::F, b: Self::F) -> Self::F;
     fn mul(&mut self, a: Self::F, b: Self::F) -> Self::F;
     fn div(&mut self, a: Self::F, b: Self::F) -> Self::F;
+    /// `a·b + c` with one rounding (the GPU's `fma.rn.f32`).
+    fn fma(&mut self, a: Self::F, b: Self::F, c: Self::F) -> Self::F;
     fn max(&mut self, a: Self::F, b: Self::F) -> Self::F;
     fn exp2(&mut self, a: Self::F) -> Self::F;
     fn log2(&mut self, a: Self::F) -> Self::F;
@@ -44,6 +46,9 @@ impl Arith for F32 {
     }
     fn div(&mut self, a: f32, b: f32) -> f32 {
         a / b
+    }
+    fn fma(&mut self, a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
     }
     fn max(&mut self, a: f32, b: f32) -> f32 {
         a.max(b)

@@ -21,23 +21,23 @@ pub fn rescale<A: Arith>(a: &mut A, m_old: A::F, tile_max: A::F, scale_log2: A::
     let zero = a.constant(0.0);
     let is_empty = a.eq(m, neg_inf);
     let shift = a.select(is_empty, zero, scaled);
-    let old = a.mul(m_old, scale_log2);
-    let old = a.sub(old, shift);
+    let neg_shift = a.sub(zero, shift);
+    let old = a.fma(m_old, scale_log2, neg_shift);
     let alpha = a.exp2(old);
     Rescale { m, shift, alpha }
 }
 
-/// Unnormalised probability of one score after `rescale`.
+/// Unnormalised probability of one score after `rescale`: one FMA and one `ex2` per score.
 pub fn prob<A: Arith>(a: &mut A, s: A::F, shift: A::F, scale_log2: A::F) -> A::F {
-    let x = a.mul(s, scale_log2);
-    let x = a.sub(x, shift);
+    let zero = a.constant(0.0);
+    let neg_shift = a.sub(zero, shift);
+    let x = a.fma(s, scale_log2, neg_shift);
     a.exp2(x)
 }
 
 /// `l·alpha + tile_sum`.
 pub fn running_sum<A: Arith>(a: &mut A, l: A::F, alpha: A::F, tile_sum: A::F) -> A::F {
-    let scaled = a.mul(l, alpha);
-    a.add(scaled, tile_sum)
+    a.fma(l, alpha, tile_sum)
 }
 
 /// The factor that normalises a finished row: `1/l`, or 0 for a row that saw no key, which
