@@ -17,6 +17,9 @@ pub use llvm::KERNEL_PARAMS;
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
 
+/// A hash of this crate's source, for keys of caches that hold generated code.
+pub const FINGERPRINT: &str = env!("TESSERA_CODEGEN_FINGERPRINT");
+
 /// What `emit` produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stage {

@@ -7,6 +7,7 @@
 // crate; here the description crate plays that role.
 extern crate tessera_desc as tessera;
 
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 mod error;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg, sys};
 use cudarc::nvrtc::Ptx;
 use tessera_codegen::ir::Var;
-use tessera_codegen::{Stage, emit, tile_program};
+use tessera_codegen::tile_program;
 use tessera_desc::{Config, KernelDesc};
 
 use super::{DeviceTensor, Gpu, GpuError};
@@ -40,8 +40,8 @@ impl Attention {
                 desc.name, gpu.name, gpu.max_shared_bytes
             )));
         }
-        let ptx = emit(desc, config, gpu.target()?, Stage::Ptx)?;
-        let module = gpu.ctx.load_module(Ptx::from_src(ptx))?;
+        let ptx = crate::cache::ptx(desc, config, gpu.target()?)?;
+        let module = gpu.ctx.load_module(Ptx::from_src(&*ptx))?;
         let function = module.load_function(tessera_codegen::entry_name(desc))?;
         if smem > DEFAULT_DYNAMIC_SHARED {
             let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
