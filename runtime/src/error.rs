@@ -8,6 +8,8 @@ use tessera_codegen::CodegenError;
 use tessera_codegen::ptxas::PtxasError;
 use tessera_desc::ConfigError;
 
+use crate::gpu::GpuError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("unknown kernel `{name}`; known kernels: {known}")]
@@ -39,6 +41,37 @@ pub enum Error {
     Stdout(#[source] io::Error),
     #[error("{failed} of {total} checks failed")]
     CheckFailed { failed: usize, total: usize },
+    #[error("reading {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a valid safetensors file: {source}", path.display())]
+    Safetensors {
+        path: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+    #[error("{} has no tensor `{name}` (it has: {found})", path.display())]
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        found: String,
+    },
+    // The input problems `tessera run` finds before touching a GPU: wrong dtype, rank, head_dim,
+    // or shapes that disagree between q, k and v.
+    #[error("tensor `{tensor}`: {what}: expected {expected}, got {got}")]
+    Tensor {
+        tensor: &'static str,
+        what: &'static str,
+        expected: String,
+        got: String,
+    },
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("{failed} of {total} benchmarks failed")]
+    BenchFailed { failed: usize, total: usize },
 }
 
 impl Error {

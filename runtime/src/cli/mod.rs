@@ -1,9 +1,11 @@
 //! The `tessera` command line: argument parsing and dispatch; each subcommand lives in its own
 //! file.
 
+mod bench;
 mod check;
 mod emit;
 mod list;
+mod run;
 mod table;
 
 use std::io::{self, Write};
@@ -18,7 +20,7 @@ use crate::{Error, catalog};
 #[command(
     name = "tessera",
     version,
-    about = "List, emit and ptxas-check tessera's attention kernels"
+    about = "List, emit, ptxas-check, run and time tessera's attention kernels"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -33,6 +35,10 @@ enum Command {
     Emit(emit::Args),
     /// Assemble kernels with ptxas and report registers, shared memory, stack and spills.
     Check(check::Args),
+    /// Run a kernel on GPU 0 over q, k and v from a safetensors file; write o (and lse).
+    Run(run::Args),
+    /// Time kernels on GPU 0 over sequence lengths and configs.
+    Bench(bench::Args),
 }
 
 /// Parses the process arguments and runs the command, writing to stdout. Usage errors, `--help`
@@ -47,6 +53,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::List => list::run(out),
         Command::Emit(args) => emit::run(&args, out),
         Command::Check(args) => check::run(&args, out),
+        Command::Run(args) => run::run(&args, out),
+        Command::Bench(args) => bench::run(&args, out),
     }
 }
 

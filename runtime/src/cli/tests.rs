@@ -180,3 +180,164 @@ fn check_reports_one_row_per_config_and_target() {
     );
     assert!(rows.iter().all(|r| r.ends_with(" ok")), "{text}");
 }
+
+/// The error `Gpu::open(0)` gives here, or `None` where there is a GPU.
+fn no_gpu_error() -> Option<String> {
+    crate::gpu::Gpu::open(0).err().map(|e| e.to_string())
+}
+
+/// A `tessera run` input file for dense_bf16_d64: q [1, 2, 8, 64], k and v [1, 1, 8, 64].
+fn run_inputs(dir: &std::path::Path) -> String {
+    use crate::io::{FileDtype, HostTensor, write_tensors};
+    let t = |heads: usize| {
+        let n = heads * 8 * 64;
+        let bits: Vec<u16> = (0..n)
+            .map(|i| half::bf16::from_f32((i % 7) as f32 - 3.0).to_bits())
+            .collect();
+        HostTensor::from_bits(FileDtype::BF16, vec![1, heads, 8, 64], &bits)
+    };
+    let path = dir.join("in.safetensors");
+    let (q, kv) = (t(2), t(1));
+    write_tensors(&path, &[("q", &q), ("k", &kv), ("v", &kv)], &[]).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn run_checks_inputs_against_the_kernel_before_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = run_inputs(dir.path());
+    let out = dir.path().join("out.safetensors");
+    let out = out.to_string_lossy();
+    let args = |kernel| ["run", kernel, "--inputs", &inputs, "-o", &out];
+
+    let message = output(&args("dense_bf16_d128")).unwrap_err().to_string();
+    assert!(
+        message.starts_with("tensor `q`: head_dim (last dimension): expected 128"),
+        "{message}"
+    );
+    let message = output(&args("dense_f16_d64")).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        "tensor `q`: dtype: expected F16 (kernel `dense_f16_d64`), got BF16"
+    );
+    let missing = dir.path().join("missing.safetensors");
+    let message = output(&[
+        "run",
+        "dense_bf16_d64",
+        "--inputs",
+        &missing.to_string_lossy(),
+        "-o",
+        &out,
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        message.starts_with("reading ") && message.contains("missing.safetensors"),
+        "{message}"
+    );
+}
+
+#[test]
+fn run_without_a_gpu_says_so() {
+    let Some(expected) = no_gpu_error() else {
+        eprintln!("a GPU is present: the no-GPU error cannot be checked here");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = run_inputs(dir.path());
+    let out = dir.path().join("out.safetensors");
+    let message = output(&[
+        "run",
+        "dense_bf16_d64",
+        "--inputs",
+        &inputs,
+        "--output",
+        &out.to_string_lossy(),
+        "--lse",
+        "--scale",
+        "0.1",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert_eq!(message, expected);
+    assert!(!out.exists());
+}
+
+#[test]
+fn bench_checks_kernels_and_configs_before_the_gpu() {
+    let message = output(&["bench", "dense_bf16_d128", "dense_bf16_d96"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("unknown kernel `dense_bf16_d96`"),
+        "{message}"
+    );
+    let message = output(&["bench", "causal_f16_d64", "--config", "warps=3"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("invalid config for kernel `causal_f16_d64`: warps = 3"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bench_without_a_gpu_says_so() {
+    let Some(expected) = no_gpu_error() else {
+        eprintln!("a GPU is present: the no-GPU error cannot be checked here");
+        return;
+    };
+    for args in [
+        &["bench", "dense_bf16_d128"][..],
+        &[
+            "bench",
+            "causal_bf16_d64",
+            "dense_f16_d128",
+            "--all-configs",
+            "--json",
+        ],
+    ] {
+        assert_eq!(output(args).unwrap_err().to_string(), expected);
+    }
+}
+
+#[test]
+fn run_and_bench_usage_errors() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "dense_bf16_d64", "--inputs", "in", "-o", "out"];
+        args.extend(extra);
+        parse_error(&args)
+    };
+    assert!(run(&["--scale", "0"]).contains("the scale must be finite and positive, got 0"));
+    assert!(run(&["--scale", "nan"]).contains("finite and positive"));
+    assert!(run(&["--scale", "x"]).contains("`x` is not a number"));
+    assert!(parse_error(&["run", "dense_bf16_d64", "-o", "out"]).contains("--inputs <FILE>"));
+
+    assert!(parse_error(&["bench"]).contains("<KERNELS>..."));
+    assert!(
+        parse_error(&[
+            "bench",
+            "dense_bf16_d64",
+            "--all-configs",
+            "--config",
+            "warps=4"
+        ])
+        .contains("cannot be used with")
+    );
+    for bad in [
+        &["--reps", "0"][..],
+        &["--seq", "1024,0"],
+        &["--heads", "0"],
+    ] {
+        let mut args = vec!["bench", "dense_bf16_d64"];
+        args.extend(bad);
+        assert!(parse_error(&args).contains("must be at least 1"), "{bad:?}");
+    }
+    // The defaults, spelled out in --help, are what a bare `bench` uses.
+    let cli = cli(&["bench", "dense_bf16_d64"]);
+    let text = format!("{cli:?}");
+    assert!(
+        text.contains("seq: [1024, 4096, 16384]") && text.contains("heads: 32"),
+        "{text}"
+    );
+}

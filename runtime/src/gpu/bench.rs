@@ -1,9 +1,11 @@
 //! Kernel timing: CUDA events around each repetition, warm-up first, L2 flushed before every
-//! repetition (a 256 MiB write evicts the H100's 50 MiB L2), median reported.
+//! repetition (a 256 MiB write evicts the H100's 50 MiB L2), median reported; and the sweep over
+//! configs that `tessera bench` and the `dense` bench share.
 
 use cudarc::driver::sys::CUevent_flags;
+use tessera_desc::{Config, KernelDesc, Visit};
 
-use super::{Gpu, GpuError};
+use super::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
 
 const FLUSH_BYTES: usize = 256 << 20;
 
@@ -15,9 +17,16 @@ pub struct Timing {
 }
 
 /// Times `launch` (which only enqueues work on `gpu.stream`).
-pub fn time(gpu: &Gpu, warmup: usize, reps: usize, mut launch: impl FnMut() -> Result<(), GpuError>) -> Result<Timing, GpuError> {
+pub fn time(
+    gpu: &Gpu,
+    warmup: usize,
+    reps: usize,
+    mut launch: impl FnMut() -> Result<(), GpuError>,
+) -> Result<Timing, GpuError> {
     if reps == 0 {
-        return Err(GpuError::Invalid("at least one timed repetition is needed".into()));
+        return Err(GpuError::Invalid(
+            "at least one timed repetition is needed".into(),
+        ));
     }
     let mut flush = gpu.stream.alloc_zeros::<u8>(FLUSH_BYTES)?;
     for _ in 0..warmup {
@@ -34,11 +43,227 @@ pub fn time(gpu: &Gpu, warmup: usize, reps: usize, mut launch: impl FnMut() -> R
         ms.push(start.elapsed_ms(&end)? as f64);
     }
     ms.sort_by(f64::total_cmp);
-    Ok(Timing { median_ms: ms[ms.len() / 2], min_ms: ms[0], reps })
+    Ok(Timing {
+        median_ms: ms[ms.len() / 2],
+        min_ms: ms[0],
+        reps,
+    })
 }
 
 /// FLOPs of attention's two products (4·B·H·Sq·Skv·D), halved for causal on equal lengths.
-pub fn attention_flops(batch: usize, heads: usize, seq_q: usize, seq_kv: usize, head_dim: usize, causal: bool) -> f64 {
+pub fn attention_flops(
+    batch: usize,
+    heads: usize,
+    seq_q: usize,
+    seq_kv: usize,
+    head_dim: usize,
+    causal: bool,
+) -> f64 {
     let full = 4.0 * (batch * heads) as f64 * seq_q as f64 * seq_kv as f64 * head_dim as f64;
     if causal { full / 2.0 } else { full }
+}
+
+/// One timed problem: Q, K, V and O all `[batch, heads, seq, head_dim]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchShape {
+    pub batch: usize,
+    pub heads: usize,
+    pub seq: usize,
+}
+
+/// One config of one kernel on one shape.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    pub kernel: &'static str,
+    pub shape: BenchShape,
+    pub config: Config,
+    /// Why the config could not be loaded on this GPU (e.g. too much shared memory), if so.
+    pub timing: Result<Timing, String>,
+    pub flops: f64,
+}
+
+impl Measurement {
+    pub fn tflops(&self) -> Option<f64> {
+        let ms = self.timing.as_ref().ok()?.median_ms;
+        Some(self.flops / ms / 1e9)
+    }
+
+    /// One JSON object, without a newline.
+    pub fn json(&self) -> String {
+        let BenchShape { batch, heads, seq } = self.shape;
+        let (kernel, config) = (
+            json_string(self.kernel),
+            json_string(&self.config.to_string()),
+        );
+        let head = format!(
+            "{{\"kernel\": {kernel}, \"batch\": {batch}, \"heads\": {heads}, \"seq\": {seq}, \"config\": {config}"
+        );
+        match &self.timing {
+            Ok(t) => format!(
+                "{head}, \"ms\": {}, \"min_ms\": {}, \"reps\": {}, \"tflops\": {}}}",
+                json_number(t.median_ms, 4),
+                json_number(t.min_ms, 4),
+                t.reps,
+                json_number(self.tflops().unwrap_or(f64::NAN), 1)
+            ),
+            Err(e) => format!("{head}, \"error\": {}}}", json_string(e)),
+        }
+    }
+}
+
+/// Timed repetitions when the caller names none: fewer for long sequences, where one run is long
+/// enough for the events' resolution and the whole sweep would otherwise take minutes.
+pub fn default_reps(seq: usize) -> usize {
+    if seq >= 16384 { 10 } else { 30 }
+}
+
+/// Times `desc` at each config on one shape, every config on the same inputs. A config that
+/// does not load becomes a failed measurement; any other error ends the run, since a failed
+/// launch leaves the context unusable for the configs after it.
+pub fn bench_attention(
+    gpu: &Gpu,
+    desc: &KernelDesc,
+    configs: &[Config],
+    shape: BenchShape,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<Measurement>, GpuError> {
+    let d = desc.head_dim as usize;
+    let dims = [shape.batch, shape.heads, shape.seq, d];
+    let n: usize = dims.iter().product();
+    let mut seed = shape.seq as u64;
+    let mut input = || {
+        seed += 1;
+        DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, seed))
+    };
+    let (q, k, v) = (input()?, input()?, input()?);
+    let mut o = DeviceTensor::poisoned(gpu, desc.dtype, dims)?;
+    let causal = desc.visit == Visit::Causal;
+    let flops = attention_flops(shape.batch, shape.heads, shape.seq, shape.seq, d, causal);
+
+    let mut out = Vec::with_capacity(configs.len());
+    for &config in configs {
+        let timing = match Attention::load(gpu, desc, &config) {
+            Ok(attn) => Ok(time(gpu, warmup, reps, || {
+                let args = AttentionArgs {
+                    q: &q,
+                    k: &k,
+                    v: &v,
+                    o: &mut o,
+                    lse: None,
+                    scale: None,
+                };
+                attn.run(gpu, args)
+            })?),
+            Err(e) => Err(e.to_string()),
+        };
+        out.push(Measurement {
+            kernel: desc.name,
+            shape,
+            config,
+            timing,
+            flops,
+        });
+    }
+    Ok(out)
+}
+
+/// `n` values in [-1, 1) from SplitMix64: timing needs realistic values, not a statistics-grade
+/// generator, and the library has no `rand`.
+fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            // The top 24 bits are exact in f32.
+            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// A JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number with `decimals` decimals; `null` for what JSON cannot hold (NaN, infinities).
+fn json_number(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "null".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_values_stay_in_range_and_vary() {
+        let v = uniform(10_000, 7);
+        assert!(v.iter().all(|x| (-1.0..1.0).contains(x)));
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        assert!(mean.abs() < 0.05, "{mean}");
+        assert_ne!(uniform(4, 1), uniform(4, 2));
+    }
+
+    #[test]
+    fn measurements_are_valid_json_lines() {
+        let m = Measurement {
+            kernel: "dense_bf16_d64",
+            shape: BenchShape {
+                batch: 1,
+                heads: 32,
+                seq: 1024,
+            },
+            config: Config {
+                block_q: 128,
+                block_kv: 64,
+                warps: 8,
+                stages: 2,
+            },
+            timing: Ok(Timing {
+                median_ms: 0.5,
+                min_ms: 0.25,
+                reps: 30,
+            }),
+            flops: 4.0 * 32.0 * 1024.0 * 1024.0 * 64.0,
+        };
+        assert_eq!(
+            m.json(),
+            "{\"kernel\": \"dense_bf16_d64\", \"batch\": 1, \"heads\": 32, \"seq\": 1024, \
+             \"config\": \"block_q=128,block_kv=64,warps=8,stages=2\", \"ms\": 0.5000, \
+             \"min_ms\": 0.2500, \"reps\": 30, \"tflops\": 17.2}"
+        );
+        let failed = Measurement {
+            timing: Err("needs \"too much\"\nshared memory".into()),
+            ..m
+        };
+        assert!(
+            failed
+                .json()
+                .ends_with(", \"error\": \"needs \\\"too much\\\"\\nshared memory\"}"),
+            "{}",
+            failed.json()
+        );
+    }
 }

@@ -20,16 +20,26 @@ impl DeviceTensor {
         shape: [usize; 4],
         values: &[f32],
     ) -> Result<Self, GpuError> {
+        let bits: Vec<u16> = values.iter().map(|&x| to_bits(dtype, x)).collect();
+        Self::from_bits(gpu, dtype, shape, &bits)
+    }
+
+    /// Uploads elements given as `dtype` bit patterns, e.g. as read from a file.
+    pub fn from_bits(
+        gpu: &Gpu,
+        dtype: Dtype,
+        shape: [usize; 4],
+        bits: &[u16],
+    ) -> Result<Self, GpuError> {
         let n: usize = shape.iter().product();
-        if values.len() != n {
+        if bits.len() != n {
             return Err(GpuError::Invalid(format!(
-                "{} values for shape {shape:?} ({n} elements)",
-                values.len()
+                "{} elements given for shape {shape:?}, which has {n}",
+                bits.len()
             )));
         }
-        let bits: Vec<u16> = values.iter().map(|&x| to_bits(dtype, x)).collect();
         Ok(DeviceTensor {
-            data: gpu.stream.clone_htod(&bits)?,
+            data: gpu.stream.clone_htod(bits)?,
             dtype,
             shape,
         })

@@ -1,0 +1,195 @@
+//! `tessera bench`: kernels timed on the GPU over sequence lengths and configs.
+//!
+//! Timing is `gpu::bench`'s: CUDA events around each launch, the L2 flushed before each, the
+//! median reported. TFLOP/s count attention's two products, 4·B·H·S²·D, halved for causal.
+
+use std::io::Write;
+
+use tessera_desc::{Config, KernelDesc};
+
+use super::find_kernel;
+use super::table::Table;
+use crate::Error;
+use crate::gpu::Gpu;
+use crate::gpu::bench::{BenchShape, Measurement, bench_attention, default_reps};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Kernel names, as `tessera list` prints them.
+    #[arg(required = true)]
+    kernels: Vec<String>,
+    /// Sequence lengths (of queries and keys alike), comma-separated.
+    #[arg(
+        long,
+        value_name = "N,...",
+        value_delimiter = ',',
+        default_values_t = [1024, 4096, 16384],
+        value_parser = positive
+    )]
+    seq: Vec<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    batch: usize,
+    /// Heads of q, k and v alike.
+    #[arg(long, default_value_t = 32, value_parser = positive)]
+    heads: usize,
+    /// Config overrides over each kernel's default, e.g. `block_q=128,warps=8`.
+    #[arg(long, value_name = "KEY=VALUE,...", conflicts_with = "all_configs")]
+    config: Option<String>,
+    /// Time every config of each kernel's tuning space instead of one.
+    #[arg(long)]
+    all_configs: bool,
+    /// Untimed launches before the timed ones.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    warmup: usize,
+    /// Timed launches, of which the median is reported [default: 30; 10 from seq 16384 on].
+    #[arg(long, value_name = "N", value_parser = positive)]
+    reps: Option<usize>,
+    /// Print one JSON object per line (the device first, then one per row) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}` is not a count: {e}")),
+    }
+}
+
+pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    // Every name and config is checked before the GPU is opened, so a typo fails at once.
+    let plan = args
+        .kernels
+        .iter()
+        .map(|name| {
+            let desc = find_kernel(name)?;
+            Ok((desc, configs(desc, args)?))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let gpu = Gpu::open(0)?;
+    if args.json {
+        writeln!(
+            out,
+            "{{\"device\": {}}}",
+            crate::gpu::bench::json_string(&gpu.name)
+        )
+        .map_err(Error::Stdout)?;
+    }
+
+    let mut rows = Vec::new();
+    let mut result = Ok(());
+    'sweep: for (desc, configs) in &plan {
+        for &seq in &args.seq {
+            let shape = BenchShape {
+                batch: args.batch,
+                heads: args.heads,
+                seq,
+            };
+            let reps = args.reps.unwrap_or(default_reps(seq));
+            match bench_attention(&gpu, desc, configs, shape, args.warmup, reps) {
+                Ok(measured) => {
+                    if args.json {
+                        // Line by line as they come: a long sweep shows progress.
+                        for m in &measured {
+                            writeln!(out, "{}", m.json()).map_err(Error::Stdout)?;
+                        }
+                        out.flush().map_err(Error::Stdout)?;
+                    }
+                    rows.extend(measured);
+                }
+                Err(e) => {
+                    result = Err(Error::Gpu(e));
+                    break 'sweep;
+                }
+            }
+        }
+    }
+    // What was timed before a GPU error is still worth its table.
+    if !args.json {
+        report(&gpu, args, &rows, out).map_err(Error::Stdout)?;
+    }
+    result?;
+
+    let failed = rows.iter().filter(|m| m.timing.is_err()).count();
+    if failed > 0 {
+        return Err(Error::BenchFailed {
+            failed,
+            total: rows.len(),
+        });
+    }
+    Ok(())
+}
+
+fn configs(desc: &'static KernelDesc, args: &Args) -> Result<Vec<Config>, Error> {
+    if args.all_configs {
+        return Ok(desc.configs());
+    }
+    let cfg = desc
+        .parse_config(args.config.as_deref().unwrap_or(""))
+        .map_err(|source| Error::Config {
+            kernel: desc.name,
+            source,
+        })?;
+    Ok(vec![cfg])
+}
+
+fn report(
+    gpu: &Gpu,
+    args: &Args,
+    rows: &[Measurement],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: batch {}, heads {}; median ms, L2 flushed; TFLOP/s from 4·B·H·S²·D (causal: half)",
+        gpu.name, args.batch, args.heads
+    )?;
+    let mut table = Table::new(vec!["kernel", "seq", "config", "ms", "TFLOP/s"]);
+    for m in rows {
+        let (ms, tflops) = match (&m.timing, m.tflops()) {
+            (Ok(t), Some(tflops)) => (format!("{:.4}", t.median_ms), format!("{tflops:.1}")),
+            _ => ("-".to_string(), "FAILED".to_string()),
+        };
+        table.row(vec![
+            m.kernel.to_string(),
+            m.shape.seq.to_string(),
+            m.config.to_string(),
+            ms,
+            tflops,
+        ]);
+    }
+    table.write(out)?;
+
+    // Load failures carry multi-line messages, so they follow the table.
+    for m in rows {
+        if let Err(e) = &m.timing {
+            writeln!(
+                out,
+                "\n{} seq={} ({}):\n{}",
+                m.kernel,
+                m.shape.seq,
+                m.config,
+                e.trim_end()
+            )?;
+        }
+    }
+    if args.all_configs {
+        writeln!(out)?;
+        for group in rows.chunk_by(|a, b| a.kernel == b.kernel && a.shape == b.shape) {
+            let best = group
+                .iter()
+                .filter_map(|m| Some((m.tflops()?, m)))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((tflops, m)) = best {
+                writeln!(
+                    out,
+                    "best {} seq={}: {tflops:.1} TFLOP/s at {}",
+                    m.kernel, m.shape.seq, m.config
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
