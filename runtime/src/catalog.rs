@@ -19,7 +19,7 @@ macro_rules! catalog {
                 dtype = $dtype,
                 visit = $visit,
                 tile = (q = [128, 64], kv = [64, 32, 128]),
-                tune = (warps = [8, 4], stages = [2, 1, 3]),
+                tune = (warps = [4, 8], stages = [2, 1, 3]),
             )]
             pub struct $ty;
         )*

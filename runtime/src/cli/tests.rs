@@ -48,7 +48,7 @@ fn list_shows_every_kernel_and_its_space() {
             "dense",
             "[128, 64]",
             "[64, 32, 128]",
-            "[8, 4]",
+            "[4, 8]",
             "[2, 1, 3]",
             "27"
         ]
