@@ -27,8 +27,21 @@ fn kernel(visit: Visit, dtype: Dtype, head_dim: u32) -> &'static KernelDesc {
         .expect("the catalog has every (visit, dtype, head_dim) combination")
 }
 
-fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, seed: u64) -> (f64, f64) {
-    let mut rng = StdRng::seed_from_u64(seed);
+/// Fresh inputs every run: the case number is mixed with a per-run seed (printed, and taken from
+/// `TESSERA_SEED` to replay a failure).
+fn run_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        let seed = std::env::var("TESSERA_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        });
+        println!("inputs from TESSERA_SEED={seed}");
+        seed
+    })
+}
+
+fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, case: u64) -> (f64, f64) {
+    let mut rng = StdRng::seed_from_u64(run_seed() ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut fill = |n: usize| (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<_>>();
     let (q, k, v) = (fill(shape.q_len()), fill(shape.kv_len()), fill(shape.kv_len()));
     let dims = |heads, tokens| [shape.batch, heads, tokens, shape.head_dim];
