@@ -7,7 +7,7 @@ use std::io::Write;
 
 use tessera_desc::{Config, KernelDesc};
 
-use super::find_kernel;
+use super::{config_of, find_kernel};
 use super::table::Table;
 use crate::Error;
 use crate::gpu::Gpu;
@@ -126,12 +126,7 @@ fn configs(desc: &'static KernelDesc, args: &Args) -> Result<Vec<Config>, Error>
     if args.all_configs {
         return Ok(desc.configs());
     }
-    let cfg = desc
-        .parse_config(args.config.as_deref().unwrap_or(""))
-        .map_err(|source| Error::Config {
-            kernel: desc.name,
-            source,
-        })?;
+    let cfg = config_of(desc, args.config.as_deref())?;
     Ok(vec![cfg])
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use tessera_codegen::{Stage, Target};
 
-use super::{find_kernel, parse_stage, parse_target};
+use super::{config_of, find_kernel, parse_stage, parse_target};
 use crate::Error;
 
 #[derive(Debug, clap::Args)]
@@ -28,14 +28,7 @@ pub struct Args {
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     let desc = find_kernel(&args.kernel)?;
-    // An empty override list still goes through `parse_config`, so a kernel whose space is empty
-    // gets the same error whether or not `--config` was given.
-    let cfg = desc
-        .parse_config(args.config.as_deref().unwrap_or(""))
-        .map_err(|source| Error::Config {
-            kernel: desc.name,
-            source,
-        })?;
+    let cfg = config_of(desc, args.config.as_deref())?;
     let text = tessera_codegen::emit(desc, &cfg, args.target, args.stage).map_err(|source| {
         Error::Codegen {
             kernel: desc.name,

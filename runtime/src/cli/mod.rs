@@ -65,6 +65,13 @@ fn find_kernel(name: &str) -> Result<&'static KernelDesc, Error> {
     })
 }
 
+/// The config that `--config` overrides (possibly none) make of a kernel's default. An empty
+/// list still goes through `parse_config`, so an empty space errors the same either way.
+fn config_of(desc: &KernelDesc, overrides: Option<&str>) -> Result<tessera_desc::Config, Error> {
+    desc.parse_config(overrides.unwrap_or(""))
+        .map_err(|source| Error::Config { kernel: desc.name, source })
+}
+
 fn known<T>(all: &[T], name: impl Fn(&T) -> &'static str) -> String {
     all.iter().map(name).collect::<Vec<_>>().join(", ")
 }

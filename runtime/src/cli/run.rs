@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use cudarc::driver::CudaSlice;
 use tessera_desc::{Config, KernelDesc};
 
-use super::find_kernel;
+use super::{config_of, find_kernel};
 use crate::Error;
 use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
 use crate::io::{self, AttentionInputs, HostTensor};
@@ -40,12 +40,7 @@ pub struct Args {
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     let desc = find_kernel(&args.kernel)?;
-    let cfg = desc
-        .parse_config(args.config.as_deref().unwrap_or(""))
-        .map_err(|source| Error::Config {
-            kernel: desc.name,
-            source,
-        })?;
+    let cfg = config_of(desc, args.config.as_deref())?;
     let inputs = io::read_inputs(&args.inputs, desc)?;
     let gpu = Gpu::open(0)?;
     let (o, lse) = launch(&gpu, desc, &cfg, &inputs, args.lse, args.scale)?;
