@@ -3,6 +3,15 @@
 //!
 //! Layout of every tensor: `[batch, heads, tokens, head_dim]`, contiguous, row-major. `lse` is
 //! `[batch, heads, seq_q]`.
+//!
+//! Dense attention lives here; [`neighborhood`] is NATTEN's neighborhood attention. Both run the
+//! same softmax core, so they can differ only in which keys a query sees.
+
+pub mod neighborhood;
+mod rule;
+
+pub use neighborhood::{NaShape, Neighborhood, neighborhood_attention};
+pub use rule::{Axis, AxisRule};
 
 /// Problem shape. Grouped-query attention when `kv_heads < heads`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,6 +135,15 @@ pub fn try_attention(
     v: &[f64],
 ) -> Result<Output, String> {
     shape.check()?;
+    check_lengths(shape, q, k, v)?;
+    let (seq_q, seq_kv) = (shape.seq_q, shape.seq_kv);
+    Ok(masked_attention(shape, scale, q, k, v, |i, j| {
+        j < mask.visible_keys(i, seq_q, seq_kv)
+    }))
+}
+
+/// Slice lengths against a shape that already passed [`Shape::check`].
+fn check_lengths(shape: &Shape, q: &[f64], k: &[f64], v: &[f64]) -> Result<(), String> {
     for (name, got, want) in [
         ("q", q.len(), shape.q_len()),
         ("k", k.len(), shape.kv_len()),
@@ -135,7 +153,22 @@ pub fn try_attention(
             return Err(format!("{name} has {got} elements, {shape:?} needs {want}"));
         }
     }
+    Ok(())
+}
 
+/// The softmax core every reference runs: query row `i` attends to the keys `j` with
+/// `allowed(i, j)`, visited in increasing `j` so that results do not depend on how a caller
+/// describes its mask.
+///
+/// `shape` must have passed [`Shape::check`] and the slices [`check_lengths`].
+fn masked_attention(
+    shape: &Shape,
+    scale: f64,
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    allowed: impl Fn(usize, usize) -> bool,
+) -> Output {
     let Shape {
         batch,
         heads,
@@ -147,36 +180,38 @@ pub fn try_attention(
     let group = shape.group_size();
     let mut o = vec![0.0; shape.q_len()];
     let mut lse = vec![f64::NEG_INFINITY; shape.lse_len()];
-    let mut scores = vec![0.0; seq_kv];
+    let mut keys = Vec::with_capacity(seq_kv);
+    let mut scores = Vec::with_capacity(seq_kv);
 
-    for b in 0..batch {
-        for h in 0..heads {
-            let kvh = h / group;
-            let q_base = (b * heads + h) * seq_q * d;
-            let kv_base = (b * kv_heads + kvh) * seq_kv * d;
-            for i in 0..seq_q {
-                let n = mask.visible_keys(i, seq_q, seq_kv);
-                if n == 0 {
-                    // o stays 0 and lse stays -inf: no keys, no probability mass.
-                    continue;
-                }
+    // Rows outermost: the key set depends only on the row, so the predicate runs once per row
+    // rather than once per (batch, head, row).
+    for i in 0..seq_q {
+        keys.clear();
+        keys.extend((0..seq_kv).filter(|&j| allowed(i, j)));
+        if keys.is_empty() {
+            // o stays 0 and lse stays -inf: no keys, no probability mass.
+            continue;
+        }
+        for b in 0..batch {
+            for h in 0..heads {
+                let kvh = h / group;
+                let q_base = (b * heads + h) * seq_q * d;
+                let kv_base = (b * kv_heads + kvh) * seq_kv * d;
                 let qi = &q[q_base + i * d..q_base + (i + 1) * d];
-                for (j, s) in scores[..n].iter_mut().enumerate() {
+                scores.clear();
+                scores.extend(keys.iter().map(|&j| {
                     let kj = &k[kv_base + j * d..kv_base + (j + 1) * d];
-                    *s = scale * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>();
-                }
+                    scale * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>()
+                }));
                 // Subtracting the row max keeps exp() in range for any score magnitude.
-                let max = scores[..n]
-                    .iter()
-                    .copied()
-                    .fold(f64::NEG_INFINITY, f64::max);
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let mut sum = 0.0;
-                for s in &mut scores[..n] {
+                for s in &mut scores {
                     *s = (*s - max).exp();
                     sum += *s;
                 }
                 let oi = &mut o[q_base + i * d..q_base + (i + 1) * d];
-                for (j, p) in scores[..n].iter().enumerate() {
+                for (&j, p) in keys.iter().zip(&scores) {
                     let vj = &v[kv_base + j * d..kv_base + (j + 1) * d];
                     for (acc, x) in oi.iter_mut().zip(vj) {
                         *acc += p * x;
@@ -189,7 +224,7 @@ pub fn try_attention(
             }
         }
     }
-    Ok(Output { o, lse })
+    Output { o, lse }
 }
 
 /// Relative error ‖out − ref‖₂ / ‖ref‖₂.
