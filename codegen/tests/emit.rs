@@ -2,7 +2,7 @@
 //! spills, with the instructions the lowering means to use.
 
 use tessera_codegen::{Stage, Target, canon, emit, ptxas};
-use tessera_desc::{Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit};
+use tessera_desc::{Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit, Window, WindowAxis};
 
 fn desc(visit: Visit, dtype: Dtype, head_dim: u32) -> KernelDesc {
     KernelDesc {
@@ -35,7 +35,14 @@ fn ptxas_or_skip() -> bool {
 #[test]
 fn default_configs_assemble_without_spills() {
     let have_ptxas = ptxas_or_skip();
-    for (visit, dtype, d) in [(Visit::Dense, Dtype::Bf16, 128), (Visit::Causal, Dtype::F16, 64)] {
+    let axis = |dilation, causal| WindowAxis { size: 13, dilation, stride: 1, causal };
+    let window = |dilation, causal| Visit::Window(Window { dims: 1, axes: [axis(dilation, causal); 3] });
+    for (visit, dtype, d) in [
+        (Visit::Dense, Dtype::Bf16, 128),
+        (Visit::Causal, Dtype::F16, 64),
+        (window(1, false), Dtype::Bf16, 128),
+        (window(2, true), Dtype::F16, 64),
+    ] {
         let desc = desc(visit, dtype, d);
         let cfg = desc.default_config().unwrap();
         for target in Target::ALL {

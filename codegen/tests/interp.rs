@@ -7,7 +7,7 @@ use tessera_codegen::interp::{self, Launch};
 use tessera_codegen::ir::{self, Stmt};
 use tessera_codegen::reference::{self, Mask, Shape};
 use tessera_codegen::{passes, tile_program};
-use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit};
+use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit, Window, WindowAxis};
 
 const SPACE: Schedule = Schedule {
     block_q: Param::Choices(&[16, 32, 64]),
@@ -180,4 +180,39 @@ fn interpreter_rejects_a_missing_wait() {
 fn interpreter_rejects_a_missing_barrier() {
     let err = run_mutant(&|b| remove_first(b, &|s| matches!(s, Stmt::Barrier))).unwrap_err();
     assert!(err.contains("barrier"), "{err}");
+}
+
+fn window_1d(size: u32, dilation: u32, stride: u32, causal: bool) -> Visit {
+    let unused = WindowAxis { size: 1, dilation: 1, stride: 1, causal: false };
+    Visit::Window(Window { dims: 1, axes: [WindowAxis { size, dilation, stride, causal }, unused, unused] })
+}
+
+#[test]
+fn one_dimensional_windows_match_the_natten_reference() {
+    use tessera_codegen::reference::{Axis, NaShape, neighborhood_attention};
+    let cases = [
+        (45, 7, 1, 1, false),
+        (45, 8, 1, 1, true),
+        (70, 9, 3, 1, false),
+        (61, 6, 2, 3, true),
+        (50, 12, 1, 4, false),
+        (33, 33, 1, 1, false),
+    ];
+    for (i, (len, w, d, s, causal)) in cases.into_iter().enumerate() {
+        let cfg = Config { block_q: 16, block_kv: 16, warps: 1, stages: 2 };
+        let shape = shape(1, 2, 1, len, len, 64);
+        let mut rng = StdRng::seed_from_u64(500 + i as u64);
+        let case = Case::random(&mut rng, shape);
+        let desc = desc(window_1d(w, d, s, causal), Dtype::Bf16, 64);
+        let program = tile_program(&desc, &cfg).unwrap();
+        let out = interp::run(&program, &case.launch()).unwrap();
+        let r = |x: &Vec<f32>| -> Vec<f64> { x.iter().map(|&v| tessera_codegen::semantics::round_to(Dtype::Bf16, v) as f64).collect() };
+        let axis = Axis { extent: len, window: w as usize, dilation: d as usize, stride: s as usize, causal };
+        let na = NaShape { batch: 1, heads: 2, kv_heads: 1, axes: vec![axis], head_dim: 64 };
+        let want = neighborhood_attention(&na, 1.0 / 8.0, &r(&case.q), &r(&case.k), &r(&case.v)).unwrap();
+        let err = reference::rel_error(&widen(&out.o), &want.o);
+        assert!(err < 1e-2, "L={len} w={w} d={d} s={s} causal={causal}: rel error {err}");
+        let lse_err = reference::rel_error(&widen(&out.lse), &want.lse);
+        assert!(lse_err < 1e-4, "L={len} w={w} d={d} s={s} causal={causal}: lse rel error {lse_err}");
+    }
 }

@@ -68,6 +68,10 @@ pub enum Visit {
     /// KV tiles up to the diagonal; query `i` sees key `j` iff `j <= i + (seq_kv - seq_q)`
     /// (bottom-right aligned, as FlashAttention-2 and SDPA with `is_causal` on equal lengths).
     Causal,
+    /// Neighborhood attention over a token grid with NATTEN's exact semantics (windows shift
+    /// inward at borders; dilation groups; stride leaders; per-axis causality). Self-attention:
+    /// queries and keys are the same grid, whose extents are given at launch.
+    Window(Window),
 }
 
 impl Visit {
@@ -75,7 +79,48 @@ impl Visit {
         match self {
             Visit::Dense => "dense",
             Visit::Causal => "causal",
+            Visit::Window(_) => "window",
         }
+    }
+}
+
+/// One axis of a neighborhood: window size, dilation, stride and causality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WindowAxis {
+    pub size: u32,
+    pub dilation: u32,
+    pub stride: u32,
+    pub causal: bool,
+}
+
+/// A neighborhood over a 1-, 2- or 3-D grid; `axes[dims..]` are unused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    pub dims: u8,
+    pub axes: [WindowAxis; 3],
+}
+
+impl Window {
+    pub const MAX_DIMS: u8 = 3;
+
+    pub fn axes(&self) -> &[WindowAxis] {
+        &self.axes[..(self.dims as usize).min(3)]
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |g: &dyn Fn(&WindowAxis) -> String| {
+            self.axes().iter().map(g).collect::<Vec<_>>().join(", ")
+        };
+        write!(
+            f,
+            "window(size = [{}], dilation = [{}], stride = [{}], causal = [{}])",
+            list(&|a| a.size.to_string()),
+            list(&|a| a.dilation.to_string()),
+            list(&|a| a.stride.to_string()),
+            list(&|a| a.causal.to_string()),
+        )
     }
 }
 

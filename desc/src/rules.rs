@@ -55,6 +55,43 @@ pub fn check_stages(v: u32) -> Result<(), String> {
     }
 }
 
+/// A neighborhood's own rules; those involving the grid's extents (`size·dilation <= extent`)
+/// can only be checked at launch (`check_window_extents`).
+pub fn check_window(w: &crate::Window) -> Result<(), String> {
+    if w.dims == 0 || w.dims > crate::Window::MAX_DIMS {
+        return Err(format!("a window has 1 to 3 axes, not {}", w.dims));
+    }
+    for (i, a) in w.axes().iter().enumerate() {
+        if a.size == 0 || a.dilation == 0 || a.stride == 0 {
+            return Err(format!("axis {i}: window size, dilation and stride must be at least 1"));
+        }
+        if a.stride > a.size {
+            return Err(format!(
+                "axis {i}: stride {} is larger than the window size {}",
+                a.stride, a.size
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Launch-time rules of a neighborhood over a grid of `extents`.
+pub fn check_window_extents(w: &crate::Window, extents: &[usize]) -> Result<(), String> {
+    if extents.len() != w.dims as usize {
+        return Err(format!("a {}-D window needs {} grid extents, got {}", w.dims, w.dims, extents.len()));
+    }
+    for (i, (a, &l)) in w.axes().iter().zip(extents).enumerate() {
+        let span = a.size as usize * a.dilation as usize;
+        if l == 0 || span > l {
+            return Err(format!(
+                "axis {i}: window {} × dilation {} = {span} does not fit in the extent {l}",
+                a.size, a.dilation
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Rules that tie parameters together: each warp owns whole 16-row slabs of the query tile.
 pub fn check_combination(block_q: u32, warps: u32) -> Result<(), String> {
     if block_q % (MMA_M * warps) == 0 {

@@ -4,6 +4,7 @@
 pub mod pipeline;
 pub mod smem;
 pub mod visit;
+pub mod window;
 
 use crate::ir::Program;
 
