@@ -175,6 +175,13 @@ impl Attention {
             *o = i32::try_from(v)
                 .map_err(|_| GpuError::Invalid(format!("{name} = {v} does not fit in i32")))?;
         }
+        if let tessera_desc::Visit::Window(w) = d.visit {
+            // Neighborhoods are self-attention over one grid of tokens.
+            if sq != skv {
+                return Err(mismatch("k", "tokens (a window needs as many keys as queries)", sq, skv));
+            }
+            tessera_desc::check_window_extents(&w, &[sq]).map_err(GpuError::Invalid)?;
+        }
         // Element offsets are computed in i64 on the device, but rows per (batch, head) in i32.
         Ok(out)
     }
