@@ -4,9 +4,9 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tessera_codegen::reference::{self, Mask, Shape};
+use tessera_codegen::reference::{self, Axis, Mask, NaShape, Shape, neighborhood_attention};
 use tessera_codegen::semantics::round_to;
-use tessera_desc::{Config, Dtype, KernelDesc, Visit};
+use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit, Window, WindowAxis};
 use tessera_runtime::catalog;
 use tessera_runtime::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu};
 
@@ -58,9 +58,23 @@ fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, case: u64)
     let lse = gpu.stream.clone_dtoh(&lse).unwrap();
 
     let r = |x: &[f32]| x.iter().map(|&v| round_to(dt, v) as f64).collect::<Vec<_>>();
-    let mask = if desc.visit == Visit::Causal { Mask::Causal } else { Mask::None };
     let scale = 1.0 / (shape.head_dim as f64).sqrt();
-    let want = reference::attention(&shape, mask, scale, &r(&q), &r(&k), &r(&v));
+    let (q, k, v) = (r(&q), r(&k), r(&v));
+    let want = match desc.visit {
+        Visit::Window(w) => {
+            let axes = w.axes().iter().map(|a| Axis {
+                extent: shape.seq_q,
+                window: a.size as usize,
+                dilation: a.dilation as usize,
+                stride: a.stride as usize,
+                causal: a.causal,
+            });
+            let na = NaShape { batch: shape.batch, heads: shape.heads, kv_heads: shape.kv_heads, axes: axes.collect(), head_dim: shape.head_dim };
+            neighborhood_attention(&na, scale, &q, &k, &v).unwrap()
+        }
+        Visit::Causal => reference::attention(&shape, Mask::Causal, scale, &q, &k, &v),
+        _ => reference::attention(&shape, Mask::None, scale, &q, &k, &v),
+    };
     let o_err = reference::rel_error(&out.iter().map(|&x| x as f64).collect::<Vec<_>>(), &want.o);
     let lse_err = reference::rel_error(&lse.iter().map(|&x| x as f64).collect::<Vec<_>>(), &want.lse);
     (o_err, lse_err)
@@ -132,4 +146,36 @@ fn mismatched_arguments_are_errors_not_launches() {
     let k16 = t(Dtype::F16, [1, 4, 10, 64]);
     let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k16, v: &k16, o: &mut o, lse: None, scale: None }).unwrap_err();
     assert!(err.to_string().contains("dtype"), "{err}");
+}
+
+/// A 1-D neighborhood kernel at the catalog's schedule (built here while the catalog has none).
+fn window_kernel(dtype: Dtype, head_dim: u32, axis: WindowAxis) -> KernelDesc {
+    let base = kernel(Visit::Dense, dtype, head_dim);
+    let unused = WindowAxis { size: 1, dilation: 1, stride: 1, causal: false };
+    KernelDesc {
+        name: "na1d",
+        visit: Visit::Window(Window { dims: 1, axes: [axis, unused, unused] }),
+        layout: Layout::Bhsd,
+        load: Load::Dense,
+        schedule: Schedule { block_q: Param::Fixed(128), block_kv: Param::Fixed(64), warps: Param::Fixed(4), stages: Param::Fixed(2) },
+        ..*base
+    }
+}
+
+#[test]
+fn one_dimensional_neighborhoods() {
+    let Some(gpu) = gpu() else { return };
+    let cases = [
+        (4097, 255, 1, 1, false, Dtype::Bf16, 128),
+        (4097, 256, 1, 1, true, Dtype::F16, 64),
+        (1000, 64, 3, 1, false, Dtype::Bf16, 64),
+        (1000, 63, 2, 4, true, Dtype::F16, 128),
+        (777, 96, 1, 32, false, Dtype::Bf16, 128),
+        (130, 130, 1, 1, false, Dtype::Bf16, 128),
+    ];
+    for (i, (len, size, dilation, stride, causal, dtype, d)) in cases.into_iter().enumerate() {
+        let desc = window_kernel(dtype, d, WindowAxis { size, dilation, stride, causal });
+        let cfg = desc.default_config().unwrap();
+        check(&gpu, &desc, &cfg, Shape { batch: 1, heads: 4, kv_heads: 2, seq_q: len, seq_kv: len, head_dim: d as usize }, 300 + i as u64);
+    }
 }
