@@ -3,7 +3,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 use syn::{Error, Item, LitStr};
-use tessera_desc::{Dtype, Layout, Load, Visit};
+use tessera_desc::{Dtype, Layout, Load, Visit, Window};
 
 use crate::errors;
 use crate::model::{self, Kernel, Param, Spanned};
@@ -47,6 +47,7 @@ fn impl_kernel(kernel: &Kernel) -> syn::Result<TokenStream> {
     let visit = variant("visit", kernel.visit, |v| match v {
         Visit::Dense => Some(quote!(Dense)),
         Visit::Causal => Some(quote!(Causal)),
+        Visit::Window(w) => Some(window(&w)),
         _ => None,
     })?;
     let load = variant("load", kernel.load, |l| match l {
@@ -90,6 +91,27 @@ fn variant<T: Copy + std::fmt::Debug>(
             format!("this version of tessera-dsl cannot generate {key} {:?}", value.value),
         )
     })
+}
+
+/// `Window(::tessera::Window { .. })`, all three axes written out (the unused ones as the model
+/// filled them), so the constant equals the `Window` the model built.
+fn window(w: &Window) -> TokenStream {
+    let dims = Literal::u8_unsuffixed(w.dims);
+    let axes = w.axes.iter().map(|a| {
+        let size = Literal::u32_unsuffixed(a.size);
+        let dilation = Literal::u32_unsuffixed(a.dilation);
+        let stride = Literal::u32_unsuffixed(a.stride);
+        let causal = a.causal;
+        quote! {
+            ::tessera::WindowAxis {
+                size: #size,
+                dilation: #dilation,
+                stride: #stride,
+                causal: #causal,
+            }
+        }
+    });
+    quote!(Window(::tessera::Window { dims: #dims, axes: [#(#axes),*] }))
 }
 
 /// An integer stays `Fixed` and a list stays `Choices`, even of one value: a list says "tunable".
@@ -152,6 +174,32 @@ mod tests {
             }
         };
         assert_eq!(out, expected.to_string());
+    }
+
+    #[test]
+    fn windows_spell_every_axis() {
+        let out = expand(
+            quote!(
+                head_dim = 128,
+                dtype = f16,
+                visit = window(size = [13, 9], dilation = 2, causal = [true, false]),
+                tile = (q = 64, kv = 64)
+            ),
+            quote!(
+                pub struct Na2d;
+            ),
+        );
+        let visit = quote! {
+            visit: ::tessera::Visit::Window(::tessera::Window {
+                dims: 2,
+                axes: [
+                    ::tessera::WindowAxis { size: 13, dilation: 2, stride: 1, causal: true, },
+                    ::tessera::WindowAxis { size: 9, dilation: 2, stride: 1, causal: false, },
+                    ::tessera::WindowAxis { size: 1, dilation: 1, stride: 1, causal: false, }
+                ]
+            }),
+        };
+        assert!(out.contains(&visit.to_string()), "{out}");
     }
 
     #[test]

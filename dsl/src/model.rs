@@ -5,6 +5,8 @@
 //! multiples, warp splits) is `validate`'s job, since some rules need the whole model at once.
 //! Every value keeps its span so those later errors can point at the user's token.
 
+mod window;
+
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote;
 use syn::ext::IdentExt;
@@ -14,6 +16,8 @@ use tessera_desc::{Dtype, Layout, Load, Visit};
 use crate::errors::Errors;
 use crate::parse::{Entry, Value, ValueKind};
 
+pub use window::{PerAxis, UNUSED_AXIS, WindowSpec};
+
 pub struct Kernel {
     pub ident: Ident,
     pub name: Name,
@@ -21,6 +25,8 @@ pub struct Kernel {
     pub dtype: Spanned<Dtype>,
     pub layout: Spanned<Layout>,
     pub visit: Spanned<Visit>,
+    /// Where each value of a `visit = window(...)` was written; `Some` exactly for windows.
+    pub window: Option<WindowSpec>,
     pub load: Spanned<Load>,
     pub block_q: Param,
     pub block_kv: Param,
@@ -81,7 +87,7 @@ pub const DEFAULT_STAGES: u32 = 2;
 struct Scope {
     /// How messages name this list.
     what: &'static str,
-    /// `tile` / `tune` for the nested groups; `None` at the top level.
+    /// `tile` / `tune` / `window` for the nested lists; `None` at the top level.
     group: Option<&'static str>,
     keys: &'static [&'static str],
     /// Required keys, each with an example entry for the "missing" message.
@@ -134,7 +140,7 @@ impl<'a> Fields<'a> {
             } else if let Some(first) = fields.found.iter().find(|e| e.key_name() == key) {
                 let place = match scope.group {
                     None => "in this attribute".to_string(),
-                    Some(group) => format!("in `{group} = (...)`"),
+                    Some(_) => format!("in {}", scope.what),
                 };
                 errors.push(Error::new(
                     entry.key.span(),
@@ -180,7 +186,7 @@ impl<'a> Fields<'a> {
 
 fn unknown_key(scope: &Scope, entry: &Entry) -> (Error, Option<&'static str>) {
     let key = entry.key_name();
-    let (message, suggestion) = if let Some(home) = misplaced(&key, scope.group) {
+    let (message, suggestion) = if let Some(home) = misplaced(&key, scope) {
         home
     } else if let Some(close) = did_you_mean(&key, scope.keys) {
         (format!("unknown key `{key}` in {}; did you mean `{close}`?", scope.what), Some(close))
@@ -193,7 +199,13 @@ fn unknown_key(scope: &Scope, entry: &Entry) -> (Error, Option<&'static str>) {
 
 /// Points a key written in the wrong list to where it belongs, including the `block_q`/`block_kv`
 /// spellings that configs and the CLI use. Returns the key it stands for when that is in this list.
-fn misplaced(key: &str, group: Option<&str>) -> Option<(String, Option<&'static str>)> {
+fn misplaced(key: &str, scope: &Scope) -> Option<(String, Option<&'static str>)> {
+    let group = scope.group;
+    if group == Some("window")
+        && let Some(home) = window::misplaced(key)
+    {
+        return Some(home);
+    }
     let tile_key = match key {
         "q" | "block_q" => Some("q"),
         "kv" | "block_kv" => Some("kv"),
@@ -212,10 +224,8 @@ fn misplaced(key: &str, group: Option<&str>) -> Option<(String, Option<&'static 
         let message = format!("`{key}` belongs inside the tuning group: `tune = ({key} = ...)`");
         return Some((message, None));
     }
-    if let Some(group) = group
-        && TOP.keys.contains(&key)
-    {
-        return Some((format!("`{key}` is a top-level key, not part of `{group} = (...)`"), None));
+    if group.is_some() && TOP.keys.contains(&key) {
+        return Some((format!("`{key}` is a top-level key, not part of {}", scope.what), None));
     }
     None
 }
@@ -330,7 +340,7 @@ impl Kernel {
         let dtype = fields.get("dtype").and_then(|v| errors.capture(DTYPES.parse(v)));
         let layout =
             optional(fields.get("layout"), Layout::Bhsd, &mut errors, |v| LAYOUTS.parse(v));
-        let visit = fields.get("visit").and_then(|v| errors.capture(VISITS.parse(v)));
+        let visit = fields.get("visit").and_then(|v| errors.capture(visit(v)));
         let load = optional(fields.get("load"), Load::Dense, &mut errors, |v| LOADS.parse(v));
         let tile = fields.get("tile").and_then(|v| errors.capture(tile(v)));
         let tune = match fields.get("tune") {
@@ -353,7 +363,7 @@ impl Kernel {
             Some(head_dim),
             Some(dtype),
             Some(layout),
-            Some(visit),
+            Some((visit, window)),
             Some(load),
             Some((block_q, block_kv)),
             Some((warps, stages)),
@@ -369,6 +379,7 @@ impl Kernel {
             dtype,
             layout,
             visit,
+            window,
             load,
             block_q,
             block_kv,
@@ -505,6 +516,18 @@ fn tune(value: &Value) -> syn::Result<(Param, Param)> {
     }
 }
 
+/// A visit set: a plain word from `VISITS`, or `window(...)` with its arguments.
+fn visit(value: &Value) -> syn::Result<(Spanned<Visit>, Option<WindowSpec>)> {
+    if let ValueKind::Call(word, args) = &value.kind
+        && word.unraw() == "window"
+    {
+        let spec = window::window(value, args)?;
+        let visit = Spanned { value: Visit::Window(spec.window), span: value_span(value) };
+        return Ok((visit, Some(spec)));
+    }
+    Ok((VISITS.parse(value)?, None))
+}
+
 fn name(value: &Value) -> syn::Result<Name> {
     match &value.kind {
         ValueKind::Str(s) => Ok(Name { value: s.value(), span: s.span(), derived: false }),
@@ -528,6 +551,9 @@ struct Vocabulary<T: 'static> {
     /// What one value is called in messages.
     noun: &'static str,
     words: fn() -> Vec<(&'static str, T)>,
+    /// Words that take arguments, which the caller parses (`window(...)`), each with an example:
+    /// listed among the expected values, and reported when written without arguments.
+    calls: &'static [(&'static str, &'static str)],
     /// Names of later versions: reported as unsupported rather than unknown.
     reserved: &'static [&'static str],
     /// Appended to "unknown" messages.
@@ -538,6 +564,7 @@ const DTYPES: Vocabulary<Dtype> = Vocabulary {
     key: "dtype",
     noun: "dtype",
     words: || Dtype::ALL.iter().map(|d| (d.name(), *d)).collect(),
+    calls: &[],
     reserved: &[],
     note: "",
 };
@@ -546,6 +573,7 @@ const LAYOUTS: Vocabulary<Layout> = Vocabulary {
     key: "layout",
     noun: "layout",
     words: || Layout::ALL.iter().map(|l| (l.name(), *l)).collect(),
+    calls: &[],
     reserved: &[],
     note: ": [batch, heads, tokens, head_dim], contiguous",
 };
@@ -555,7 +583,8 @@ const VISITS: Vocabulary<Visit> = Vocabulary {
     key: "visit",
     noun: "visit set",
     words: || [Visit::Dense, Visit::Causal].iter().map(|v| (v.name(), *v)).collect(),
-    reserved: &["window", "blocks"],
+    calls: &[("window", "window(size = 7)")],
+    reserved: &["blocks"],
     note: "",
 };
 
@@ -563,6 +592,7 @@ const LOADS: Vocabulary<Load> = Vocabulary {
     key: "load",
     noun: "load mode",
     words: || [Load::Dense].iter().map(|l| (l.name(), *l)).collect(),
+    calls: &[],
     reserved: &["bitmap"],
     note: "",
 };
@@ -571,7 +601,8 @@ impl<T: Copy> Vocabulary<T> {
     fn parse(&self, value: &Value) -> syn::Result<Spanned<T>> {
         let words = (self.words)();
         let names: Vec<&'static str> = words.iter().map(|(name, _)| *name).collect();
-        let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        let mut quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        quoted.extend(self.calls.iter().map(|(call, _)| format!("`{call}(...)`")));
         let expected = one_of(&quoted, "or");
         let (word, called) = match &value.kind {
             ValueKind::Ident(ident) => (ident.unraw().to_string(), false),
@@ -586,6 +617,13 @@ impl<T: Copy> Vocabulary<T> {
             }
         };
         let shown = value.to_string();
+        if let Some((call, example)) = self.calls.iter().find(|(call, _)| *call == word) {
+            // Called forms are the caller's; only the bare word reaches this point.
+            return Err(value.error(format!(
+                "{} `{call}` needs arguments; write e.g. `{} = {example}`",
+                self.noun, self.key
+            )));
+        }
         if self.reserved.contains(&word.as_str()) {
             return Err(value.error(format!(
                 "{} `{shown}` is not supported in this version of tessera; use {expected}",
@@ -599,12 +637,14 @@ impl<T: Copy> Vocabulary<T> {
             ))),
             Some((_, found)) => Ok(Spanned { value: *found, span: value_span(value) }),
             None => {
-                let known = match names.len() {
+                let known = match quoted.len() {
                     1 => format!("the only supported {} is", self.noun),
                     _ => "expected".to_string(),
                 };
-                let guess = match did_you_mean(&word, &names) {
-                    Some(close) if names.len() > 1 => format!("; did you mean `{close}`?"),
+                let mut candidates = names.clone();
+                candidates.extend(self.calls.iter().map(|(call, _)| *call));
+                let guess = match did_you_mean(&word, &candidates) {
+                    Some(close) if candidates.len() > 1 => format!("; did you mean `{close}`?"),
                     _ => String::new(),
                 };
                 Err(value.error(format!(
@@ -764,6 +804,35 @@ mod tests {
                 "unknown key `dtpye` in #[tessera::attention]; did you mean `dtype`?",
                 "#[tessera::attention] is missing the required key `visit`; add e.g. `visit = dense`",
                 "`tile = (...)` is missing the required key `kv`; add e.g. `kv = 64`",
+            ]
+        );
+    }
+
+    #[test]
+    fn window_is_the_visit_set_with_arguments() {
+        let attr = |visit: TokenStream| quote!(head_dim = 128, dtype = bf16, visit = #visit, tile = (q = 64, kv = 64));
+        let Ok(k) = model(attr(quote!(window(size = 9)))) else {
+            panic!("valid window rejected");
+        };
+        assert!(matches!(k.visit.value, Visit::Window(w) if w.dims == 1 && w.axes[0].size == 9));
+        assert!(k.window.is_some());
+        assert!(model(attr(quote!(dense))).is_ok_and(|k| k.window.is_none()));
+        assert_eq!(
+            messages(attr(quote!(window))),
+            ["visit set `window` needs arguments; write e.g. `visit = window(size = 7)`"]
+        );
+        assert_eq!(
+            messages(attr(quote!(windows(size = 9)))),
+            ["unknown visit set `windows(size = 9)` (expected `dense`, `causal` or \
+                 `window(...)`); did you mean `window`?"]
+        );
+        assert_eq!(
+            messages(attr(quote!(window(size = 9, size = 7, dims = 1)))),
+            [
+                "duplicate key `size`: it is already set in `window(...)` as `size = 9`; remove \
+                 one of them",
+                "`window(...)` has no `dims` key: the number of axes is the length of `size`, \
+                 e.g. `size = [7, 7]` for a 2-D window",
             ]
         );
     }

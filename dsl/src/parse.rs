@@ -39,7 +39,8 @@ pub enum ValueKind {
     List(Vec<Value>),
     /// `(key = value, ...)`
     Group(Vec<Entry>),
-    /// `name(...)`: arguments stay raw because only reserved, not yet supported forms use calls.
+    /// `name(...)`: arguments stay raw, since each call form has its own syntax (`window(...)`
+    /// parses them as entries in the model; reserved forms never look inside).
     Call(Ident, Group),
     /// A well-formed token the DSL never accepts; the text describes it for wrong-type errors.
     Other(&'static str),

@@ -7,11 +7,11 @@ use syn::Error;
 use syn::ext::IdentExt;
 use tessera_desc::{
     MMA_M, check_block_kv, check_block_q, check_combination, check_head_dim, check_stages,
-    check_warps,
+    check_warps, check_window,
 };
 
 use crate::errors::Errors;
-use crate::model::{Kernel, Name, Param, snake_case};
+use crate::model::{Kernel, Name, Param, PerAxis, UNUSED_AXIS, WindowSpec, snake_case};
 
 type Rule = fn(u32) -> Result<(), String>;
 
@@ -28,8 +28,52 @@ pub fn check(kernel: &Kernel) -> syn::Result<()> {
     if block_q_ok && warps_ok {
         combination(&mut errors, kernel);
     }
+    if let Some(spec) = &kernel.window {
+        window(&mut errors, spec);
+    }
     name(&mut errors, kernel);
     errors.finish()
+}
+
+/// `check_window` axis by axis, the other axes left at the defaults, so that each error names
+/// its axis and points at the value that breaks the rule. A single value shared by every axis is
+/// reported once.
+fn window(errors: &mut Errors, spec: &WindowSpec) {
+    let mut failed = false;
+    let mut shared_reported: Vec<&str> = Vec::new();
+    for (i, axis) in spec.window.axes().iter().enumerate() {
+        let mut alone = spec.window;
+        for (j, other) in alone.axes.iter_mut().enumerate() {
+            if j != i {
+                *other = UNUSED_AXIS;
+            }
+        }
+        let Err(message) = check_window(&alone) else { continue };
+        failed = true;
+        let culprit: Option<(&str, &PerAxis<u32>)> = if axis.size == 0 {
+            Some(("size", &spec.size))
+        } else if axis.dilation == 0 {
+            Some(("dilation", &spec.dilation))
+        } else if axis.stride == 0 || axis.stride > axis.size {
+            Some(("stride", &spec.stride))
+        } else {
+            None
+        };
+        match culprit.and_then(|(key, values)| Some((key, values, values.span(i)?))) {
+            Some((key, PerAxis::All(_), _)) if shared_reported.contains(&key) => {}
+            Some((key, values, span)) => {
+                if matches!(values, PerAxis::All(_)) {
+                    shared_reported.push(key);
+                }
+                errors.push(Error::new(span, message));
+            }
+            None => errors.push(Error::new_spanned(&spec.tokens, message)),
+        }
+    }
+    // A rule across axes, which no single value breaks.
+    if !failed && let Err(message) = check_window(&spec.window) {
+        errors.push(Error::new_spanned(&spec.tokens, message));
+    }
 }
 
 /// Checks every value of one parameter at its own token; returns whether all passed.
@@ -171,6 +215,47 @@ fn sanitized(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse;
+    use proc_macro2::{Ident, TokenStream};
+    use quote::quote;
+
+    /// The messages of a definition with the given visit set.
+    fn window_errors(visit: TokenStream) -> Vec<String> {
+        let attr = quote!(head_dim = 128, dtype = bf16, visit = #visit, tile = (q = 64, kv = 64));
+        let kernel = parse::entries(attr)
+            .and_then(|e| Kernel::from_syntax(Ident::new("Na", Span::call_site()), &e));
+        let kernel = match kernel {
+            Ok(kernel) => kernel,
+            Err(e) => panic!("model rejected: {e}"),
+        };
+        match check(&kernel) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn window_rules_come_from_check_window_one_axis_at_a_time() {
+        assert!(window_errors(quote!(window(size = [7, 7], stride = [7, 1]))).is_empty());
+        assert_eq!(
+            window_errors(quote!(window(
+                size = [7, 0, 5],
+                stride = [8, 1, 6],
+                dilation = [1, 1, 0]
+            ))),
+            [
+                "axis 0: stride 8 is larger than the window size 7",
+                "axis 1: window size, dilation and stride must be at least 1",
+                "axis 2: window size, dilation and stride must be at least 1",
+            ]
+        );
+        // One value shared by every axis is one mistake.
+        assert_eq!(
+            window_errors(quote!(window(size = [3, 3], dilation = 0))).len(),
+            1,
+            "shared value reported once"
+        );
+    }
 
     #[test]
     fn identifiers() {

@@ -1,0 +1,10 @@
+// A key given twice inside `window(...)`.
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = window(size = 7, size = 9),
+    tile = (q = 64, kv = 64),
+)]
+pub struct Na1d;
+
+fn main() {}

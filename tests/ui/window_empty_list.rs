@@ -1,0 +1,10 @@
+// An empty list of per-axis values.
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = window(size = [7, 7], stride = []),
+    tile = (q = 64, kv = 64),
+)]
+pub struct Na2d;
+
+fn main() {}

@@ -1,0 +1,10 @@
+// Every shape error inside `window(...)` is reported in one build.
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = window(size = [7, 7], dilation = [2, 2, 2], causal = [true, "no"], strid = 2),
+    tile = (q = 64, kv = 64),
+)]
+pub struct Na2d;
+
+fn main() {}

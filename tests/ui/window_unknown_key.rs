@@ -1,0 +1,10 @@
+// A misspelled key inside `window(...)` gets a suggestion.
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = window(size = [7, 7], dilaton = 2),
+    tile = (q = 64, kv = 64),
+)]
+pub struct Na2d;
+
+fn main() {}

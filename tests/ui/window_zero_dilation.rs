@@ -1,0 +1,10 @@
+// A single value shared by every axis is reported once.
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = window(size = [7, 7], dilation = 0),
+    tile = (q = 64, kv = 64),
+)]
+pub struct Na2d;
+
+fn main() {}
