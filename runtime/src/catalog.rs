@@ -11,13 +11,13 @@ use tessera::{Kernel, KernelDesc};
 /// Each row spells out the name rather than leaving it to the struct name's snake case: the
 /// catalog names are a CLI interface and must not change if the macro's case conversion does.
 macro_rules! catalog {
-    ($($ty:ident => $name:literal: $visit:ident, $dtype:ident, $head_dim:literal;)*) => {
+    ($($ty:ident => $name:literal: { $($visit:tt)* }, $dtype:ident, $head_dim:literal;)*) => {
         $(
             #[tessera_dsl::attention(
                 name = $name,
                 head_dim = $head_dim,
                 dtype = $dtype,
-                visit = $visit,
+                visit = $($visit)*,
                 tile = (q = [128, 64], kv = [64, 32, 128]),
                 tune = (warps = [4, 8], stages = [2, 1, 3]),
             )]
@@ -30,14 +30,17 @@ macro_rules! catalog {
 }
 
 catalog! {
-    DenseBf16D64 => "dense_bf16_d64": dense, bf16, 64;
-    DenseBf16D128 => "dense_bf16_d128": dense, bf16, 128;
-    DenseF16D64 => "dense_f16_d64": dense, f16, 64;
-    DenseF16D128 => "dense_f16_d128": dense, f16, 128;
-    CausalBf16D64 => "causal_bf16_d64": causal, bf16, 64;
-    CausalBf16D128 => "causal_bf16_d128": causal, bf16, 128;
-    CausalF16D64 => "causal_f16_d64": causal, f16, 64;
-    CausalF16D128 => "causal_f16_d128": causal, f16, 128;
+    DenseBf16D64 => "dense_bf16_d64": { dense }, bf16, 64;
+    DenseBf16D128 => "dense_bf16_d128": { dense }, bf16, 128;
+    DenseF16D64 => "dense_f16_d64": { dense }, f16, 64;
+    DenseF16D128 => "dense_f16_d128": { dense }, f16, 128;
+    CausalBf16D64 => "causal_bf16_d64": { causal }, bf16, 64;
+    CausalBf16D128 => "causal_bf16_d128": { causal }, bf16, 128;
+    CausalF16D64 => "causal_f16_d64": { causal }, f16, 64;
+    CausalF16D128 => "causal_f16_d128": { causal }, f16, 128;
+    // 1-D neighborhoods: the window is part of the kernel (compile time), the sequence is not.
+    Na1dW2048F16D128 => "na1d_w2048_f16_d128": { window(size = 2048) }, f16, 128;
+    Na1dW13D2Bf16D128 => "na1d_w13_d2_bf16_d128": { window(size = 13, dilation = 2) }, bf16, 128;
 }
 
 /// Every catalog kernel, in listing order.
@@ -64,15 +67,23 @@ mod tests {
     #[test]
     fn covers_every_combination_once() {
         let combos: HashSet<_> = ALL.iter().map(|k| (k.visit, k.dtype, k.head_dim)).collect();
-        assert_eq!(ALL.len(), 8);
-        assert_eq!(combos.len(), 8);
+        assert_eq!(ALL.len(), 10);
+        assert_eq!(combos.len(), 10);
     }
 
     // The rows give name and parameters separately; this keeps them from drifting apart.
     #[test]
     fn names_follow_the_parameters() {
         for k in ALL {
-            let expected = format!("{}_{}_d{}", k.visit.name(), k.dtype.name(), k.head_dim);
+            let visit = match k.visit {
+                tessera::Visit::Window(w) => {
+                    let a = w.axes[0];
+                    let dilation = if a.dilation > 1 { format!("_d{}", a.dilation) } else { String::new() };
+                    format!("na{}d_w{}{dilation}", w.dims, a.size)
+                }
+                other => other.name().to_string(),
+            };
+            let expected = format!("{visit}_{}_d{}", k.dtype.name(), k.head_dim);
             assert_eq!(k.name, expected);
             assert_eq!(find(k.name), Some(k));
         }
