@@ -9,6 +9,7 @@ use tessera_codegen::ptxas::PtxasError;
 use tessera_desc::ConfigError;
 
 use crate::gpu::GpuError;
+use crate::tune::TuneError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,6 +73,14 @@ pub enum Error {
     Gpu(#[from] GpuError),
     #[error("{failed} of {total} benchmarks failed")]
     BenchFailed { failed: usize, total: usize },
+    #[error(transparent)]
+    Tune(#[from] TuneError),
+    #[error("the sweep stopped early: {0}")]
+    TuneStopped(String),
+    #[error("no tuning store entry's key starts with `{prefix}` in {path}")]
+    NoTuneEntry { prefix: String, path: String },
+    #[error("the tuning store is disabled (${var} is set but empty)")]
+    NoTuneStore { var: &'static str },
 }
 
 impl Error {

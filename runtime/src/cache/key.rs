@@ -9,7 +9,7 @@ use std::fmt::{self, Write as _};
 
 use sha2::{Digest, Sha256};
 use tessera_codegen::Target;
-use tessera_desc::{Config, KernelDesc};
+use tessera_desc::{Config, KernelDesc, Visit};
 
 /// The LLVM major version codegen links. Nothing in the runtime's dependencies reports it, so it
 /// is kept here by hand; it must match the `llvm22-1` feature of inkwell in the workspace
@@ -30,7 +30,7 @@ impl Key {
     }
 
     pub(super) fn from_text(text: &str) -> Key {
-        Key(hex(&Sha256::digest(text.as_bytes())))
+        Key(sha256_hex(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -47,12 +47,16 @@ impl fmt::Display for Key {
 /// The canonical text hashed into a [`Key`], for this build of tessera and LLVM. The version
 /// carries codegen's source fingerprint, so a changed lowering never reads older PTX.
 pub fn key_text(desc: &KernelDesc, cfg: &Config, target: Target) -> String {
-    let version = format!("{}+{}", env!("CARGO_PKG_VERSION"), tessera_codegen::FINGERPRINT);
-    canonical(desc, cfg, target, &version, LLVM_MAJOR)
+    canonical(desc, cfg, target, &tessera_version(), LLVM_MAJOR)
 }
 
-/// One `name=value` line per input. The kernel name is written with `{:?}` so that a name
-/// holding a newline or `=` cannot make two different descriptions print the same text.
+/// tessera's version with codegen's source fingerprint: what every persistent key carries, so
+/// that nothing generated or measured by another lowering is ever reused.
+pub(crate) fn tessera_version() -> String {
+    format!("{}+{}", env!("CARGO_PKG_VERSION"), tessera_codegen::FINGERPRINT)
+}
+
+/// One `name=value` line per input.
 pub(super) fn canonical(
     desc: &KernelDesc,
     cfg: &Config,
@@ -67,12 +71,7 @@ pub(super) fn canonical(
     let _ = writeln!(t, "tessera={tessera_version:?}");
     let _ = writeln!(t, "llvm={llvm_major:?}");
     let _ = writeln!(t, "target={}", target.name());
-    let _ = writeln!(t, "kernel.name={:?}", desc.name);
-    let _ = writeln!(t, "kernel.head_dim={}", desc.head_dim);
-    let _ = writeln!(t, "kernel.dtype={}", desc.dtype.name());
-    let _ = writeln!(t, "kernel.layout={}", desc.layout.name());
-    let _ = writeln!(t, "kernel.visit={}", desc.visit.name());
-    let _ = writeln!(t, "kernel.load={}", desc.load.name());
+    t.push_str(&kernel_lines(desc));
     // `Param`'s Display keeps `64` (fixed) apart from `[64]` (one choice).
     let _ = writeln!(t, "schedule.block_q={}", s.block_q);
     let _ = writeln!(t, "schedule.block_kv={}", s.block_kv);
@@ -82,7 +81,31 @@ pub(super) fn canonical(
     t
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+/// The lines naming what a kernel computes, without its tuning space: shared with the tuning
+/// key, whose records are per config and so must survive a change of the space. The name is
+/// written with `{:?}` so that a name holding a newline or `=` cannot make two different
+/// descriptions print the same text.
+pub(crate) fn kernel_lines(desc: &KernelDesc) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "kernel.name={:?}", desc.name);
+    let _ = writeln!(t, "kernel.head_dim={}", desc.head_dim);
+    let _ = writeln!(t, "kernel.dtype={}", desc.dtype.name());
+    let _ = writeln!(t, "kernel.layout={}", desc.layout.name());
+    let _ = writeln!(t, "kernel.visit={}", desc.visit.name());
+    // Only for windows, so that the text (and every stored key) of other visits is unchanged.
+    if let Visit::Window(w) = desc.visit {
+        let _ = writeln!(t, "kernel.window={w}");
+    }
+    let _ = writeln!(t, "kernel.load={}", desc.load.name());
+    t
+}
+
+/// Hex SHA-256 of a text: how every persistent key in tessera is made.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(s, "{b:02x}");

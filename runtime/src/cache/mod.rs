@@ -21,13 +21,17 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tessera_codegen::{CodegenError, Stage, Target, emit};
 use tessera_desc::{Config, KernelDesc};
 
 pub use key::{Key, LLVM_MAJOR, key_text};
+pub(crate) use key::{kernel_lines, sha256_hex, tessera_version};
+pub(crate) use store::write_atomic;
 use store::Miss;
+
+use crate::parallel::lock;
 
 /// Where a fetched PTX text came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,12 +208,6 @@ fn dir_from(var: Option<OsString>, user_cache: Option<PathBuf>) -> Option<PathBu
         Some(v) => Some(PathBuf::from(v)),
         None => user_cache.map(|d| d.join("tessera").join("ptx")),
     }
-}
-
-/// A panic in codegen while a lock is held leaves the data consistent (a slot is only filled
-/// once its PTX exists), so a poisoned lock is taken over rather than propagated.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The process-wide cache, configured from the environment on first use.

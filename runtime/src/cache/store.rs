@@ -34,21 +34,34 @@ pub(super) fn read(dir: &Path, key: &Key) -> Result<String, Miss> {
 /// same temporary name.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Writes the entry under a temporary name in the same directory, then renames it into place:
-/// a rename within a directory is atomic, so readers in this or any other process see either
-/// the old file, no file, or the whole new one, never a partial write. Two writers of one key
-/// race harmlessly: both write the same text and the last rename wins.
+/// Writes the entry atomically (see [`write_atomic`]). Two writers of one key race harmlessly:
+/// both write the same text and the last rename wins.
 ///
 /// No fsync: after a power loss the entry may come back empty or torn, and the checksum turns
 /// that into a rebuild, which costs less than syncing every write.
 pub(super) fn write(dir: &Path, key: &Key, ptx: &str) -> io::Result<()> {
     fs::create_dir_all(dir)?;
-    let text = entry::encode(key, ptx);
-    let (tmp, mut file) = create_temp(dir, key)?;
-    let written = file.write_all(text.as_bytes());
+    write_atomic(
+        &path(dir, key),
+        key.as_str(),
+        entry::encode(key, ptx).as_bytes(),
+    )
+}
+
+/// Writes `bytes` to `path` under a temporary name in the same directory (named after `stem`),
+/// then renames it into place: a rename within a directory is atomic, so readers in this or any
+/// other process see either the old file, no file, or the whole new one, never a partial write.
+/// A process killed mid-write leaves only its temporary file, which no reader ever opens.
+pub(crate) fn write_atomic(path: &Path, stem: &str, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let (tmp, mut file) = create_temp(dir, stem)?;
+    let written = file.write_all(bytes);
     // Closed before the rename: Windows refuses to rename a file that is still open.
     drop(file);
-    let written = written.and_then(|()| fs::rename(&tmp, path(dir, key)));
+    let written = written.and_then(|()| fs::rename(&tmp, path));
     if written.is_err() {
         // Best effort: the write already failed, and a leftover temp file is never read.
         let _ = fs::remove_file(&tmp);
@@ -58,12 +71,12 @@ pub(super) fn write(dir: &Path, key: &Key, ptx: &str) -> io::Result<()> {
 
 /// A new file whose name is unique to this process and call. `create_new` guards against a
 /// stale file left by a crashed process whose pid has been reused.
-fn create_temp(dir: &Path, key: &Key) -> io::Result<(PathBuf, fs::File)> {
+fn create_temp(dir: &Path, stem: &str) -> io::Result<(PathBuf, fs::File)> {
     let pid = std::process::id();
     let mut last = None;
     for _ in 0..16 {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{key}.{pid}.{n}.tmp"));
+        let tmp = dir.join(format!(".{stem}.{pid}.{n}.tmp"));
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(f) => return Ok((tmp, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),

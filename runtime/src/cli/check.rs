@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tessera_codegen::ptxas::{self, KernelResources};
 use tessera_codegen::{Stage, Target};
@@ -105,7 +104,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
             }
         }
     }
-    let checks = run_parallel(&jobs, |&(desc, config, target)| {
+    let checks = crate::parallel::map(&jobs, |&(desc, config, target)| {
         check_one(&ptxas, desc, config, target)
     });
     report(&checks, out).map_err(Error::Stdout)?;
@@ -118,40 +117,6 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
         });
     }
     Ok(())
-}
-
-/// `f` over `jobs` on every core, results in job order. `--all-configs` is hundreds of LLVM
-/// compilations and ptxas runs, each single-threaded; codegen makes its own LLVM context per
-/// call, so the jobs are independent.
-fn run_parallel<J: Sync, R: Send>(jobs: &[J], f: impl Fn(&J) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len());
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else { break done };
-                        done.push((i, f(job)));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(done) => done,
-                // A panic in codegen is a bug, not a check result: surface it as one.
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    });
-    results.sort_by_key(|&(i, _)| i);
-    results.into_iter().map(|(_, r)| r).collect()
 }
 
 fn check_one(ptxas: &Path, desc: &KernelDesc, config: Config, target: Target) -> Check {

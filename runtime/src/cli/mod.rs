@@ -1,12 +1,15 @@
 //! The `tessera` command line: argument parsing and dispatch; each subcommand lives in its own
 //! file.
 
+mod autotune;
 mod bench;
+mod cache;
 mod check;
 mod emit;
 mod list;
 mod run;
 mod table;
+mod tune_report;
 
 use std::io::{self, Write};
 
@@ -20,7 +23,7 @@ use crate::{Error, catalog};
 #[command(
     name = "tessera",
     version,
-    about = "List, emit, ptxas-check, run and time tessera's attention kernels"
+    about = "List, emit, ptxas-check, run, time and autotune tessera's attention kernels"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,6 +42,10 @@ enum Command {
     Run(run::Args),
     /// Time kernels on GPU 0 over sequence lengths and configs.
     Bench(bench::Args),
+    /// Find the fastest config of a kernel for a problem on this GPU and remember it.
+    Autotune(autotune::Args),
+    /// List, show, clear, export or import the tuning store.
+    Cache(cache::Args),
 }
 
 /// Parses the process arguments and runs the command, writing to stdout. Usage errors, `--help`
@@ -55,6 +62,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Check(args) => check::run(&args, out),
         Command::Run(args) => run::run(&args, out),
         Command::Bench(args) => bench::run(&args, out),
+        Command::Autotune(args) => autotune::run(&args, out),
+        Command::Cache(args) => cache::run(&args, out),
     }
 }
 

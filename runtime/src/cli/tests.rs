@@ -341,3 +341,163 @@ fn run_and_bench_usage_errors() {
         "{text}"
     );
 }
+
+/// A store file holding one entry of dense_bf16_d128 with two timed configs and one pruned.
+fn seeded_store(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    use crate::tune::{DeviceInfo, Entries, Entry, KeyInfo, Outcome, Problem, Record, Store};
+    let desc = crate::catalog::find("dense_bf16_d128").unwrap();
+    let problem: Problem = "1,32,32,16384,16384".parse().unwrap();
+    let device = DeviceInfo {
+        name: "Test GPU".to_string(),
+        compute_capability: (9, 0),
+        driver: 13000,
+    };
+    let key = KeyInfo::new(desc, &problem, &device);
+    let id = key.id();
+    let mut entry = Entry::new(key);
+    let default = desc.default_config().unwrap().to_string();
+    let other = "block_q=64,block_kv=64,warps=4,stages=2".to_string();
+    let pruned = "block_q=128,block_kv=128,warps=4,stages=2".to_string();
+    entry.extend_space([default.as_str(), other.as_str(), pruned.as_str()]);
+    let timed = |ms: f64| Outcome::Timed {
+        median_ms: ms,
+        min_ms: ms,
+        reps: 10,
+        tflops: 4.4 / ms,
+    };
+    let rec = |outcome| Record::now(problem, outcome);
+    entry.records.insert(default, rec(timed(12.0)));
+    entry.records.insert(other.clone(), rec(timed(10.0)));
+    entry.records.insert(
+        pruned,
+        rec(Outcome::Pruned {
+            reason: "spills 900+780 bytes (limit 256)".to_string(),
+        }),
+    );
+    let path = dir.join("tune.json");
+    Store::at(&path)
+        .update(|all| all.merge(Entries([(id.clone(), entry)].into())))
+        .unwrap();
+    (path, id)
+}
+
+#[test]
+fn cache_lists_shows_clears_exports_and_imports_the_tuning_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, id) = seeded_store(dir.path());
+    let store = path.to_string_lossy().into_owned();
+    let cache = |args: &[&str]| {
+        let mut all = vec!["cache"];
+        all.extend(args);
+        all.extend(["--cache", &store]);
+        output(&all)
+    };
+
+    let ls = cache(&["ls"]).unwrap();
+    assert!(
+        ls.contains(&id[..12]) && ls.contains("dense_bf16_d128"),
+        "{ls}"
+    );
+    assert!(
+        ls.contains("block_q=64,block_kv=64,warps=4,stages=2  10.0000  3/3\n"),
+        "{ls}"
+    );
+    assert!(ls.ends_with(&format!("1 entries in {store}\n")), "{ls}");
+
+    let show = cache(&["show", &id[..6]]).unwrap();
+    assert!(show.starts_with(&format!("key {id}\n")), "{show}");
+    let winner = show.lines().find(|l| l.contains("WINNER")).unwrap();
+    let cells: Vec<&str> = winner.split_whitespace().collect();
+    assert_eq!(
+        cells[..2],
+        ["block_q=64,block_kv=64,warps=4,stages=2", "timed"],
+        "{show}"
+    );
+    assert!(winner.contains("1.00x"), "{winner}");
+    let default = crate::catalog::find("dense_bf16_d128")
+        .and_then(|d| d.default_config())
+        .unwrap()
+        .to_string();
+    let row = show.lines().find(|l| l.starts_with(&default)).unwrap();
+    assert!(row.contains("1.20x") && row.ends_with("default"), "{row}");
+    assert!(
+        show.contains("pruned") && show.contains("spills 900+780"),
+        "{show}"
+    );
+    let summary = format!("the default config ({default}) takes 12.0000 ms, 1.20x as long");
+    assert!(show.contains(&summary), "{show}");
+    let missing = cache(&["show", "zz"]).unwrap_err().to_string();
+    assert!(
+        missing.contains("no tuning store entry's key starts with `zz`"),
+        "{missing}"
+    );
+
+    let shipped = dir.path().join("shipped.json");
+    let shipped_arg = shipped.to_string_lossy().into_owned();
+    let exported = cache(&["export", &shipped_arg]).unwrap();
+    assert!(exported.starts_with("exported 1 entries"), "{exported}");
+    assert_eq!(
+        cache(&["clear"]).unwrap(),
+        format!("removed 1 entries from {store}\n")
+    );
+    assert!(
+        cache(&["ls"])
+            .unwrap()
+            .ends_with(&format!("0 entries in {store}\n"))
+    );
+    let imported = cache(&["import", &shipped_arg]).unwrap();
+    assert!(imported.starts_with("imported 1 entries"), "{imported}");
+    assert_eq!(cache(&["ls"]).unwrap(), ls);
+    assert_eq!(
+        cache(&["clear", &id[..4]]).unwrap(),
+        format!("removed 1 entries from {store}\n")
+    );
+}
+
+#[test]
+fn autotune_usage_errors() {
+    let autotune = |extra: &[&str]| {
+        let mut args = vec!["autotune", "dense_bf16_d128"];
+        args.extend(extra);
+        parse_error(&args)
+    };
+    assert!(autotune(&[]).contains("--shape <B,H,HKV,SQ,SKV>"));
+    assert!(autotune(&["--shape", "1,2,3"]).contains("is not B,H,HKV,SQ,SKV"));
+    assert!(autotune(&["--shape", "1,32,5,64,64"]).contains("must divide heads"));
+    let budget = autotune(&["--shape", "1,2,2,64,64", "--budget-seconds", "0"]);
+    assert!(
+        budget.contains("not a positive number of seconds"),
+        "{budget}"
+    );
+    assert!(parse_error(&["cache"]).contains("Usage"));
+    assert!(parse_error(&["cache", "show"]).contains("<PREFIX>"));
+}
+
+#[test]
+fn autotune_checks_the_kernel_before_the_gpu_and_says_when_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tune.json").to_string_lossy().into_owned();
+    let unknown = output(&[
+        "autotune",
+        "nope",
+        "--shape",
+        "1,2,2,64,64",
+        "--cache",
+        &store,
+    ]);
+    assert!(matches!(unknown, Err(Error::UnknownKernel { .. })));
+    let Some(expected) = no_gpu_error() else {
+        eprintln!("a GPU is present: the no-GPU error cannot be checked here");
+        return;
+    };
+    let err = output(&[
+        "autotune",
+        "dense_bf16_d64",
+        "--shape",
+        "1,2,2,64,64",
+        "--cache",
+        &store,
+    ]);
+    assert_eq!(err.unwrap_err().to_string(), expected);
+    assert!(!dir.path().join("tune.json").exists());
+}

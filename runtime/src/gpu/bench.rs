@@ -170,7 +170,7 @@ pub fn bench_attention(
 
 /// `n` values in [-1, 1) from SplitMix64: timing needs realistic values, not a statistics-grade
 /// generator, and the library has no `rand`.
-fn uniform(n: usize, seed: u64) -> Vec<f32> {
+pub(crate) fn uniform(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed;
     (0..n)
         .map(|_| {

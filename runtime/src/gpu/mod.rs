@@ -5,6 +5,7 @@ mod attention;
 pub mod bench;
 mod error;
 mod tensor;
+mod tuned;
 
 use std::sync::Arc;
 

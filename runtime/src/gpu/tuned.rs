@@ -1,0 +1,23 @@
+//! The launch API's tuned entry point: the stored winner for the problem, tuning on first use
+//! when enabled, the kernel's default config otherwise.
+
+use tessera_desc::KernelDesc;
+
+use super::{Attention, Gpu};
+use crate::tune::{self, Policy, Problem, Store, TuneError};
+
+impl Attention {
+    /// `desc` loaded at the best known config for `problem` on `gpu`, from the tuning store
+    /// (`$TESSERA_TUNE_CACHE` or the user cache directory). With [`Policy::FromEnv`],
+    /// `TESSERA_AUTOTUNE=1` tunes keys the store does not know yet. `tune::choose` also says
+    /// where the config came from.
+    pub fn for_problem(
+        gpu: &Gpu,
+        desc: &KernelDesc,
+        problem: &Problem,
+        policy: Policy,
+    ) -> Result<Attention, TuneError> {
+        let choice = tune::choose(gpu, desc, problem, policy, &Store::from_env())?;
+        Ok(Attention::load(gpu, desc, &choice.config)?)
+    }
+}

@@ -1,0 +1,109 @@
+//! The tuning key: what a winner depends on, written as canonical text and hashed (the PTX
+//! cache's approach, for the same reason: the key outlives the process, so it must be a
+//! function of its inputs alone, not of `Hash` or `Debug`).
+//!
+//! - The kernel: a hash of what it computes, *not* of its tuning space. Records are kept per
+//!   config, so a space that gains a config keeps every timing and only the new config is
+//!   timed (re-tuning everything when one config is added is what users of other tuners
+//!   complain about).
+//! - The problem, bucketed: sequence lengths rounded up to powers of two (nearby lengths share
+//!   a winner; tuning every length would make the cache useless for variable-length serving);
+//!   head dim, dtype and GQA group exact, since they change the kernel's inner loop.
+//! - The device: name, compute capability and driver version (the driver's JIT compiles the
+//!   PTX, so a new driver can change which schedule wins).
+//! - tessera's version and codegen's source fingerprint: a changed lowering invalidates timings.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use tessera_desc::KernelDesc;
+
+use super::device::DeviceInfo;
+use super::problem::Problem;
+use crate::cache::{kernel_lines, sha256_hex, tessera_version};
+
+/// Version of the canonical text: bumped when its format changes, so older entries are never
+/// looked up again instead of being misread.
+const FORMAT: &str = "tessera-tune-key v1";
+
+/// The problem as the key sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub seq_q: usize,
+    pub seq_kv: usize,
+    pub head_dim: u32,
+    pub dtype: String,
+    pub group: usize,
+}
+
+impl Bucket {
+    pub fn of(desc: &KernelDesc, problem: &Problem) -> Bucket {
+        Bucket {
+            seq_q: bucket_len(problem.seq_q),
+            seq_kv: bucket_len(problem.seq_kv),
+            head_dim: desc.head_dim,
+            dtype: desc.dtype.name().to_string(),
+            group: problem.group(),
+        }
+    }
+}
+
+/// A sequence length's bucket: the next power of two (a length is its own bucket if it is one).
+pub fn bucket_len(n: usize) -> usize {
+    n.checked_next_power_of_two().unwrap_or(usize::MAX)
+}
+
+/// Everything a key is made of, kept in each store entry so that `tessera cache` can show it
+/// and a loaded entry can be checked against its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub kernel: String,
+    /// SHA-256 of the PTX cache's kernel lines (name, head dim, dtype, layout, visit, load).
+    pub kernel_hash: String,
+    pub bucket: Bucket,
+    pub device: DeviceInfo,
+    /// tessera's version and codegen's source fingerprint.
+    pub tessera: String,
+}
+
+impl KeyInfo {
+    pub fn new(desc: &KernelDesc, problem: &Problem, device: &DeviceInfo) -> KeyInfo {
+        KeyInfo {
+            kernel: desc.name.to_string(),
+            kernel_hash: sha256_hex(&kernel_lines(desc)),
+            bucket: Bucket::of(desc, problem),
+            device: device.clone(),
+            tessera: tessera_version(),
+        }
+    }
+
+    /// The entry's id in the store: hex SHA-256 of [`KeyInfo::canonical`].
+    pub fn id(&self) -> String {
+        sha256_hex(&self.canonical())
+    }
+
+    /// One `name=value` line per field; strings with `{:?}` so that no value can forge a line.
+    pub fn canonical(&self) -> String {
+        let b = &self.bucket;
+        let d = &self.device;
+        let mut t = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(t, "{FORMAT}");
+        let _ = writeln!(t, "tessera={:?}", self.tessera);
+        let _ = writeln!(t, "kernel={:?}", self.kernel);
+        let _ = writeln!(t, "kernel.hash={}", self.kernel_hash);
+        let _ = writeln!(t, "problem.seq_q={}", b.seq_q);
+        let _ = writeln!(t, "problem.seq_kv={}", b.seq_kv);
+        let _ = writeln!(t, "problem.head_dim={}", b.head_dim);
+        let _ = writeln!(t, "problem.dtype={:?}", b.dtype);
+        let _ = writeln!(t, "problem.group={}", b.group);
+        let _ = writeln!(t, "device.name={:?}", d.name);
+        let _ = writeln!(
+            t,
+            "device.cc={}.{}",
+            d.compute_capability.0, d.compute_capability.1
+        );
+        let _ = writeln!(t, "device.driver={}", d.driver);
+        t
+    }
+}

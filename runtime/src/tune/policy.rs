@@ -1,0 +1,114 @@
+//! Which config a launch uses: the stored winner for the problem's key, a sweep on first use
+//! when tuning is enabled, else the kernel's default config.
+
+use tessera_desc::{Config, KernelDesc};
+
+use super::TuneError;
+use super::device::DeviceInfo;
+use super::key::KeyInfo;
+use super::problem::Problem;
+use super::store::Store;
+use super::sweep::{Options, sweep};
+use crate::gpu::Gpu;
+
+/// Environment variable that turns tuning on first use on (`1`) for [`Policy::FromEnv`].
+pub const AUTOTUNE_ENV: &str = "TESSERA_AUTOTUNE";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// The stored winner, else the default config; never times anything.
+    Cached,
+    /// Tunes when some config of the kernel's space has no record for the key (first use, or
+    /// a space that gained configs), then uses the winner.
+    TuneOnMiss,
+    /// `TuneOnMiss` when `TESSERA_AUTOTUNE=1`, else `Cached`: tuning takes seconds of GPU
+    /// time, which a program should not spend unless its user asked for it.
+    #[default]
+    FromEnv,
+}
+
+impl Policy {
+    fn tunes(self) -> bool {
+        match self {
+            Policy::Cached => false,
+            Policy::TuneOnMiss => true,
+            Policy::FromEnv => std::env::var_os(AUTOTUNE_ENV).is_some_and(|v| v == "1"),
+        }
+    }
+}
+
+/// Where a chosen config came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Cached,
+    Tuned,
+    Default,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub config: Config,
+    pub source: Source,
+    /// The key's id in the store.
+    pub key: String,
+}
+
+/// The config to launch `desc` with on `problem`. The store is an optimisation here: one that
+/// cannot be read is reported and treated as empty, never a reason to fail a launch.
+pub fn choose(
+    gpu: &Gpu,
+    desc: &KernelDesc,
+    problem: &Problem,
+    policy: Policy,
+    store: &Store,
+) -> Result<Choice, TuneError> {
+    problem.check_for(desc).map_err(|why| TuneError::Problem {
+        problem: *problem,
+        why,
+    })?;
+    let key = KeyInfo::new(desc, problem, &DeviceInfo::of(gpu)?).id();
+    let entry = match store.load() {
+        Ok(mut entries) => entries.0.remove(&key),
+        Err(e) => {
+            eprintln!("tessera: {e}; using the default config");
+            None
+        }
+    };
+    // A stored config counts only while the kernel's current space still holds it.
+    let valid = |c: &str| desc.parse_config(c).ok();
+    let stored = |entry: &super::record::Entry| {
+        entry
+            .winner(|c| valid(c).is_some())
+            .and_then(|(c, _)| valid(c))
+    };
+    if policy.tunes() && !super::space::to_run(desc, entry.as_ref(), false).is_empty() {
+        let summary = sweep(gpu, desc, problem, store, &Options::default(), &|_| {})?;
+        if let Some(e) = &summary.store_error {
+            eprintln!("tessera: {e}; the tuning result is not remembered");
+        }
+        for e in &summary.gpu_errors {
+            eprintln!("tessera: tuning stopped early: {e}");
+        }
+        if let Some(config) = stored(&summary.entry) {
+            return Ok(Choice {
+                config,
+                source: Source::Tuned,
+                key,
+            });
+        }
+    } else if let Some(config) = entry.as_ref().and_then(stored) {
+        return Ok(Choice {
+            config,
+            source: Source::Cached,
+            key,
+        });
+    }
+    let config = desc
+        .default_config()
+        .ok_or(TuneError::EmptySpace { kernel: desc.name })?;
+    Ok(Choice {
+        config,
+        source: Source::Default,
+        key,
+    })
+}

@@ -1,0 +1,55 @@
+//! The search space and what is pruned from it before any GPU time is spent.
+//!
+//! The space is the description's `configs()` (already free of invalid combinations). Of those,
+//! a config is pruned when it cannot run on the device (shared memory over the per-block
+//! limit) or when ptxas reports heavy spilling. Spilling is judged by a threshold, not at zero:
+//! on H100 some configs that spill a few hundred bytes (a handful of values kept in local
+//! memory, which stays in L1) are among the fastest, because the larger tile they buy
+//! outweighs the spill traffic; configs that spill kilobytes are never competitive.
+
+use tessera_codegen::ptxas::KernelResources;
+use tessera_desc::{Config, KernelDesc};
+
+use super::record::Entry;
+
+/// Spill bytes (stores plus loads, as `ptxas -v` reports them) above which a config is pruned.
+/// On sm_90a the catalog's configs spill either at most ~260 bytes or well over 1 KB.
+pub const SPILL_LIMIT_BYTES: u32 = 256;
+
+/// Why a config cannot run within the device's shared memory, if it cannot.
+pub fn shared_memory_pruned(
+    desc: &KernelDesc,
+    cfg: &Config,
+    max_shared_bytes: u32,
+) -> Option<String> {
+    match tessera_codegen::tile_program(desc, cfg) {
+        Ok(program) if program.shared_bytes() > max_shared_bytes => Some(format!(
+            "shared memory {} KiB > {} KiB",
+            program.shared_bytes().div_ceil(1024),
+            max_shared_bytes / 1024
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("codegen: {e}")),
+    }
+}
+
+/// Why a config spills too much to be worth timing, if it does.
+pub fn spills_pruned(resources: &KernelResources) -> Option<String> {
+    let spilled = resources.spill_stores + resources.spill_loads;
+    (spilled > SPILL_LIMIT_BYTES).then(|| {
+        format!(
+            "spills {}+{} bytes (limit {SPILL_LIMIT_BYTES})",
+            resources.spill_stores, resources.spill_loads
+        )
+    })
+}
+
+/// The configs a sweep must run: those of the space without a record in `entry`, or all of
+/// them when `retune` is set. The space's order is kept: it puts the default config (the
+/// catalog lists its H100 winner first) early, so early elimination has a strong reference.
+pub fn to_run(desc: &KernelDesc, entry: Option<&Entry>, retune: bool) -> Vec<Config> {
+    desc.configs()
+        .into_iter()
+        .filter(|c| retune || entry.is_none_or(|e| !e.records.contains_key(&c.to_string())))
+        .collect()
+}

@@ -1,0 +1,186 @@
+use tessera_desc::{KernelDesc, Param};
+
+use super::super::{Bucket, KeyInfo, bucket_len};
+use super::{dense, device, key, problem};
+use crate::cache::sha256_hex;
+
+#[test]
+fn sequence_lengths_round_up_to_powers_of_two() {
+    let cases = [
+        (1, 1),
+        (2, 2),
+        (3, 4),
+        (131, 256),
+        (16384, 16384),
+        (16385, 32768),
+    ];
+    for (n, bucket) in cases {
+        assert_eq!(bucket_len(n), bucket, "{n}");
+    }
+    assert_eq!(bucket_len(usize::MAX), usize::MAX);
+}
+
+#[test]
+fn the_bucket_keeps_head_dim_dtype_and_group_exact() {
+    let p = "2,32,8,1000,3000".parse().unwrap();
+    assert_eq!(
+        Bucket::of(dense(), &p),
+        Bucket {
+            seq_q: 1024,
+            seq_kv: 4096,
+            head_dim: 128,
+            dtype: "bf16".to_string(),
+            group: 4,
+        }
+    );
+}
+
+#[test]
+fn key_text_is_canonical_and_stable() {
+    let info = KeyInfo {
+        kernel: "k".to_string(),
+        kernel_hash: "ab12".to_string(),
+        bucket: Bucket {
+            seq_q: 16384,
+            seq_kv: 8192,
+            head_dim: 128,
+            dtype: "bf16".to_string(),
+            group: 4,
+        },
+        device: device(13000),
+        tessera: "1.2.3+f00".to_string(),
+    };
+    assert_eq!(
+        info.canonical(),
+        "tessera-tune-key v1\n\
+         tessera=\"1.2.3+f00\"\n\
+         kernel=\"k\"\n\
+         kernel.hash=ab12\n\
+         problem.seq_q=16384\n\
+         problem.seq_kv=8192\n\
+         problem.head_dim=128\n\
+         problem.dtype=\"bf16\"\n\
+         problem.group=4\n\
+         device.name=\"Test GPU 80GB\"\n\
+         device.cc=9.0\n\
+         device.driver=13000\n"
+    );
+    // Pinned (checked with `sha256sum`): an id that changed between builds or runs would make
+    // every stored winner unreachable.
+    assert_eq!(
+        info.id(),
+        "fb848ed963d17633e1a38d6f0e7dc6061035ce737a1e5d6a1acc550bbcd47255"
+    );
+    assert_eq!(info.id(), sha256_hex(&info.canonical()));
+}
+
+#[test]
+fn the_kernel_part_is_the_ptx_cache_s_description_hash() {
+    let k = key("dense_bf16_d128", 4096);
+    assert_eq!(k.kernel, "dense_bf16_d128");
+    assert_eq!(
+        k.kernel_hash,
+        sha256_hex(&crate::cache::kernel_lines(dense()))
+    );
+    assert_eq!(
+        k.tessera,
+        format!(
+            "{}+{}",
+            env!("CARGO_PKG_VERSION"),
+            tessera_codegen::FINGERPRINT
+        )
+    );
+    // Computed twice, the same: nothing per-process (hash seeds, addresses) leaks in.
+    assert_eq!(k.id(), key("dense_bf16_d128", 4096).id());
+}
+
+#[test]
+fn what_the_winner_depends_on_changes_the_key_and_nothing_else_does() {
+    let base = KeyInfo::new(dense(), &problem(16384), &device(13000));
+    let same_bucket = KeyInfo::new(dense(), &problem(9000), &device(13000));
+    assert_eq!(base.id(), same_bucket.id());
+    // Batch and heads are not part of the key (only the GQA group is).
+    let more_rows = "8,64,64,16384,16384".parse().unwrap();
+    assert_eq!(
+        base.id(),
+        KeyInfo::new(dense(), &more_rows, &device(13000)).id()
+    );
+
+    // A space that gains configs keeps its key: records are per config.
+    static WIDER: KernelDesc = {
+        let mut d = <crate::catalog::DenseBf16D128 as tessera_desc::Kernel>::DESC;
+        d.schedule.warps = Param::Choices(&[8, 4, 2]);
+        d
+    };
+    assert_eq!(WIDER.name, "dense_bf16_d128");
+    assert_eq!(
+        base.id(),
+        KeyInfo::new(&WIDER, &problem(16384), &device(13000)).id()
+    );
+
+    let mut differ = vec![
+        KeyInfo::new(dense(), &problem(16385), &device(13000)),
+        KeyInfo::new(
+            dense(),
+            &"1,32,8,16384,16384".parse().unwrap(),
+            &device(13000),
+        ),
+        KeyInfo::new(dense(), &problem(16384), &device(12080)),
+        KeyInfo::new(
+            crate::catalog::find("dense_f16_d128").unwrap(),
+            &problem(16384),
+            &device(13000),
+        ),
+        KeyInfo::new(
+            crate::catalog::find("causal_bf16_d128").unwrap(),
+            &problem(16384),
+            &device(13000),
+        ),
+    ];
+    let mut other_card = device(13000);
+    other_card.name = "Other GPU".to_string();
+    differ.push(KeyInfo::new(dense(), &problem(16384), &other_card));
+    let mut other_cc = device(13000);
+    other_cc.compute_capability = (8, 0);
+    differ.push(KeyInfo::new(dense(), &problem(16384), &other_cc));
+    let mut ids: Vec<String> = differ.iter().map(KeyInfo::id).collect();
+    ids.push(base.id());
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+}
+
+#[test]
+fn window_parameters_are_part_of_the_kernel() {
+    use tessera_desc::{Visit, Window, WindowAxis};
+    let with = |size| {
+        let axis = WindowAxis {
+            size,
+            dilation: 1,
+            stride: 1,
+            causal: false,
+        };
+        let mut desc = *dense();
+        desc.visit = Visit::Window(Window {
+            dims: 1,
+            axes: [axis; 3],
+        });
+        desc
+    };
+    let lines = crate::cache::kernel_lines(&with(7));
+    assert!(
+        lines.contains(
+            "kernel.window=window(size = [7], dilation = [1], stride = [1], causal = [false])\n"
+        ),
+        "{lines}"
+    );
+    assert_ne!(lines, crate::cache::kernel_lines(&with(9)));
+    let p = problem(4096);
+    assert_ne!(
+        KeyInfo::new(&with(7), &p, &device(13000)).id(),
+        KeyInfo::new(&with(9), &p, &device(13000)).id()
+    );
+    // Other visits have no window line: their keys did not change when windows came.
+    assert!(!crate::cache::kernel_lines(dense()).contains("window"));
+}

@@ -1,0 +1,135 @@
+use tessera_codegen::Target;
+use tessera_codegen::ptxas::KernelResources;
+use tessera_desc::Config;
+
+use super::super::compile::prepare;
+use super::super::space::{SPILL_LIMIT_BYTES, shared_memory_pruned, spills_pruned, to_run};
+use super::{dense, entry, key};
+
+fn cfg(block_q: u32, block_kv: u32, warps: u32, stages: u32) -> Config {
+    Config {
+        block_q,
+        block_kv,
+        warps,
+        stages,
+    }
+}
+
+#[test]
+fn configs_over_the_shared_memory_limit_are_pruned() {
+    let desc = dense();
+    let smem = |c: &Config| {
+        tessera_codegen::tile_program(desc, c)
+            .unwrap()
+            .shared_bytes()
+    };
+    // H100's opt-in limit: the whole catalog space fits.
+    let h100 = 227 * 1024;
+    assert!(
+        desc.configs()
+            .iter()
+            .all(|c| shared_memory_pruned(desc, c, h100).is_none())
+    );
+    // A 100 KiB card: exactly the configs that need more are pruned, with the figures.
+    let small = 100 * 1024;
+    for c in desc.configs() {
+        let pruned = shared_memory_pruned(desc, &c, small);
+        assert_eq!(pruned.is_some(), smem(&c) > small, "{c}: {pruned:?}");
+    }
+    let big = cfg(128, 128, 8, 3);
+    assert_eq!(
+        shared_memory_pruned(desc, &big, small).unwrap(),
+        format!("shared memory {} KiB > 100 KiB", smem(&big) / 1024)
+    );
+    // A config outside the space is pruned by codegen's own check, not run.
+    let outside = shared_memory_pruned(desc, &cfg(32, 64, 2, 1), h100).unwrap();
+    assert!(outside.starts_with("codegen: "), "{outside}");
+}
+
+#[test]
+fn only_heavy_spills_are_pruned() {
+    let spill = |stores, loads| KernelResources {
+        spill_stores: stores,
+        spill_loads: loads,
+        ..KernelResources::default()
+    };
+    assert_eq!(spills_pruned(&spill(0, 0)), None);
+    // What H100's fastest-but-spilling configs report: kept.
+    assert_eq!(spills_pruned(&spill(92, 140)), None);
+    assert_eq!(spills_pruned(&spill(128, 128)), None);
+    assert_eq!(
+        spills_pruned(&spill(900, 780)).unwrap(),
+        format!("spills 900+780 bytes (limit {SPILL_LIMIT_BYTES})")
+    );
+    assert!(spills_pruned(&spill(129, 128)).is_some());
+}
+
+fn ptxas() -> Option<std::path::PathBuf> {
+    match tessera_codegen::ptxas::find() {
+        Ok(p) => Some(p),
+        Err(e) if std::env::var("TESSERA_REQUIRE_PTXAS").as_deref() == Ok("1") => panic!("{e}"),
+        Err(e) => {
+            eprintln!("skipping the ptxas spill check: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn ptxas_spills_prune_heavy_spillers_on_sm90a_and_keep_light_ones() {
+    let Some(ptxas) = ptxas() else { return };
+    let desc = dense();
+    let light = cfg(128, 64, 4, 2); // ~230 bytes of spills on sm_90a
+    let heavy = cfg(128, 128, 4, 2); // ~1.7 KB
+    let clean = cfg(128, 64, 8, 2); // the default: none
+    let configs = [light, heavy, clean];
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let prepared = prepare(
+        desc,
+        &configs,
+        Target::Sm90a,
+        227 * 1024,
+        Some(&ptxas),
+        &|_| {
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        },
+    );
+    assert_eq!(done.into_inner(), 3);
+    let verdicts: Vec<(Config, Option<String>)> =
+        prepared.into_iter().map(|p| (p.config, p.pruned)).collect();
+    assert_eq!(verdicts[0], (light, None));
+    assert_eq!(verdicts[1].0, heavy);
+    assert!(
+        verdicts[1]
+            .1
+            .as_deref()
+            .is_some_and(|w| w.starts_with("spills ")),
+        "{verdicts:?}"
+    );
+    assert_eq!(verdicts[2], (clean, None));
+
+    // Without ptxas nothing is judged on spills.
+    let unchecked = prepare(desc, &[heavy], Target::Sm90a, 227 * 1024, None, &|_| {});
+    assert_eq!(unchecked[0].pruned, None);
+}
+
+#[test]
+fn a_sweep_runs_only_configs_without_a_record() {
+    let desc = dense();
+    let space = desc.configs();
+    assert_eq!(to_run(desc, None, false), space);
+    let first = space[0].to_string();
+    let third = space[2].to_string();
+    let e = entry(key(desc.name, 4096), &[(&first, 1, 1.0), (&third, 1, 2.0)]);
+    let rest = to_run(desc, Some(&e), false);
+    assert_eq!(rest.len(), space.len() - 2);
+    assert_eq!(rest[0], space[1]);
+    assert!(!rest.contains(&space[0]) && !rest.contains(&space[2]));
+    // A complete entry: nothing to time, which is what makes a second `autotune` free.
+    let mut full = e.clone();
+    for c in &space {
+        full.records.insert(c.to_string(), super::timed(1, 1.0));
+    }
+    assert!(to_run(desc, Some(&full), false).is_empty());
+    assert_eq!(to_run(desc, Some(&full), true), space);
+}

@@ -1,0 +1,150 @@
+//! The correctness gate: a fast wrong config must never win, so every candidate first runs a
+//! small problem (see `Problem::check_shape`) and is compared with codegen's float64 reference.
+
+use cudarc::driver::CudaSlice;
+use tessera_codegen::reference::{self, Axis, Mask, NaShape, Shape, neighborhood_attention};
+use tessera_codegen::semantics::round_to;
+use tessera_desc::{KernelDesc, Visit};
+
+use super::problem::Problem;
+use crate::gpu::bench::uniform;
+use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
+
+/// The tolerances of the GPU correctness tests (`tests/gpu.rs`): the output is rounded to 16
+/// bits, the logsumexp is f32.
+pub const MAX_O_ERROR: f64 = 1e-2;
+pub const MAX_LSE_ERROR: f64 = 1e-3;
+
+/// The small problem's inputs and the reference's answer, computed once per sweep.
+pub struct Case {
+    desc: KernelDesc,
+    shape: Shape,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    want: reference::Output,
+}
+
+impl Case {
+    pub fn new(desc: &KernelDesc, problem: &Problem) -> Result<Case, String> {
+        let shape = problem.check_shape(desc);
+        // Values in [-2, 2): scores large enough that a wrong max or scale shows.
+        let values = |n, seed| -> Vec<f32> {
+            let rounded = uniform(n, seed)
+                .into_iter()
+                .map(|x| round_to(desc.dtype, 2.0 * x));
+            rounded.collect()
+        };
+        let (q, k, v) = (
+            values(shape.q_len(), 1),
+            values(shape.kv_len(), 2),
+            values(shape.kv_len(), 3),
+        );
+        let want = expected(desc, &shape, &q, &k, &v)?;
+        Ok(Case {
+            desc: *desc,
+            shape,
+            q,
+            k,
+            v,
+            want,
+        })
+    }
+}
+
+/// The float64 reference of what `desc` computes.
+fn expected(
+    desc: &KernelDesc,
+    shape: &Shape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+) -> Result<reference::Output, String> {
+    let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let (q, k, v) = (wide(q), wide(k), wide(v));
+    let scale = 1.0 / (shape.head_dim as f64).sqrt();
+    let mask = match desc.visit {
+        Visit::Dense => Mask::None,
+        Visit::Causal => Mask::Causal,
+        Visit::Window(w) => {
+            // Launches pass one extent (the token count), so the grid is 1-D.
+            let axes = w.axes().iter().map(|a| Axis {
+                extent: shape.seq_q,
+                window: a.size as usize,
+                dilation: a.dilation as usize,
+                stride: a.stride as usize,
+                causal: a.causal,
+            });
+            let na = NaShape {
+                batch: shape.batch,
+                heads: shape.heads,
+                kv_heads: shape.kv_heads,
+                axes: axes.collect(),
+                head_dim: shape.head_dim,
+            };
+            return neighborhood_attention(&na, scale, &q, &k, &v);
+        }
+        other => return Err(format!("no reference for visit `{}`", other.name())),
+    };
+    reference::try_attention(shape, mask, scale, &q, &k, &v)
+}
+
+/// The case's inputs on one GPU.
+pub struct OnGpu {
+    q: DeviceTensor,
+    k: DeviceTensor,
+    v: DeviceTensor,
+}
+
+impl OnGpu {
+    pub fn upload(gpu: &Gpu, case: &Case) -> Result<OnGpu, GpuError> {
+        let s = &case.shape;
+        let dims = |heads, tokens| [s.batch, heads, tokens, s.head_dim];
+        let dt = case.desc.dtype;
+        Ok(OnGpu {
+            q: DeviceTensor::from_f32(gpu, dt, dims(s.heads, s.seq_q), &case.q)?,
+            k: DeviceTensor::from_f32(gpu, dt, dims(s.kv_heads, s.seq_kv), &case.k)?,
+            v: DeviceTensor::from_f32(gpu, dt, dims(s.kv_heads, s.seq_kv), &case.v)?,
+        })
+    }
+}
+
+/// `Ok(Err(why))` when the candidate computes the wrong answer; `Err` when the GPU failed.
+pub fn check(
+    gpu: &Gpu,
+    attn: &Attention,
+    case: &Case,
+    inputs: &OnGpu,
+) -> Result<Result<(), String>, GpuError> {
+    let s = &case.shape;
+    // Fresh NaN outputs per candidate: one that writes nothing must not pass on what the
+    // previous candidate left behind.
+    let mut o = DeviceTensor::poisoned(gpu, case.desc.dtype, inputs.q.shape)?;
+    let mut lse: CudaSlice<f32> = gpu.stream.clone_htod(&vec![f32::NAN; s.lse_len()])?;
+    attn.run(
+        gpu,
+        AttentionArgs {
+            q: &inputs.q,
+            k: &inputs.k,
+            v: &inputs.v,
+            o: &mut o,
+            lse: Some(&mut lse),
+            scale: None,
+        },
+    )?;
+    gpu.stream.synchronize()?;
+    let o = o.to_f32(gpu)?;
+    let lse = gpu.stream.clone_dtoh(&lse)?;
+    let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let o_err = reference::rel_error(&wide(&o), &case.want.o);
+    let lse_err = reference::rel_error(&wide(&lse), &case.want.lse);
+    Ok(if o_err > MAX_O_ERROR || lse_err > MAX_LSE_ERROR {
+        Err(format!(
+            "wrong result on {}x{}x{}x{}: o rel error {o_err:.1e} (max {MAX_O_ERROR:.0e}), \
+             lse {lse_err:.1e} (max {MAX_LSE_ERROR:.0e})",
+            s.heads, s.kv_heads, s.seq_q, s.seq_kv
+        ))
+    } else {
+        Ok(())
+    })
+}
