@@ -58,8 +58,8 @@ pub fn emit(desc: &KernelDesc, cfg: &Config, target: Target, stage: Stage) -> Re
     let program = tile_program(desc, cfg)?;
     match stage {
         Stage::Ir => Ok(program.to_string()),
-        Stage::Llvm => Ok(llvm::compile(&program, target)?.llvm_ir),
-        Stage::Ptx => Ok(llvm::compile(&program, target)?.ptx),
+        Stage::Llvm => llvm::compile(&program, target, llvm::Output::LlvmIr),
+        Stage::Ptx => llvm::compile(&program, target, llvm::Output::Ptx),
     }
 }
 

@@ -34,12 +34,15 @@ fn use_short_shared_pointers() {
     unsafe { llvm_sys::support::LLVMParseCommandLineOptions(2, args.as_ptr(), std::ptr::null()) };
 }
 
-pub struct Compiled {
-    pub llvm_ir: String,
-    pub ptx: String,
+/// What to hand back: printing a large module's IR costs a noticeable share of codegen time,
+/// so it is printed only when asked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    LlvmIr,
+    Ptx,
 }
 
-pub fn compile(program: &Program, target: Target) -> Result<Compiled, CodegenError> {
+pub fn compile(program: &Program, target: Target, output: Output) -> Result<String, CodegenError> {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         inkwell::targets::Target::initialize_nvptx(&InitializationConfig::default());
@@ -67,8 +70,9 @@ pub fn compile(program: &Program, target: Target) -> Result<Compiled, CodegenErr
     kernel::lower(&ctx, &module, program)?;
     module.verify().map_err(llvm)?;
     module.run_passes("default<O3>", &machine, PassBuilderOptions::create()).map_err(llvm)?;
-    let llvm_ir = module.print_to_string().to_string();
+    if output == Output::LlvmIr {
+        return Ok(module.print_to_string().to_string());
+    }
     let ptx = machine.write_to_memory_buffer(&module, FileType::Assembly).map_err(llvm)?;
-    let ptx = String::from_utf8_lossy(ptx.as_slice()).into_owned();
-    Ok(Compiled { llvm_ir, ptx })
+    Ok(String::from_utf8_lossy(ptx.as_slice()).into_owned())
 }
