@@ -4,7 +4,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tessera_codegen::reference::{self, Axis, Mask, NaShape, Shape, neighborhood_attention};
+use tessera_codegen::reference::{self, Shape};
 use tessera_codegen::semantics::round_to;
 use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit, Window, WindowAxis};
 use tessera_runtime::catalog;
@@ -60,21 +60,7 @@ fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, case: u64)
     let r = |x: &[f32]| x.iter().map(|&v| round_to(dt, v) as f64).collect::<Vec<_>>();
     let scale = 1.0 / (shape.head_dim as f64).sqrt();
     let (q, k, v) = (r(&q), r(&k), r(&v));
-    let want = match desc.visit {
-        Visit::Window(w) => {
-            let axes = w.axes().iter().map(|a| Axis {
-                extent: shape.seq_q,
-                window: a.size as usize,
-                dilation: a.dilation as usize,
-                stride: a.stride as usize,
-                causal: a.causal,
-            });
-            let na = NaShape { batch: shape.batch, heads: shape.heads, kv_heads: shape.kv_heads, axes: axes.collect(), head_dim: shape.head_dim };
-            neighborhood_attention(&na, scale, &q, &k, &v).unwrap()
-        }
-        Visit::Causal => reference::attention(&shape, Mask::Causal, scale, &q, &k, &v),
-        _ => reference::attention(&shape, Mask::None, scale, &q, &k, &v),
-    };
+    let want = reference::of_desc(desc, &shape, scale, &q, &k, &v).unwrap();
     let o_err = reference::rel_error(&out.iter().map(|&x| x as f64).collect::<Vec<_>>(), &want.o);
     let lse_err = reference::rel_error(&lse.iter().map(|&x| x as f64).collect::<Vec<_>>(), &want.lse);
     (o_err, lse_err)

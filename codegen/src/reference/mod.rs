@@ -8,9 +8,11 @@
 //! same softmax core, so they can differ only in which keys a query sees.
 
 pub mod neighborhood;
+mod of_desc;
 mod rule;
 
 pub use neighborhood::{NaShape, Neighborhood, neighborhood_attention};
+pub use of_desc::of_desc;
 pub use rule::{Axis, AxisRule};
 
 /// Problem shape. Grouped-query attention when `kv_heads < heads`.

@@ -2,9 +2,9 @@
 //! small problem (see `Problem::check_shape`) and is compared with codegen's float64 reference.
 
 use cudarc::driver::CudaSlice;
-use tessera_codegen::reference::{self, Axis, Mask, NaShape, Shape, neighborhood_attention};
+use tessera_codegen::reference::{self, Shape};
 use tessera_codegen::semantics::round_to;
-use tessera_desc::{KernelDesc, Visit};
+use tessera_desc::KernelDesc;
 
 use super::problem::Problem;
 use crate::gpu::bench::uniform;
@@ -61,32 +61,8 @@ fn expected(
     v: &[f32],
 ) -> Result<reference::Output, String> {
     let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
-    let (q, k, v) = (wide(q), wide(k), wide(v));
     let scale = 1.0 / (shape.head_dim as f64).sqrt();
-    let mask = match desc.visit {
-        Visit::Dense => Mask::None,
-        Visit::Causal => Mask::Causal,
-        Visit::Window(w) => {
-            // Launches pass one extent (the token count), so the grid is 1-D.
-            let axes = w.axes().iter().map(|a| Axis {
-                extent: shape.seq_q,
-                window: a.size as usize,
-                dilation: a.dilation as usize,
-                stride: a.stride as usize,
-                causal: a.causal,
-            });
-            let na = NaShape {
-                batch: shape.batch,
-                heads: shape.heads,
-                kv_heads: shape.kv_heads,
-                axes: axes.collect(),
-                head_dim: shape.head_dim,
-            };
-            return neighborhood_attention(&na, scale, &q, &k, &v);
-        }
-        other => return Err(format!("no reference for visit `{}`", other.name())),
-    };
-    reference::try_attention(shape, mask, scale, &q, &k, &v)
+    reference::of_desc(desc, shape, scale, &wide(q), &wide(k), &wide(v))
 }
 
 /// The case's inputs on one GPU.
