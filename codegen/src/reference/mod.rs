@@ -27,6 +27,21 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// `[batch, heads, seq_q, head_dim]`: Q's and O's dimensions.
+    pub fn q_shape(&self) -> [usize; 4] {
+        [self.batch, self.heads, self.seq_q, self.head_dim]
+    }
+
+    /// `[batch, kv_heads, seq_kv, head_dim]`: K's and V's dimensions.
+    pub fn kv_shape(&self) -> [usize; 4] {
+        [self.batch, self.kv_heads, self.seq_kv, self.head_dim]
+    }
+
+    /// `[batch, heads, seq_q]`: the LSE's dimensions.
+    pub fn lse_shape(&self) -> [usize; 3] {
+        [self.batch, self.heads, self.seq_q]
+    }
+
     /// Elements of Q (and of O).
     pub fn q_len(&self) -> usize {
         self.batch * self.heads * self.seq_q * self.head_dim

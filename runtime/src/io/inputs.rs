@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use tessera_codegen::reference::Shape;
 use tessera_desc::KernelDesc;
 
 use super::{HostTensor, TensorFile, file_dtype};
@@ -12,33 +13,7 @@ pub struct AttentionInputs {
     pub q: HostTensor,
     pub k: HostTensor,
     pub v: HostTensor,
-    pub dims: Dims,
-}
-
-/// The problem size the inputs agree on. K and V share `kv_heads`, which divides `heads`
-/// (grouped-query attention when smaller).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dims {
-    pub batch: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub seq_q: usize,
-    pub seq_kv: usize,
-    pub head_dim: usize,
-}
-
-impl Dims {
-    pub fn q_shape(&self) -> [usize; 4] {
-        [self.batch, self.heads, self.seq_q, self.head_dim]
-    }
-
-    pub fn kv_shape(&self) -> [usize; 4] {
-        [self.batch, self.kv_heads, self.seq_kv, self.head_dim]
-    }
-
-    pub fn lse_shape(&self) -> [usize; 3] {
-        [self.batch, self.heads, self.seq_q]
-    }
+    pub dims: Shape,
 }
 
 /// Reads tensors `q`, `k` and `v` from a safetensors file and checks them against `desc`.
@@ -56,7 +31,7 @@ pub fn check_inputs(
     q: &HostTensor,
     k: &HostTensor,
     v: &HostTensor,
-) -> Result<Dims, Error> {
+) -> Result<Shape, Error> {
     let kernel = |value: &dyn std::fmt::Display| format!("{value} (kernel `{}`)", desc.name);
     let Some(dtype) = file_dtype(desc.dtype) else {
         return Err(mismatch(
@@ -122,7 +97,7 @@ pub fn check_inputs(
             heads,
         ));
     }
-    Ok(Dims {
+    Ok(Shape {
         batch,
         heads,
         kv_heads,

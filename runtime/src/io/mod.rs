@@ -7,7 +7,7 @@ mod inputs;
 use std::borrow::Cow;
 
 pub use file::{TensorFile, write_tensors};
-pub use inputs::{AttentionInputs, Dims, check_inputs, read_inputs};
+pub use inputs::{AttentionInputs, check_inputs, read_inputs};
 pub use safetensors::Dtype as FileDtype;
 
 /// A tensor as a safetensors file holds it: any element type, row-major, little-endian bytes.

@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use tessera_codegen::reference::Shape;
 use crate::{Error, catalog};
 
 fn kernel(name: &str) -> &'static tessera_desc::KernelDesc {
@@ -69,7 +70,7 @@ fn reads_valid_inputs_including_gqa() {
     let inputs = read_inputs(&path, kernel("dense_bf16_d128")).unwrap();
     assert_eq!(
         inputs.dims,
-        Dims {
+        Shape {
             batch: 2,
             heads: 8,
             kv_heads: 2,
