@@ -1,7 +1,8 @@
 //! `tessera bench`: kernels timed on the GPU over sequence lengths and configs.
 //!
 //! Timing is `gpu::bench`'s: CUDA events around each launch, the L2 flushed before each, the
-//! median reported. TFLOP/s count attention's two products, 4·B·H·S²·D, halved for causal.
+//! median reported. TFLOP/s count attention's two products, 4·D per visited (query, key) pair:
+//! 4·B·H·S²·D, halved for causal; for windows the pairs the neighborhoods hold.
 
 use std::io::Write;
 
@@ -138,7 +139,7 @@ fn report(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "{}: batch {}, heads {}; median ms, L2 flushed; TFLOP/s from 4·B·H·S²·D (causal: half)",
+        "{}: batch {}, heads {}; median ms, L2 flushed; TFLOP/s from 4·D per visited pair (dense S², causal S²/2)",
         gpu.name, args.batch, args.heads
     )?;
     let mut table = Table::new(vec!["kernel", "seq", "config", "ms", "TFLOP/s"]);

@@ -3,6 +3,7 @@
 //! configs that `tessera bench` and the `dense` bench share.
 
 use cudarc::driver::sys::CUevent_flags;
+use tessera_codegen::reference::Axis;
 use tessera_desc::{Config, KernelDesc, Visit};
 
 use super::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
@@ -50,17 +51,29 @@ pub fn time(
     })
 }
 
-/// FLOPs of attention's two products (4·B·H·Sq·Skv·D), halved for causal on equal lengths.
-pub fn attention_flops(
-    batch: usize,
-    heads: usize,
-    seq_q: usize,
-    seq_kv: usize,
-    head_dim: usize,
-    causal: bool,
-) -> f64 {
-    let full = 4.0 * (batch * heads) as f64 * seq_q as f64 * seq_kv as f64 * head_dim as f64;
-    if causal { full / 2.0 } else { full }
+/// FLOPs of attention's two products, 4·D per visited (query, key) pair and head: every pair
+/// when dense, half of them when causal (the anchors' convention), and for a window exactly the
+/// pairs its neighborhoods hold (a launch's grid is the 1-D token sequence), so that windowed
+/// kernels report their effective rate.
+pub fn attention_flops(desc: &KernelDesc, batch: usize, heads: usize, seq_q: usize, seq_kv: usize) -> f64 {
+    let per_pair = 4.0 * (batch * heads) as f64 * desc.head_dim as f64;
+    let pairs = match desc.visit {
+        Visit::Causal => seq_q as f64 * seq_kv as f64 / 2.0,
+        Visit::Window(w) => {
+            let a = w.axes[0];
+            let axis = Axis {
+                extent: seq_q,
+                window: a.size as usize,
+                dilation: a.dilation as usize,
+                stride: a.stride as usize,
+                causal: a.causal,
+            };
+            // An invalid window cannot have launched; count nothing rather than guess.
+            axis.rule().map_or(0.0, |rule| (0..seq_q).map(|x| rule.key_range(x).len() as f64).sum())
+        }
+        _ => seq_q as f64 * seq_kv as f64,
+    };
+    per_pair * pairs
 }
 
 /// One timed problem: Q, K, V and O all `[batch, heads, seq, head_dim]`.
@@ -138,8 +151,7 @@ pub fn bench_attention(
     };
     let (q, k, v) = (input()?, input()?, input()?);
     let mut o = DeviceTensor::poisoned(gpu, desc.dtype, dims)?;
-    let causal = desc.visit == Visit::Causal;
-    let flops = attention_flops(shape.batch, shape.heads, shape.seq, shape.seq, d, causal);
+    let flops = attention_flops(desc, shape.batch, shape.heads, shape.seq, shape.seq);
 
     let mut out = Vec::with_capacity(configs.len());
     for &config in configs {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::DriverError;
 use cudarc::driver::sys::cudaError_enum as Cu;
-use tessera_desc::{Config, KernelDesc, Visit};
+use tessera_desc::{Config, KernelDesc};
 
 use super::problem::Problem;
 use super::race::{QUICK_REPS, Race, Verdict};
@@ -47,7 +47,6 @@ impl<'g> Bench<'g> {
         let tensor = |dims: [usize; 4], seed| {
             DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(dims.iter().product(), seed))
         };
-        let causal = desc.visit == Visit::Causal;
         let p = problem;
         Ok(Bench {
             gpu,
@@ -57,7 +56,7 @@ impl<'g> Bench<'g> {
             v: tensor(p.kv_dims(d), 13)?,
             o: DeviceTensor::poisoned(gpu, desc.dtype, p.q_dims(d))?,
             check: OnGpu::upload(gpu, case)?,
-            flops: attention_flops(p.batch, p.heads, p.seq_q, p.seq_kv, d, causal),
+            flops: attention_flops(desc, p.batch, p.heads, p.seq_q, p.seq_kv),
             reps: default_reps(p.seq_q.max(p.seq_kv)),
             load_time: Duration::ZERO,
         })
