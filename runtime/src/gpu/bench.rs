@@ -279,3 +279,21 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod flops_tests {
+    use super::attention_flops;
+    use crate::catalog;
+
+    #[test]
+    fn counts_visited_pairs() {
+        let dense = catalog::find("dense_bf16_d128").unwrap();
+        let causal = catalog::find("causal_bf16_d128").unwrap();
+        // window 13, dilation 2, non-causal: every query sees exactly 13 keys.
+        let window = catalog::find("na1d_w13_d2_bf16_d128").unwrap();
+        let per_pair = 4.0 * 2.0 * 3.0 * 128.0;
+        assert_eq!(attention_flops(dense, 2, 3, 100, 80), per_pair * 8000.0);
+        assert_eq!(attention_flops(causal, 2, 3, 100, 100), per_pair * 5000.0);
+        assert_eq!(attention_flops(window, 2, 3, 100, 100), per_pair * 1300.0);
+    }
+}
