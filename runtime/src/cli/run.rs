@@ -8,16 +8,17 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use cudarc::driver::CudaSlice;
-use tessera_desc::{Config, KernelDesc};
+use tessera_desc::{Config, Dtype, KernelDesc, Visit, Window, WindowAxis};
 
 use super::{config_of, find_kernel};
-use crate::Error;
+use crate::{Error, catalog};
 use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
 use crate::io::{self, AttentionInputs, HostTensor};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel name, as `tessera list` prints it.
+    /// Kernel name, as `tessera list` prints it, or `na` for a 1-D neighborhood given by
+    /// --window [--dilation --stride --causal --dtype --head-dim].
     kernel: String,
     /// safetensors file holding `q`, `k` and `v`, each [batch, heads, tokens, head_dim] in the
     /// kernel's dtype; k and v may have fewer heads than q (grouped-query attention).
@@ -36,12 +37,89 @@ pub struct Args {
     /// Softmax scale; default 1/sqrt(head_dim).
     #[arg(long, value_parser = parse_scale)]
     scale: Option<f32>,
+    #[command(flatten)]
+    na: NaArgs,
+}
+
+/// With the kernel name `na`: 1-D neighborhood attention over the tokens of the inputs, its
+/// window given here rather than by a catalog kernel.
+#[derive(Debug, clap::Args)]
+struct NaArgs {
+    /// Window size (`na` only).
+    #[arg(long)]
+    window: Option<u32>,
+    /// Dilation (`na` only).
+    #[arg(long, default_value_t = 1)]
+    dilation: u32,
+    /// Stride (`na` only).
+    #[arg(long, default_value_t = 1)]
+    stride: u32,
+    /// Causal neighborhoods (`na` only).
+    #[arg(long)]
+    causal: bool,
+    /// Element type of the inputs (`na` only): bf16 or f16.
+    #[arg(long, default_value = "bf16", value_parser = parse_dtype)]
+    dtype: Dtype,
+    /// Head dim of the inputs (`na` only).
+    #[arg(long, default_value_t = 128)]
+    head_dim: u32,
+}
+
+impl NaArgs {
+    /// The `na` kernel these flags describe, at the catalog's tuning space.
+    fn kernel(&self) -> Result<KernelDesc, Error> {
+        let invalid = |message: String| Error::Config {
+            kernel: "na1d",
+            source: tessera_desc::ConfigError::Rule(message),
+        };
+        let size = self.window.ok_or_else(|| invalid("`tessera run na` needs --window".into()))?;
+        let axis = WindowAxis { size, dilation: self.dilation, stride: self.stride, causal: self.causal };
+        let unused = WindowAxis { size: 1, dilation: 1, stride: 1, causal: false };
+        let window = Window { dims: 1, axes: [axis, unused, unused] };
+        tessera_desc::check_window(&window).map_err(invalid)?;
+        tessera_desc::check_head_dim(self.head_dim).map_err(invalid)?;
+        let base = catalog::find("na1d_w2048_f16_d128").ok_or_else(|| invalid("catalog has no na1d kernel".into()))?;
+        Ok(KernelDesc {
+            name: "na1d",
+            head_dim: self.head_dim,
+            dtype: self.dtype,
+            visit: Visit::Window(window),
+            ..*base
+        })
+    }
+}
+
+fn parse_dtype(s: &str) -> Result<Dtype, String> {
+    Dtype::from_name(s).ok_or_else(|| format!("unknown dtype `{s}` (bf16 or f16)"))
 }
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
-    let desc = find_kernel(&args.kernel)?;
+    let na;
+    let desc = if args.kernel == "na" {
+        na = args.na.kernel()?;
+        &na
+    } else {
+        find_kernel(&args.kernel)?
+    };
     let cfg = config_of(desc, args.config.as_deref())?;
     let inputs = io::read_inputs(&args.inputs, desc)?;
+    if let Visit::Window(w) = desc.visit {
+        // Checked here too so that a window that cannot fit is reported without a GPU.
+        let dims = inputs.dims;
+        if dims.seq_q != dims.seq_kv {
+            return Err(Error::Config {
+                kernel: desc.name,
+                source: tessera_desc::ConfigError::Rule(format!(
+                    "a neighborhood needs as many keys as queries: q has {} tokens, k {}",
+                    dims.seq_q, dims.seq_kv
+                )),
+            });
+        }
+        tessera_desc::check_window_extents(&w, &[dims.seq_q]).map_err(|m| Error::Config {
+            kernel: desc.name,
+            source: tessera_desc::ConfigError::Rule(m),
+        })?;
+    }
     let gpu = Gpu::open(0)?;
     let (o, lse) = launch(&gpu, desc, &cfg, &inputs, args.lse, args.scale)?;
 

@@ -501,3 +501,27 @@ fn autotune_checks_the_kernel_before_the_gpu_and_says_when_there_is_none() {
     assert_eq!(err.unwrap_err().to_string(), expected);
     assert!(!dir.path().join("tune.json").exists());
 }
+
+#[test]
+fn run_na_builds_its_kernel_from_flags_and_checks_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = run_inputs(dir.path());
+    let out = dir.path().join("out.safetensors");
+    let out = out.to_string_lossy();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "na", "--inputs", &inputs, "-o", &out, "--head-dim", "64"];
+        args.extend_from_slice(extra);
+        output(&args).unwrap_err().to_string()
+    };
+    assert!(run(&[]).contains("needs --window"), "{}", run(&[]));
+    let stride = run(&["--window", "3", "--stride", "4"]);
+    assert!(stride.contains("stride 4 is larger than the window size 3"), "{stride}");
+    // q and k have 8 tokens: a window of 5 with dilation 2 spans 10.
+    let wide = run(&["--window", "5", "--dilation", "2"]);
+    assert!(wide.contains("does not fit in the extent 8"), "{wide}");
+    let dtype = run(&["--window", "3", "--dtype", "f16"]);
+    assert!(dtype.contains("dtype: expected F16"), "{dtype}");
+    if let Some(no_gpu) = no_gpu_error() {
+        assert_eq!(run(&["--window", "3", "--dilation", "2", "--causal"]), no_gpu);
+    }
+}
