@@ -53,10 +53,6 @@ impl Layout {
             Layout::Bhsd => "bhsd",
         }
     }
-
-    pub fn from_name(name: &str) -> Option<Layout> {
-        Self::ALL.into_iter().find(|l| l.name() == name)
-    }
 }
 
 /// Which KV tiles each query tile visits.

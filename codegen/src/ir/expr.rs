@@ -116,18 +116,6 @@ impl Expr {
             }
         }
     }
-
-    /// Visits every variable the expression reads.
-    pub fn vars(&self, out: &mut Vec<Var>) {
-        match self {
-            Expr::Const(_) => {}
-            Expr::Var(v) => out.push(*v),
-            Expr::Bin(_, a, b) => {
-                a.vars(out);
-                b.vars(out);
-            }
-        }
-    }
 }
 
 /// The semantics of each operator on i32; the lowering emits the matching LLVM instruction
