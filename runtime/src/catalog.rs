@@ -48,6 +48,12 @@ pub fn all() -> &'static [KernelDesc] {
     ALL
 }
 
+/// The tuning space every catalog kernel shares (one macro stamps them all), for kernels the
+/// runtime builds itself, such as `tessera run na`.
+pub fn schedule() -> tessera::Schedule {
+    ALL[0].schedule
+}
+
 /// The catalog kernel called `name`.
 pub fn find(name: &str) -> Option<&'static KernelDesc> {
     ALL.iter().find(|k| k.name == name)
@@ -63,6 +69,11 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn every_kernel_shares_the_schedule() {
+        assert!(ALL.iter().all(|k| k.schedule == schedule()));
+    }
 
     #[test]
     fn covers_every_combination_once() {

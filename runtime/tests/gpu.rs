@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera_codegen::reference::{self, Shape};
 use tessera_codegen::semantics::round_to;
-use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit, Window, WindowAxis};
+use tessera_desc::{Config, Dtype, KernelDesc, Visit, Window, WindowAxis};
 use tessera_runtime::catalog;
 use tessera_runtime::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu};
 
@@ -134,16 +134,13 @@ fn mismatched_arguments_are_errors_not_launches() {
     assert!(err.to_string().contains("dtype"), "{err}");
 }
 
-/// A 1-D neighborhood kernel at the catalog's schedule (built here while the catalog has none).
+/// A 1-D neighborhood kernel of any window, at the catalog's schedule.
 fn window_kernel(dtype: Dtype, head_dim: u32, axis: WindowAxis) -> KernelDesc {
     let base = kernel(Visit::Dense, dtype, head_dim);
     let unused = WindowAxis { size: 1, dilation: 1, stride: 1, causal: false };
     KernelDesc {
         name: "na1d",
         visit: Visit::Window(Window { dims: 1, axes: [axis, unused, unused] }),
-        layout: Layout::Bhsd,
-        load: Load::Dense,
-        schedule: Schedule { block_q: Param::Fixed(128), block_kv: Param::Fixed(64), warps: Param::Fixed(4), stages: Param::Fixed(2) },
         ..*base
     }
 }

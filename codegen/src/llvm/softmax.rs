@@ -72,7 +72,9 @@ impl<'ctx> Lowerer<'ctx, '_> {
 
     pub fn softmax(&mut self, s: FragId, p: FragId, m: FragId, l: FragId, o: FragId) -> Res<()> {
         let (n, d) = (self.program.frag(s).cols, self.program.frag(o).cols);
-        let mut probs: Vec<FloatValue<'ctx>> = Vec::new();
+        // Same layout as the scores; every entry is overwritten below.
+        let mut probs: Vec<FloatValue<'ctx>> =
+            self.frags[s.0].iter().map(|v| v.into_float_value()).collect();
         let mut packed: Vec<BasicValueEnum<'ctx>> = Vec::new();
         let mut new_m = self.frags[m.0].clone();
         let mut new_l = self.frags[l.0].clone();
@@ -97,9 +99,6 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 for &(i, x) in &scores {
                     let pr = softmax::prob(&mut e, x, re.shift, scale_log2);
                     sum = e.add(sum, pr);
-                    if probs.len() <= i {
-                        probs.resize(i + 1, pr);
-                    }
                     probs[i] = pr;
                 }
                 let l_old = new_l[stat].into_float_value();

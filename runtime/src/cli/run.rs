@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use cudarc::driver::CudaSlice;
-use tessera_desc::{Config, Dtype, KernelDesc, Visit, Window, WindowAxis};
+use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Visit, Window, WindowAxis};
 
 use super::{config_of, find_kernel};
 use crate::{Error, catalog};
@@ -78,13 +78,14 @@ impl NaArgs {
         let window = Window { dims: 1, axes: [axis, unused, unused] };
         tessera_desc::check_window(&window).map_err(invalid)?;
         tessera_desc::check_head_dim(self.head_dim).map_err(invalid)?;
-        let base = catalog::find("na1d_w2048_f16_d128").ok_or_else(|| invalid("catalog has no na1d kernel".into()))?;
         Ok(KernelDesc {
             name: "na1d",
             head_dim: self.head_dim,
             dtype: self.dtype,
+            layout: Layout::Bhsd,
             visit: Visit::Window(window),
-            ..*base
+            load: Load::Dense,
+            schedule: catalog::schedule(),
         })
     }
 }

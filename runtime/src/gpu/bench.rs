@@ -228,6 +228,7 @@ fn json_number(x: f64, decimals: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog;
 
     #[test]
     fn uniform_values_stay_in_range_and_vary() {
@@ -278,12 +279,6 @@ mod tests {
             failed.json()
         );
     }
-}
-
-#[cfg(test)]
-mod flops_tests {
-    use super::attention_flops;
-    use crate::catalog;
 
     #[test]
     fn counts_visited_pairs() {
