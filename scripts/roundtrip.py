@@ -86,12 +86,7 @@ def check(tessera, kernel, workdir):
     q = torch.randn(batch, heads, seq, head_dim, generator=gen).to(dtype)
     k = torch.randn(batch, kv_heads, seq, head_dim, generator=gen).to(dtype)
     v = torch.randn(batch, kv_heads, seq, head_dim, generator=gen).to(dtype)
-    inputs, output = os.path.join(workdir, "in.safetensors"), os.path.join(workdir, "out.safetensors")
-    save_file({"q": q, "k": k, "v": v}, inputs)
-    cmd = [tessera, "run", kernel, "--inputs", inputs, "--output", output, "--lse"]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    got = load_file(output)
+    got = run_tessera(tessera, [kernel], q, k, v, workdir)
     if got["o"].dtype != dtype or list(got["o"].shape) != list(q.shape):
         print(f"{kernel}: o is {got['o'].dtype} {list(got['o'].shape)}, expected {dtype} {list(q.shape)}")
         return False
@@ -107,10 +102,25 @@ def check(tessera, kernel, workdir):
         scores = scores.masked_fill(torch.ones(seq, seq, dtype=torch.bool, device=dev).triu(1), float("-inf"))
     lse_ref = scores.logsumexp(-1)
 
-    o_err = rel_error(got["o"].to(dev), o_ref)
-    lse_err = rel_error(got["lse"].to(dev), lse_ref)
+    return compare(f"{kernel} [{batch}, {heads}/{kv_heads}, {seq}, {head_dim}]", got, o_ref, lse_ref)
+
+
+def run_tessera(tessera, args, q, k, v, workdir):
+    """`tessera run ARGS --lse` on q, k, v through safetensors files; returns the output's tensors."""
+    inputs, output = os.path.join(workdir, "in.safetensors"), os.path.join(workdir, "out.safetensors")
+    save_file({"q": q, "k": k, "v": v}, inputs)
+    cmd = [tessera, "run", *args, "--inputs", inputs, "--output", output, "--lse"]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return load_file(output)
+
+
+def compare(label, got, o_ref, lse_ref):
+    """Checks the file's `o` and `lse` against float64 references and prints one line."""
+    o_err = rel_error(got["o"].to(o_ref.device), o_ref)
+    lse_err = rel_error(got["lse"].to(lse_ref.device), lse_ref)
     ok = o_err <= O_BOUND and lse_err <= LSE_BOUND
-    print(f"{kernel} [{batch}, {heads}/{kv_heads}, {seq}, {head_dim}]: o rel err {o_err:.2e} (bound {O_BOUND:g}), "
+    print(f"{label}: o rel err {o_err:.2e} (bound {O_BOUND:g}), "
           f"lse rel err {lse_err:.2e} (bound {LSE_BOUND:g}): {'ok' if ok else 'FAILED'}", flush=True)
     return ok
 

@@ -7,14 +7,12 @@ statement of the semantics, not tessera's own reference.
 
 Needs roundtrip.py and torch_anchors.py beside it (scripts/gpu-bundle puts them in dist/).
 """
-import os
-import subprocess
 import sys
 import tempfile
 
 import torch
 
-from roundtrip import LSE_BOUND, O_BOUND, load_file, rel_error, save_file
+from roundtrip import compare, run_tessera
 from torch_anchors import na_allowed
 
 # (tokens, window, dilation, causal, dtype flag): ragged lengths, odd and even windows.
@@ -28,15 +26,9 @@ def check(tessera, workdir, seq, window, dilation, causal, dtype_name):
     q = torch.randn(batch, heads, seq, head_dim, generator=gen).to(dtype)
     k = torch.randn(batch, kv_heads, seq, head_dim, generator=gen).to(dtype)
     v = torch.randn(batch, kv_heads, seq, head_dim, generator=gen).to(dtype)
-    inputs, output = os.path.join(workdir, "in.safetensors"), os.path.join(workdir, "out.safetensors")
-    save_file({"q": q, "k": k, "v": v}, inputs)
-    cmd = [tessera, "run", "na", "--window", str(window), "--dilation", str(dilation), "--dtype", dtype_name,
-           "--head-dim", str(head_dim), "--inputs", inputs, "--output", output, "--lse"]
-    if causal:
-        cmd.append("--causal")
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    got = load_file(output)
+    args = ["na", "--window", str(window), "--dilation", str(dilation), "--dtype", dtype_name,
+            "--head-dim", str(head_dim)] + (["--causal"] if causal else [])
+    got = run_tessera(tessera, args, q, k, v, workdir)
 
     dev = "cuda"
     idx = torch.arange(seq, device=dev)
@@ -48,11 +40,7 @@ def check(tessera, workdir, seq, window, dilation, causal, dtype_name):
     scores = scores.masked_fill(~allowed, float("-inf"))
     o_ref = scores.softmax(-1) @ v64
     lse_ref = scores.logsumexp(-1)
-    o_err, lse_err = rel_error(got["o"].to(dev), o_ref), rel_error(got["lse"].to(dev), lse_ref)
-    ok = o_err <= O_BOUND and lse_err <= LSE_BOUND
-    print(f"na L={seq} w={window} d={dilation} causal={causal} {dtype_name}: o rel err {o_err:.2e}, "
-          f"lse rel err {lse_err:.2e}: {'ok' if ok else 'FAILED'}", flush=True)
-    return ok
+    return compare(f"na L={seq} w={window} d={dilation} causal={causal} {dtype_name}", got, o_ref, lse_ref)
 
 
 def main(argv):
