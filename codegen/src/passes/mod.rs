@@ -6,7 +6,7 @@ pub mod smem;
 pub mod visit;
 pub mod window;
 
-use crate::ir::Program;
+use crate::ir::{Program, Stmt};
 
 /// The standard pass order from `ir::from_desc::build` to a program ready to lower.
 pub fn run_all(program: Program) -> Result<Program, String> {
@@ -15,22 +15,21 @@ pub fn run_all(program: Program) -> Result<Program, String> {
     Ok(smem::place(program))
 }
 
-/// Rewrites every statement list of `body`, depth first, with `f`.
-pub(crate) fn rewrite(body: Vec<crate::ir::Stmt>, f: &mut dyn FnMut(crate::ir::Stmt) -> Vec<crate::ir::Stmt>) -> Vec<crate::ir::Stmt> {
-    use crate::ir::Stmt;
-    body.into_iter()
-        .flat_map(|stmt| {
-            let stmt = match stmt {
-                Stmt::For { var, begin, end, stages, body } => {
-                    Stmt::For { var, begin, end, stages, body: rewrite(body, f) }
-                }
-                Stmt::If { cond, body } => Stmt::If { cond, body: rewrite(body, f) },
-                Stmt::VisitTiles { visit, var, row0, body } => {
-                    Stmt::VisitTiles { visit, var, row0, body: rewrite(body, f) }
-                }
-                other => other,
-            };
-            f(stmt)
-        })
-        .collect()
+/// Rewrites every statement list of `body`, depth first, with `f`; the first error stops it.
+pub(crate) fn rewrite(body: Vec<Stmt>, f: &mut dyn FnMut(Stmt) -> Result<Vec<Stmt>, String>) -> Result<Vec<Stmt>, String> {
+    let mut out = Vec::with_capacity(body.len());
+    for stmt in body {
+        let stmt = match stmt {
+            Stmt::For { var, begin, end, stages, body } => {
+                Stmt::For { var, begin, end, stages, body: rewrite(body, f)? }
+            }
+            Stmt::If { cond, body } => Stmt::If { cond, body: rewrite(body, f)? },
+            Stmt::VisitTiles { visit, var, row0, body } => {
+                Stmt::VisitTiles { visit, var, row0, body: rewrite(body, f)? }
+            }
+            other => other,
+        };
+        out.extend(f(stmt)?);
+    }
+    Ok(out)
 }

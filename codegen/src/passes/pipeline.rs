@@ -10,27 +10,16 @@
 use crate::ir::{BufId, Expr, Operand, Program, Stmt, Var};
 
 pub fn pipeline(mut program: Program) -> Result<Program, String> {
-    let mut error = None;
     let mut staged: Vec<(BufId, u32)> = Vec::new();
     let body = std::mem::take(&mut program.body);
     program.body = crate::passes::rewrite(body, &mut |stmt| match stmt {
         Stmt::For { var, begin, end, stages, body } if stages > 1 => {
-            match pipeline_loop(var, begin, end, stages, body) {
-                Ok((stmts, bufs)) => {
-                    staged.extend(bufs.into_iter().map(|b| (b, stages)));
-                    stmts
-                }
-                Err(e) => {
-                    error = Some(e);
-                    Vec::new()
-                }
-            }
+            let (stmts, bufs) = pipeline_loop(var, begin, end, stages, body)?;
+            staged.extend(bufs.into_iter().map(|b| (b, stages)));
+            Ok(stmts)
         }
-        other => vec![other],
-    });
-    if let Some(e) = error {
-        return Err(e);
-    }
+        other => Ok(vec![other]),
+    })?;
     for (buf, stages) in staged {
         program.shared[buf.0].stages = stages;
     }

@@ -90,22 +90,12 @@ fn unsupported(visit: Visit) -> String {
 
 pub fn lower(mut program: Program) -> Result<Program, String> {
     let (bq, bkv, stages) = (program.config.block_q, program.config.block_kv, program.config.stages);
-    let mut error = None;
     let body = std::mem::take(&mut program.body);
     program.body = crate::passes::rewrite(body, &mut |stmt| match stmt {
-        Stmt::VisitTiles { visit, var, row0, body } => {
-            let lowered = lower_visit(visit, var, &row0, body, bq, bkv, stages);
-            lowered.unwrap_or_else(|e| {
-                error = Some(e);
-                Vec::new()
-            })
-        }
-        other => vec![other],
-    });
-    match error {
-        Some(e) => Err(e),
-        None => Ok(program),
-    }
+        Stmt::VisitTiles { visit, var, row0, body } => lower_visit(visit, var, &row0, body, bq, bkv, stages),
+        other => Ok(vec![other]),
+    })?;
+    Ok(program)
 }
 
 fn lower_visit(
@@ -121,10 +111,10 @@ fn lower_visit(
     let (keep, when) = (keep(visit)?, tile_is_partial(visit, q0, &j, bq, bkv)?);
     let body = crate::passes::rewrite(body, &mut |s| match s {
         Stmt::VisitMask { frag, row0, col0 } => {
-            vec![Stmt::Mask { frag, row0, col0, keep: keep.clone(), when: when.clone() }]
+            Ok(vec![Stmt::Mask { frag, row0, col0, keep: keep.clone(), when: when.clone() }])
         }
-        other => vec![other],
-    });
+        other => Ok(vec![other]),
+    })?;
     let (begin, end) = tile_range(visit, q0, bq, bkv)?;
     Ok(vec![Stmt::For { var, begin, end, stages, body }])
 }
