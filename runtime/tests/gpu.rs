@@ -2,23 +2,17 @@
 //! lengths that are not multiples of the tile, causal and not, GQA groups 1/4/8, bf16 and f16.
 //! Without a GPU every test prints why it skipped and passes.
 
+mod common;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera_codegen::reference::{self, Shape};
 use tessera_codegen::semantics::round_to;
 use tessera_desc::{Config, Dtype, KernelDesc, Visit, Window, WindowAxis};
+use common::gpu;
 use tessera_runtime::catalog;
 use tessera_runtime::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu};
 
-fn gpu() -> Option<Gpu> {
-    match Gpu::open(0) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
-}
 
 fn kernel(visit: Visit, dtype: Dtype, head_dim: u32) -> &'static KernelDesc {
     catalog::all()

@@ -3,22 +3,16 @@
 //! sweep completes, and the launch API picks the stored winner. Each test has its own store in
 //! a temporary directory. Without a GPU every test prints why it skipped and passes.
 
+mod common;
+
 use std::time::Duration;
 
 use tessera_desc::KernelDesc;
+use common::gpu;
 use tessera_runtime::catalog;
-use tessera_runtime::gpu::{Attention, Gpu};
+use tessera_runtime::gpu::Attention;
 use tessera_runtime::tune::{self, Options, Outcome, Policy, Problem, Source, Store};
 
-fn gpu() -> Option<Gpu> {
-    match Gpu::open(0) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
-}
 
 fn kernel(name: &str) -> &'static KernelDesc {
     catalog::find(name).expect("a catalog kernel")
