@@ -12,12 +12,7 @@ fn desc(visit: Visit, dtype: Dtype, head_dim: u32) -> KernelDesc {
         layout: Layout::Bhsd,
         visit,
         load: Load::Dense,
-        schedule: Schedule {
-            block_q: Param::Choices(&[64, 128]),
-            block_kv: Param::Choices(&[32, 64]),
-            warps: Param::Choices(&[4, 8]),
-            stages: Param::Choices(&[1, 2]),
-        },
+        schedule: Schedule::line(Param::Choices(&[64, 128]), Param::Choices(&[32, 64]), Param::Choices(&[4, 8]), Param::Choices(&[1, 2])),
     }
 }
 

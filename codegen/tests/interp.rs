@@ -9,12 +9,7 @@ use tessera_codegen::reference::{self, Mask, Shape};
 use tessera_codegen::{passes, tile_program};
 use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit, Window, WindowAxis};
 
-const SPACE: Schedule = Schedule {
-    block_q: Param::Choices(&[16, 32, 64]),
-    block_kv: Param::Choices(&[16, 32, 64]),
-    warps: Param::Choices(&[1, 2, 4]),
-    stages: Param::Choices(&[1, 2, 3]),
-};
+const SPACE: Schedule = Schedule::line(Param::Choices(&[16, 32, 64]), Param::Choices(&[16, 32, 64]), Param::Choices(&[1, 2, 4]), Param::Choices(&[1, 2, 3]));
 
 fn desc(visit: Visit, dtype: Dtype, head_dim: u32) -> KernelDesc {
     KernelDesc {
@@ -92,7 +87,7 @@ fn shape(batch: usize, heads: usize, kv_heads: usize, seq_q: usize, seq_kv: usiz
 
 #[test]
 fn dense_and_causal_match_reference_on_ragged_lengths() {
-    let cfg = Config { block_q: 32, block_kv: 16, warps: 2, stages: 2 };
+    let cfg = Config::line(32, 16, 2, 2);
     for (i, (sq, skv)) in [(1, 1), (17, 17), (33, 50), (50, 33), (64, 64), (5, 70)].into_iter().enumerate() {
         for visit in [Visit::Dense, Visit::Causal] {
             check(visit, Dtype::Bf16, cfg, shape(1, 2, 2, sq, skv, 64), i as u64);
@@ -102,7 +97,7 @@ fn dense_and_causal_match_reference_on_ragged_lengths() {
 
 #[test]
 fn grouped_query_attention_and_f16() {
-    let cfg = Config { block_q: 16, block_kv: 32, warps: 1, stages: 3 };
+    let cfg = Config::line(16, 32, 1, 3);
     for (group, dtype) in [(1, Dtype::F16), (4, Dtype::Bf16), (8, Dtype::F16)] {
         check(Visit::Causal, dtype, cfg, shape(2, 8, 8 / group, 23, 41, 64), group as u64);
     }
@@ -120,7 +115,7 @@ fn every_config_of_the_space_matches_reference() {
 #[test]
 fn fully_masked_rows_give_zero_and_neg_inf() {
     // seq_q > seq_kv: under bottom-right causal alignment the first rows see no key.
-    let cfg = Config { block_q: 16, block_kv: 16, warps: 1, stages: 2 };
+    let cfg = Config::line(16, 16, 1, 2);
     check(Visit::Causal, Dtype::Bf16, cfg, shape(1, 1, 1, 40, 7, 64), 3);
 }
 
@@ -129,7 +124,7 @@ fn pipelining_does_not_change_results() {
     let mut rng = StdRng::seed_from_u64(7);
     let case = Case::random(&mut rng, shape(1, 2, 1, 45, 83, 64));
     let d = desc(Visit::Causal, Dtype::Bf16, 64);
-    let cfg = Config { block_q: 32, block_kv: 16, warps: 2, stages: 3 };
+    let cfg = Config::line(32, 16, 2, 3);
     let synchronous = {
         let p = passes::visit::lower(ir::from_desc::build(&d, &cfg)).unwrap();
         let p = passes::pipeline::pipeline(ir::Program { body: unpipelined(p.body), ..p }).unwrap();
@@ -165,7 +160,7 @@ fn run_mutant(mutate: &dyn Fn(&mut Vec<Stmt>) -> bool) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(11);
     let case = Case::random(&mut rng, shape(1, 1, 1, 20, 50, 64));
     let d = desc(Visit::Dense, Dtype::Bf16, 64);
-    let mut p = tile_program(&d, &Config { block_q: 16, block_kv: 16, warps: 1, stages: 2 }).unwrap();
+    let mut p = tile_program(&d, &Config::line(16, 16, 1, 2)).unwrap();
     assert!(mutate(&mut p.body), "mutation found nothing to change");
     interp::run(&p, &case.launch()).map(|_| ())
 }
@@ -199,7 +194,7 @@ fn one_dimensional_windows_match_the_natten_reference() {
         (33, 33, 1, 1, false),
     ];
     for (i, (len, w, d, s, causal)) in cases.into_iter().enumerate() {
-        let cfg = Config { block_q: 16, block_kv: 16, warps: 1, stages: 2 };
+        let cfg = Config::line(16, 16, 1, 2);
         let shape = shape(1, 2, 1, len, len, 64);
         let mut rng = StdRng::seed_from_u64(500 + i as u64);
         let case = Case::random(&mut rng, shape);

@@ -1,4 +1,4 @@
-use crate::{Config, Dtype, Layout, Load, Schedule, Visit};
+use crate::{Config, Dtype, Layout, Load, Param, Schedule, Visit};
 
 /// A kernel definition as written by the user, validated by the DSL at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,11 +23,11 @@ impl KernelDesc {
     pub fn configs(&self) -> Vec<Config> {
         let s = &self.schedule;
         let mut out = Vec::new();
-        for &block_q in s.block_q.values() {
-            for &block_kv in s.block_kv.values() {
+        for q_tile in shapes(&s.q_tile) {
+            for kv_tile in shapes(&s.kv_tile) {
                 for &warps in s.warps.values() {
                     for &stages in s.stages.values() {
-                        let cfg = Config { block_q, block_kv, warps, stages };
+                        let cfg = Config { q_tile, kv_tile, warps, stages };
                         if self.check_config(&cfg).is_ok() {
                             out.push(cfg);
                         }
@@ -43,4 +43,17 @@ impl KernelDesc {
     pub fn default_config(&self) -> Option<Config> {
         self.configs().into_iter().next()
     }
+}
+
+/// Every tile shape of per-axis choices, axis 0 varying slowest.
+fn shapes(axes: &[Param; 3]) -> Vec<[u32; 3]> {
+    let mut out = Vec::new();
+    for &x in axes[0].values() {
+        for &y in axes[1].values() {
+            for &z in axes[2].values() {
+                out.push([x, y, z]);
+            }
+        }
+    }
+    out
 }

@@ -13,7 +13,7 @@ pub use kernel::{Kernel, KernelDesc};
 pub use problem::{Dtype, Layout, Load, Visit, Window, WindowAxis};
 pub use rules::{
     MMA_K, MMA_M, MMA_N, MAX_STAGES, MAX_WARPS, SUPPORTED_HEAD_DIMS, check_block_kv,
-    check_block_q, check_combination, check_head_dim, check_stages, check_warps, check_window,
+    check_block_q, check_combination, check_head_dim, check_stages, check_tile_axes, check_warps, check_window,
     check_window_extents,
 };
-pub use schedule::{Param, Schedule};
+pub use schedule::{Param, Schedule, shape_text, tile_space};

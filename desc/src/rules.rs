@@ -92,6 +92,25 @@ pub fn check_window_extents(w: &crate::Window, extents: &[usize]) -> Result<(), 
     Ok(())
 }
 
+/// Tiles are boxes of the kernel's grid: only a window over N axes has tiles over N axes.
+pub fn check_tile_axes(visit: &crate::Visit, q_tile: &[u32; 3], kv_tile: &[u32; 3]) -> Result<(), String> {
+    let dims = match visit {
+        crate::Visit::Window(w) => w.dims as usize,
+        _ => 1,
+    };
+    for (name, tile) in [("query", q_tile), ("KV", kv_tile)] {
+        if let Some(a) = (dims..3).find(|&a| tile[a] != 1) {
+            return Err(format!(
+                "the {name} tile spans grid axis {a}, but the kernel's tokens form a {dims}-D grid"
+            ));
+        }
+        if tile.contains(&0) {
+            return Err(format!("the {name} tile has an axis of extent 0"));
+        }
+    }
+    Ok(())
+}
+
 /// Rules that tie parameters together: each warp owns whole 16-row slabs of the query tile.
 pub fn check_combination(block_q: u32, warps: u32) -> Result<(), String> {
     if block_q % (MMA_M * warps) == 0 {

@@ -37,12 +37,38 @@ impl fmt::Display for Param {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Schedule {
-    /// Query rows per CTA.
-    pub block_q: Param,
-    /// Keys per KV tile.
-    pub block_kv: Param,
+    /// Query tile extent along each grid axis (row-major; axes past the kernel's grid are
+    /// `Fixed(1)`). The tile's query rows are the product.
+    pub q_tile: [Param; 3],
+    /// KV tile extent along each grid axis; its keys are the product.
+    pub kv_tile: [Param; 3],
     /// Warps per CTA; warps split the query rows in 16-row slabs.
     pub warps: Param,
     /// K/V tiles in flight in shared memory (1 = no overlap of loads and math).
     pub stages: Param,
+}
+
+impl Schedule {
+    /// A schedule whose tiles are runs of consecutive tokens (dense, causal, 1-D windows).
+    pub const fn line(block_q: Param, block_kv: Param, warps: Param, stages: Param) -> Schedule {
+        Schedule {
+            q_tile: [block_q, Param::Fixed(1), Param::Fixed(1)],
+            kv_tile: [block_kv, Param::Fixed(1), Param::Fixed(1)],
+            warps,
+            stages,
+        }
+    }
+}
+
+/// A tile's space per axis, such as `[64, 128]` or `8x[8, 16]` (trailing `1` axes left out).
+pub fn tile_space(axes: &[Param; 3]) -> String {
+    let n = (1..3).rev().find(|&a| axes[a] != Param::Fixed(1)).map_or(1, |a| a + 1);
+    let parts: Vec<String> = axes[..n].iter().map(Param::to_string).collect();
+    parts.join("x")
+}
+
+/// Tile shapes per axis, written `8x16` (trailing axes of extent 1 left out).
+pub fn shape_text(shape: &[u32; 3], axes: usize) -> String {
+    let parts: Vec<String> = shape[..axes].iter().map(u32::to_string).collect();
+    parts.join("x")
 }

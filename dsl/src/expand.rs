@@ -68,8 +68,8 @@ fn impl_kernel(kernel: &Kernel) -> syn::Result<TokenStream> {
                 visit: ::tessera::Visit::#visit,
                 load: ::tessera::Load::#load,
                 schedule: ::tessera::Schedule {
-                    block_q: #block_q,
-                    block_kv: #block_kv,
+                    q_tile: [#block_q, ::tessera::Param::Fixed(1), ::tessera::Param::Fixed(1)],
+                    kv_tile: [#block_kv, ::tessera::Param::Fixed(1), ::tessera::Param::Fixed(1)],
                     warps: #warps,
                     stages: #stages,
                 },
@@ -165,8 +165,8 @@ mod tests {
                     visit: ::tessera::Visit::Causal,
                     load: ::tessera::Load::Dense,
                     schedule: ::tessera::Schedule {
-                        block_q: ::tessera::Param::Choices(&[64, 128]),
-                        block_kv: ::tessera::Param::Fixed(64),
+                        q_tile: [::tessera::Param::Choices(&[64, 128]), ::tessera::Param::Fixed(1), ::tessera::Param::Fixed(1)],
+                        kv_tile: [::tessera::Param::Fixed(64), ::tessera::Param::Fixed(1), ::tessera::Param::Fixed(1)],
                         warps: ::tessera::Param::Fixed(4),
                         stages: ::tessera::Param::Choices(&[1, 2]),
                     },

@@ -7,12 +7,7 @@ pub const KERNELS: [&str; 3] = ["dense_bf16_d128", "causal_bf16_d128", "causal_f
 
 /// Fixed rather than each kernel's default, so that a change of the catalog's tuning space does
 /// not rewrite every snapshot. Two stages so the cp.async pipeline is in the PTX.
-pub const CONFIG: Config = Config {
-    block_q: 64,
-    block_kv: 64,
-    warps: 4,
-    stages: 2,
-};
+pub const CONFIG: Config = Config::line(64, 64, 4, 2);
 
 pub fn kernel(name: &str) -> &'static KernelDesc {
     match tessera_runtime::catalog::find(name) {

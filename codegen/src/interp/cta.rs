@@ -30,7 +30,7 @@ pub struct Cta<'a> {
 
 impl<'a> Cta<'a> {
     pub fn new(program: &'a Program, launch: &'a Launch<'a>, vars: HashMap<Var, i32>) -> Self {
-        let bq = program.config.block_q as usize;
+        let bq = program.config.block_q() as usize;
         Cta {
             program,
             launch,
@@ -98,7 +98,7 @@ impl<'a> Cta<'a> {
             Stmt::Softmax { s, p, m, l, o } => self.softmax(*s, *p, *m, *l, *o),
             Stmt::Normalize { o, l } => {
                 let cols = self.program.frag(*o).cols as usize;
-                for r in 0..self.program.config.block_q as usize {
+                for r in 0..self.program.config.block_q() as usize {
                     let inv = softmax::inverse_sum(&mut F32, self.frags[l.0][r]);
                     self.frags[o.0][r * cols..(r + 1) * cols].iter_mut().for_each(|x| *x *= inv);
                 }
@@ -201,7 +201,7 @@ impl<'a> Cta<'a> {
     }
 
     fn mma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Result<(), String> {
-        let bq = self.program.config.block_q as usize;
+        let bq = self.program.config.block_q() as usize;
         let n = self.program.frag(acc).cols as usize;
         // A as (values, offset, k): row-major [bq][k].
         let (a_vals, k) = match a {
@@ -243,7 +243,7 @@ impl<'a> Cta<'a> {
     fn mask(&mut self, frag: FragId, row0: &Expr, col0: &Expr, keep: &Expr) -> Result<(), String> {
         let (row0, col0) = (self.eval(row0)?, self.eval(col0)?);
         let cols = self.program.frag(frag).cols as usize;
-        for r in 0..self.program.config.block_q as usize {
+        for r in 0..self.program.config.block_q() as usize {
             for c in 0..cols {
                 let (row, col) = (row0 + r as i32, col0 + c as i32);
                 let visible = keep.eval(&|v| match v {
@@ -264,7 +264,7 @@ impl<'a> Cta<'a> {
         let scale_log2 = self.launch.scale * std::f32::consts::LOG2_E;
         let n = self.program.frag(s).cols as usize;
         let d = self.program.frag(o).cols as usize;
-        for r in 0..self.program.config.block_q as usize {
+        for r in 0..self.program.config.block_q() as usize {
             let row = &self.frags[s.0][r * n..(r + 1) * n];
             let tile_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let re = softmax::rescale(a, self.frags[m.0][r], tile_max, scale_log2);
@@ -283,7 +283,7 @@ impl<'a> Cta<'a> {
     fn store(&mut self, frag: FragId, dst: &GlobalTile, out: &mut Output) -> Result<(), String> {
         let cols = self.program.frag(frag).cols as usize;
         let (base, row0, limit) = self.base(dst, cols)?;
-        for r in 0..self.program.config.block_q as usize {
+        for r in 0..self.program.config.block_q() as usize {
             let gr = row0 + r as i32;
             if gr >= 0 && gr < limit {
                 let at = base + gr as usize * cols;
@@ -298,7 +298,7 @@ impl<'a> Cta<'a> {
     fn store_lse(&mut self, m: FragId, l: FragId, dst: &GlobalTile, out: &mut Output) -> Result<(), String> {
         let scale_log2 = self.launch.scale * std::f32::consts::LOG2_E;
         let (base, row0, limit) = self.base(dst, 1)?;
-        for r in 0..self.program.config.block_q as usize {
+        for r in 0..self.program.config.block_q() as usize {
             let gr = row0 + r as i32;
             if gr >= 0 && gr < limit {
                 out.lse[base + gr as usize] =

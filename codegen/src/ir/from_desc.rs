@@ -20,7 +20,7 @@ impl Locals {
 }
 
 pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
-    let (bq, bkv, d) = (cfg.block_q, cfg.block_kv, desc.head_dim);
+    let (bq, bkv, d) = (cfg.block_q(), cfg.block_kv(), desc.head_dim);
     let mut locals = Locals(0);
     let q0 = locals.fresh("q0");
     let head = locals.fresh("head");

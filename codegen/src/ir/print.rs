@@ -10,7 +10,7 @@ impl Display for Program {
         writeln!(
             f,
             "kernel {} ({}, head_dim {}) block_q={} block_kv={} warps={} stages={}",
-            self.name, self.dtype, self.head_dim, c.block_q, c.block_kv, c.warps, c.stages
+            self.name, self.dtype, self.head_dim, c.block_q(), c.block_kv(), c.warps, c.stages
         )?;
         let [x, y, z] = &self.grid;
         writeln!(f, "  grid ({x}, {y}, {z}) threads {}", self.threads())?;
@@ -24,7 +24,7 @@ impl Display for Program {
                 FragKind::Operand => format!("{} operand", self.dtype),
                 FragKind::RowStat => "f32 per row".to_string(),
             };
-            writeln!(f, "  frag {}: {}x{} {kind}", fr.name, self.config.block_q, fr.cols)?;
+            writeln!(f, "  frag {}: {}x{} {kind}", fr.name, self.config.block_q(), fr.cols)?;
         }
         let printer = Printer { program: self };
         for s in &self.body {

@@ -94,7 +94,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
 
     /// Warps split the query tile in 16-row slabs; a warp owns `slabs()` of them.
     pub fn slabs(&self) -> u32 {
-        self.program.config.block_q / (16 * self.program.config.warps)
+        self.program.config.block_q() / (16 * self.program.config.warps)
     }
 
     /// Registers per lane of a fragment: 4 f32 per n8 tile (accumulators), 4 packed i32 per k16

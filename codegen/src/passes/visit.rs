@@ -89,7 +89,7 @@ fn unsupported(visit: Visit) -> String {
 }
 
 pub fn lower(mut program: Program) -> Result<Program, String> {
-    let (bq, bkv, stages) = (program.config.block_q, program.config.block_kv, program.config.stages);
+    let (bq, bkv, stages) = (program.config.block_q(), program.config.block_kv(), program.config.stages);
     let body = std::mem::take(&mut program.body);
     program.body = crate::passes::rewrite(body, &mut |stmt| match stmt {
         Stmt::VisitTiles { visit, var, row0, body } => lower_visit(visit, var, &row0, body, bq, bkv, stages),

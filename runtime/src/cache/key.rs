@@ -73,8 +73,8 @@ pub(super) fn canonical(
     let _ = writeln!(t, "target={}", target.name());
     t.push_str(&kernel_lines(desc));
     // `Param`'s Display keeps `64` (fixed) apart from `[64]` (one choice).
-    let _ = writeln!(t, "schedule.block_q={}", s.block_q);
-    let _ = writeln!(t, "schedule.block_kv={}", s.block_kv);
+    let _ = writeln!(t, "schedule.q_tile={}", tessera_desc::tile_space(&s.q_tile));
+    let _ = writeln!(t, "schedule.kv_tile={}", tessera_desc::tile_space(&s.kv_tile));
     let _ = writeln!(t, "schedule.warps={}", s.warps);
     let _ = writeln!(t, "schedule.stages={}", s.stages);
     let _ = writeln!(t, "config={cfg}");

@@ -21,12 +21,7 @@ fn dense() -> &'static KernelDesc {
 
 /// The smallest config in the catalog's space, so each build is quick.
 fn small() -> Config {
-    Config {
-        block_q: 64,
-        block_kv: 32,
-        warps: 4,
-        stages: 1,
-    }
+    Config::line(64, 32, 4, 1)
 }
 
 fn direct(desc: &KernelDesc, cfg: &Config, target: Target) -> String {
@@ -209,7 +204,7 @@ fn different_inputs_have_different_keys_and_files() {
     let cache = Cache::at(dir.path());
     let causal = kernel("causal_bf16_d64");
     let wider = Config {
-        block_kv: 64,
+        kv_tile: [64, 1, 1],
         ..small()
     };
     let inputs = [
@@ -320,12 +315,7 @@ const TEST_DESC: KernelDesc = KernelDesc {
     layout: tessera_desc::Layout::Bhsd,
     visit: Visit::Dense,
     load: tessera_desc::Load::Dense,
-    schedule: tessera_desc::Schedule {
-        block_q: Param::Choices(&[128, 64]),
-        block_kv: Param::Fixed(64),
-        warps: Param::Choices(&[4]),
-        stages: Param::Choices(&[1, 2]),
-    },
+    schedule: tessera_desc::Schedule::line(Param::Choices(&[128, 64]), Param::Fixed(64), Param::Choices(&[4]), Param::Choices(&[1, 2])),
 };
 
 fn text_of(desc: &KernelDesc, cfg: &Config, target: Target, version: &str, llvm: &str) -> String {
@@ -334,12 +324,7 @@ fn text_of(desc: &KernelDesc, cfg: &Config, target: Target, version: &str, llvm:
 
 #[test]
 fn key_text_is_canonical_and_stable() {
-    let cfg = Config {
-        block_q: 64,
-        block_kv: 64,
-        warps: 4,
-        stages: 2,
-    };
+    let cfg = Config::line(64, 64, 4, 2);
     let text = text_of(&TEST_DESC, &cfg, Target::Sm90a, "1.2.3", "22");
     assert_eq!(
         text,
@@ -353,8 +338,8 @@ fn key_text_is_canonical_and_stable() {
          kernel.layout=bhsd\n\
          kernel.visit=dense\n\
          kernel.load=dense\n\
-         schedule.block_q=[128, 64]\n\
-         schedule.block_kv=64\n\
+         schedule.q_tile=[128, 64]\n\
+         schedule.kv_tile=64\n\
          schedule.warps=[4]\n\
          schedule.stages=[1, 2]\n\
          config=block_q=64,block_kv=64,warps=4,stages=2\n"
@@ -363,7 +348,7 @@ fn key_text_is_canonical_and_stable() {
     // every entry a miss.
     assert_eq!(
         Key::from_text(&text).as_str(),
-        "a9c7f5b9c8981a3d731901896400d860fd44a179975ebf2b81a3f14ecc4f06f7"
+        "b8a6810046ac78cd278abc5341d950ac42014c8a7ab3ec80b4c466f66ba8349b"
     );
     assert_eq!(
         key_text(&TEST_DESC, &cfg, Target::Sm90a),
@@ -379,12 +364,7 @@ fn key_text_is_canonical_and_stable() {
 
 #[test]
 fn key_text_changes_with_every_input() {
-    let cfg = Config {
-        block_q: 64,
-        block_kv: 64,
-        warps: 4,
-        stages: 1,
-    };
+    let cfg = Config::line(64, 64, 4, 1);
     let base = text_of(&TEST_DESC, &cfg, Target::Sm80, "0.1.0", "22");
     let d = TEST_DESC;
     let s = d.schedule;
@@ -401,14 +381,14 @@ fn key_text_changes_with_every_input() {
         },
         KernelDesc {
             schedule: tessera_desc::Schedule {
-                block_q: Param::Fixed(64),
+                q_tile: [Param::Fixed(64), Param::Fixed(1), Param::Fixed(1)],
                 ..s
             },
             ..d
         },
         KernelDesc {
             schedule: tessera_desc::Schedule {
-                block_kv: Param::Choices(&[64]),
+                kv_tile: [Param::Choices(&[64]), Param::Fixed(1), Param::Fixed(1)],
                 ..s
             },
             ..d
@@ -440,14 +420,9 @@ fn key_text_changes_with_every_input() {
             .map(|d| text_of(d, &cfg, Target::Sm80, "0.1.0", "22")),
     );
     for c in [
-        Config {
-            block_q: 128,
-            ..cfg
-        },
-        Config {
-            block_kv: 32,
-            ..cfg
-        },
+        Config { q_tile: [128, 1, 1], ..cfg },
+        Config { kv_tile: [32, 1, 1], ..cfg },
+        Config { q_tile: [8, 16, 1], ..cfg },
         Config { warps: 8, ..cfg },
         Config { stages: 2, ..cfg },
     ] {

@@ -248,12 +248,7 @@ mod tests {
                 heads: 32,
                 seq: 1024,
             },
-            config: Config {
-                block_q: 128,
-                block_kv: 64,
-                warps: 8,
-                stages: 2,
-            },
+            config: Config::line(128, 64, 8, 2),
             timing: Ok(Timing {
                 median_ms: 0.5,
                 min_ms: 0.25,

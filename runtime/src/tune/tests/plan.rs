@@ -7,12 +7,7 @@ use super::super::space::{SPILL_LIMIT_BYTES, shared_memory_pruned, spills_pruned
 use super::{dense, entry, key};
 
 fn cfg(block_q: u32, block_kv: u32, warps: u32, stages: u32) -> Config {
-    Config {
-        block_q,
-        block_kv,
-        warps,
-        stages,
-    }
+    Config::line(block_q, block_kv, warps, stages)
 }
 
 #[test]
