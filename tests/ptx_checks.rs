@@ -9,12 +9,12 @@ use tessera::codegen::canon::count_prefix;
 use tessera::codegen::{Stage, Target, emit};
 use tessera::testing::check_ptxas;
 
-use common::{CONFIG, KERNELS, kernel};
+use common::{CASES, kernel};
 
 fn each_ptx(mut check: impl FnMut(&str, Target, &str)) {
-    for name in KERNELS {
+    for (name, config) in CASES {
         for target in Target::ALL {
-            match emit(kernel(name), &CONFIG, target, Stage::Ptx) {
+            match emit(kernel(name), &config, target, Stage::Ptx) {
                 Ok(ptx) => check(name, target, &ptx),
                 Err(e) => panic!("{name} on {target}: {e}"),
             }

@@ -56,3 +56,29 @@ fn default_configs_assemble_without_spills() {
         }
     }
 }
+
+/// Neighborhoods over 2-D and 3-D grids with box tiles: one config each, both targets.
+#[test]
+fn grid_windows_assemble_without_spills() {
+    let have_ptxas = ptxas_or_skip();
+    let axis = |size, dilation, causal| WindowAxis { size, dilation, stride: 1, causal };
+    let fixed = |t: [u32; 3]| t.map(Param::Fixed);
+    for (axes, dims, q_tile, kv_tile) in [
+        ([axis(13, 1, false), axis(13, 2, false), axis(1, 1, false)], 2, [8, 16, 1], [8, 8, 1]),
+        ([axis(7, 1, true), axis(15, 1, false), axis(15, 1, false)], 3, [2, 8, 8], [2, 4, 8]),
+    ] {
+        let mut desc = desc(Visit::Window(Window { dims, axes }), Dtype::F16, 128);
+        desc.schedule = Schedule { q_tile: fixed(q_tile), kv_tile: fixed(kv_tile), warps: Param::Fixed(8), stages: Param::Fixed(2) };
+        let cfg = desc.default_config().unwrap();
+        for target in Target::ALL {
+            let ptx = emit(&desc, &cfg, target, Stage::Ptx).unwrap();
+            assert!(canon::count_prefix(&ptx, "mma.sync.aligned.m16n8k16") > 0);
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap();
+                let k = &res.kernels[0];
+                eprintln!("{dims}-D {cfg} {target}: {} regs, spills {}/{}", k.registers, k.spill_stores, k.spill_loads);
+                assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{dims}-D {target} spills");
+            }
+        }
+    }
+}

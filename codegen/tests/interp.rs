@@ -25,6 +25,7 @@ fn desc(visit: Visit, dtype: Dtype, head_dim: u32) -> KernelDesc {
 
 struct Case {
     shape: Shape,
+    grid: [usize; 3],
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
@@ -33,7 +34,7 @@ struct Case {
 impl Case {
     fn random(rng: &mut StdRng, shape: Shape) -> Case {
         let mut fill = |n| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
-        Case { q: fill(shape.q_len()), k: fill(shape.kv_len()), v: fill(shape.kv_len()), shape }
+        Case { q: fill(shape.q_len()), k: fill(shape.kv_len()), v: fill(shape.kv_len()), shape, grid: [shape.seq_q, 1, 1] }
     }
 
     fn launch(&self) -> Launch<'_> {
@@ -44,6 +45,7 @@ impl Case {
             kv_heads: s.kv_heads,
             seq_q: s.seq_q,
             seq_kv: s.seq_kv,
+            grid: self.grid,
             scale: 1.0 / (s.head_dim as f32).sqrt(),
             q: &self.q,
             k: &self.k,
@@ -209,5 +211,41 @@ fn one_dimensional_windows_match_the_natten_reference() {
         assert!(err < 1e-2, "L={len} w={w} d={d} s={s} causal={causal}: rel error {err}");
         let lse_err = reference::rel_error(&widen(&out.lse), &want.lse);
         assert!(lse_err < 1e-4, "L={len} w={w} d={d} s={s} causal={causal}: lse rel error {lse_err}");
+    }
+}
+
+/// 2-D and 3-D neighborhoods on ragged grids (extents not multiples of the tile boxes), with
+/// odd and even windows, dilation, stride and per-axis causality, against the NATTEN reference.
+#[test]
+fn multi_dimensional_windows_match_the_natten_reference() {
+    let ax = |size, dilation, stride, causal| WindowAxis { size, dilation, stride, causal };
+    let unused = ax(1, 1, 1, false);
+    #[rustfmt::skip]
+    let cases: [(Vec<usize>, [WindowAxis; 3], [u32; 3], [u32; 3]); 6] = [
+        (vec![9, 13], [ax(3, 1, 1, false), ax(5, 1, 1, false), unused], [4, 4, 1], [4, 4, 1]),
+        (vec![11, 10], [ax(4, 2, 1, false), ax(7, 1, 2, true), unused], [2, 8, 1], [4, 4, 1]),
+        (vec![7, 17], [ax(7, 1, 3, true), ax(6, 2, 1, false), unused], [4, 8, 1], [2, 8, 1]),
+        (vec![5, 6, 7], [ax(3, 1, 1, false), ax(2, 3, 1, false), ax(5, 1, 1, true)], [2, 2, 4], [1, 4, 4]),
+        (vec![4, 9, 5], [ax(4, 1, 2, true), ax(3, 2, 3, false), ax(5, 1, 1, false)], [2, 4, 2], [2, 2, 4]),
+        (vec![3, 8, 8], [ax(3, 1, 1, false), ax(8, 1, 1, false), ax(8, 1, 1, true)], [1, 4, 4], [1, 4, 4]),
+    ];
+    for (i, (grid, axes, q_tile, kv_tile)) in cases.into_iter().enumerate() {
+        let dims = grid.len();
+        let cfg = Config { q_tile, kv_tile, warps: 1, stages: 2 };
+        let tokens: usize = grid.iter().product();
+        let mut rng = StdRng::seed_from_u64(900 + i as u64);
+        let mut case = Case::random(&mut rng, shape(2, 2, 1, tokens, tokens, 64));
+        case.grid[..dims].copy_from_slice(&grid);
+        let fixed = |t: [u32; 3]| t.map(Param::Fixed);
+        let schedule = Schedule { q_tile: fixed(q_tile), kv_tile: fixed(kv_tile), ..SPACE };
+        let d = KernelDesc { schedule, ..desc(Visit::Window(Window { dims: dims as u8, axes }), Dtype::F16, 64) };
+        let program = tile_program(&d, &cfg).unwrap();
+        let out = interp::run(&program, &case.launch()).unwrap();
+        let r = |x: &Vec<f32>| -> Vec<f64> { x.iter().map(|&v| tessera_codegen::semantics::round_to(Dtype::F16, v) as f64).collect() };
+        let want = reference::of_desc(&d, &case.shape, &grid, 1.0 / 8.0, &r(&case.q), &r(&case.k), &r(&case.v)).unwrap();
+        let err = reference::rel_error(&widen(&out.o), &want.o);
+        assert!(err < 2e-3, "case {i} grid {grid:?} {cfg}: rel error {err}");
+        let lse_err = reference::rel_error(&widen(&out.lse), &want.lse);
+        assert!(lse_err < 1e-4, "case {i} grid {grid:?} {cfg}: lse rel error {lse_err}");
     }
 }

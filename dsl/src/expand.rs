@@ -6,7 +6,7 @@ use syn::{Error, Item, LitStr};
 use tessera_desc::{Dtype, Layout, Load, Visit, Window};
 
 use crate::errors;
-use crate::model::{self, Kernel, Param, Spanned};
+use crate::model::{self, Kernel, Param, Spanned, Tile};
 use crate::{parse, validate};
 
 pub fn attention(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -54,8 +54,8 @@ fn impl_kernel(kernel: &Kernel) -> syn::Result<TokenStream> {
         Load::Dense => Some(quote!(Dense)),
         _ => None,
     })?;
-    let block_q = param(&kernel.block_q);
-    let block_kv = param(&kernel.block_kv);
+    let q_tile = tile(&kernel.q_tile);
+    let kv_tile = tile(&kernel.kv_tile);
     let warps = param(&kernel.warps);
     let stages = param(&kernel.stages);
     Ok(quote! {
@@ -68,8 +68,8 @@ fn impl_kernel(kernel: &Kernel) -> syn::Result<TokenStream> {
                 visit: ::tessera::Visit::#visit,
                 load: ::tessera::Load::#load,
                 schedule: ::tessera::Schedule {
-                    q_tile: [#block_q, ::tessera::Param::Fixed(1), ::tessera::Param::Fixed(1)],
-                    kv_tile: [#block_kv, ::tessera::Param::Fixed(1), ::tessera::Param::Fixed(1)],
+                    q_tile: #q_tile,
+                    kv_tile: #kv_tile,
                     warps: #warps,
                     stages: #stages,
                 },
@@ -112,6 +112,16 @@ fn window(w: &Window) -> TokenStream {
         }
     });
     quote!(Window(::tessera::Window { dims: #dims, axes: [#(#axes),*] }))
+}
+
+/// `[p0, p1, p2]`: one extent per grid axis, those past the written ones `Fixed(1)` (a run of
+/// tokens is its extent along axis 0). The grid has at most a window's axes.
+fn tile(tile: &Tile) -> TokenStream {
+    let written = tile.axes().iter().map(param);
+    let rest = (tile.axes().len()..usize::from(Window::MAX_DIMS))
+        .map(|_| quote!(::tessera::Param::Fixed(1)));
+    let axes = written.chain(rest);
+    quote!([#(#axes),*])
 }
 
 /// An integer stays `Fixed` and a list stays `Choices`, even of one value: a list says "tunable".
@@ -183,7 +193,7 @@ mod tests {
                 head_dim = 128,
                 dtype = f16,
                 visit = window(size = [13, 9], dilation = 2, causal = [true, false]),
-                tile = (q = 64, kv = 64)
+                tile = (q = (8, 16), kv = (8, [8, 16]))
             ),
             quote!(
                 pub struct Na2d;
@@ -200,6 +210,11 @@ mod tests {
             }),
         };
         assert!(out.contains(&visit.to_string()), "{out}");
+        let tiles = quote! {
+            q_tile: [::tessera::Param::Fixed(8), ::tessera::Param::Fixed(16), ::tessera::Param::Fixed(1)],
+            kv_tile: [::tessera::Param::Fixed(8), ::tessera::Param::Choices(&[8, 16]), ::tessera::Param::Fixed(1)],
+        };
+        assert!(out.contains(&tiles.to_string()), "{out}");
     }
 
     #[test]

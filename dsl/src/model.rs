@@ -28,8 +28,8 @@ pub struct Kernel {
     /// Where each value of a `visit = window(...)` was written; `Some` exactly for windows.
     pub window: Option<WindowSpec>,
     pub load: Spanned<Load>,
-    pub block_q: Param,
-    pub block_kv: Param,
+    pub q_tile: Tile,
+    pub kv_tile: Tile,
     pub warps: Param,
     pub stages: Param,
 }
@@ -71,6 +71,11 @@ impl Param {
         }
     }
 
+    /// A list says "tunable", even of one value.
+    pub fn tunable(&self) -> bool {
+        matches!(self, Param::Choices { .. })
+    }
+
     pub fn error(&self, message: impl std::fmt::Display) -> Error {
         match self {
             Param::Default(_) => Error::new(Span::call_site(), message),
@@ -78,6 +83,65 @@ impl Param {
             Param::Choices { tokens, .. } => Error::new_spanned(tokens, message),
         }
     }
+}
+
+/// `q = ...` or `kv = ...` of `tile = (...)` as written, with the spans `validate` points at.
+pub enum Tile {
+    /// `q = 64` or `q = [64, 128]`: a run of consecutive tokens (grid axis 0).
+    Run(Param),
+    /// `q = (8, [8, 16])`: a box of the grid, one extent per axis, each fixed or a list of
+    /// choices. Kept at the length written; `validate` holds it to the grid's axis count.
+    Shape { tokens: TokenStream, axes: Vec<Param> },
+}
+
+impl Tile {
+    /// The extent of each grid axis written, from axis 0.
+    pub fn axes(&self) -> &[Param] {
+        match self {
+            Tile::Run(param) => std::slice::from_ref(param),
+            Tile::Shape { axes, .. } => axes,
+        }
+    }
+
+    /// Every shape the choices give, axis 0 varying slowest (the order `KernelDesc::configs` has).
+    pub fn shapes(&self) -> Vec<Vec<u32>> {
+        self.axes().iter().fold(vec![Vec::new()], |shapes, axis| {
+            let values = axis.values();
+            shapes
+                .iter()
+                .flat_map(|shape| values.iter().map(move |&v| [shape.as_slice(), &[v]].concat()))
+                .collect()
+        })
+    }
+
+    /// The rows (or keys) of each shape, each once, in the order of `shapes`; a shape past
+    /// `u32::MAX` is left out (`validate` reports it).
+    pub fn sizes(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for size in self.shapes().iter().filter_map(|shape| size(shape)) {
+            if !out.contains(&size) {
+                out.push(size);
+            }
+        }
+        out
+    }
+
+    /// Whether the tuner has a choice: a list on any axis.
+    pub fn tunable(&self) -> bool {
+        self.axes().iter().any(Param::tunable)
+    }
+
+    pub fn error(&self, message: impl std::fmt::Display) -> Error {
+        match self {
+            Tile::Run(param) => param.error(message),
+            Tile::Shape { tokens, .. } => Error::new_spanned(tokens, message),
+        }
+    }
+}
+
+/// A shape's rows (or keys); `None` past `u32::MAX`, which no rule could be asked about.
+pub fn size(shape: &[u32]) -> Option<u32> {
+    shape.iter().try_fold(1u32, |p, &v| p.checked_mul(v))
 }
 
 pub const DEFAULT_WARPS: u32 = 4;
@@ -365,7 +429,7 @@ impl Kernel {
             Some(layout),
             Some((visit, window)),
             Some(load),
-            Some((block_q, block_kv)),
+            Some((q_tile, kv_tile)),
             Some((warps, stages)),
             Some(name),
         ) = (head_dim, dtype, layout, visit, load, tile, tune, name)
@@ -381,11 +445,16 @@ impl Kernel {
             visit,
             window,
             load,
-            block_q,
-            block_kv,
+            q_tile,
+            kv_tile,
             warps,
             stages,
         })
+    }
+
+    /// The axes of the token grid the tiles are boxes of: a window's, else one sequence.
+    pub fn grid_axes(&self) -> usize {
+        self.window.as_ref().map_or(1, |spec| usize::from(spec.window.dims))
     }
 }
 
@@ -475,7 +544,28 @@ fn param(key: &str, value: &Value) -> syn::Result<Param> {
     }
 }
 
-fn tile(value: &Value) -> syn::Result<(Param, Param)> {
+/// A run of tokens (an integer or a list of choices), or a shape `(8, [8, 16])` of them per axis.
+fn tile_extent(key: &str, value: &Value) -> syn::Result<Tile> {
+    let ValueKind::Tuple(items) = &value.kind else {
+        return param(key, value).map(Tile::Run);
+    };
+    let mut errors = Errors::default();
+    let mut axes = Vec::new();
+    for item in items {
+        let parsed = match &item.kind {
+            ValueKind::Int(_) | ValueKind::List(_) => param(key, item),
+            _ => Err(item.error(format!(
+                "each axis of `{key}` must be an integer or a list of choices, such as \
+                 `{key} = (8, [8, 16])`, found {}",
+                item.describe()
+            ))),
+        };
+        axes.extend(errors.capture(parsed));
+    }
+    errors.finish().map(|()| Tile::Shape { tokens: value.tokens.clone(), axes })
+}
+
+fn tile(value: &Value) -> syn::Result<(Tile, Tile)> {
     let ValueKind::Group(entries) = &value.kind else {
         return Err(value.error(format!(
             "`tile` must be a group of tile sizes such as `tile = (q = 64, kv = 64)`, found {}",
@@ -485,8 +575,8 @@ fn tile(value: &Value) -> syn::Result<(Param, Param)> {
     let mut errors = Errors::default();
     let fields = Fields::new(&TILE, entries, &mut errors);
     fields.require(|message| value.error(message), &mut errors);
-    let q = fields.get("q").and_then(|v| errors.capture(param("q", v)));
-    let kv = fields.get("kv").and_then(|v| errors.capture(param("kv", v)));
+    let q = fields.get("q").and_then(|v| errors.capture(tile_extent("q", v)));
+    let kv = fields.get("kv").and_then(|v| errors.capture(tile_extent("kv", v)));
     errors.finish()?;
     match (q, kv) {
         (Some(q), Some(kv)) => Ok((q, kv)),
@@ -749,10 +839,44 @@ mod tests {
             (64, Dtype::F16, Visit::Causal)
         );
         assert_eq!((k.layout.value, k.load.value), (Layout::Bhsd, Load::Dense));
-        assert!(matches!(&k.block_q, Param::Choices { items, .. } if items.len() == 1));
-        assert!(matches!(k.block_kv, Param::Fixed(Spanned { value: 32, .. })));
+        assert!(matches!(&k.q_tile, Tile::Run(Param::Choices { items, .. }) if items.len() == 1));
+        assert!(matches!(k.kv_tile, Tile::Run(Param::Fixed(Spanned { value: 32, .. }))));
         assert!(matches!(k.warps, Param::Default(DEFAULT_WARPS)));
         assert!(matches!(k.stages, Param::Default(DEFAULT_STAGES)));
+    }
+
+    #[test]
+    fn tile_shapes_keep_their_axes() {
+        let Ok(k) = model(quote!(
+            head_dim = 128,
+            dtype = bf16,
+            visit = window(size = [7, 7]),
+            tile = (q = (8, 16), kv = (8, [16, 8]))
+        )) else {
+            panic!("valid definition rejected");
+        };
+        assert!(matches!(&k.q_tile, Tile::Shape { axes, .. } if axes.len() == 2));
+        assert_eq!(k.kv_tile.shapes(), [vec![8, 16], vec![8, 8]]);
+        assert_eq!(
+            (k.kv_tile.sizes(), k.kv_tile.tunable(), k.q_tile.tunable()),
+            (vec![128, 64], true, false)
+        );
+        assert_eq!(k.grid_axes(), 2);
+        assert_eq!(
+            messages(quote!(
+                head_dim = 128,
+                dtype = bf16,
+                visit = dense,
+                tile = (q = (8, "16", (1, 2)), kv = (8, [x]))
+            )),
+            [
+                "each axis of `q` must be an integer or a list of choices, such as \
+                 `q = (8, [8, 16])`, found the string literal `\"16\"`",
+                "each axis of `q` must be an integer or a list of choices, such as \
+                 `q = (8, [8, 16])`, found the tuple `(1, 2)`",
+                "the choices of `kv` must be integers, found the identifier `x`",
+            ]
+        );
     }
 
     #[test]

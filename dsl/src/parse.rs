@@ -37,6 +37,8 @@ pub enum ValueKind {
     Ident(Ident),
     /// `[v, ...]`
     List(Vec<Value>),
+    /// `(v, ...)`: one value per position, such as a tile shape `(8, 16)`.
+    Tuple(Vec<Value>),
     /// `(key = value, ...)`
     Group(Vec<Entry>),
     /// `name(...)`: arguments stay raw, since each call form has its own syntax (`window(...)`
@@ -58,6 +60,7 @@ impl Value {
             ValueKind::Str(_) => format!("the string literal `{self}`"),
             ValueKind::Ident(_) => format!("the identifier `{self}`"),
             ValueKind::List(_) => format!("the list `{self}`"),
+            ValueKind::Tuple(_) => format!("the tuple `{self}`"),
             ValueKind::Group(_) => format!("the group `{self}`"),
             ValueKind::Call(..) => format!("the call `{self}`"),
             ValueKind::Other(what) => format!("{what} `{self}`"),
@@ -85,6 +88,11 @@ impl fmt::Display for Value {
                 f.write_str("[")?;
                 join(f, items)?;
                 f.write_str("]")
+            }
+            ValueKind::Tuple(items) => {
+                f.write_str("(")?;
+                join(f, items)?;
+                f.write_str(")")
             }
             ValueKind::Group(entries) => {
                 f.write_str("(")?;
@@ -165,7 +173,10 @@ fn value(tokens: &[TokenTree]) -> syn::Result<(Value, usize)> {
         }
         [TokenTree::Ident(ident), ..] => (ValueKind::Ident(ident.clone()), 1),
         [TokenTree::Group(group), ..] => match group.delimiter() {
-            Delimiter::Bracket => (ValueKind::List(list(group.stream())?), 1),
+            Delimiter::Bracket => (ValueKind::List(items(group.stream(), "list")?), 1),
+            Delimiter::Parenthesis if is_tuple(group) => {
+                (ValueKind::Tuple(items(group.stream(), "tuple")?), 1)
+            }
             Delimiter::Parenthesis => (ValueKind::Group(entries(group.stream())?), 1),
             Delimiter::Brace => (ValueKind::Other("the block"), 1),
             // An invisible group is what `macro_rules!` leaves around a `$x:expr`: look inside.
@@ -199,8 +210,16 @@ fn literal(lit: Lit) -> ValueKind {
     }
 }
 
-/// The inside of `[ ... ]`.
-fn list(tokens: TokenStream) -> syn::Result<Vec<Value>> {
+/// `(8, 16)` is a tuple and `(q = 64)` a group of entries, told apart by a top-level `=`. An empty
+/// `()` stays a group, so that `tile = ()` reports its missing keys.
+fn is_tuple(group: &Group) -> bool {
+    let mut tokens = group.stream().into_iter().peekable();
+    tokens.peek().is_some()
+        && !tokens.any(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == '='))
+}
+
+/// The inside of `[ ... ]` or of a tuple's `( ... )`; `noun` names it in messages.
+fn items(tokens: TokenStream, noun: &str) -> syn::Result<Vec<Value>> {
     let mut errors = Errors::default();
     let mut out = Vec::new();
     for segment in split_commas(tokens, &mut errors) {
@@ -208,7 +227,7 @@ fn list(tokens: TokenStream) -> syn::Result<Vec<Value>> {
             None => Ok(item),
             Some(extra) => Err(Error::new(
                 extra.span(),
-                format!("unexpected `{extra}` after `{item}`; separate list items with commas"),
+                format!("unexpected `{extra}` after `{item}`; separate {noun} items with commas"),
             )),
         });
         if let Some(item) = errors.capture(parsed) {
@@ -264,7 +283,7 @@ mod tests {
     fn every_value_form() {
         let entries = parse(quote! {
             a = 128, b = "x", c = bf16, d = [64, 128], e = (q = 1, kv = [2]), f = window(dims = 2),
-            g = -1, h = 1.5, i = { 1 },
+            g = -1, h = 1.5, i = { 1 }, j = (8, [8, 16]),
         });
         let rendered: Vec<String> = entries.iter().map(|e| format!("{e}")).collect();
         assert_eq!(
@@ -279,6 +298,7 @@ mod tests {
                 "g = -1",
                 "h = 1.5",
                 "i = { 1 }",
+                "j = (8, [8, 16])",
             ]
         );
         assert!(matches!(entries[0].value.kind, ValueKind::Int(_)));
@@ -297,6 +317,21 @@ mod tests {
             matches!(&parse(quote! { a = [1,] })[0].value.kind, ValueKind::List(v) if v.len() == 1)
         );
         assert_eq!(error(quote! { a = 1,, b = 2 }), "unexpected `,`");
+    }
+
+    #[test]
+    fn parentheses_hold_entries_or_a_tuple() {
+        let entries = parse(quote! { a = (), b = (64), c = (x = (1, 2)), d = ((1, 2), 3) });
+        assert!(matches!(&entries[0].value.kind, ValueKind::Group(e) if e.is_empty()));
+        assert!(matches!(&entries[1].value.kind, ValueKind::Tuple(v) if v.len() == 1));
+        let ValueKind::Group(inner) = &entries[2].value.kind else { panic!("not a group") };
+        assert!(matches!(&inner[0].value.kind, ValueKind::Tuple(v) if v.len() == 2));
+        assert!(matches!(&entries[3].value.kind, ValueKind::Tuple(v) if v.len() == 2));
+        assert_eq!(entries[3].value.describe(), "the tuple `((1, 2), 3)`");
+        assert_eq!(
+            error(quote! { q = (8 16) }),
+            "unexpected `16` after `8`; separate tuple items with commas"
+        );
     }
 
     #[test]

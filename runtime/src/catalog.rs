@@ -11,7 +11,10 @@ use tessera::{Kernel, KernelDesc};
 /// Each row spells out the name rather than leaving it to the struct name's snake case: the
 /// catalog names are a CLI interface and must not change if the macro's case conversion does.
 macro_rules! catalog {
-    ($($ty:ident => $name:literal: { $($visit:tt)* }, $dtype:ident, $head_dim:literal;)*) => {
+    (
+        $($ty:ident => $name:literal: { $($visit:tt)* }, $dtype:ident, $head_dim:literal;)*
+        @grids $($grid:ident),* $(,)?
+    ) => {
         $(
             #[tessera_dsl::attention(
                 name = $name,
@@ -25,7 +28,7 @@ macro_rules! catalog {
         )*
 
         /// Every catalog kernel, in listing order.
-        pub static ALL: &[KernelDesc] = &[$(<$ty as Kernel>::DESC),*];
+        pub static ALL: &[KernelDesc] = &[$(<$ty as Kernel>::DESC,)* $(<$grid as Kernel>::DESC),*];
     };
 }
 
@@ -41,7 +44,52 @@ catalog! {
     // 1-D neighborhoods: the window is part of the kernel (compile time), the sequence is not.
     Na1dW2048F16D128 => "na1d_w2048_f16_d128": { window(size = 2048) }, f16, 128;
     Na1dW13D2Bf16D128 => "na1d_w13_d2_bf16_d128": { window(size = 13, dilation = 2) }, bf16, 128;
+    @grids Na2dW80x80F16D128, Na3dW18x24x24F16D128, Na2dW13x13D2Bf16D128, Na3dW7x15x15C100Bf16D128,
 }
+
+// 2-D and 3-D neighborhoods: NATTEN's benchmark cases (seeds.md §3). Their tiles are boxes of
+// the grid, so each has its own space of per-axis tile shapes: query boxes of 128 or 64 tokens
+// and KV boxes of 32 to 128. Four warps: on the H100, 8-warp configs were 10-20% slower on
+// every one of these cases, and 256-token query boxes spilled kilobytes.
+#[tessera_dsl::attention(
+    name = "na2d_w80x80_f16_d128",
+    head_dim = 128,
+    dtype = f16,
+    visit = window(size = [80, 80]),
+    tile = (q = ([16, 8], 8), kv = ([8, 4], [8, 16])),
+    tune = (warps = 4, stages = [2, 3]),
+)]
+pub struct Na2dW80x80F16D128;
+
+#[tessera_dsl::attention(
+    name = "na3d_w18x24x24_f16_d128",
+    head_dim = 128,
+    dtype = f16,
+    visit = window(size = [18, 24, 24]),
+    tile = (q = (1, 8, [16, 8]), kv = ([2, 1], [4, 8], 8)),
+    tune = (warps = 4, stages = [2, 3]),
+)]
+pub struct Na3dW18x24x24F16D128;
+
+#[tessera_dsl::attention(
+    name = "na2d_w13x13_d2x2_bf16_d128",
+    head_dim = 128,
+    dtype = bf16,
+    visit = window(size = [13, 13], dilation = 2),
+    tile = (q = ([16, 8], 8), kv = ([8, 4], [8, 16])),
+    tune = (warps = 4, stages = [2, 3]),
+)]
+pub struct Na2dW13x13D2Bf16D128;
+
+#[tessera_dsl::attention(
+    name = "na3d_w7x15x15_c100_bf16_d128",
+    head_dim = 128,
+    dtype = bf16,
+    visit = window(size = [7, 15, 15], causal = [true, false, false]),
+    tile = (q = (1, 8, [16, 8]), kv = ([2, 1], [4, 8], 8)),
+    tune = (warps = 4, stages = [2, 3]),
+)]
+pub struct Na3dW7x15x15C100Bf16D128;
 
 /// Every catalog kernel, in listing order.
 pub fn all() -> &'static [KernelDesc] {
@@ -70,16 +118,21 @@ mod tests {
 
     use super::*;
 
+    /// Kernels whose tiles are runs of tokens (all but the 2-D/3-D neighborhoods).
+    fn on_a_line(k: &KernelDesc) -> bool {
+        !matches!(k.visit, tessera::Visit::Window(w) if w.dims > 1)
+    }
+
     #[test]
-    fn every_kernel_shares_the_schedule() {
-        assert!(ALL.iter().all(|k| k.schedule == schedule()));
+    fn line_kernels_share_the_schedule() {
+        assert!(ALL.iter().filter(|k| on_a_line(k)).all(|k| k.schedule == schedule()));
     }
 
     #[test]
     fn covers_every_combination_once() {
         let combos: HashSet<_> = ALL.iter().map(|k| (k.visit, k.dtype, k.head_dim)).collect();
-        assert_eq!(ALL.len(), 10);
-        assert_eq!(combos.len(), 10);
+        assert_eq!(ALL.len(), 14);
+        assert_eq!(combos.len(), 14);
     }
 
     // The rows give name and parameters separately; this keeps them from drifting apart.
@@ -88,9 +141,16 @@ mod tests {
         for k in ALL {
             let visit = match k.visit {
                 tessera::Visit::Window(w) => {
-                    let a = w.axes[0];
-                    let dilation = if a.dilation > 1 { format!("_d{}", a.dilation) } else { String::new() };
-                    format!("na{}d_w{}{dilation}", w.dims, a.size)
+                    let axes = w.axes();
+                    let join = |f: &dyn Fn(&tessera::WindowAxis) -> String| axes.iter().map(f).collect::<Vec<_>>().join("x");
+                    let mut name = format!("na{}d_w{}", w.dims, join(&|a| a.size.to_string()));
+                    if axes.iter().any(|a| a.dilation > 1) {
+                        name += &format!("_d{}", join(&|a| a.dilation.to_string()));
+                    }
+                    if axes.iter().any(|a| a.causal) {
+                        name += &format!("_c{}", axes.iter().map(|a| if a.causal { "1" } else { "0" }).collect::<String>());
+                    }
+                    name
                 }
                 other => other.name().to_string(),
             };
@@ -102,10 +162,15 @@ mod tests {
     }
 
     #[test]
-    fn every_kernel_has_the_shared_space() {
+    fn every_kernel_has_a_space() {
         for k in ALL {
-            // 2 block_q × 3 block_kv × 2 warps × 3 stages, minus block_q=64 with 8 warps.
-            assert_eq!(k.configs().len(), 27, "{}", k.name);
+            let n = k.configs().len();
+            if on_a_line(k) {
+                // 2 block_q × 3 block_kv × 2 warps × 3 stages, minus block_q=64 with 8 warps.
+                assert_eq!(n, 27, "{}", k.name);
+            } else {
+                assert!(n >= 8, "{}: {n} configs", k.name);
+            }
             assert_eq!(k.load, tessera::Load::Dense);
             assert_eq!(k.layout, tessera::Layout::Bhsd);
         }

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera_codegen::reference::{self, Shape};
 use tessera_codegen::semantics::round_to;
-use tessera_desc::{Config, Dtype, KernelDesc, Visit, Window, WindowAxis};
+use tessera_desc::{Config, Dtype, KernelDesc, Param, Visit, Window, WindowAxis};
 use common::gpu;
 use tessera_runtime::catalog;
 use tessera_runtime::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu};
@@ -34,7 +34,7 @@ fn run_seed() -> u64 {
     })
 }
 
-fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, case: u64) -> (f64, f64) {
+fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, grid: Option<&[usize]>, case: u64) -> (f64, f64) {
     let mut rng = StdRng::seed_from_u64(run_seed() ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut fill = |n: usize| (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect::<Vec<_>>();
     let (q, k, v) = (fill(shape.q_len()), fill(shape.kv_len()), fill(shape.kv_len()));
@@ -46,7 +46,7 @@ fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, case: u64)
     let mut od = DeviceTensor::poisoned(gpu, dt, dims(shape.heads, shape.seq_q)).unwrap();
     let mut lse = gpu.stream.clone_htod(&vec![f32::NAN; shape.lse_len()]).unwrap();
     let attn = Attention::load(gpu, desc, cfg).unwrap();
-    attn.run(gpu, AttentionArgs { q: &qd, k: &kd, v: &vd, o: &mut od, lse: Some(&mut lse), scale: None }).unwrap();
+    attn.run(gpu, AttentionArgs { q: &qd, k: &kd, v: &vd, o: &mut od, lse: Some(&mut lse), scale: None, grid }).unwrap();
     gpu.stream.synchronize().unwrap();
     let out = od.to_f32(gpu).unwrap();
     let lse = gpu.stream.clone_dtoh(&lse).unwrap();
@@ -54,15 +54,19 @@ fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, case: u64)
     let r = |x: &[f32]| x.iter().map(|&v| round_to(dt, v) as f64).collect::<Vec<_>>();
     let scale = 1.0 / (shape.head_dim as f64).sqrt();
     let (q, k, v) = (r(&q), r(&k), r(&v));
-    let want = reference::of_desc(desc, &shape, scale, &q, &k, &v).unwrap();
+    let want = reference::of_desc(desc, &shape, grid.unwrap_or(&[shape.seq_q]), scale, &q, &k, &v).unwrap();
     let o_err = reference::rel_error(&out.iter().map(|&x| x as f64).collect::<Vec<_>>(), &want.o);
     let lse_err = reference::rel_error(&lse.iter().map(|&x| x as f64).collect::<Vec<_>>(), &want.lse);
     (o_err, lse_err)
 }
 
 fn check(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, seed: u64) {
-    let (o_err, lse_err) = run_case(gpu, desc, cfg, shape, seed);
-    println!("{} {cfg} {shape:?}: o rel err {o_err:.2e}, lse rel err {lse_err:.2e}", desc.name);
+    check_grid(gpu, desc, cfg, shape, None, seed)
+}
+
+fn check_grid(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, grid: Option<&[usize]>, seed: u64) {
+    let (o_err, lse_err) = run_case(gpu, desc, cfg, shape, grid, seed);
+    println!("{} {grid:?} {cfg} {shape:?}: o rel err {o_err:.2e}, lse rel err {lse_err:.2e}", desc.name);
     assert!(o_err <= 1e-2, "{} {cfg} {shape:?}: o rel error {o_err}", desc.name);
     assert!(lse_err <= 1e-3, "{} {cfg} {shape:?}: lse rel error {lse_err}", desc.name);
 }
@@ -121,10 +125,10 @@ fn mismatched_arguments_are_errors_not_launches() {
     let k = t(Dtype::Bf16, [1, 3, 10, 64]);
     let v = t(Dtype::Bf16, [1, 3, 10, 64]);
     let mut o = t(Dtype::Bf16, [1, 4, 10, 64]);
-    let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k, v: &v, o: &mut o, lse: None, scale: None }).unwrap_err();
+    let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k, v: &v, o: &mut o, lse: None, scale: None, grid: None }).unwrap_err();
     assert!(err.to_string().contains("heads"), "{err}");
     let k16 = t(Dtype::F16, [1, 4, 10, 64]);
-    let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k16, v: &k16, o: &mut o, lse: None, scale: None }).unwrap_err();
+    let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k16, v: &k16, o: &mut o, lse: None, scale: None, grid: None }).unwrap_err();
     assert!(err.to_string().contains("dtype"), "{err}");
 }
 
@@ -154,5 +158,34 @@ fn one_dimensional_neighborhoods() {
         let desc = window_kernel(dtype, d, WindowAxis { size, dilation, stride, causal });
         let cfg = desc.default_config().unwrap();
         check(&gpu, &desc, &cfg, Shape { batch: 1, heads: 4, kv_heads: 2, seq_q: len, seq_kv: len, head_dim: d as usize }, 300 + i as u64);
+    }
+}
+
+/// 2-D and 3-D neighborhoods with box tiles on odd extents that no tile shape divides: odd and
+/// even windows, dilation, stride, causal axes, against the NATTEN reference.
+#[test]
+fn grid_neighborhoods() {
+    let Some(gpu) = gpu() else { return };
+    let ax = |size, dilation, stride, causal| WindowAxis { size, dilation, stride, causal };
+    let unused = ax(1, 1, 1, false);
+    #[rustfmt::skip]
+    let cases: [(Vec<usize>, [WindowAxis; 3], [u32; 3], [u32; 3], Dtype, u32); 5] = [
+        (vec![37, 45], [ax(13, 1, 1, false), ax(12, 1, 1, false), unused], [8, 16, 1], [8, 8, 1], Dtype::F16, 128),
+        (vec![33, 29], [ax(7, 2, 1, false), ax(9, 1, 3, true), unused], [16, 8, 1], [4, 16, 1], Dtype::Bf16, 128),
+        (vec![40, 41], [ax(40, 1, 1, false), ax(41, 1, 1, false), unused], [8, 8, 1], [8, 8, 1], Dtype::F16, 64),
+        (vec![9, 21, 19], [ax(3, 1, 1, true), ax(7, 1, 1, false), ax(8, 2, 2, false)], [2, 8, 8], [2, 4, 8], Dtype::F16, 128),
+        (vec![11, 13, 17], [ax(4, 2, 1, false), ax(5, 1, 1, true), ax(7, 1, 1, false)], [1, 8, 16], [2, 2, 16], Dtype::Bf16, 64),
+    ];
+    for (i, (grid, axes, q_tile, kv_tile, dtype, d)) in cases.into_iter().enumerate() {
+        let desc = KernelDesc {
+            name: "na_grid",
+            visit: Visit::Window(Window { dims: grid.len() as u8, axes }),
+            schedule: tessera_desc::Schedule { q_tile: q_tile.map(Param::Fixed), kv_tile: kv_tile.map(Param::Fixed), ..catalog::schedule() },
+            ..*kernel(Visit::Dense, dtype, d)
+        };
+        let cfg = desc.configs().into_iter().find(|c| c.warps == 4 && c.stages == 2).unwrap();
+        let tokens = grid.iter().product();
+        let shape = Shape { batch: 1, heads: 4, kv_heads: 2, seq_q: tokens, seq_kv: tokens, head_dim: d as usize };
+        check_grid(&gpu, &desc, &cfg, shape, Some(&grid), 700 + i as u64);
     }
 }

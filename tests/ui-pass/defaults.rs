@@ -12,8 +12,8 @@ fn main() {
         (d.dtype, d.layout, d.visit, d.load),
         (Dtype::Bf16, Layout::Bhsd, Visit::Dense, Load::Dense)
     );
-    assert_eq!(d.schedule.block_q, Param::Fixed(64));
-    assert_eq!(d.schedule.block_kv, Param::Fixed(64));
+    assert_eq!(d.schedule.q_tile, [Param::Fixed(64), Param::Fixed(1), Param::Fixed(1)]);
+    assert_eq!(d.schedule.kv_tile, [Param::Fixed(64), Param::Fixed(1), Param::Fixed(1)]);
     assert_eq!(d.schedule.warps, Param::Fixed(4));
     assert_eq!(d.schedule.stages, Param::Fixed(2));
     assert_eq!(d.configs().len(), 1);

@@ -11,7 +11,7 @@ pub struct Causal;
     head_dim = 128,
     dtype = bf16,
     visit = window(size = [7, 7], stride = 2),
-    tile = (q = 128, kv = 64),
+    tile = (q = (8, 16), kv = (8, 8)),
 )]
 pub struct Na2d;
 

@@ -6,7 +6,7 @@ use tessera::{Kernel, Visit, Window, WindowAxis};
     head_dim = 64,
     dtype = bf16,
     visit = window(size = [13, 9], dilation = 2, causal = true),
-    tile = (q = 64, kv = 64),
+    tile = (q = (8, 8), kv = (8, 8)),
 )]
 pub struct Na2d;
 
@@ -14,7 +14,7 @@ pub struct Na2d;
     head_dim = 64,
     dtype = bf16,
     visit = window(size = [13, 13], dilation = [2, 2]),
-    tile = (q = 64, kv = 64),
+    tile = (q = (8, 8), kv = (8, 8)),
 )]
 pub struct Na2dDilated;
 

@@ -8,7 +8,7 @@ macro_rules! na3d {
                     head_dim = 128,
                     dtype = f16,
                     visit = window(size = $size, causal = $causal),
-                    tile = (q = 64, kv = 64),
+                    tile = (q = (4, 4, 4), kv = (4, 4, 4)),
                 )]
         pub struct $name;
     };
@@ -18,7 +18,7 @@ macro_rules! na3d {
     head_dim = 128,
     dtype = f16,
     visit = window(size = [18, 24, 24], stride = [1, 8, 8], causal = [true, false, false]),
-    tile = (q = 64, kv = 64),
+    tile = (q = (4, 4, 4), kv = (4, 4, 4)),
 )]
 pub struct Na3d;
 

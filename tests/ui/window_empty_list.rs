@@ -3,7 +3,7 @@
     head_dim = 128,
     dtype = bf16,
     visit = window(size = [7, 7], stride = []),
-    tile = (q = 64, kv = 64),
+    tile = (q = (8, 8), kv = (8, 8)),
 )]
 pub struct Na2d;
 

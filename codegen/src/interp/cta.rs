@@ -90,9 +90,9 @@ impl<'a> Cta<'a> {
             }
             Stmt::Fill { frag, value } => self.frags[frag.0].fill(*value),
             Stmt::Mma { acc, a, b, .. } => self.mma(*acc, a, b)?,
-            Stmt::Mask { frag, row0, col0, keep, when } => {
+            Stmt::Mask { frag, keep, when } => {
                 if self.eval(when)? != 0 {
-                    self.mask(*frag, row0, col0, keep)?;
+                    self.mask(*frag, keep)?;
                 }
             }
             Stmt::Softmax { s, p, m, l, o } => self.softmax(*s, *p, *m, *l, *o),
@@ -145,17 +145,28 @@ impl<'a> Cta<'a> {
     }
 
     /// Checks (batch, head) against the tensor and returns the offset of its first row.
-    fn base(&self, t: &GlobalTile, row_elems: usize) -> Result<(usize, i32, i32), String> {
-        let (_, heads, rows) = self.tensor(t.tensor);
+    fn base(&self, t: &GlobalTile, row_elems: usize) -> Result<usize, String> {
+        let (_, heads, _) = self.tensor(t.tensor);
         let (b, h) = (self.eval(&t.batch)?, self.eval(&t.head)?);
         if b < 0 || b as usize >= self.launch.batch || h < 0 || h as usize >= heads {
             return Err(format!("{}[{b}, {h}] is out of bounds", t.tensor.name()));
         }
-        let limit = self.eval(&t.limit)?;
-        if limit < 0 || limit as usize > rows {
-            return Err(format!("{} row limit {limit} exceeds its {rows} rows", t.tensor.name()));
+        Ok(((b as usize) * heads + h as usize) * self.tensor(t.tensor).2 * row_elems)
+    }
+
+    /// The token of tile row `r`, or `None` when the row lies outside the grid; a valid row's
+    /// token must lie inside the tensor.
+    fn token(&self, t: &GlobalTile, r: usize) -> Result<Option<usize>, String> {
+        let row = |v: Var| if v == Var::Row { Some(r as i32) } else { self.vars.get(&v).copied() };
+        if t.valid.eval(&row)? == 0 {
+            return Ok(None);
         }
-        Ok((((b as usize) * heads + h as usize) * rows * row_elems, self.eval(&t.row0)?, limit))
+        let token = t.token.eval(&row)?;
+        let tokens = self.tensor(t.tensor).2;
+        if token < 0 || token as usize >= tokens {
+            return Err(format!("{} row {r} is token {token}, outside its {tokens} tokens", t.tensor.name()));
+        }
+        Ok(Some(token as usize))
     }
 
     fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile) -> Result<(), String> {
@@ -169,12 +180,11 @@ impl<'a> Cta<'a> {
         let b = self.program.shared(dst);
         let (rows, cols) = (b.rows as usize, b.cols as usize);
         let (data, _, _) = self.tensor(src.tensor);
-        let (base, row0, limit) = self.base(src, cols)?;
+        let base = self.base(src, cols)?;
         let mut tile = vec![0.0; rows * cols];
         for r in 0..rows {
-            let gr = row0 + r as i32;
-            if gr >= 0 && gr < limit {
-                let at = base + gr as usize * cols;
+            if let Some(token) = self.token(src, r)? {
+                let at = base + token * cols;
                 for (t, &x) in tile[r * cols..(r + 1) * cols].iter_mut().zip(&data[at..at + cols]) {
                     *t = round_to(self.program.dtype, x);
                 }
@@ -240,15 +250,13 @@ impl<'a> Cta<'a> {
         Ok(())
     }
 
-    fn mask(&mut self, frag: FragId, row0: &Expr, col0: &Expr, keep: &Expr) -> Result<(), String> {
-        let (row0, col0) = (self.eval(row0)?, self.eval(col0)?);
+    fn mask(&mut self, frag: FragId, keep: &Expr) -> Result<(), String> {
         let cols = self.program.frag(frag).cols as usize;
         for r in 0..self.program.config.block_q() as usize {
             for c in 0..cols {
-                let (row, col) = (row0 + r as i32, col0 + c as i32);
                 let visible = keep.eval(&|v| match v {
-                    Var::Row => Some(row),
-                    Var::Col => Some(col),
+                    Var::Row => Some(r as i32),
+                    Var::Col => Some(c as i32),
                     other => self.vars.get(&other).copied(),
                 })?;
                 if visible == 0 {
@@ -282,11 +290,10 @@ impl<'a> Cta<'a> {
 
     fn store(&mut self, frag: FragId, dst: &GlobalTile, out: &mut Output) -> Result<(), String> {
         let cols = self.program.frag(frag).cols as usize;
-        let (base, row0, limit) = self.base(dst, cols)?;
+        let base = self.base(dst, cols)?;
         for r in 0..self.program.config.block_q() as usize {
-            let gr = row0 + r as i32;
-            if gr >= 0 && gr < limit {
-                let at = base + gr as usize * cols;
+            if let Some(token) = self.token(dst, r)? {
+                let at = base + token * cols;
                 for (o, &x) in out.o[at..at + cols].iter_mut().zip(&self.frags[frag.0][r * cols..]) {
                     *o = round_to(self.program.dtype, x);
                 }
@@ -297,11 +304,10 @@ impl<'a> Cta<'a> {
 
     fn store_lse(&mut self, m: FragId, l: FragId, dst: &GlobalTile, out: &mut Output) -> Result<(), String> {
         let scale_log2 = self.launch.scale * std::f32::consts::LOG2_E;
-        let (base, row0, limit) = self.base(dst, 1)?;
+        let base = self.base(dst, 1)?;
         for r in 0..self.program.config.block_q() as usize {
-            let gr = row0 + r as i32;
-            if gr >= 0 && gr < limit {
-                out.lse[base + gr as usize] =
+            if let Some(token) = self.token(dst, r)? {
+                out.lse[base + token] =
                     softmax::lse(&mut F32, self.frags[m.0][r], self.frags[l.0][r], scale_log2);
             }
         }

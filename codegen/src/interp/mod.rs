@@ -17,6 +17,8 @@ pub struct Launch<'a> {
     pub kv_heads: usize,
     pub seq_q: usize,
     pub seq_kv: usize,
+    /// Grid extents of a neighborhood kernel's tokens (`[seq, 1, 1]` for a line).
+    pub grid: [usize; 3],
     pub scale: f32,
     pub q: &'a [f32],
     pub k: &'a [f32],
@@ -51,6 +53,9 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
         (Var::KvHeads, hk),
         (Var::SeqQ, launch.seq_q),
         (Var::SeqKv, launch.seq_kv),
+        (Var::Grid(0), launch.grid[0]),
+        (Var::Grid(1), launch.grid[1]),
+        (Var::Grid(2), launch.grid[2]),
     ]
     .into_iter()
     .map(|(v, n)| i32::try_from(n).map(|n| (v, n)).map_err(|_| format!("{v} = {n} overflows i32")))

@@ -13,7 +13,13 @@ pub enum Var {
     KvHeads,
     /// blockIdx.x/y/z.
     Cta(u8),
-    /// The query row / key column of one score element (only inside mask predicates).
+    /// Extent of grid axis 0/1/2 of a neighborhood kernel's tokens (a launch size).
+    Grid(u8),
+    /// Coordinate, in tiles, of the KV tile the visit loop is on along an axis; the body of a
+    /// `VisitTiles` uses it and `passes::visit` replaces it with the loop's own index arithmetic.
+    KvTile(u8),
+    /// The tile-local row of a tile (in token maps), or the tile-local query row / key column of
+    /// one score element (in mask predicates).
     Row,
     Col,
     /// The thread's lane in its warp (only in the lowering's own address expressions).
@@ -23,7 +29,7 @@ pub enum Var {
 }
 
 /// Binary operators on i32 values; comparisons and logic give 0 or 1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinOp {
     Add,
     Sub,
@@ -39,7 +45,7 @@ pub enum BinOp {
     Or,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Expr {
     Const(i32),
     Var(Var),
@@ -51,8 +57,20 @@ impl Expr {
         Expr::Var(v)
     }
 
+    /// Builds `a op b`, folding constants and identities (`x + 0`, `x * 1`, `x / 1`) so that
+    /// printed programs and the IR handed to LLVM stay small.
     fn bin(op: BinOp, a: impl Into<Expr>, b: impl Into<Expr>) -> Expr {
-        Expr::Bin(op, Box::new(a.into()), Box::new(b.into()))
+        let (a, b) = (a.into(), b.into());
+        if let (Expr::Const(x), Expr::Const(y)) = (&a, &b)
+            && let Ok(v) = apply(op, *x, *y)
+        {
+            return Expr::Const(v);
+        }
+        match (op, a, b) {
+            (BinOp::Add | BinOp::Sub, a, Expr::Const(0)) | (BinOp::Mul | BinOp::Div, a, Expr::Const(1)) => a,
+            (BinOp::Add, Expr::Const(0), b) | (BinOp::Mul, Expr::Const(1), b) => b,
+            (op, a, b) => Expr::Bin(op, Box::new(a), Box::new(b)),
+        }
     }
 
     pub fn add(self, b: impl Into<Expr>) -> Expr {
@@ -106,14 +124,21 @@ impl Expr {
         })
     }
 
+    /// Whether `var` occurs in the expression.
+    pub fn uses(&self, var: Var) -> bool {
+        match self {
+            Expr::Const(_) => false,
+            Expr::Var(v) => *v == var,
+            Expr::Bin(_, a, b) => a.uses(var) || b.uses(var),
+        }
+    }
+
     /// Replaces every use of `var` with `with`.
     pub fn subst(&self, var: Var, with: &Expr) -> Expr {
         match self {
             Expr::Var(v) if *v == var => with.clone(),
             Expr::Const(_) | Expr::Var(_) => self.clone(),
-            Expr::Bin(op, a, b) => {
-                Expr::Bin(*op, Box::new(a.subst(var, with)), Box::new(b.subst(var, with)))
-            }
+            Expr::Bin(op, a, b) => Expr::bin(*op, a.subst(var, with), b.subst(var, with)),
         }
     }
 }
@@ -158,6 +183,8 @@ impl fmt::Display for Var {
             Var::Heads => f.write_str("heads"),
             Var::KvHeads => f.write_str("kv_heads"),
             Var::Cta(axis) => write!(f, "cta.{}", ["x", "y", "z"][*axis as usize % 3]),
+            Var::Grid(axis) => write!(f, "grid_{}", ["x", "y", "z"][*axis as usize % 3]),
+            Var::KvTile(axis) => write!(f, "kv_tile.{axis}"),
             Var::Row => f.write_str("row"),
             Var::Lane => f.write_str("lane"),
             Var::Col => f.write_str("col"),

@@ -4,25 +4,21 @@
 
 use tessera_desc::{Config, KernelDesc};
 
+use super::geometry::TileBox;
 use super::{
-    CopyEngine, Expr, Frag, FragId, FragKind, GlobalTile, MmaEngine, Operand, Program, Shared,
-    Stmt, Tensor, Var,
+    CopyEngine, Expr, Frag, FragId, FragKind, GlobalTile, Locals, MmaEngine, Operand, Program,
+    Shared, Stmt, Tensor, Var,
 };
-
-/// Names and numbers the `let` and loop variables of one program.
-struct Locals(u32);
-
-impl Locals {
-    fn fresh(&mut self, name: &'static str) -> Var {
-        self.0 += 1;
-        Var::Local(self.0, name)
-    }
-}
 
 pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
     let (bq, bkv, d) = (cfg.block_q(), cfg.block_kv(), desc.head_dim);
-    let mut locals = Locals(0);
-    let q0 = locals.fresh("q0");
+    let (q_box, kv_box) = (TileBox::queries(desc.visit, cfg), TileBox::keys(desc.visit, cfg));
+    let mut locals = Locals::default();
+    let q_tile = locals.fresh("q_tile");
+    let q_origin: Vec<Var> = ["qx", "qy", "qz"][..q_box.dims].iter().map(|n| locals.fresh(n)).collect();
+    let q_origin_e: Vec<Expr> = q_origin.iter().map(|&v| v.into()).collect();
+    let kv_origin: Vec<Expr> =
+        (0..kv_box.dims).map(|a| Expr::var(Var::KvTile(a as u8)).mul(kv_box.shape[a] as i32)).collect();
     let head = locals.fresh("head");
     let batch = locals.fresh("batch");
     let kv_head = locals.fresh("kv_head");
@@ -43,27 +39,26 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
     ];
     let (s, p, o, m, l) = (FragId(0), FragId(1), FragId(2), FragId(3), FragId(4));
 
-    let tile = |tensor, head: Var, row0: Expr, limit: Var| GlobalTile {
+    let tile = |tensor, head: Var, tiles: &TileBox, origin: &[Expr]| GlobalTile {
         tensor,
         batch: batch.into(),
         head: head.into(),
-        row0,
-        limit: limit.into(),
+        token: tiles.token(origin, Var::Row.into()),
+        valid: tiles.valid(origin, Var::Row.into()),
     };
-    let kv0 = Expr::var(j).mul(bkv as i32);
     let shared_op = |buf, kn| Operand::Shared { buf, stage: 0.into(), kn };
 
     let body = vec![
         Stmt::Copy {
             dst: ks,
             stage: 0.into(),
-            src: tile(Tensor::K, kv_head, kv0.clone(), Var::SeqKv),
+            src: tile(Tensor::K, kv_head, &kv_box, &kv_origin),
             engine: CopyEngine::CpAsync,
         },
         Stmt::Copy {
             dst: vs,
             stage: 0.into(),
-            src: tile(Tensor::V, kv_head, kv0.clone(), Var::SeqKv),
+            src: tile(Tensor::V, kv_head, &kv_box, &kv_origin),
             engine: CopyEngine::CpAsync,
         },
         Stmt::Commit,
@@ -71,20 +66,19 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
         Stmt::Barrier,
         Stmt::Fill { frag: s, value: 0.0 },
         Stmt::Mma { acc: s, a: shared_op(qs, false), b: shared_op(ks, false), engine: MmaEngine::MmaSync },
-        Stmt::VisitMask { frag: s, row0: q0.into(), col0: kv0 },
+        Stmt::VisitMask { frag: s },
         Stmt::Softmax { s, p, m, l, o },
         Stmt::Mma { acc: o, a: Operand::Frag(p), b: shared_op(vs, true), engine: MmaEngine::MmaSync },
         // The next iteration's copies overwrite Ks/Vs: every warp must be done reading them.
         Stmt::Barrier,
     ];
 
-    let program_body = vec![
-        // Query tiles run last-first: under a causal visit set the last tiles see the most keys,
-        // so starting them first keeps the grid's tail short (dense tiles are all equal).
-        Stmt::Let {
-            var: q0,
-            value: Expr::var(Var::SeqQ).ceil_div(bq as i32).sub(1).sub(Var::Cta(0)).mul(bq as i32),
-        },
+    // Query tiles run last-first: under a causal visit set the last tiles see the most keys,
+    // so starting them first keeps the grid's tail short (dense tiles are all equal).
+    let mut program_body = vec![Stmt::Let { var: q_tile, value: q_box.total().sub(1).sub(Var::Cta(0)) }];
+    let origins = q_box.origin_of(q_tile.into());
+    program_body.extend(q_origin.iter().zip(origins).map(|(&var, value)| Stmt::Let { var, value }));
+    program_body.extend([
         Stmt::Let { var: head, value: Var::Cta(1).into() },
         Stmt::Let { var: batch, value: Var::Cta(2).into() },
         // Grouped-query attention: consecutive query heads share one KV head.
@@ -95,27 +89,28 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
         Stmt::Copy {
             dst: qs,
             stage: 0.into(),
-            src: tile(Tensor::Q, head, q0.into(), Var::SeqQ),
+            src: tile(Tensor::Q, head, &q_box, &q_origin_e),
             engine: CopyEngine::CpAsync,
         },
         Stmt::Commit,
         Stmt::Fill { frag: o, value: 0.0 },
         Stmt::Fill { frag: m, value: f32::NEG_INFINITY },
         Stmt::Fill { frag: l, value: 0.0 },
-        Stmt::VisitTiles { visit: desc.visit, var: j, row0: q0.into(), body },
+        Stmt::VisitTiles { visit: desc.visit, var: j, q_origin: q_origin_e.clone(), body },
         Stmt::Normalize { o, l },
-        Stmt::Store { frag: o, dst: tile(Tensor::O, head, q0.into(), Var::SeqQ) },
-        Stmt::StoreLse { m, l, dst: tile(Tensor::Lse, head, q0.into(), Var::SeqQ) },
-    ];
+        Stmt::Store { frag: o, dst: tile(Tensor::O, head, &q_box, &q_origin_e) },
+        Stmt::StoreLse { m, l, dst: tile(Tensor::Lse, head, &q_box, &q_origin_e) },
+    ]);
 
     Program {
         name: desc.name.to_string(),
         dtype: desc.dtype,
         head_dim: d,
         config: *cfg,
-        grid: [Expr::var(Var::SeqQ).ceil_div(bq as i32), Var::Heads.into(), Var::Batch.into()],
+        grid: [q_box.total(), Var::Heads.into(), Var::Batch.into()],
         shared,
         frags,
         body: program_body,
+        locals,
     }
 }

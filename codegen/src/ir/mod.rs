@@ -14,7 +14,9 @@
 
 pub mod expr;
 pub mod from_desc;
+pub mod geometry;
 mod print;
+mod subst;
 
 use tessera_desc::{Config, Dtype, Visit};
 
@@ -79,15 +81,15 @@ pub struct Frag {
     pub kind: FragKind,
 }
 
-/// Where a tile of a global tensor starts: rows `row0..row0 + rows` of (batch, head);
-/// rows at or past `limit` are not read (zero-filled) or not written.
+/// A tile of a global tensor's (batch, head) plane: tile row `Var::Row` is token `token`, and
+/// exists iff `valid` (rows outside the grid are not read, i.e. zero-filled, nor written).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GlobalTile {
     pub tensor: Tensor,
     pub batch: Expr,
     pub head: Expr,
-    pub row0: Expr,
-    pub limit: Expr,
+    pub token: Expr,
+    pub valid: Expr,
 }
 
 /// The hardware path of a global → shared copy.
@@ -128,11 +130,12 @@ pub enum Stmt {
     Fill { frag: FragId, value: f32 },
     /// `acc += a · b`.
     Mma { acc: FragId, a: Operand, b: Operand, engine: MmaEngine },
-    /// Placeholder for the visit set's element mask, replaced by `passes::visit`.
-    VisitMask { frag: FragId, row0: Expr, col0: Expr },
+    /// Placeholder for the visit set's element mask of the scores of the current KV tile,
+    /// replaced by `passes::visit`.
+    VisitMask { frag: FragId },
     /// Sets element (row, col) of `frag` to -inf where `keep` is false, on tiles where `when` holds
-    /// (`Row`/`Col` are absolute indices: `row0 + r`, `col0 + c`).
-    Mask { frag: FragId, row0: Expr, col0: Expr, keep: Expr, when: Expr },
+    /// (`Row`/`Col` are the tile-local query row and key column).
+    Mask { frag: FragId, keep: Expr, when: Expr },
     /// One online-softmax step: fold scores `s` into running max `m` and sum `l`, rescale `o`,
     /// and write the probabilities, rounded to the element type, to `p`.
     Softmax { s: FragId, p: FragId, m: FragId, l: FragId, o: FragId },
@@ -142,12 +145,24 @@ pub enum Stmt {
     Store { frag: FragId, dst: GlobalTile },
     /// Stores the natural-log LSE per row, when the launch asked for it.
     StoreLse { m: FragId, l: FragId, dst: GlobalTile },
-    /// Placeholder for the loop over the KV tiles that query rows `row0..row0 + block_q` visit,
-    /// replaced by `passes::visit`.
-    VisitTiles { visit: Visit, var: Var, row0: Expr, body: Vec<Stmt> },
+    /// Placeholder for the loop over the KV tiles that the query tile at grid coordinates
+    /// `q_origin` visits, replaced by `passes::visit`; the body names the KV tile by
+    /// `Var::KvTile(axis)`.
+    VisitTiles { visit: Visit, var: Var, q_origin: Vec<Expr>, body: Vec<Stmt> },
     /// `for var in begin..end`; `stages` > 1 asks `passes::pipeline` to overlap its loads.
     For { var: Var, begin: Expr, end: Expr, stages: u32, body: Vec<Stmt> },
     If { cond: Expr, body: Vec<Stmt> },
+}
+
+/// Names and numbers the `let` and loop variables of one program (passes add their own).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Locals(u32);
+
+impl Locals {
+    pub fn fresh(&mut self, name: &'static str) -> Var {
+        self.0 += 1;
+        Var::Local(self.0, name)
+    }
 }
 
 /// A CTA program and the launch shape it expects.
@@ -162,6 +177,7 @@ pub struct Program {
     pub shared: Vec<Shared>,
     pub frags: Vec<Frag>,
     pub body: Vec<Stmt>,
+    pub locals: Locals,
 }
 
 impl Program {

@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{FragKind, GlobalTile, Operand, Program, Stmt};
+use super::{Expr, FragKind, GlobalTile, Operand, Program, Stmt};
 
 impl Display for Program {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -50,7 +50,7 @@ impl Printer<'_> {
     }
 
     fn tile(&self, t: &GlobalTile) -> String {
-        format!("{}[{}, {}, {}.., < {}]", t.tensor.name(), t.batch, t.head, t.row0, t.limit)
+        format!("{}[{}, {}, row -> {} if {}]", t.tensor.name(), t.batch, t.head, t.token, t.valid)
     }
 
     fn block(&self, f: &mut Formatter<'_>, body: &[Stmt], depth: usize) -> fmt::Result {
@@ -84,14 +84,10 @@ impl Printer<'_> {
                 self.operand(a),
                 self.operand(b)
             ),
-            Stmt::VisitMask { frag: id, row0, col0 } => {
-                writeln!(f, "{pad}visit_mask {} at ({row0}, {col0})", frag(*id))
+            Stmt::VisitMask { frag: id } => writeln!(f, "{pad}visit_mask {}", frag(*id)),
+            Stmt::Mask { frag: id, keep, when } => {
+                writeln!(f, "{pad}mask {} keep {keep} when {when}", frag(*id))
             }
-            Stmt::Mask { frag: id, row0, col0, keep, when } => writeln!(
-                f,
-                "{pad}mask {} at ({row0}, {col0}) keep {keep} when {when}",
-                frag(*id)
-            ),
             Stmt::Softmax { s, p: pr, m, l, o } => writeln!(
                 f,
                 "{pad}softmax {} -> {} (max {}, sum {}, rescale {})",
@@ -108,8 +104,9 @@ impl Printer<'_> {
             Stmt::StoreLse { m, l, dst } => {
                 writeln!(f, "{pad}store_lse ({}, {}) -> {}", frag(*m), frag(*l), self.tile(dst))
             }
-            Stmt::VisitTiles { visit, var, row0, body } => {
-                write!(f, "{pad}visit {} {var} for rows {row0}..", visit.name())?;
+            Stmt::VisitTiles { visit, var, q_origin, body } => {
+                let origin: Vec<String> = q_origin.iter().map(Expr::to_string).collect();
+                write!(f, "{pad}visit {} {var} for the query tile at ({})", visit.name(), origin.join(", "))?;
                 self.block(f, body, depth)
             }
             Stmt::For { var, begin, end, stages, body } => {

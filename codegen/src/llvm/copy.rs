@@ -7,6 +7,7 @@ use inkwell::values::{IntValue, PointerValue};
 
 use super::layout::CHUNK_ELEMS;
 use super::lower::{Lowerer, Res};
+use super::memo::Memo;
 use crate::ir::{BufId, Expr, GlobalTile, Tensor, Var};
 
 impl<'ctx> Lowerer<'ctx, '_> {
@@ -43,6 +44,19 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(self.b.build_int_add(off, self.i32(sb.offset.unwrap_or(0) as i64), "")?)
     }
 
+    /// The token of tile row `row` and whether it exists (see `GlobalTile`); `memo` keeps
+    /// the parts that do not depend on the row across the rows of one tile.
+    pub fn row_token(&mut self, t: &GlobalTile, row: IntValue<'ctx>, memo: &mut Memo<'ctx>) -> Res<(IntValue<'ctx>, IntValue<'ctx>)> {
+        self.vars.insert(Var::Row, row);
+        memo.next_row();
+        let out = self.expr_memo(&t.token, 0, memo).and_then(|token| {
+            let valid = self.expr_memo(&t.valid, 0, memo)?;
+            Ok((token, self.b.build_int_compare(IntPredicate::NE, valid, self.i32(0), "")?))
+        });
+        self.vars.remove(&Var::Row);
+        out
+    }
+
     pub fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile) -> Res<()> {
         let sb = self.program.shared(dst);
         let (rows, cols) = (sb.rows, sb.cols);
@@ -53,19 +67,19 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let base = self.stage_base(dst, stage)?;
         let (gptr, _, _) = self.tensor(src.tensor)?;
         let head_rows = self.head_rows(src)?;
-        let (row0, limit) = (self.expr(&src.row0)?, self.expr(&src.limit)?);
         let i64t = self.ctx.i64_type();
+        let mut memo = Memo::default();
         for it in 0..total.div_ceil(threads) {
             let c = self.b.build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
-            let body = |l: &mut Self| -> Res<()> {
+            let mut body = |l: &mut Self| -> Res<()> {
                 let b = &l.b;
                 let r = b.build_int_unsigned_div(c, l.i32(chunks_per_row as i64), "")?;
                 let ch = b.build_int_unsigned_rem(c, l.i32(chunks_per_row as i64), "")?;
-                let grow = b.build_int_add(row0, r, "")?;
-                let valid = b.build_int_compare(IntPredicate::SLT, grow, limit, "")?;
+                let (token, valid) = l.row_token(src, r, &mut memo)?;
+                let b = &l.b;
                 let size = b.build_select(valid, l.i32(16), l.i32(0), "")?;
                 // A zero-size copy reads nothing, but its address still stays inside the tensor.
-                let srow = b.build_select(valid, grow, l.i32(0), "")?.into_int_value();
+                let srow = b.build_select(valid, token, l.i32(0), "")?.into_int_value();
                 let srow = b.build_int_s_extend(srow, i64t, "")?;
                 let grow_abs = b.build_int_add(head_rows, srow, "")?;
                 let gbytes = b.build_int_mul(grow_abs, i64t.const_int(row_bytes as u64, false), "")?;

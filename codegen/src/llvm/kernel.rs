@@ -19,7 +19,21 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     let gptr = ctx.ptr_type(AddressSpace::from(GLOBAL));
     let i32t = ctx.i32_type();
     let fn_type = ctx.void_type().fn_type(
-        &[gptr.into(), gptr.into(), gptr.into(), gptr.into(), gptr.into(), i32t.into(), i32t.into(), i32t.into(), i32t.into(), ctx.f32_type().into()],
+        &[
+            gptr.into(),
+            gptr.into(),
+            gptr.into(),
+            gptr.into(),
+            gptr.into(),
+            i32t.into(),
+            i32t.into(),
+            i32t.into(),
+            i32t.into(),
+            ctx.f32_type().into(),
+            i32t.into(),
+            i32t.into(),
+            i32t.into(),
+        ],
         false,
     );
     let func = module.add_function(&program.name, fn_type, None);
@@ -72,6 +86,9 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
         (Var::SeqKv, int(6)?),
         (Var::Heads, int(7)?),
         (Var::KvHeads, int(8)?),
+        (Var::Grid(0), int(10)?),
+        (Var::Grid(1), int(11)?),
+        (Var::Grid(2), int(12)?),
         (Var::Cta(0), sreg("llvm.nvvm.read.ptx.sreg.ctaid.x")?),
         (Var::Cta(1), sreg("llvm.nvvm.read.ptx.sreg.ctaid.y")?),
         (Var::Cta(2), sreg("llvm.nvvm.read.ptx.sreg.ctaid.z")?),

@@ -123,34 +123,44 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
     }
 
     pub fn expr(&self, e: &Expr) -> Res<IntValue<'ctx>> {
+        match e {
+            Expr::Bin(op, a, b) => self.bin(*op, self.expr(a)?, self.expr(b)?),
+            leaf => self.leaf(leaf),
+        }
+    }
+
+    /// A constant or a bound variable.
+    pub fn leaf(&self, e: &Expr) -> Res<IntValue<'ctx>> {
         Ok(match e {
             Expr::Const(c) => self.i32(*c as i64),
             Expr::Var(v) => *self
                 .vars
                 .get(v)
                 .ok_or_else(|| CodegenError::Ir(format!("variable {v} is not bound here")))?,
-            Expr::Bin(op, a, b) => {
-                let (a, b) = (self.expr(a)?, self.expr(b)?);
-                let bd = &self.b;
-                let bool_to_i32 = |p: IntValue<'ctx>| bd.build_int_z_extend(p, self.ctx.i32_type(), "");
-                let truthy = |x: IntValue<'ctx>| bd.build_int_compare(IntPredicate::NE, x, self.i32(0), "");
-                match op {
-                    BinOp::Add => bd.build_int_add(a, b, "")?,
-                    BinOp::Sub => bd.build_int_sub(a, b, "")?,
-                    BinOp::Mul => bd.build_int_mul(a, b, "")?,
-                    BinOp::Div => bd.build_int_signed_div(a, b, "")?,
-                    BinOp::Rem => bd.build_int_signed_rem(a, b, "")?,
-                    BinOp::Min | BinOp::Max => {
-                        let pred = if *op == BinOp::Min { IntPredicate::SLT } else { IntPredicate::SGT };
-                        let c = bd.build_int_compare(pred, a, b, "")?;
-                        bd.build_select(c, a, b, "")?.into_int_value()
-                    }
-                    BinOp::Lt => bool_to_i32(bd.build_int_compare(IntPredicate::SLT, a, b, "")?)?,
-                    BinOp::Le => bool_to_i32(bd.build_int_compare(IntPredicate::SLE, a, b, "")?)?,
-                    BinOp::And => bool_to_i32(bd.build_and(truthy(a)?, truthy(b)?, "")?)?,
-                    BinOp::Or => bool_to_i32(bd.build_or(truthy(a)?, truthy(b)?, "")?)?,
-                }
+            Expr::Bin(..) => return Err(CodegenError::Ir(format!("{e} is not a leaf"))),
+        })
+    }
+
+    /// One operator on emitted operands, with the semantics of `ir::expr::apply`.
+    pub fn bin(&self, op: BinOp, a: IntValue<'ctx>, b: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        let bd = &self.b;
+        let bool_to_i32 = |p: IntValue<'ctx>| bd.build_int_z_extend(p, self.ctx.i32_type(), "");
+        let truthy = |x: IntValue<'ctx>| bd.build_int_compare(IntPredicate::NE, x, self.i32(0), "");
+        Ok(match op {
+            BinOp::Add => bd.build_int_add(a, b, "")?,
+            BinOp::Sub => bd.build_int_sub(a, b, "")?,
+            BinOp::Mul => bd.build_int_mul(a, b, "")?,
+            BinOp::Div => bd.build_int_signed_div(a, b, "")?,
+            BinOp::Rem => bd.build_int_signed_rem(a, b, "")?,
+            BinOp::Min | BinOp::Max => {
+                let pred = if op == BinOp::Min { IntPredicate::SLT } else { IntPredicate::SGT };
+                let c = bd.build_int_compare(pred, a, b, "")?;
+                bd.build_select(c, a, b, "")?.into_int_value()
             }
+            BinOp::Lt => bool_to_i32(bd.build_int_compare(IntPredicate::SLT, a, b, "")?)?,
+            BinOp::Le => bool_to_i32(bd.build_int_compare(IntPredicate::SLE, a, b, "")?)?,
+            BinOp::And => bool_to_i32(bd.build_and(truthy(a)?, truthy(b)?, "")?)?,
+            BinOp::Or => bool_to_i32(bd.build_or(truthy(a)?, truthy(b)?, "")?)?,
         })
     }
 
@@ -187,9 +197,9 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 self.frags[frag.0].iter_mut().for_each(|x| *x = v);
             }
             Stmt::Mma { acc, a, b, .. } => self.mma(*acc, a, b)?,
-            Stmt::Mask { frag, row0, col0, keep, when } => {
+            Stmt::Mask { frag, keep, when } => {
                 let when = self.cond(when)?;
-                self.if_then(when, |l| l.mask(*frag, row0, col0, keep))?;
+                self.if_then(when, |l| l.mask(*frag, keep))?;
             }
             Stmt::Softmax { s, p, m, l, o } => self.softmax(*s, *p, *m, *l, *o)?,
             Stmt::Normalize { o, l } => self.normalize(*o, *l)?,

@@ -6,6 +6,7 @@ mod intrinsics;
 mod kernel;
 mod layout;
 mod lower;
+mod memo;
 mod mma;
 mod softmax;
 mod store;
@@ -20,16 +21,20 @@ use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Tar
 use crate::{CodegenError, Target, ir::Program};
 
 /// Kernel parameters in launch order: five device pointers (q, k, v, o: element type; lse: f32,
-/// null when not requested), four i32 sizes, and the f32 softmax scale.
-pub const KERNEL_PARAMS: [&str; 10] =
-    ["q", "k", "v", "o", "lse", "seq_q", "seq_kv", "heads", "kv_heads", "scale"];
+/// null when not requested), four i32 sizes, the f32 softmax scale, and the i32 grid extents of
+/// a neighborhood kernel's tokens (`seq_q = seq_kv = grid_x·grid_y·grid_z`; unused otherwise).
+pub const KERNEL_PARAMS: [&str; 13] = [
+    "q", "k", "v", "o", "lse", "seq_q", "seq_kv", "heads", "kv_heads", "scale", "grid_x", "grid_y", "grid_z",
+];
 
 /// The IR passes before the NVPTX backend. The lowering already emits straight-line, fully
 /// unrolled tile code, and ptxas schedules and allocates registers itself, so what LLVM must add
 /// is redundancy removal and hoisting of address arithmetic out of the KV loop. `default<O3>`'s
 /// loop and vectorisation passes cost 40% more time on the largest configs and gave the same
 /// or more registers (`tessera check --all-configs`).
-const PASSES: &str = "function(early-cse,instcombine,simplifycfg,loop-mssa(licm),early-cse,instcombine)";
+// `no-verify-fixpoint`: a second InstCombine round may still find work on large modules, and
+// the verifying variant aborts the process (LLVM_ERROR) when it does.
+const PASSES: &str = "function(early-cse,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(licm),early-cse,instcombine<no-verify-fixpoint>)";
 
 /// 32-bit shared-memory pointers: every ldmatrix/cp.async address the loop keeps live costs one
 /// register instead of two. LLVM only offers this as a command-line option, read when the

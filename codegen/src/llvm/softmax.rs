@@ -7,6 +7,7 @@ use tessera_desc::Dtype;
 
 use super::arith::Emit;
 use super::lower::{Lowerer, Res};
+use super::memo::Memo;
 use crate::ir::{Expr, FragId, Var};
 use crate::semantics::{Arith, softmax};
 
@@ -16,21 +17,26 @@ impl<'ctx> Lowerer<'ctx, '_> {
         ((slab * (cols / 8) + nt) * 4 + i) as usize
     }
 
-    pub fn mask(&mut self, frag: FragId, row0: &Expr, col0: &Expr, keep: &Expr) -> Res<()> {
+    /// Sets this lane's scores to -inf where `keep` fails. Parts of `keep` that depend on the
+    /// row only or the column only (a query's window bounds, a key's coordinates) are emitted
+    /// once per row or per column, not per element: a 2-D window's mask would otherwise repeat
+    /// its index arithmetic for each of the lane's 32-64 elements.
+    pub fn mask(&mut self, frag: FragId, keep: &Expr) -> Res<()> {
         let cols = self.program.frag(frag).cols;
-        let (row0, col0) = (self.expr(row0)?, self.expr(col0)?);
-        let two_t = self.b.build_int_mul(self.lane.t, self.i32(2), "")?;
-        let col_lane = self.b.build_int_add(col0, two_t, "")?;
+        let col_lane = self.b.build_int_mul(self.lane.t, self.i32(2), "")?;
         let neg_inf = self.f32(f32::NEG_INFINITY);
+        let mut memo = Memo::default();
         for slab in 0..self.slabs() {
             for h in 0..2 {
-                let row = self.b.build_int_add(row0, self.local_row(slab, h)?, "")?;
+                let row = self.local_row(slab, h)?;
                 self.vars.insert(Var::Row, row);
+                memo.next_row();
                 for nt in 0..cols / 8 {
                     for j in 0..2 {
                         let col = self.b.build_int_add(col_lane, self.i32((8 * nt + j) as i64), "")?;
                         self.vars.insert(Var::Col, col);
-                        let visible = self.cond(keep)?;
+                        let visible = self.expr_memo(keep, (2 * nt + j) as usize, &mut memo)?;
+                        let visible = self.b.build_int_compare(inkwell::IntPredicate::NE, visible, self.i32(0), "")?;
                         let idx = self.acc_index(cols, slab, nt, 2 * h + j);
                         let s = self.frags[frag.0][idx].into_float_value();
                         self.frags[frag.0][idx] = self.b.build_select(visible, s, neg_inf, "")?;
@@ -165,3 +171,4 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(out)
     }
 }
+

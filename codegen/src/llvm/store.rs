@@ -5,21 +5,22 @@ use inkwell::IntPredicate;
 use inkwell::values::IntValue;
 
 use super::lower::{Lowerer, Res};
+use super::memo::Memo;
 use crate::ir::{FragId, GlobalTile};
 
 impl<'ctx> Lowerer<'ctx, '_> {
-    /// Runs `f(slab, h, row)` for each of this lane's rows that lies below the tile's limit.
-    fn for_rows_below_limit(
+    /// Runs `f(slab, h, token)` for each of this lane's rows that lies inside the grid.
+    fn for_valid_rows(
         &mut self,
         dst: &GlobalTile,
         mut f: impl FnMut(&mut Self, u32, u32, IntValue<'ctx>) -> Res<()>,
     ) -> Res<()> {
-        let (row0, limit) = (self.expr(&dst.row0)?, self.expr(&dst.limit)?);
+        let mut memo = Memo::default();
         for slab in 0..self.slabs() {
             for h in 0..2 {
-                let row = self.b.build_int_add(row0, self.local_row(slab, h)?, "")?;
-                let inside = self.b.build_int_compare(IntPredicate::SLT, row, limit, "")?;
-                self.if_then(inside, |l| f(l, slab, h, row))?;
+                let row = self.local_row(slab, h)?;
+                let (token, inside) = self.row_token(dst, row, &mut memo)?;
+                self.if_then(inside, |l| f(l, slab, h, token))?;
             }
         }
         Ok(())
@@ -41,7 +42,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let (ptr, _, _) = self.tensor(dst.tensor)?;
         let elem = self.program.dtype.bytes() as u64;
         let two_t = self.b.build_int_mul(self.lane.t, self.i32(2), "")?;
-        self.for_rows_below_limit(dst, |l, slab, h, row| {
+        self.for_valid_rows(dst, |l, slab, h, row| {
             for nt in 0..cols / 8 {
                 let lo = l.frags[frag.0][l.acc_index(cols, slab, nt, 2 * h)].into_float_value();
                 let hi = l.frags[frag.0][l.acc_index(cols, slab, nt, 2 * h + 1)].into_float_value();
@@ -64,7 +65,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let leader = self.b.build_int_compare(IntPredicate::EQ, self.lane.t, self.i32(0), "")?;
         let go = self.b.build_and(requested, leader, "")?;
         self.if_then(go, |lw| {
-            lw.for_rows_below_limit(dst, |lw, slab, h, row| {
+            lw.for_valid_rows(dst, |lw, slab, h, row| {
                 let at = lw.element(head_rows, row, 1, lw.i32(0))?;
                 let bytes = lw.b.build_int_mul(at, lw.ctx.i64_type().const_int(4, false), "")?;
                 let p = lw.byte_ptr(ptr, bytes)?;

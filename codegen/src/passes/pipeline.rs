@@ -70,9 +70,7 @@ fn pipeline_loop(
             .iter()
             .map(|l| match l {
                 Stmt::Copy { dst, src, engine, .. } => {
-                    let mut src = src.clone();
-                    src.row0 = src.row0.subst(var, &tile);
-                    Stmt::Copy { dst: *dst, stage: stage.clone(), src, engine: *engine }
+                    Stmt::Copy { dst: *dst, stage: stage.clone(), src: src.subst(var, &tile), engine: *engine }
                 }
                 other => other.clone(),
             })

@@ -1,87 +1,114 @@
 //! Visit-set lowering: `VisitTiles` becomes a loop over exactly the KV tiles the query tile can
 //! see, and `VisitMask` becomes an element mask applied only on tiles that are partly visible.
+//!
+//! Tiles are boxes of the token grid (`ir::geometry`). On a line (dense, causal, 1-D windows)
+//! the loop runs over a range of tiles; over a 2-D/3-D grid it runs over the box of KV tiles
+//! that the query box's windows touch, flattened row-major so that one loop (and one software
+//! pipeline) covers it.
 
-use tessera_desc::Visit;
+use tessera_desc::{Config, Visit, Window};
 
 use super::window::AxisRule;
-use crate::ir::{Expr, Program, Stmt, Var};
+use crate::ir::geometry::TileBox;
+use crate::ir::{Expr, Locals, Program, Stmt, Var};
 
-/// Query `row` sees key `col` (bottom-right aligned causal: `col <= row + seq_kv - seq_q`).
-pub fn keep(visit: Visit) -> Result<Expr, String> {
-    let in_bounds = Expr::var(Var::Col).lt(Var::SeqKv);
-    Ok(match visit {
-        Visit::Dense => in_bounds,
-        Visit::Causal => in_bounds.and(Expr::var(Var::Col).le(causal_limit(Var::Row.into()))),
-        Visit::Window(_) => in_bounds.and(line(visit)?.allowed(Var::Row.into(), Var::Col.into())),
-        _ => return Err(unsupported(visit)),
-    })
+/// The query tile's and the current KV tile's geometry inside a `VisitTiles`.
+struct Tiles {
+    visit: Visit,
+    q: TileBox,
+    kv: TileBox,
+    q_origin: Vec<Expr>,
+    kv_origin: Vec<Expr>,
 }
 
-/// The rule of a 1-D window over the token sequence (queries and keys are the same tokens).
-fn line(visit: Visit) -> Result<AxisRule, String> {
-    match visit {
-        Visit::Window(w) if w.dims == 1 => Ok(AxisRule { axis: w.axes[0], extent: Var::SeqKv.into() }),
-        Visit::Window(w) => Err(format!(
-            "{}-D windows are not lowered by this version of tessera-codegen (1-D only)",
-            w.dims
-        )),
-        _ => Err(unsupported(visit)),
+impl Tiles {
+    fn new(visit: Visit, cfg: &Config, q_origin: Vec<Expr>) -> Tiles {
+        let kv = TileBox::keys(visit, cfg);
+        let kv_origin = (0..kv.dims).map(|a| Expr::var(Var::KvTile(a as u8)).mul(kv.shape[a] as i32)).collect();
+        Tiles { visit, q: TileBox::queries(visit, cfg), kv, q_origin, kv_origin }
+    }
+
+    fn rule(&self, w: &Window, a: usize) -> AxisRule {
+        AxisRule { axis: w.axes[a], extent: self.kv.extents[a].clone() }
+    }
+
+    /// Query `Row` sees key `Col` (tile-local indices; bottom-right aligned causal:
+    /// `key <= query + seq_kv - seq_q`).
+    fn keep(&self) -> Result<Expr, String> {
+        let (row, col) = (Expr::var(Var::Row), Expr::var(Var::Col));
+        let in_grid = self.kv.valid(&self.kv_origin, col.clone());
+        Ok(match self.visit {
+            Visit::Dense => in_grid,
+            Visit::Causal => {
+                let (q, k) = (self.q.token(&self.q_origin, row), self.kv.token(&self.kv_origin, col));
+                in_grid.and(k.le(causal_limit(q)))
+            }
+            Visit::Window(w) => (0..self.kv.dims).fold(in_grid, |acc, a| {
+                let q = self.q.coord(&self.q_origin, a, row.clone());
+                let k = self.kv.coord(&self.kv_origin, a, col.clone());
+                acc.and(self.rule(&w, a).allowed(q, k))
+            }),
+            _ => return Err(unsupported(self.visit)),
+        })
+    }
+
+    /// KV tiles `begin..end` along each axis that the query tile can see.
+    fn ranges(&self) -> Result<Vec<(Expr, Expr)>, String> {
+        let bkv = self.kv.shape[0] as i32;
+        Ok(match self.visit {
+            Visit::Dense => vec![(0.into(), self.kv.count(0))],
+            Visit::Causal => {
+                // Keys below the last real row's limit; padding rows past seq_q ask for nothing.
+                let rows_end = self.q.last(&self.q_origin, 0).add(1);
+                let keys = causal_limit(rows_end).max(0);
+                vec![(0.into(), keys.ceil_div(bkv).min(self.kv.count(0)))]
+            }
+            Visit::Window(w) => (0..self.kv.dims)
+                .map(|a| {
+                    let (first, last) = (self.q_origin[a].clone(), self.q.last(&self.q_origin, a));
+                    let (begin, end) = self.rule(&w, a).key_span(&first, &last);
+                    let t = self.kv.shape[a] as i32;
+                    (begin.div(t), end.ceil_div(t).min(self.kv.count(a)))
+                })
+                .collect(),
+            _ => return Err(unsupported(self.visit)),
+        })
+    }
+
+    /// The current KV tile needs the element mask iff some (row, key) pair in it is not visible.
+    fn partial(&self) -> Result<Expr, String> {
+        let tile_end = |a: usize| self.kv_origin[a].clone().add(self.kv.shape[a] as i32);
+        let past_end = |a: usize| self.kv.extents[a].clone().lt(tile_end(a));
+        Ok(match self.visit {
+            Visit::Dense => past_end(0),
+            // The tile's first row has the tightest causal limit.
+            Visit::Causal => past_end(0).or(causal_limit(self.q_origin[0].clone()).lt(tile_end(0).sub(1))),
+            // A box of keys is inside every query's window iff it is along each axis.
+            Visit::Window(w) => (1..self.kv.dims).fold(self.axis_partial(&w, 0), |acc, a| acc.or(self.axis_partial(&w, a))),
+            _ => return Err(unsupported(self.visit)),
+        })
+    }
+
+    fn axis_partial(&self, w: &Window, a: usize) -> Expr {
+        let (start, end) = (self.kv_origin[a].clone(), self.kv_origin[a].clone().add(self.kv.shape[a] as i32));
+        let past_end = self.kv.extents[a].clone().lt(end.clone());
+        if w.axes[a].dilation > 1 {
+            // Dilation groups interleave, so every tile mixes visible and hidden keys.
+            return Expr::Const(1);
+        }
+        // Windows move right with the query: the tile is inside every row's window iff it
+        // starts after the last row's window start and ends before the first row's end.
+        let rule = self.rule(w, a);
+        let extent = self.kv.extents[a].clone();
+        let latest_start = rule.start(&self.q.last(&self.q_origin, a), &extent);
+        let earliest_end = rule.end(&self.q_origin[a], &extent);
+        past_end.or(start.lt(latest_start)).or(earliest_end.lt(end))
     }
 }
 
-/// The last real query row of the tile starting at `q0`.
-fn last_row(q0: &Expr, block_q: u32) -> Expr {
-    q0.clone().add(block_q as i32).min(Var::SeqQ).sub(1)
-}
-
-/// The last key a query row may see under the causal rule.
-fn causal_limit(row: Expr) -> Expr {
-    row.add(Var::SeqKv).sub(Var::SeqQ)
-}
-
-/// KV tiles `begin..end` that rows `q0..q0 + block_q` can see.
-pub fn tile_range(visit: Visit, q0: &Expr, block_q: u32, block_kv: u32) -> Result<(Expr, Expr), String> {
-    let all = Expr::var(Var::SeqKv).ceil_div(block_kv as i32);
-    Ok(match visit {
-        Visit::Dense => (0.into(), all),
-        Visit::Causal => {
-            // Keys below the last real row's limit; padding rows past seq_q ask for nothing.
-            let rows_end = q0.clone().add(block_q as i32).min(Var::SeqQ);
-            let keys = causal_limit(rows_end).max(0);
-            (0.into(), keys.ceil_div(block_kv as i32).min(all))
-        }
-        Visit::Window(_) => {
-            let (begin, end) = line(visit)?.key_span(q0, &last_row(q0, block_q));
-            (begin.div(block_kv as i32), end.ceil_div(block_kv as i32).min(all))
-        }
-        _ => return Err(unsupported(visit)),
-    })
-}
-
-/// Tile `j` needs the element mask iff some (row, key) pair in it is not visible.
-pub fn tile_is_partial(visit: Visit, q0: &Expr, j: &Expr, block_q: u32, block_kv: u32) -> Result<Expr, String> {
-    let tile_end = j.clone().add(1).mul(block_kv as i32);
-    let past_end = Expr::var(Var::SeqKv).lt(tile_end.clone());
-    Ok(match visit {
-        Visit::Dense => past_end,
-        // The tile's first row has the tightest causal limit.
-        Visit::Causal => past_end.or(causal_limit(q0.clone()).lt(tile_end.sub(1))),
-        Visit::Window(w) if w.axes[0].dilation > 1 => {
-            // Dilation groups interleave, so every tile mixes visible and hidden keys.
-            Expr::Const(1)
-        }
-        Visit::Window(_) => {
-            // Windows move right with the query: the tile is inside every row's window iff it
-            // starts after the last row's window start and ends before the first row's end.
-            let rule = line(visit)?;
-            let lg = Expr::var(Var::SeqKv);
-            let latest_start = rule.start(&last_row(q0, block_q), &lg);
-            let earliest_end = rule.end(q0, &lg);
-            let tile_start = j.clone().mul(block_kv as i32);
-            past_end.or(tile_start.lt(latest_start)).or(earliest_end.lt(tile_end))
-        }
-        _ => return Err(unsupported(visit)),
-    })
+/// The last key a query token may see under the causal rule.
+fn causal_limit(q: Expr) -> Expr {
+    q.add(Var::SeqKv).sub(Var::SeqQ)
 }
 
 fn unsupported(visit: Visit) -> String {
@@ -89,32 +116,51 @@ fn unsupported(visit: Visit) -> String {
 }
 
 pub fn lower(mut program: Program) -> Result<Program, String> {
-    let (bq, bkv, stages) = (program.config.block_q(), program.config.block_kv(), program.config.stages);
+    let cfg = program.config;
     let body = std::mem::take(&mut program.body);
+    let mut locals = std::mem::take(&mut program.locals);
     program.body = crate::passes::rewrite(body, &mut |stmt| match stmt {
-        Stmt::VisitTiles { visit, var, row0, body } => lower_visit(visit, var, &row0, body, bq, bkv, stages),
-        other => Ok(vec![other]),
-    })?;
-    Ok(program)
-}
-
-fn lower_visit(
-    visit: Visit,
-    var: Var,
-    q0: &Expr,
-    body: Vec<Stmt>,
-    bq: u32,
-    bkv: u32,
-    stages: u32,
-) -> Result<Vec<Stmt>, String> {
-    let j = Expr::var(var);
-    let (keep, when) = (keep(visit)?, tile_is_partial(visit, q0, &j, bq, bkv)?);
-    let body = crate::passes::rewrite(body, &mut |s| match s {
-        Stmt::VisitMask { frag, row0, col0 } => {
-            Ok(vec![Stmt::Mask { frag, row0, col0, keep: keep.clone(), when: when.clone() }])
+        Stmt::VisitTiles { visit, var, q_origin, body } => {
+            lower_visit(Tiles::new(visit, &cfg, q_origin), var, body, cfg.stages, &mut locals)
         }
         other => Ok(vec![other]),
     })?;
-    let (begin, end) = tile_range(visit, q0, bq, bkv)?;
-    Ok(vec![Stmt::For { var, begin, end, stages, body }])
+    program.locals = locals;
+    Ok(program)
+}
+
+fn lower_visit(tiles: Tiles, var: Var, body: Vec<Stmt>, stages: u32, locals: &mut Locals) -> Result<Vec<Stmt>, String> {
+    let (keep, when) = (tiles.keep()?, tiles.partial()?);
+    let body = crate::passes::rewrite(body, &mut |s| match s {
+        Stmt::VisitMask { frag } => Ok(vec![Stmt::Mask { frag, keep: keep.clone(), when: when.clone() }]),
+        other => Ok(vec![other]),
+    })?;
+    let mut ranges = tiles.ranges()?;
+    let j = Expr::var(var);
+    if let [(begin, end)] = ranges.as_slice() {
+        let body = body.iter().map(|s| s.subst(Var::KvTile(0), &j)).collect();
+        return Ok(vec![Stmt::For { var, begin: begin.clone(), end: end.clone(), stages, body }]);
+    }
+    // A box of tiles: loop j over 0..∏ counts, with tile coordinate `begin + (j / inner) % count`.
+    let mut out = Vec::new();
+    let mut coords = Vec::new();
+    let mut inner: Option<Expr> = None;
+    for (a, (begin, end)) in ranges.drain(..).enumerate().rev() {
+        let (b, n) = (locals.fresh("kv_begin"), locals.fresh("kv_count"));
+        out.push(Stmt::Let { var: b, value: begin.clone() });
+        out.push(Stmt::Let { var: n, value: end.sub(begin).max(0) });
+        let mut index = inner.clone().map_or(j.clone(), |i| j.clone().div(i));
+        if a > 0 {
+            index = index.rem(Expr::var(n));
+        }
+        coords.push((a, Expr::var(b).add(index)));
+        inner = Some(inner.map_or(Expr::var(n), |i| i.mul(Expr::var(n))));
+    }
+    let total = inner.unwrap_or(Expr::Const(0));
+    let body = body
+        .iter()
+        .map(|s| coords.iter().fold(s.clone(), |s, (a, c)| s.subst(Var::KvTile(*a as u8), c)))
+        .collect();
+    out.push(Stmt::For { var, begin: 0.into(), end: total, stages, body });
+    Ok(out)
 }

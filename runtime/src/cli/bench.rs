@@ -28,6 +28,10 @@ pub struct Args {
         value_parser = positive
     )]
     seq: Vec<usize>,
+    /// The token grid of a 2-D/3-D window kernel, e.g. `256,256` (replaces --seq: the tokens
+    /// are the product).
+    #[arg(long, value_name = "X,Y[,Z]", value_delimiter = ',', num_args = 1..=3, value_parser = positive)]
+    grid: Option<Vec<usize>>,
     /// Batch size.
     #[arg(long, default_value_t = 1, value_parser = positive)]
     batch: usize,
@@ -82,12 +86,8 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     let mut rows = Vec::new();
     let mut result = Ok(());
     'sweep: for (desc, configs) in &plan {
-        for &seq in &args.seq {
-            let shape = BenchShape {
-                batch: args.batch,
-                heads: args.heads,
-                seq,
-            };
+        for shape in shapes(args) {
+            let seq = shape.seq;
             let reps = args.reps.unwrap_or(default_reps(seq));
             match bench_attention(&gpu, desc, configs, shape, args.warmup, reps) {
                 Ok(measured) => {
@@ -121,6 +121,19 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// One shape per `--seq` length, or the one `--grid`.
+fn shapes(args: &Args) -> Vec<BenchShape> {
+    let (batch, heads) = (args.batch, args.heads);
+    match &args.grid {
+        Some(g) => {
+            let mut grid = [1; 3];
+            grid[..g.len()].copy_from_slice(g);
+            vec![BenchShape { batch, heads, seq: g.iter().product(), grid }]
+        }
+        None => args.seq.iter().map(|&seq| BenchShape { batch, heads, seq, grid: [seq, 1, 1] }).collect(),
+    }
 }
 
 fn configs(desc: &'static KernelDesc, args: &Args) -> Result<Vec<Config>, Error> {

@@ -185,6 +185,7 @@ fn launch(
             o: &mut o,
             lse: lse.as_mut(),
             scale,
+            grid: None,
         },
     )?;
     gpu.stream.synchronize()?;

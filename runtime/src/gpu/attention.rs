@@ -19,6 +19,33 @@ pub struct AttentionArgs<'a> {
     /// `[batch, heads, seq_q]` f32, written when given.
     pub lse: Option<&'a mut CudaSlice<f32>>,
     pub scale: Option<f32>,
+    /// A neighborhood kernel's token grid (row-major, product = tokens); `None` for kernels
+    /// without one, and for 1-D windows, whose grid is the token count.
+    pub grid: Option<&'a [usize]>,
+}
+
+/// The grid extents of a launch over `tokens` tokens: `grid` checked against the kernel's
+/// window (and its extents against the window), or the tokens as one axis. Kernels without a
+/// window take no grid.
+pub fn grid_extents(desc: &KernelDesc, tokens: usize, grid: Option<&[usize]>) -> Result<[usize; 3], String> {
+    let tessera_desc::Visit::Window(w) = desc.visit else {
+        return match grid {
+            None => Ok([tokens, 1, 1]),
+            Some(g) => Err(format!("{} has no window, so it takes no grid (got {g:?})", desc.name)),
+        };
+    };
+    let extents = match grid {
+        Some(g) => g.to_vec(),
+        None if w.dims == 1 => vec![tokens],
+        None => return Err(format!("{} is a {}-D window: give its grid extents", desc.name, w.dims)),
+    };
+    tessera_desc::check_window_extents(&w, &extents)?;
+    if extents.iter().product::<usize>() != tokens {
+        return Err(format!("grid {extents:?} holds {} tokens, the tensors {tokens}", extents.iter().product::<usize>()));
+    }
+    let mut out = [1; 3];
+    out[..extents.len()].copy_from_slice(&extents);
+    Ok(out)
 }
 
 pub struct Attention {
@@ -59,6 +86,9 @@ impl Attention {
     pub fn run(&self, gpu: &Gpu, args: AttentionArgs<'_>) -> Result<(), GpuError> {
         let sizes = self.check(&args)?;
         let [b, h, hk, sq, skv] = sizes;
+        let extents = grid_extents(&self.desc, sq as usize, args.grid).map_err(GpuError::Invalid)?;
+        // Each extent divides the token count, which fits in i32.
+        let [gx, gy, gz] = extents.map(|e| e as i32);
         let scale = args
             .scale
             .unwrap_or(1.0 / (self.desc.head_dim as f32).sqrt());
@@ -73,6 +103,9 @@ impl Attention {
             (Var::KvHeads, hk),
             (Var::SeqQ, sq),
             (Var::SeqKv, skv),
+            (Var::Grid(0), gx),
+            (Var::Grid(1), gy),
+            (Var::Grid(2), gz),
         ]
         .into_iter()
         .collect();
@@ -106,7 +139,7 @@ impl Attention {
             Some(lse) => launch.arg(&**lse),
             None => launch.arg(&null),
         };
-        launch.arg(&sq).arg(&skv).arg(&h).arg(&hk).arg(&scale);
+        launch.arg(&sq).arg(&skv).arg(&h).arg(&hk).arg(&scale).arg(&gx).arg(&gy).arg(&gz);
         // SAFETY: the arguments match KERNEL_PARAMS in order and type, every tensor's shape
         // and dtype were checked against the kernel and each other above, and the grid covers
         // exactly the tiles the program bounds-checks.
@@ -175,12 +208,12 @@ impl Attention {
             *o = i32::try_from(v)
                 .map_err(|_| GpuError::Invalid(format!("{name} = {v} does not fit in i32")))?;
         }
-        if let tessera_desc::Visit::Window(w) = d.visit {
+        if let tessera_desc::Visit::Window(_) = d.visit {
             // Neighborhoods are self-attention over one grid of tokens.
             if sq != skv {
                 return Err(mismatch("k", "tokens (a window needs as many keys as queries)", sq, skv));
             }
-            tessera_desc::check_window_extents(&w, &[sq]).map_err(GpuError::Invalid)?;
+            grid_extents(d, sq, a.grid).map_err(GpuError::Invalid)?;
         }
         // Element offsets are computed in i64 on the device, but rows per (batch, head) in i32.
         Ok(out)

@@ -53,35 +53,51 @@ pub fn time(
 
 /// FLOPs of attention's two products, 4·D per visited (query, key) pair and head: every pair
 /// when dense, half of them when causal (the anchors' convention), and for a window exactly the
-/// pairs its neighborhoods hold (a launch's grid is the 1-D token sequence), so that windowed
+/// pairs its neighborhoods hold on the grid `grid`, so that windowed
 /// kernels report their effective rate.
-pub fn attention_flops(desc: &KernelDesc, batch: usize, heads: usize, seq_q: usize, seq_kv: usize) -> f64 {
+pub fn attention_flops(desc: &KernelDesc, batch: usize, heads: usize, seq_q: usize, seq_kv: usize, grid: [usize; 3]) -> f64 {
     let per_pair = 4.0 * (batch * heads) as f64 * desc.head_dim as f64;
     let pairs = match desc.visit {
         Visit::Causal => seq_q as f64 * seq_kv as f64 / 2.0,
-        Visit::Window(w) => {
-            let a = w.axes[0];
-            let axis = Axis {
-                extent: seq_q,
-                window: a.size as usize,
-                dilation: a.dilation as usize,
-                stride: a.stride as usize,
-                causal: a.causal,
-            };
-            // An invalid window cannot have launched; count nothing rather than guess.
-            axis.rule().map_or(0.0, |rule| (0..seq_q).map(|x| rule.key_range(x).len() as f64).sum())
-        }
+        // A window's key set is a product of per-axis sets, so its pairs are the product of
+        // each axis's pair counts.
+        Visit::Window(w) => w
+            .axes()
+            .iter()
+            .zip(grid)
+            .map(|(a, extent)| {
+                let axis = Axis {
+                    extent,
+                    window: a.size as usize,
+                    dilation: a.dilation as usize,
+                    stride: a.stride as usize,
+                    causal: a.causal,
+                };
+                axis.rule().map_or(0.0, |rule| (0..extent).map(|x| rule.key_range(x).len() as f64).sum())
+            })
+            .product(),
         _ => seq_q as f64 * seq_kv as f64,
     };
     per_pair * pairs
 }
 
-/// One timed problem: Q, K, V and O all `[batch, heads, seq, head_dim]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BenchShape {
     pub batch: usize,
     pub heads: usize,
     pub seq: usize,
+    /// A window kernel's grid extents (`[seq, 1, 1]` otherwise).
+    pub grid: [usize; 3],
+}
+
+impl BenchShape {
+    /// The grid extents a launch names: only a window kernel's, and only its own axes.
+    pub fn grid_arg(&self, desc: &KernelDesc) -> Option<&[usize]> {
+        match desc.visit {
+            Visit::Window(w) => Some(&self.grid[..w.dims as usize]),
+            _ => None,
+        }
+    }
 }
 
 /// One config of one kernel on one shape.
@@ -103,13 +119,13 @@ impl Measurement {
 
     /// One JSON object, without a newline.
     pub fn json(&self) -> String {
-        let BenchShape { batch, heads, seq } = self.shape;
+        let BenchShape { batch, heads, seq, grid } = self.shape;
         let (kernel, config) = (
             json_string(self.kernel),
             json_string(&self.config.to_string()),
         );
         let head = format!(
-            "{{\"kernel\": {kernel}, \"batch\": {batch}, \"heads\": {heads}, \"seq\": {seq}, \"config\": {config}"
+            "{{\"kernel\": {kernel}, \"batch\": {batch}, \"heads\": {heads}, \"seq\": {seq}, \"grid\": {grid:?}, \"config\": {config}"
         );
         match &self.timing {
             Ok(t) => format!(
@@ -151,7 +167,7 @@ pub fn bench_attention(
     };
     let (q, k, v) = (input()?, input()?, input()?);
     let mut o = DeviceTensor::poisoned(gpu, desc.dtype, dims)?;
-    let flops = attention_flops(desc, shape.batch, shape.heads, shape.seq, shape.seq);
+    let flops = attention_flops(desc, shape.batch, shape.heads, shape.seq, shape.seq, shape.grid);
 
     let mut out = Vec::with_capacity(configs.len());
     for &config in configs {
@@ -164,6 +180,7 @@ pub fn bench_attention(
                     o: &mut o,
                     lse: None,
                     scale: None,
+                    grid: shape.grid_arg(desc),
                 };
                 attn.run(gpu, args)
             })?),
@@ -247,6 +264,7 @@ mod tests {
                 batch: 1,
                 heads: 32,
                 seq: 1024,
+                grid: [1024, 1, 1],
             },
             config: Config::line(128, 64, 8, 2),
             timing: Ok(Timing {
@@ -259,7 +277,7 @@ mod tests {
         assert_eq!(
             m.json(),
             "{\"kernel\": \"dense_bf16_d64\", \"batch\": 1, \"heads\": 32, \"seq\": 1024, \
-             \"config\": \"block_q=128,block_kv=64,warps=8,stages=2\", \"ms\": 0.5000, \
+             \"grid\": [1024, 1, 1], \"config\": \"block_q=128,block_kv=64,warps=8,stages=2\", \"ms\": 0.5000, \
              \"min_ms\": 0.2500, \"reps\": 30, \"tflops\": 17.2}"
         );
         let failed = Measurement {
@@ -282,8 +300,8 @@ mod tests {
         // window 13, dilation 2, non-causal: every query sees exactly 13 keys.
         let window = catalog::find("na1d_w13_d2_bf16_d128").unwrap();
         let per_pair = 4.0 * 2.0 * 3.0 * 128.0;
-        assert_eq!(attention_flops(dense, 2, 3, 100, 80), per_pair * 8000.0);
-        assert_eq!(attention_flops(causal, 2, 3, 100, 100), per_pair * 5000.0);
-        assert_eq!(attention_flops(window, 2, 3, 100, 100), per_pair * 1300.0);
+        assert_eq!(attention_flops(dense, 2, 3, 100, 80, [100, 1, 1]), per_pair * 8000.0);
+        assert_eq!(attention_flops(causal, 2, 3, 100, 100, [100, 1, 1]), per_pair * 5000.0);
+        assert_eq!(attention_flops(window, 2, 3, 100, 100, [100, 1, 1]), per_pair * 1300.0);
     }
 }

@@ -56,7 +56,7 @@ impl<'g> Bench<'g> {
             v: tensor(p.kv_dims(d), 13)?,
             o: DeviceTensor::poisoned(gpu, desc.dtype, p.q_dims(d))?,
             check: OnGpu::upload(gpu, case)?,
-            flops: attention_flops(desc, p.batch, p.heads, p.seq_q, p.seq_kv),
+            flops: attention_flops(desc, p.batch, p.heads, p.seq_q, p.seq_kv, [p.seq_q, 1, 1]),
             reps: default_reps(p.seq_q.max(p.seq_kv)),
             load_time: Duration::ZERO,
         })
@@ -142,6 +142,7 @@ impl<'g> Bench<'g> {
                 o: &mut *o,
                 lse: None,
                 scale: None,
+                grid: None,
             };
             attn.run(gpu, args)
         })

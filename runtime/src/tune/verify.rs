@@ -62,7 +62,7 @@ fn expected(
 ) -> Result<reference::Output, String> {
     let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
     let scale = 1.0 / (shape.head_dim as f64).sqrt();
-    reference::of_desc(desc, shape, scale, &wide(q), &wide(k), &wide(v))
+    reference::of_desc(desc, shape, &[shape.seq_q], scale, &wide(q), &wide(k), &wide(v))
 }
 
 /// The case's inputs on one GPU.
@@ -106,6 +106,7 @@ pub fn check(
             o: &mut o,
             lse: Some(&mut lse),
             scale: None,
+            grid: None,
         },
     )?;
     gpu.stream.synchronize()?;

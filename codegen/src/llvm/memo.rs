@@ -1,0 +1,59 @@
+//! Emitting an expression once per row, column or tile instead of once per use. Masks and
+//! token maps are evaluated for every element or 16-byte chunk a lane handles; the parts that
+//! depend on the row only (a query's window bounds), the column only (a key's coordinates) or
+//! neither (the KV tile's origin) are emitted at their first use and reused, which keeps a 2-D
+//! or 3-D window's index arithmetic from multiplying the IR LLVM has to optimise.
+
+use std::collections::HashMap;
+
+use inkwell::values::IntValue;
+
+use super::lower::{Lowerer, Res};
+use crate::ir::{Expr, Var};
+
+/// Values already emitted: of neither `Row` nor `Col`, of the current row, of each column.
+/// All uses must lie in the block of the first one (straight-line code), which is how the
+/// lowering's per-element and per-chunk loops are unrolled.
+#[derive(Default)]
+pub struct Memo<'ctx> {
+    invariant: HashMap<Expr, IntValue<'ctx>>,
+    row: HashMap<Expr, IntValue<'ctx>>,
+    col: HashMap<usize, HashMap<Expr, IntValue<'ctx>>>,
+}
+
+impl<'ctx> Memo<'ctx> {
+    /// `Row` is about to be bound to another value.
+    pub fn next_row(&mut self) {
+        self.row.clear();
+    }
+
+    /// Where `e`'s value is kept (nowhere when it depends on both row and column).
+    fn slot(&mut self, e: &Expr, col: usize) -> Option<&mut HashMap<Expr, IntValue<'ctx>>> {
+        match (e.uses(Var::Row), e.uses(Var::Col)) {
+            (false, false) => Some(&mut self.invariant),
+            (true, false) => Some(&mut self.row),
+            (false, true) => Some(self.col.entry(col).or_default()),
+            (true, true) => None,
+        }
+    }
+}
+
+impl<'ctx> Lowerer<'ctx, '_> {
+    /// `expr(e)` with `Row`/`Col` bound in `vars`, where `col` names the current column.
+    pub fn expr_memo(&self, e: &Expr, col: usize, memo: &mut Memo<'ctx>) -> Res<IntValue<'ctx>> {
+        if let Some(v) = memo.slot(e, col).and_then(|c| c.get(e)) {
+            return Ok(*v);
+        }
+        let v = match e {
+            Expr::Bin(op, a, b) => {
+                let (a, b) = (self.expr_memo(a, col, memo)?, self.expr_memo(b, col, memo)?);
+                self.bin(*op, a, b)?
+            }
+            leaf => self.leaf(leaf)?,
+        };
+        if let Some(c) = memo.slot(e, col) {
+            c.insert(e.clone(), v);
+        }
+        Ok(v)
+    }
+}

@@ -1,0 +1,9 @@
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = window(size = [7, 7]),
+    tile = (q = (8, [16, 0]), kv = (8, 8)),
+)]
+pub struct Na2d;
+
+fn main() {}
