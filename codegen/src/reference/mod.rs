@@ -5,12 +5,15 @@
 //! `[batch, heads, seq_q]`.
 //!
 //! Dense attention lives here; [`neighborhood`] is NATTEN's neighborhood attention. Both run the
-//! same softmax core, so they can differ only in which keys a query sees.
+//! same softmax core, so they can differ only in which keys a query sees. [`mustafar`] is decode
+//! attention over a pruned cache: pruning, then this dense attention.
 
+pub mod mustafar;
 pub mod neighborhood;
 mod of_desc;
 mod rule;
 
+pub use mustafar::{DecodeShape, Pruning, mustafar_decode};
 pub use neighborhood::{NaShape, Neighborhood, neighborhood_attention};
 pub use of_desc::of_desc;
 pub use rule::{Axis, AxisRule};
