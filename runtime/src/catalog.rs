@@ -102,6 +102,21 @@ pub fn schedule() -> tessera::Schedule {
     ALL[0].schedule
 }
 
+/// The tuning space of the catalog's kernels over a `dims`-D token grid (kernels of one
+/// dimensionality share theirs), for kernels the runtime builds itself over such a grid: 1-D
+/// tiles are runs of tokens, 2-D and 3-D tiles boxes of the grid. `None` past 3 axes.
+pub fn grid_schedule(dims: u8) -> Option<tessera::Schedule> {
+    ALL.iter().find(|k| grid_dims(k) == dims).map(|k| k.schedule)
+}
+
+/// The axes of the token grid a kernel's tiles cover: 1 for all but 2-D/3-D neighborhoods.
+fn grid_dims(k: &KernelDesc) -> u8 {
+    match k.visit {
+        tessera::Visit::Window(w) => w.dims,
+        _ => 1,
+    }
+}
+
 /// The catalog kernel called `name`.
 pub fn find(name: &str) -> Option<&'static KernelDesc> {
     ALL.iter().find(|k| k.name == name)
@@ -120,12 +135,23 @@ mod tests {
 
     /// Kernels whose tiles are runs of tokens (all but the 2-D/3-D neighborhoods).
     fn on_a_line(k: &KernelDesc) -> bool {
-        !matches!(k.visit, tessera::Visit::Window(w) if w.dims > 1)
+        grid_dims(k) == 1
     }
 
     #[test]
     fn line_kernels_share_the_schedule() {
         assert!(ALL.iter().filter(|k| on_a_line(k)).all(|k| k.schedule == schedule()));
+    }
+
+    #[test]
+    fn kernels_of_one_dimensionality_share_a_schedule() {
+        assert_eq!(grid_schedule(1), Some(schedule()));
+        for dims in 1..=3 {
+            let space = grid_schedule(dims).unwrap();
+            let same = ALL.iter().filter(|k| grid_dims(k) == dims).all(|k| k.schedule == space);
+            assert!(same, "{dims}-D");
+        }
+        assert_eq!(grid_schedule(4), None);
     }
 
     #[test]

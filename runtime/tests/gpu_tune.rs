@@ -1,18 +1,25 @@
 //! The autotuner on a real GPU: a sweep finds a winner that passes the reference check, a
 //! second sweep of the same key times nothing, a budget leaves a partial entry that the next
-//! sweep completes, and the launch API picks the stored winner. Each test has its own store in
-//! a temporary directory. Without a GPU every test prints why it skipped and passes.
+//! sweep completes, the launch API picks the stored winner, and a window over a 2-D grid is
+//! tuned for that grid. Each test has its own store in a temporary directory. Without a GPU
+//! every test prints why it skipped and passes.
+
+// The DSL expands to `::tessera::...` paths; the description crate plays that role here.
+extern crate tessera_desc as tessera;
 
 mod common;
 
 use std::time::Duration;
 
-use tessera_desc::KernelDesc;
 use common::gpu;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tessera_desc::{Kernel, KernelDesc};
 use tessera_runtime::catalog;
-use tessera_runtime::gpu::Attention;
-use tessera_runtime::tune::{self, Options, Outcome, Policy, Problem, Source, Store};
-
+use tessera_runtime::gpu::{Attention, AttentionArgs, DeviceTensor};
+use tessera_runtime::tune::{
+    self, DeviceInfo, KeyInfo, Options, Outcome, Policy, Problem, Source, Store,
+};
 
 fn kernel(name: &str) -> &'static KernelDesc {
     catalog::find(name).expect("a catalog kernel")
@@ -155,4 +162,87 @@ fn launches_use_the_stored_winner_or_the_default() {
     // The launch API: loads whatever the user's store says (never tunes with `Cached`).
     let attn = Attention::for_problem(&gpu, desc, &problem(), Policy::Cached).expect("loads");
     assert!(desc.check_config(&attn.config).is_ok());
+}
+
+/// A 2-D window small enough that its sweep is mostly codegen and JIT: 8 configs.
+#[tessera_dsl::attention(
+    name = "na2d_w5x7_d1x2_tune_test",
+    head_dim = 64,
+    dtype = bf16,
+    visit = window(size = [5, 7], dilation = [1, 2]),
+    tile = (q = ([16, 8], 8), kv = (8, [4, 8])),
+    tune = (warps = 4, stages = [1, 2]),
+)]
+struct Na2dTiny;
+
+#[test]
+fn a_window_over_a_grid_is_tuned_for_its_grid() {
+    let Some(gpu) = gpu() else { return };
+    let desc = &Na2dTiny::DESC;
+    let (_dir, store) = temp_store();
+    let problem: Problem = "1,4,2,37x29".parse().expect("a valid shape");
+    let first = tune::sweep(&gpu, desc, &problem, &store, &Options::default(), &|_| {})
+        .expect("the sweep runs");
+    println!(
+        "{problem}: {:?} in {:.1} s",
+        first.counts,
+        first.wall.as_secs_f64()
+    );
+    assert!(first.gpu_errors.is_empty(), "{:?}", first.gpu_errors);
+    assert_eq!(first.ran, desc.configs().len());
+    // Every config computes the right answer on the ragged check grid.
+    assert_eq!(first.counts.rejected, 0, "{:#?}", first.entry.records);
+    assert!(
+        first.counts.timed >= 1 && first.counts.untried == 0,
+        "{:?}",
+        first.counts
+    );
+    assert_eq!(first.entry.key.bucket.grid, problem.grid);
+    let again = tune::sweep(&gpu, desc, &problem, &store, &Options::default(), &|_| {})
+        .expect("the sweep runs");
+    assert_eq!((again.ran, &again.id), (0, &first.id));
+    // The same tokens on another grid are another key.
+    let device = DeviceInfo::of(&gpu).expect("the driver's version");
+    let transposed: Problem = "1,4,2,29x37".parse().expect("a valid shape");
+    assert_ne!(KeyInfo::new(desc, &transposed, &device).id(), first.id);
+
+    // The launch API: the stored winner, launched over the problem's grid.
+    let choice = tune::choose(&gpu, desc, &problem, Policy::Cached, &store).expect("a choice");
+    let (winner, _) = first.entry.winner(|_| true).expect("a winner");
+    assert_eq!(
+        (choice.source, choice.config.to_string()),
+        (Source::Cached, winner.to_string())
+    );
+    let attn = Attention::for_problem(&gpu, desc, &problem, Policy::Cached).expect("loads");
+    let d = desc.head_dim as usize;
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut tensor = |dims: [usize; 4]| {
+        let values: Vec<f32> = (0..dims.iter().product())
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        DeviceTensor::from_f32(&gpu, desc.dtype, dims, &values).expect("uploads")
+    };
+    let (q, k, v) = (
+        tensor(problem.q_dims(d)),
+        tensor(problem.kv_dims(d)),
+        tensor(problem.kv_dims(d)),
+    );
+    let mut o = DeviceTensor::poisoned(&gpu, desc.dtype, problem.q_dims(d)).expect("allocates");
+    let args = AttentionArgs {
+        q: &q,
+        k: &k,
+        v: &v,
+        o: &mut o,
+        lse: None,
+        scale: None,
+        grid: problem.grid_arg(),
+    };
+    attn.run(&gpu, args).expect("launches over the grid");
+    gpu.stream.synchronize().expect("runs");
+    assert!(
+        o.to_f32(&gpu)
+            .expect("downloads")
+            .iter()
+            .all(|x| x.is_finite())
+    );
 }

@@ -12,13 +12,15 @@ use super::find_kernel;
 use super::tune_report::{winner_line, write_entry};
 use crate::Error;
 use crate::gpu::Gpu;
-use crate::tune::{self, Event, Options, Problem, Store, Summary};
+use crate::tune::{self, Event, Options, Problem, Store, Summary, TuneError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Kernel name, as `tessera list` prints it.
     kernel: String,
-    /// The problem: batch, heads, kv heads, seq_q, seq_kv (e.g. 1,32,32,16384,16384).
+    /// The problem: batch, heads, kv heads, seq_q, seq_kv (e.g. 1,32,32,16384,16384). A window
+    /// over 2 or 3 axes takes its token grid in place of the two lengths, which are its tokens
+    /// (e.g. 1,16,16,56x56 or 1,16,16,16x32x32).
     #[arg(long, value_name = "B,H,HKV,SQ,SKV")]
     shape: Problem,
     /// Stop starting candidates after this many seconds (codegen included); the best so far
@@ -45,6 +47,13 @@ fn parse_budget(s: &str) -> Result<f64, String> {
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     let desc = find_kernel(&args.kernel)?;
+    // Before the GPU, so that a grid that does not fit the kernel fails at once, anywhere.
+    args.shape
+        .check_for(desc)
+        .map_err(|why| TuneError::Problem {
+            problem: args.shape,
+            why,
+        })?;
     let store = Store::resolve(args.cache.as_deref());
     let gpu = Gpu::open(0)?;
     let options = Options {
@@ -110,17 +119,12 @@ fn report(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let key = &s.entry.key;
-    let b = &key.bucket;
     writeln!(
         out,
-        "{kernel} for {problem} on {}: key {} (bucket seq_q {}, seq_kv {}, d {}, {}, group {})",
+        "{kernel} for {problem} on {}: key {} (bucket {})",
         key.device.describe(),
         &s.id[..12.min(s.id.len())],
-        b.seq_q,
-        b.seq_kv,
-        b.head_dim,
-        b.dtype,
-        b.group
+        key.bucket
     )?;
     write_entry(&s.entry, out)?;
     writeln!(out)?;

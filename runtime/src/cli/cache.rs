@@ -94,7 +94,7 @@ fn list<'a>(
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let mut table = Table::new(vec![
-        "key", "kernel", "seq_q", "seq_kv", "group", "device", "winner", "ms", "records",
+        "key", "kernel", "seq_q", "seq_kv", "grid", "group", "device", "winner", "ms", "records",
     ]);
     for (id, entry) in entries {
         let k = &entry.key;
@@ -112,6 +112,7 @@ fn list<'a>(
             k.kernel.clone(),
             format!("<={}", k.bucket.seq_q),
             format!("<={}", k.bucket.seq_kv),
+            k.bucket.grid.map_or("-".to_string(), |g| g.to_string()),
             k.bucket.group.to_string(),
             k.device.describe(),
             winner,
@@ -124,7 +125,6 @@ fn list<'a>(
 
 fn show(id: &str, entry: &Entry, out: &mut dyn Write) -> std::io::Result<()> {
     let k = &entry.key;
-    let b = &k.bucket;
     writeln!(out, "key {id}")?;
     writeln!(
         out,
@@ -133,11 +133,7 @@ fn show(id: &str, entry: &Entry, out: &mut dyn Write) -> std::io::Result<()> {
         short(&k.kernel_hash),
         k.tessera
     )?;
-    writeln!(
-        out,
-        "problem bucket: seq_q <= {}, seq_kv <= {}, head_dim {}, {}, GQA group {}",
-        b.seq_q, b.seq_kv, b.head_dim, b.dtype, b.group
-    )?;
+    writeln!(out, "problem bucket: {}", k.bucket)?;
     writeln!(out, "device: {}", k.device.describe())?;
     write_entry(entry, out)?;
     if let Some(line) = winner_line(entry) {

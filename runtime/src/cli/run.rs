@@ -8,16 +8,17 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use cudarc::driver::CudaSlice;
-use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Visit, Window, WindowAxis};
+use tessera_codegen::reference::Shape;
+use tessera_desc::{Config, ConfigError, Dtype, KernelDesc, Layout, Load, Visit, Window, WindowAxis};
 
 use super::{config_of, find_kernel};
 use crate::{Error, catalog};
-use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
+use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError, grid_extents};
 use crate::io::{self, AttentionInputs, HostTensor};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel name, as `tessera list` prints it, or `na` for a 1-D neighborhood given by
+    /// Kernel name, as `tessera list` prints it, or `na` for a neighborhood given by
     /// --window [--dilation --stride --causal --dtype --head-dim].
     kernel: String,
     /// safetensors file holding `q`, `k` and `v`, each [batch, heads, tokens, head_dim] in the
@@ -27,7 +28,12 @@ pub struct Args {
     /// Where to write `o` (q's dtype and shape) and, with --lse, `lse`; replaced if it exists.
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
-    /// Config overrides over the kernel's default, e.g. `block_q=128,warps=8`.
+    /// A neighborhood's token grid, one extent per axis (row-major; their product is the
+    /// tokens of q, k and v). Needed for 2-D and 3-D windows; a 1-D grid defaults to the tokens.
+    #[arg(long, num_args = 1..=3, value_name = "EXTENT")]
+    grid: Option<Vec<usize>>,
+    /// Config overrides over the kernel's default, e.g. `block_q=128,warps=8` or
+    /// `q_tile=8x16,kv_tile=8x8`.
     #[arg(long, value_name = "KEY=VALUE,...")]
     config: Option<String>,
     /// Also write `lse`: F32 [batch, heads, seq_q], the natural log of each query row's softmax
@@ -41,22 +47,30 @@ pub struct Args {
     na: NaArgs,
 }
 
-/// With the kernel name `na`: 1-D neighborhood attention over the tokens of the inputs, its
-/// window given here rather than by a catalog kernel.
+/// With the kernel name `na`: neighborhood attention over the token grid of the inputs, its
+/// window given here rather than by a catalog kernel. The per-axis flags take one value per grid
+/// axis, or one value for every axis.
 #[derive(Debug, clap::Args)]
 struct NaArgs {
-    /// Window size (`na` only).
-    #[arg(long)]
-    window: Option<u32>,
-    /// Dilation (`na` only).
-    #[arg(long, default_value_t = 1)]
-    dilation: u32,
-    /// Stride (`na` only).
-    #[arg(long, default_value_t = 1)]
-    stride: u32,
-    /// Causal neighborhoods (`na` only).
-    #[arg(long)]
-    causal: bool,
+    /// Window size per grid axis (`na` only); without --grid, as many axes as sizes.
+    #[arg(long, num_args = 1..=3, value_name = "SIZE")]
+    window: Vec<u32>,
+    /// Dilation per grid axis (`na` only).
+    #[arg(long, num_args = 1..=3, default_values_t = [1])]
+    dilation: Vec<u32>,
+    /// Stride per grid axis (`na` only).
+    #[arg(long, num_args = 1..=3, default_values_t = [1])]
+    stride: Vec<u32>,
+    /// Causal neighborhoods (`na` only): alone for every axis, or a boolean (1/0, true/false)
+    /// per axis.
+    #[arg(
+        long,
+        num_args = 0..=3,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    causal: Vec<bool>,
     /// Element type of the inputs (`na` only): bf16 or f16.
     #[arg(long, default_value = "bf16", value_parser = parse_dtype)]
     dtype: Dtype,
@@ -66,27 +80,54 @@ struct NaArgs {
 }
 
 impl NaArgs {
-    /// The `na` kernel these flags describe, at the catalog's tuning space.
-    fn kernel(&self) -> Result<KernelDesc, Error> {
-        let invalid = |message: String| Error::Config {
-            kernel: "na1d",
-            source: tessera_desc::ConfigError::Rule(message),
-        };
-        let size = self.window.ok_or_else(|| invalid("`tessera run na` needs --window".into()))?;
-        let axis = WindowAxis { size, dilation: self.dilation, stride: self.stride, causal: self.causal };
-        let unused = WindowAxis { size: 1, dilation: 1, stride: 1, causal: false };
-        let window = Window { dims: 1, axes: [axis, unused, unused] };
+    /// The `na` kernel these flags describe over a grid of `grid`'s axes (else of --window's),
+    /// at the tuning space of the catalog's kernels of as many axes.
+    fn kernel(&self, grid: Option<&[usize]>) -> Result<KernelDesc, Error> {
+        let dims = grid.map_or(self.window.len(), <[usize]>::len);
+        // clap takes 1 to 3 values for each list: 0 axes only when neither is given, an error.
+        let name = ["na", "na1d", "na2d", "na3d"][dims];
+        let invalid = |message: String| Error::Config { kernel: name, source: ConfigError::Rule(message) };
+        if self.window.is_empty() {
+            return Err(invalid("`tessera run na` needs --window".into()));
+        }
+        let window = self.window(dims).map_err(invalid)?;
         tessera_desc::check_window(&window).map_err(invalid)?;
         tessera_desc::check_head_dim(self.head_dim).map_err(invalid)?;
         Ok(KernelDesc {
-            name: "na1d",
+            name,
             head_dim: self.head_dim,
             dtype: self.dtype,
             layout: Layout::Bhsd,
             visit: Visit::Window(window),
             load: Load::Dense,
-            schedule: catalog::schedule(),
+            schedule: catalog::grid_schedule(window.dims)
+                .ok_or_else(|| invalid(format!("no catalog tuning space for {dims}-D grids")))?,
         })
+    }
+
+    /// The window over `dims` axes that the per-axis flags give.
+    fn window(&self, dims: usize) -> Result<Window, String> {
+        let size = per_axis("window", &self.window, dims)?;
+        let dilation = per_axis("dilation", &self.dilation, dims)?;
+        let stride = per_axis("stride", &self.stride, dims)?;
+        let causal = per_axis("causal", &self.causal, dims)?;
+        let mut axes = [WindowAxis { size: 1, dilation: 1, stride: 1, causal: false }; 3];
+        for (i, axis) in axes[..dims].iter_mut().enumerate() {
+            *axis = WindowAxis { size: size[i], dilation: dilation[i], stride: stride[i], causal: causal[i] };
+        }
+        Ok(Window { dims: dims as u8, axes })
+    }
+}
+
+/// A per-axis flag's values over `dims` axes: one per axis, or its single value on each.
+fn per_axis<T: Copy>(flag: &str, values: &[T], dims: usize) -> Result<Vec<T>, String> {
+    match values {
+        [one] => Ok(vec![*one; dims]),
+        all if all.len() == dims => Ok(all.to_vec()),
+        all => Err(format!(
+            "--{flag} has {} values for a {dims}-D grid: give one per axis or one for every axis",
+            all.len()
+        )),
     }
 }
 
@@ -95,44 +136,34 @@ fn parse_dtype(s: &str) -> Result<Dtype, String> {
 }
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    let grid = args.grid.as_deref();
     let na;
     let desc = if args.kernel == "na" {
-        na = args.na.kernel()?;
+        na = args.na.kernel(grid)?;
         &na
     } else {
         find_kernel(&args.kernel)?
     };
     let cfg = config_of(desc, args.config.as_deref())?;
     let inputs = io::read_inputs(&args.inputs, desc)?;
-    if let Visit::Window(w) = desc.visit {
-        // Checked here too so that a window that cannot fit is reported without a GPU.
-        let dims = inputs.dims;
-        if dims.seq_q != dims.seq_kv {
-            return Err(Error::Config {
-                kernel: desc.name,
-                source: tessera_desc::ConfigError::Rule(format!(
-                    "a neighborhood needs as many keys as queries: q has {} tokens, k {}",
-                    dims.seq_q, dims.seq_kv
-                )),
-            });
-        }
-        tessera_desc::check_window_extents(&w, &[dims.seq_q]).map_err(|m| Error::Config {
-            kernel: desc.name,
-            source: tessera_desc::ConfigError::Rule(m),
-        })?;
-    }
+    let extents = token_grid(desc, &inputs.dims, grid)?;
     let gpu = Gpu::open(0)?;
-    let (o, lse) = launch(&gpu, desc, &cfg, &inputs, args.lse, args.scale)?;
+    let (o, lse) = launch(&gpu, desc, &cfg, &inputs, grid, args.lse, args.scale)?;
 
     let mut tensors = vec![("o", &o)];
     if let Some(lse) = &lse {
         tensors.push(("lse", lse));
     }
-    // Enough to tell later which kernel and launch produced the file.
+    // Enough to tell later which kernel and launch produced the file: `na` kernels are named
+    // by their dimensionality only, so a window's file also records it and the grid.
     let mut metadata = vec![
         ("kernel", desc.name.to_string()),
         ("config", cfg.to_string()),
     ];
+    if let (Visit::Window(w), Some(extents)) = (desc.visit, &extents) {
+        metadata.push(("window", w.to_string()));
+        metadata.push(("grid", format!("{extents:?}")));
+    }
     if let Some(scale) = args.scale {
         metadata.push(("scale", scale.to_string()));
     }
@@ -152,12 +183,35 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     .map_err(Error::Stdout)
 }
 
+/// A neighborhood's token grid, one extent per axis (`None` for kernels without a window),
+/// checked against the kernel and the inputs as the launch will check it, so that a grid or
+/// window that does not fit is reported without a GPU.
+fn token_grid(desc: &KernelDesc, shape: &Shape, grid: Option<&[usize]>) -> Result<Option<Vec<usize>>, Error> {
+    let invalid = |message: String| Error::Config { kernel: desc.name, source: ConfigError::Rule(message) };
+    let Visit::Window(w) = desc.visit else {
+        return grid_extents(desc, shape.seq_q, grid).map(|_| None).map_err(invalid);
+    };
+    if shape.seq_q != shape.seq_kv {
+        return Err(invalid(format!(
+            "a neighborhood needs as many keys as queries: q has {} tokens, k {}",
+            shape.seq_q, shape.seq_kv
+        )));
+    }
+    // The one rule about the flag rather than the grid: name it.
+    if grid.is_none() && w.dims > 1 {
+        return Err(invalid(format!("a {}-D window needs --grid with its {} extents", w.dims, w.dims)));
+    }
+    let extents = grid_extents(desc, shape.seq_q, grid).map_err(invalid)?;
+    Ok(Some(extents[..w.dims as usize].to_vec()))
+}
+
 /// Uploads the inputs, runs the kernel once and downloads `o` and, if asked for, `lse`.
 fn launch(
     gpu: &Gpu,
     desc: &KernelDesc,
     cfg: &Config,
     inputs: &AttentionInputs,
+    grid: Option<&[usize]>,
     want_lse: bool,
     scale: Option<f32>,
 ) -> Result<(HostTensor, Option<HostTensor>), GpuError> {
@@ -185,7 +239,7 @@ fn launch(
             o: &mut o,
             lse: lse.as_mut(),
             scale,
-            grid: None,
+            grid,
         },
     )?;
     gpu.stream.synchronize()?;

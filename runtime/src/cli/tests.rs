@@ -188,13 +188,18 @@ fn no_gpu_error() -> Option<String> {
 
 /// A `tessera run` input file for dense_bf16_d64: q [1, 2, 8, 64], k and v [1, 1, 8, 64].
 fn run_inputs(dir: &std::path::Path) -> String {
+    inputs_of(dir, 8)
+}
+
+/// q [1, 2, tokens, 64], k and v [1, 1, tokens, 64] in bf16.
+fn inputs_of(dir: &std::path::Path, tokens: usize) -> String {
     use crate::io::{FileDtype, HostTensor, write_tensors};
     let t = |heads: usize| {
-        let n = heads * 8 * 64;
+        let n = heads * tokens * 64;
         let bits: Vec<u16> = (0..n)
             .map(|i| half::bf16::from_f32((i % 7) as f32 - 3.0).to_bits())
             .collect();
-        HostTensor::from_bits(FileDtype::BF16, vec![1, heads, 8, 64], &bits)
+        HostTensor::from_bits(FileDtype::BF16, vec![1, heads, tokens, 64], &bits)
     };
     let path = dir.join("in.safetensors");
     let (q, kv) = (t(2), t(1));
@@ -524,4 +529,70 @@ fn run_na_builds_its_kernel_from_flags_and_checks_the_window() {
     if let Some(no_gpu) = no_gpu_error() {
         assert_eq!(run(&["--window", "3", "--dilation", "2", "--causal"]), no_gpu);
     }
+}
+
+#[test]
+fn run_na_over_a_grid_checks_the_flags_and_the_grid_before_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    // 24 tokens: a 4 × 6 or 2 × 3 × 4 grid.
+    let inputs = inputs_of(dir.path(), 24);
+    let out = dir.path().join("out.safetensors");
+    let out = out.to_string_lossy();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "na", "--inputs", &inputs, "-o", &out, "--head-dim", "64"];
+        args.extend_from_slice(extra);
+        output(&args).unwrap_err().to_string()
+    };
+    let cases: &[(&[&str], &str)] = &[
+        (&["--window", "3", "5"], "kernel `na2d`: a 2-D window needs --grid with its 2 extents"),
+        (&["--grid", "4", "6", "--window", "3", "3", "3"], "--window has 3 values for a 2-D grid"),
+        (&["--grid", "4", "6", "--window", "3", "--dilation", "1", "2", "1"], "--dilation has 3 values"),
+        (&["--grid", "4", "6", "--window", "3", "--causal", "1", "0", "1"], "--causal has 3 values"),
+        (&["--grid", "24", "--window", "3", "5"], "--window has 2 values for a 1-D grid"),
+        (
+            &["--grid", "4", "6", "--window", "3", "--stride", "1", "4"],
+            "axis 1: stride 4 is larger than the window size 3",
+        ),
+        (
+            &["--grid", "4", "6", "--window", "3", "5", "--dilation", "2", "1"],
+            "axis 0: window 3 × dilation 2 = 6 does not fit in the extent 4",
+        ),
+        (&["--grid", "5", "5", "--window", "3"], "grid [5, 5] holds 25 tokens, the tensors 24"),
+        (
+            &["--grid", "2", "3", "4", "--window", "3"],
+            "axis 0: window 3 × dilation 1 = 3 does not fit in the extent 2",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let message = run(extra);
+        assert!(message.contains(expected), "{extra:?}: {message}");
+    }
+    let dense = ["run", "dense_bf16_d64", "--grid", "4", "6", "--inputs", &inputs, "-o", &out];
+    let message = output(&dense).unwrap_err().to_string();
+    assert!(message.contains("dense_bf16_d64 has no window, so it takes no grid"), "{message}");
+    if let Some(no_gpu) = no_gpu_error() {
+        let grid_3d = ["--grid", "2", "3", "4", "--window", "2", "3", "2", "--causal", "1", "0", "0"];
+        assert_eq!(run(&grid_3d), no_gpu);
+        assert_eq!(run(&["--grid", "4", "6", "--window", "3", "5", "--dilation", "1", "--causal"]), no_gpu);
+    }
+}
+
+#[test]
+fn run_na_per_axis_flags_parse_one_value_per_axis_or_one_for_all() {
+    fn na<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        [&["run", "na", "--inputs", "in", "-o", "out"][..], extra].concat()
+    }
+    let parsed = |extra: &[&str]| format!("{:?}", cli(&na(extra)));
+    let defaults = parsed(&["--window", "7"]);
+    assert!(
+        defaults.contains("grid: None") && defaults.contains("dilation: [1], stride: [1], causal: [false]"),
+        "{defaults}"
+    );
+    let text = parsed(&["--grid", "9", "21", "19", "--window", "3", "7", "8", "--causal", "1", "no", "false"]);
+    assert!(text.contains("grid: Some([9, 21, 19])") && text.contains("causal: [true, false, false]"), "{text}");
+    assert!(parsed(&["--window", "7", "--causal"]).contains("causal: [true]"));
+    assert!(parse_error(&na(&["--grid", "1", "2", "3", "4"])).contains("unexpected argument '4'"));
+    assert!(parse_error(&na(&["--window", "3", "--causal", "maybe"])).contains("invalid value 'maybe'"));
+    let grid = parse_error(&na(&["--grid", "4", "x", "--window", "3"]));
+    assert!(grid.contains("invalid value 'x' for '--grid <EXTENT>...'"), "{grid}");
 }

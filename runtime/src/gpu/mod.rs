@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaStream, sys};
 
-pub use attention::{Attention, AttentionArgs};
+pub use attention::{Attention, AttentionArgs, grid_extents};
 pub use error::GpuError;
 pub use tensor::DeviceTensor;
 use tessera_codegen::Target;

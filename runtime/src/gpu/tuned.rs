@@ -10,7 +10,8 @@ impl Attention {
     /// `desc` loaded at the best known config for `problem` on `gpu`, from the tuning store
     /// (`$TESSERA_TUNE_CACHE` or the user cache directory). With [`Policy::FromEnv`],
     /// `TESSERA_AUTOTUNE=1` tunes keys the store does not know yet. `tune::choose` also says
-    /// where the config came from.
+    /// where the config came from. A window over 2 or 3 axes is tuned per grid: launches pass
+    /// the problem's (`AttentionArgs::grid` = `problem.grid_arg()`).
     pub fn for_problem(
         gpu: &Gpu,
         desc: &KernelDesc,

@@ -8,18 +8,22 @@
 //!   complain about).
 //! - The problem, bucketed: sequence lengths rounded up to powers of two (nearby lengths share
 //!   a winner; tuning every length would make the cache useless for variable-length serving);
-//!   head dim, dtype and GQA group exact, since they change the kernel's inner loop.
+//!   head dim, dtype and GQA group exact, since they change the kernel's inner loop. The token
+//!   grid of a window over 2 or 3 axes is exact too: its tiles are boxes, so each extent sets
+//!   how full the last box of its axis is and how much of the grid is border (where windows
+//!   shift inward and a tile visits fewer KV tiles), and a model has few grids (its image or
+//!   video sizes), so exact keys cost few sweeps. A 1-D window's length is bucketed as any.
 //! - The device: name, compute capability and driver version (the driver's JIT compiles the
 //!   PTX, so a new driver can change which schedule wins).
 //! - tessera's version and codegen's source fingerprint: a changed lowering invalidates timings.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 use tessera_desc::KernelDesc;
 
 use super::device::DeviceInfo;
-use super::problem::Problem;
+use super::problem::{Grid, Problem};
 use crate::cache::{kernel_lines, sha256_hex, tessera_version};
 
 /// Version of the canonical text: bumped when its format changes, so older entries are never
@@ -34,6 +38,10 @@ pub struct Bucket {
     pub head_dim: u32,
     pub dtype: String,
     pub group: usize,
+    /// Exact (see the module's comment); absent from the JSON, and from the canonical text,
+    /// when `None`, so that the keys of problems without a grid did not change when grids came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<Grid>,
 }
 
 impl Bucket {
@@ -44,7 +52,22 @@ impl Bucket {
             head_dim: desc.head_dim,
             dtype: desc.dtype.name().to_string(),
             group: problem.group(),
+            grid: problem.grid,
         }
+    }
+}
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "seq_q <= {}, seq_kv <= {}, ", self.seq_q, self.seq_kv)?;
+        if let Some(grid) = self.grid {
+            write!(f, "grid {grid}, ")?;
+        }
+        write!(
+            f,
+            "head_dim {}, {}, GQA group {}",
+            self.head_dim, self.dtype, self.group
+        )
     }
 }
 
@@ -94,6 +117,11 @@ impl KeyInfo {
         let _ = writeln!(t, "kernel.hash={}", self.kernel_hash);
         let _ = writeln!(t, "problem.seq_q={}", b.seq_q);
         let _ = writeln!(t, "problem.seq_kv={}", b.seq_kv);
+        // Only with a grid: keys without one keep their v1 text (and id), and a v1 text without
+        // this line cannot be misread, since it is a key without a grid.
+        if let Some(grid) = b.grid {
+            let _ = writeln!(t, "problem.grid={grid}");
+        }
         let _ = writeln!(t, "problem.head_dim={}", b.head_dim);
         let _ = writeln!(t, "problem.dtype={:?}", b.dtype);
         let _ = writeln!(t, "problem.group={}", b.group);

@@ -14,7 +14,7 @@ use super::race::{QUICK_REPS, Race, Verdict};
 use super::record::Outcome;
 use super::verify::{self, Case, OnGpu};
 use crate::gpu::bench::{attention_flops, default_reps, time, uniform};
-use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
+use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError, grid_extents};
 use crate::parallel::lock;
 
 /// Untimed launches before each measurement; the correctness check already ran the kernel
@@ -25,6 +25,7 @@ const WARMUP: usize = 1;
 pub struct Bench<'g> {
     gpu: &'g Gpu,
     desc: KernelDesc,
+    problem: Problem,
     q: DeviceTensor,
     k: DeviceTensor,
     v: DeviceTensor,
@@ -48,15 +49,17 @@ impl<'g> Bench<'g> {
             DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(dims.iter().product(), seed))
         };
         let p = problem;
+        let extents = grid_extents(desc, p.seq_q, p.grid_arg()).map_err(GpuError::Invalid)?;
         Ok(Bench {
             gpu,
             desc: *desc,
+            problem: *p,
             q: tensor(p.q_dims(d), 11)?,
             k: tensor(p.kv_dims(d), 12)?,
             v: tensor(p.kv_dims(d), 13)?,
             o: DeviceTensor::poisoned(gpu, desc.dtype, p.q_dims(d))?,
             check: OnGpu::upload(gpu, case)?,
-            flops: attention_flops(desc, p.batch, p.heads, p.seq_q, p.seq_kv, [p.seq_q, 1, 1]),
+            flops: attention_flops(desc, p.batch, p.heads, p.seq_q, p.seq_kv, extents),
             reps: default_reps(p.seq_q.max(p.seq_kv)),
             load_time: Duration::ZERO,
         })
@@ -134,6 +137,7 @@ impl<'g> Bench<'g> {
         reps: usize,
     ) -> Result<crate::gpu::bench::Timing, GpuError> {
         let (gpu, q, k, v, o) = (self.gpu, &self.q, &self.k, &self.v, &mut self.o);
+        let grid = self.problem.grid_arg();
         time(gpu, WARMUP, reps, || {
             let args = AttentionArgs {
                 q,
@@ -142,7 +146,7 @@ impl<'g> Bench<'g> {
                 o: &mut *o,
                 lse: None,
                 scale: None,
-                grid: None,
+                grid,
             };
             attn.run(gpu, args)
         })

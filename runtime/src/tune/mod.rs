@@ -30,7 +30,7 @@ mod tests;
 pub use device::DeviceInfo;
 pub use key::{Bucket, KeyInfo, bucket_len};
 pub use policy::{AUTOTUNE_ENV, Choice, Policy, Source, choose};
-pub use problem::Problem;
+pub use problem::{Grid, Problem};
 pub use record::{Entries, Entry, Outcome, Record};
 pub use store::{ENV as STORE_ENV, Store, StoreError};
 pub use sweep::{Counts, Event, Options, Summary, sweep};

@@ -1,8 +1,8 @@
 //! The correctness gate: a fast wrong config must never win, so every candidate first runs a
-//! small problem (see `Problem::check_shape`) and is compared with codegen's float64 reference.
+//! small problem (see `Problem::check_problem`) and is compared with codegen's float64 reference.
 
 use cudarc::driver::CudaSlice;
-use tessera_codegen::reference::{self, Shape};
+use tessera_codegen::reference;
 use tessera_codegen::semantics::round_to;
 use tessera_desc::KernelDesc;
 
@@ -18,7 +18,7 @@ pub const MAX_LSE_ERROR: f64 = 1e-3;
 /// The small problem's inputs and the reference's answer, computed once per sweep.
 pub struct Case {
     desc: KernelDesc,
-    shape: Shape,
+    problem: Problem,
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
@@ -27,23 +27,24 @@ pub struct Case {
 
 impl Case {
     pub fn new(desc: &KernelDesc, problem: &Problem) -> Result<Case, String> {
-        let shape = problem.check_shape(desc);
+        let small = problem.check_problem(desc);
+        let d = desc.head_dim as usize;
         // Values in [-2, 2): scores large enough that a wrong max or scale shows.
-        let values = |n, seed| -> Vec<f32> {
-            let rounded = uniform(n, seed)
+        let values = |dims: [usize; 4], seed| -> Vec<f32> {
+            let rounded = uniform(dims.iter().product(), seed)
                 .into_iter()
                 .map(|x| round_to(desc.dtype, 2.0 * x));
             rounded.collect()
         };
         let (q, k, v) = (
-            values(shape.q_len(), 1),
-            values(shape.kv_len(), 2),
-            values(shape.kv_len(), 3),
+            values(small.q_dims(d), 1),
+            values(small.kv_dims(d), 2),
+            values(small.kv_dims(d), 3),
         );
-        let want = expected(desc, &shape, &q, &k, &v)?;
+        let want = expected(desc, &small, &q, &k, &v)?;
         Ok(Case {
             desc: *desc,
-            shape,
+            problem: small,
             q,
             k,
             v,
@@ -52,17 +53,18 @@ impl Case {
     }
 }
 
-/// The float64 reference of what `desc` computes.
+/// The float64 reference of what `desc` computes on `problem`'s grid.
 fn expected(
     desc: &KernelDesc,
-    shape: &Shape,
+    problem: &Problem,
     q: &[f32],
     k: &[f32],
     v: &[f32],
 ) -> Result<reference::Output, String> {
-    let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let shape = problem.shape(desc.head_dim as usize);
     let scale = 1.0 / (shape.head_dim as f64).sqrt();
-    reference::of_desc(desc, shape, &[shape.seq_q], scale, &wide(q), &wide(k), &wide(v))
+    let grid = problem.extents();
+    reference::of_desc(desc, &shape, &grid, scale, &wide(q), &wide(k), &wide(v))
 }
 
 /// The case's inputs on one GPU.
@@ -74,13 +76,12 @@ pub struct OnGpu {
 
 impl OnGpu {
     pub fn upload(gpu: &Gpu, case: &Case) -> Result<OnGpu, GpuError> {
-        let s = &case.shape;
-        let dims = |heads, tokens| [s.batch, heads, tokens, s.head_dim];
-        let dt = case.desc.dtype;
+        let (p, dt) = (&case.problem, case.desc.dtype);
+        let d = case.desc.head_dim as usize;
         Ok(OnGpu {
-            q: DeviceTensor::from_f32(gpu, dt, dims(s.heads, s.seq_q), &case.q)?,
-            k: DeviceTensor::from_f32(gpu, dt, dims(s.kv_heads, s.seq_kv), &case.k)?,
-            v: DeviceTensor::from_f32(gpu, dt, dims(s.kv_heads, s.seq_kv), &case.v)?,
+            q: DeviceTensor::from_f32(gpu, dt, p.q_dims(d), &case.q)?,
+            k: DeviceTensor::from_f32(gpu, dt, p.kv_dims(d), &case.k)?,
+            v: DeviceTensor::from_f32(gpu, dt, p.kv_dims(d), &case.v)?,
         })
     }
 }
@@ -92,11 +93,13 @@ pub fn check(
     case: &Case,
     inputs: &OnGpu,
 ) -> Result<Result<(), String>, GpuError> {
-    let s = &case.shape;
+    let p = &case.problem;
     // Fresh NaN outputs per candidate: one that writes nothing must not pass on what the
     // previous candidate left behind.
     let mut o = DeviceTensor::poisoned(gpu, case.desc.dtype, inputs.q.shape)?;
-    let mut lse: CudaSlice<f32> = gpu.stream.clone_htod(&vec![f32::NAN; s.lse_len()])?;
+    let mut lse: CudaSlice<f32> = gpu
+        .stream
+        .clone_htod(&vec![f32::NAN; case.want.lse.len()])?;
     attn.run(
         gpu,
         AttentionArgs {
@@ -106,22 +109,24 @@ pub fn check(
             o: &mut o,
             lse: Some(&mut lse),
             scale: None,
-            grid: None,
+            grid: p.grid_arg(),
         },
     )?;
     gpu.stream.synchronize()?;
     let o = o.to_f32(gpu)?;
     let lse = gpu.stream.clone_dtoh(&lse)?;
-    let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
     let o_err = reference::rel_error(&wide(&o), &case.want.o);
     let lse_err = reference::rel_error(&wide(&lse), &case.want.lse);
     Ok(if o_err > MAX_O_ERROR || lse_err > MAX_LSE_ERROR {
         Err(format!(
-            "wrong result on {}x{}x{}x{}: o rel error {o_err:.1e} (max {MAX_O_ERROR:.0e}), \
-             lse {lse_err:.1e} (max {MAX_LSE_ERROR:.0e})",
-            s.heads, s.kv_heads, s.seq_q, s.seq_kv
+            "wrong result on {p}: o rel error {o_err:.1e} (max {MAX_O_ERROR:.0e}), \
+             lse {lse_err:.1e} (max {MAX_LSE_ERROR:.0e})"
         ))
     } else {
         Ok(())
     })
+}
+
+fn wide(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
 }

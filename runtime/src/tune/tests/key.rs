@@ -31,6 +31,7 @@ fn the_bucket_keeps_head_dim_dtype_and_group_exact() {
             head_dim: 128,
             dtype: "bf16".to_string(),
             group: 4,
+            grid: None,
         }
     );
 }
@@ -46,6 +47,7 @@ fn key_text_is_canonical_and_stable() {
             head_dim: 128,
             dtype: "bf16".to_string(),
             group: 4,
+            grid: None,
         },
         device: device(13000),
         tessera: "1.2.3+f00".to_string(),
@@ -183,4 +185,68 @@ fn window_parameters_are_part_of_the_kernel() {
     );
     // Other visits have no window line: their keys did not change when windows came.
     assert!(!crate::cache::kernel_lines(dense()).contains("window"));
+}
+
+fn na2d() -> &'static KernelDesc {
+    crate::catalog::find("na2d_w13x13_d2x2_bf16_d128").expect("a catalog kernel")
+}
+
+#[test]
+fn a_grid_is_exact_in_the_key_and_its_lengths_are_bucketed() {
+    let p = "2,16,4,56x56".parse().unwrap();
+    let b = Bucket::of(na2d(), &p);
+    assert_eq!((b.seq_q, b.seq_kv, b.group), (4096, 4096, 4));
+    assert_eq!(b.grid, p.grid);
+    assert_eq!(
+        b.to_string(),
+        "seq_q <= 4096, seq_kv <= 4096, grid 56x56, head_dim 128, bf16, GQA group 4"
+    );
+    let id = |shape: &str| KeyInfo::new(na2d(), &shape.parse().unwrap(), &device(13000)).id();
+    // Batch and heads stay out of the key, as for sequences.
+    assert_eq!(id("2,16,4,56x56"), id("1,8,2,56x56"));
+    // Grids of one token bucket, even of the same tokens, are keys of their own.
+    let grids = ["1,8,2,56x56", "1,8,2,28x112", "1,8,2,57x57", "1,8,2,56x55"];
+    let mut ids: Vec<String> = grids.iter().map(|g| id(g)).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), grids.len());
+}
+
+#[test]
+fn a_grid_adds_one_line_to_the_key_text_and_nothing_else_changes() {
+    let mut info = KeyInfo::new(na2d(), &"1,8,2,56x56".parse().unwrap(), &device(13000));
+    (info.kernel_hash, info.tessera) = ("ab12".to_string(), "1.2.3+f00".to_string());
+    let text = info.canonical();
+    assert_eq!(
+        text,
+        "tessera-tune-key v1\n\
+         tessera=\"1.2.3+f00\"\n\
+         kernel=\"na2d_w13x13_d2x2_bf16_d128\"\n\
+         kernel.hash=ab12\n\
+         problem.seq_q=4096\n\
+         problem.seq_kv=4096\n\
+         problem.grid=56x56\n\
+         problem.head_dim=128\n\
+         problem.dtype=\"bf16\"\n\
+         problem.group=4\n\
+         device.name=\"Test GPU 80GB\"\n\
+         device.cc=9.0\n\
+         device.driver=13000\n"
+    );
+    // Pinned (checked with `sha256sum`), like the key without a grid.
+    assert_eq!(
+        info.id(),
+        "5db8e4a3a4753cbe6ba4727d6f0398ebd43e21b1bde372d26235dd0625df5e75"
+    );
+    let without = KeyInfo {
+        bucket: Bucket {
+            grid: None,
+            ..info.bucket.clone()
+        },
+        ..info.clone()
+    };
+    assert_eq!(
+        without.canonical(),
+        text.replace("problem.grid=56x56\n", "")
+    );
 }

@@ -30,6 +30,7 @@ fn problem(seq: usize) -> Problem {
         kv_heads: 32,
         seq_q: seq,
         seq_kv: seq,
+        grid: None,
     }
 }
 

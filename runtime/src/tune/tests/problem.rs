@@ -1,6 +1,7 @@
-use tessera_desc::{Visit, Window, WindowAxis};
+use tessera_desc::{KernelDesc, Visit, Window, WindowAxis};
 
-use super::super::Problem;
+use super::super::{Grid, Problem};
+use crate::catalog;
 
 #[test]
 fn shapes_parse_and_are_checked() {
@@ -25,29 +26,28 @@ fn shapes_parse_and_are_checked() {
 #[test]
 fn the_check_problem_is_small_ragged_and_keeps_group_and_ordering() {
     let p: Problem = "4,32,8,16384,16384".parse().unwrap();
-    let s = p.check_shape(super::dense());
+    let s = p.check_problem(super::dense());
     assert_eq!(
-        (s.batch, s.heads, s.kv_heads, s.seq_q, s.seq_kv),
-        (1, 8, 2, 131, 131)
+        (s.batch, s.heads, s.kv_heads, s.seq_q, s.seq_kv, s.grid),
+        (1, 8, 2, 131, 131, None)
     );
-    assert_eq!(s.head_dim, 128);
-    let causal = crate::catalog::find("causal_bf16_d64").unwrap();
+    let causal = catalog::find("causal_bf16_d64").unwrap();
     let longer_kv = "1,4,4,512,4096"
         .parse::<Problem>()
         .unwrap()
-        .check_shape(causal);
+        .check_problem(causal);
     assert!(longer_kv.seq_kv > longer_kv.seq_q);
     let shorter_kv = "1,4,4,4096,512"
         .parse::<Problem>()
         .unwrap()
-        .check_shape(causal);
+        .check_problem(causal);
     assert!(shorter_kv.seq_kv < shorter_kv.seq_q);
     for s in [s, longer_kv, shorter_kv] {
         assert!(s.seq_q % 16 != 0 && s.seq_kv % 16 != 0, "{s:?}");
     }
 }
 
-fn window(size: u32, dilation: u32) -> tessera_desc::KernelDesc {
+fn window(size: u32, dilation: u32) -> KernelDesc {
     let axis = WindowAxis {
         size,
         dilation,
@@ -91,27 +91,166 @@ fn window_kernels_need_one_grid_that_holds_the_window() {
             .is_ok()
     );
 
-    // The check problem: 131 tokens when the window fits, else just enough for it (ragged).
+    // The check problem: the window's span and one largest tile (128) more, ragged, where the
+    // reference can afford it, else just the span, ragged.
     let p: Problem = "1,4,4,16384,16384".parse().unwrap();
-    let small = p.check_shape(&window(17, 3));
-    assert_eq!((small.seq_q, small.seq_kv), (131, 131));
-    let wide = p.check_shape(&window(65, 3));
-    assert_eq!((wide.seq_q, wide.seq_kv), (195, 195));
-    let aligned = p.check_shape(&window(2048, 1));
-    assert_eq!((aligned.seq_q, aligned.seq_kv), (2051, 2051));
+    let small = p.check_problem(&window(17, 3));
+    assert_eq!((small.seq_q, small.seq_kv, small.grid), (179, 179, None));
+    let wide = p.check_problem(&window(65, 3));
+    assert_eq!((wide.seq_q, wide.seq_kv), (323, 323));
+    let aligned = p.check_problem(&window(2048, 1));
+    assert_eq!((aligned.seq_q, aligned.seq_kv), (2049, 2049));
 }
 
 #[test]
-fn every_visit_of_the_catalog_has_a_reference_for_the_check() {
-    let p: Problem = "1,8,2,16384,16384".parse().unwrap();
-    // A window as long as the check problem (2048) costs minutes of an unoptimised reference;
-    // the short-window kernel covers the same code.
-    let quick = crate::catalog::all()
+fn grids_take_the_place_of_the_lengths_and_round_trip() {
+    let p: Problem = "2,16,4,56x56".parse().unwrap();
+    assert_eq!(
+        (p.batch, p.heads, p.kv_heads, p.seq_q, p.seq_kv, p.group()),
+        (2, 16, 4, 3136, 3136, 4)
+    );
+    assert_eq!(p.grid_arg(), Some(&[56, 56][..]));
+    assert_eq!(p.extents(), [56, 56]);
+    assert_eq!(p, Problem::on_grid(2, 16, 4, Grid::new(&[56, 56]).unwrap()));
+    for text in ["2,16,4,56x56", "1,8,8,16x32x30", "1,32,8,16384,4096"] {
+        let p: Problem = text.parse().unwrap();
+        assert_eq!(p.to_string(), text);
+        assert_eq!(p.to_string().parse::<Problem>().unwrap(), p);
+    }
+    let line: Problem = "1,8,8,1000,1000".parse().unwrap();
+    assert_eq!((line.grid, line.extents()), (None, vec![1000]));
+    for (bad, why) in [
+        ("1,8,8,56", "is not B,H,HKV,SQ,SKV"),
+        ("1,8,8,56x56,56", "seq_q `56x56` is not a count"),
+        ("1,8,8,56x", "grid `56x` is not XxY or XxYxZ"),
+        ("1,8,8,2x3x4x5", "2 or 3 extents, not 4"),
+        ("1,8,8,56x0", "at least 1"),
+        (
+            "1,8,8,100000x100000",
+            "seq_q = 10000000000 does not fit in i32",
+        ),
+        (
+            "1,1,1,4000000000x4000000000x4000000000",
+            "more tokens than fit in usize",
+        ),
+        ("1,8,3,56x56", "must divide heads"),
+    ] {
+        let err = bad.parse::<Problem>().unwrap_err();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn a_grid_is_checked_against_the_kernel_as_a_launch_checks_it() {
+    let na2d = catalog::find("na2d_w13x13_d2x2_bf16_d128").unwrap();
+    let check = |desc: &KernelDesc, shape: &str| shape.parse::<Problem>().unwrap().check_for(desc);
+    assert!(check(na2d, "1,4,4,26x40").is_ok());
+    for (desc, shape, why) in [
+        // The window's span, 13 × dilation 2, must fit on each axis.
+        (
+            na2d,
+            "1,4,4,25x40",
+            "axis 0: window 13 × dilation 2 = 26 does not fit",
+        ),
+        (
+            na2d,
+            "1,4,4,1040,1040",
+            "is a 2-D window: give its grid extents",
+        ),
+        (na2d, "1,4,4,26x40x2", "needs 2 grid extents, got 3"),
+        (
+            super::dense(),
+            "1,4,4,26x40",
+            "has no window, so it takes no grid",
+        ),
+        (&window(13, 1), "1,4,4,26x40", "needs 1 grid extents, got 2"),
+    ] {
+        let err = check(desc, shape).unwrap_err();
+        assert!(err.contains(why), "{shape}: {err}");
+    }
+    // A problem built by hand whose lengths are not its grid's tokens.
+    let mut p: Problem = "1,4,4,26x40".parse().unwrap();
+    p.seq_q += 1;
+    p.seq_kv += 1;
+    assert!(p.check_for(na2d).unwrap_err().contains("holds 1040 tokens"));
+}
+
+/// The catalog's windows over 2 and 3 axes.
+fn grid_kernels() -> impl Iterator<Item = &'static KernelDesc> {
+    catalog::all()
         .iter()
-        .filter(|d| p.check_shape(d).seq_q <= 256);
-    let visits: std::collections::HashSet<&str> = quick.clone().map(|d| d.visit.name()).collect();
-    assert_eq!(visits.len(), 3, "{visits:?}");
-    for desc in quick {
+        .filter(|d| matches!(d.visit, Visit::Window(w) if w.dims > 1))
+}
+
+#[test]
+fn the_check_grid_holds_the_window_and_is_ragged_for_every_tile() {
+    let p: Problem = "1,32,8,128x128".parse().unwrap();
+    let grid = |name: &str| {
+        let small = p.check_problem(catalog::find(name).unwrap());
+        assert_eq!((small.batch, small.heads, small.kv_heads), (1, 8, 2));
+        small.grid.map(|g| g.to_string())
+    };
+    // A small window gets one largest tile (16) of room beyond its span (26); large ones only
+    // their span, plus what makes each extent ragged for every tile of the axis.
+    assert_eq!(grid("na2d_w13x13_d2x2_bf16_d128").as_deref(), Some("42x42"));
+    assert_eq!(grid("na2d_w80x80_f16_d128").as_deref(), Some("81x81"));
+    assert_eq!(grid("na3d_w18x24x24_f16_d128").as_deref(), Some("19x25x25"));
+    assert_eq!(
+        grid("na3d_w7x15x15_c100_bf16_d128").as_deref(),
+        Some("7x15x19")
+    );
+
+    for desc in grid_kernels() {
+        let small = p.check_problem(desc);
+        assert!(small.check_for(desc).is_ok(), "{}: {small}", desc.name);
+        for config in desc.configs() {
+            for (a, &e) in small.extents().iter().enumerate() {
+                for tile in [config.q_tile[a], config.kv_tile[a]] {
+                    let ragged = tile == 1 || e % tile as usize != 0;
+                    assert!(ragged, "{}: {small}, {config}", desc.name);
+                }
+            }
+        }
+    }
+}
+
+/// Pairs of a query and a key the float64 reference computes for `desc`'s check problem.
+fn reference_pairs(desc: &KernelDesc, p: &Problem) -> usize {
+    let small = p.check_problem(desc);
+    let keys = match desc.visit {
+        Visit::Window(w) => w.axes().iter().map(|a| a.size as usize).product(),
+        _ => small.seq_kv,
+    };
+    small.seq_q * keys
+}
+
+#[test]
+fn every_kind_of_kernel_has_a_reference_for_the_check() {
+    let p: Problem = "1,2,2,16384,16384".parse().unwrap();
+    // A window of thousands of keys costs minutes of an unoptimised reference: a small 3-D
+    // window stands in for the catalog's large ones.
+    let mut small_3d = *grid_kernels().find(|d| d.name.starts_with("na3d")).unwrap();
+    let Visit::Window(mut w) = small_3d.visit else {
+        unreachable!("a grid kernel is a window")
+    };
+    for (axis, size) in w.axes.iter_mut().zip([3, 5, 4]) {
+        axis.size = size;
+    }
+    small_3d.visit = Visit::Window(w);
+    let kernels: Vec<&KernelDesc> = catalog::all()
+        .iter()
+        .chain([&small_3d])
+        .filter(|d| reference_pairs(d, &p) <= 300_000)
+        .collect();
+    let kinds: std::collections::HashSet<(&str, u8)> = kernels
+        .iter()
+        .map(|d| match d.visit {
+            Visit::Window(w) => ("window", w.dims),
+            v => (v.name(), 1),
+        })
+        .collect();
+    assert_eq!(kinds.len(), 5, "{kinds:?}");
+    for desc in kernels {
         let case = super::super::verify::Case::new(desc, &p);
         assert!(case.is_ok(), "{}: {:?}", desc.name, case.err());
     }

@@ -1,4 +1,4 @@
-use super::super::{Entries, Outcome, Record};
+use super::super::{Entries, Outcome, Problem, Record};
 use super::{entry, key, problem, timed};
 
 const A: &str = "block_q=128,block_kv=64,warps=8,stages=2";
@@ -74,4 +74,26 @@ fn configs_without_a_record_make_an_entry_partial() {
     e.extend_space([B, A, C]);
     assert_eq!(e.space, [A, B, C]);
     assert_eq!(e.untried(), [B, C]);
+}
+
+#[test]
+fn problems_keep_their_grid_in_json_and_those_without_one_are_written_as_before() {
+    let line = problem(4096);
+    let json = serde_json::to_string(&line).unwrap();
+    assert_eq!(
+        json,
+        r#"{"batch":1,"heads":32,"kv_heads":32,"seq_q":4096,"seq_kv":4096}"#
+    );
+    assert_eq!(serde_json::from_str::<Problem>(&json).unwrap(), line);
+
+    let grid: Problem = "1,8,2,16x32x30".parse().unwrap();
+    let json = serde_json::to_string(&grid).unwrap();
+    assert!(json.ends_with(r#""grid":[16,32,30]}"#), "{json}");
+    assert_eq!(serde_json::from_str::<Problem>(&json).unwrap(), grid);
+
+    // A grid is checked as it is read: one axis, or an empty one, is no grid.
+    for bad in ["[56]", "[56,0]", "[]"] {
+        let text = json.replace("[16,32,30]", bad);
+        assert!(serde_json::from_str::<Problem>(&text).is_err(), "{text}");
+    }
 }

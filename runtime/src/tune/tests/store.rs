@@ -5,8 +5,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use super::super::store::{Damage, decode, path_from};
-use super::super::{Entries, Store, StoreError};
-use super::{entry, key};
+use super::super::{Entries, KeyInfo, Store, StoreError};
+use super::{device, entry, key};
 
 const A: &str = "block_q=128,block_kv=64,warps=8,stages=2";
 const B: &str = "block_q=64,block_kv=64,warps=4,stages=2";
@@ -274,4 +274,54 @@ fn an_unreadable_store_is_an_error_for_writers() {
     let store = Store::at(&path);
     assert!(matches!(store.load(), Err(StoreError::Io { .. })));
     assert!(store.update(|_| ()).is_err());
+}
+
+/// A store as tessera wrote it before problems had grids: the key of
+/// `key::key_text_is_canonical_and_stable` and one record.
+const BEFORE_GRIDS: &str = r#"{
+  "format": "tessera-tune v1",
+  "entries": {
+    "fb848ed963d17633e1a38d6f0e7dc6061035ce737a1e5d6a1acc550bbcd47255": {
+      "key": {
+        "kernel": "k",
+        "kernel_hash": "ab12",
+        "bucket": {"seq_q": 16384, "seq_kv": 8192, "head_dim": 128, "dtype": "bf16", "group": 4},
+        "device": {"name": "Test GPU 80GB", "compute_capability": [9, 0], "driver": 13000},
+        "tessera": "1.2.3+f00"
+      },
+      "space": ["block_q=128,block_kv=64,warps=8,stages=2"],
+      "records": {
+        "block_q=128,block_kv=64,warps=8,stages=2": {
+          "at_ms": 1,
+          "problem": {"batch": 1, "heads": 32, "kv_heads": 8, "seq_q": 16384, "seq_kv": 8192},
+          "status": "timed", "median_ms": 1.5, "min_ms": 1.4, "reps": 10, "tflops": 300.0
+        }
+      }
+    }
+  }
+}"#;
+
+#[test]
+fn a_store_written_before_grids_loads_with_every_entry_and_writes_back_without_grids() {
+    let (entries, dropped) = decode(BEFORE_GRIDS.as_bytes()).unwrap();
+    // No entry is dropped: the ids of keys without a grid did not change.
+    assert_eq!((entries.0.len(), dropped), (1, 0));
+    let entry = entries.0.values().next().unwrap();
+    assert_eq!(entry.key.bucket.grid, None);
+    let record = &entry.records[A];
+    assert_eq!(record.problem, "1,32,8,16384,8192".parse().unwrap());
+    let text = serde_json::to_string(&entries).unwrap();
+    assert!(!text.contains("grid"), "{text}");
+}
+
+#[test]
+fn an_entry_of_a_grid_is_read_back_under_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_in(dir.path());
+    let desc = crate::catalog::find("na2d_w13x13_d2x2_bf16_d128").unwrap();
+    let k = KeyInfo::new(desc, &"1,8,2,56x56".parse().unwrap(), &device(13000));
+    let config = "q_tile=16x8,kv_tile=8x8,warps=4,stages=2";
+    let entries = Entries([(k.id(), entry(k, &[(config, 1, 1.0)]))].into());
+    add(&store, entries.clone());
+    assert_eq!(store.load().unwrap(), entries);
 }
