@@ -178,7 +178,9 @@ fn check_lengths(shape: &Shape, q: &[f64], k: &[f64], v: &[f64]) -> Result<(), S
 
 /// The softmax core every reference runs: query row `i` attends to the keys `j` with
 /// `allowed(i, j)`, visited in increasing `j` so that results do not depend on how a caller
-/// describes its mask.
+/// describes its mask. Rows are independent, so they are spread over the CPU's cores (the
+/// tuner checks every candidate against this on problems of up to millions of pairs); each row's
+/// arithmetic is the same sequential sum whichever thread runs it.
 ///
 /// `shape` must have passed [`Shape::check`] and the slices [`check_lengths`].
 fn masked_attention(
@@ -187,25 +189,62 @@ fn masked_attention(
     q: &[f64],
     k: &[f64],
     v: &[f64],
-    allowed: impl Fn(usize, usize) -> bool,
+    allowed: impl Fn(usize, usize) -> bool + Sync,
 ) -> Output {
-    let Shape {
-        batch,
-        heads,
-        kv_heads,
-        seq_q,
-        seq_kv,
-        head_dim: d,
-    } = *shape;
-    let group = shape.group_size();
+    let (seq_q, d, planes) = (shape.seq_q, shape.head_dim, shape.batch * shape.heads);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, seq_q.max(1));
+    let chunk = seq_q.div_ceil(threads).max(1);
+    let rows: Vec<Rows> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..seq_q)
+            .step_by(chunk)
+            .map(|start| {
+                let allowed = &allowed;
+                scope.spawn(move || attend_rows(shape, scale, q, k, v, start..(start + chunk).min(seq_q), allowed))
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
     let mut o = vec![0.0; shape.q_len()];
     let mut lse = vec![f64::NEG_INFINITY; shape.lse_len()];
+    for part in rows {
+        for (n, i) in part.range.enumerate() {
+            for p in 0..planes {
+                let at = (p * seq_q + i) * d;
+                o[at..at + d].copy_from_slice(&part.o[(n * planes + p) * d..(n * planes + p + 1) * d]);
+                lse[p * seq_q + i] = part.lse[n * planes + p];
+            }
+        }
+    }
+    Output { o, lse }
+}
+
+/// The outputs of a range of query rows, row-major over (row, batch·head).
+struct Rows {
+    range: std::ops::Range<usize>,
+    o: Vec<f64>,
+    lse: Vec<f64>,
+}
+
+fn attend_rows(
+    shape: &Shape,
+    scale: f64,
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    range: std::ops::Range<usize>,
+    allowed: &(impl Fn(usize, usize) -> bool + Sync),
+) -> Rows {
+    let Shape { batch, heads, kv_heads, seq_q, seq_kv, head_dim: d } = *shape;
+    let group = shape.group_size();
+    let planes = batch * heads;
+    let mut o = vec![0.0; range.len() * planes * d];
+    let mut lse = vec![f64::NEG_INFINITY; range.len() * planes];
     let mut keys = Vec::with_capacity(seq_kv);
     let mut scores = Vec::with_capacity(seq_kv);
 
     // Rows outermost: the key set depends only on the row, so the predicate runs once per row
     // rather than once per (batch, head, row).
-    for i in 0..seq_q {
+    for (n, i) in range.clone().enumerate() {
         keys.clear();
         keys.extend((0..seq_kv).filter(|&j| allowed(i, j)));
         if keys.is_empty() {
@@ -230,7 +269,8 @@ fn masked_attention(
                     *s = (*s - max).exp();
                     sum += *s;
                 }
-                let oi = &mut o[q_base + i * d..q_base + (i + 1) * d];
+                let at = n * planes + b * heads + h;
+                let oi = &mut o[at * d..(at + 1) * d];
                 for (&j, p) in keys.iter().zip(&scores) {
                     let vj = &v[kv_base + j * d..kv_base + (j + 1) * d];
                     for (acc, x) in oi.iter_mut().zip(vj) {
@@ -240,11 +280,11 @@ fn masked_attention(
                 for acc in oi.iter_mut() {
                     *acc /= sum;
                 }
-                lse[(b * heads + h) * seq_q + i] = max + sum.ln();
+                lse[at] = max + sum.ln();
             }
         }
     }
-    Output { o, lse }
+    Rows { range, o, lse }
 }
 
 /// Relative error ‖out − ref‖₂ / ‖ref‖₂.
