@@ -249,3 +249,75 @@ fn multi_dimensional_windows_match_the_natten_reference() {
         assert!(lse_err < 1e-4, "case {i} grid {grid:?} {cfg}: lse rel error {lse_err}");
     }
 }
+
+mod grid_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One axis: extent, then a window that fits it with its dilation, a stride up to the
+    /// window, and a causal flag.
+    fn axis(max_extent: usize) -> impl Strategy<Value = (usize, WindowAxis)> {
+        (2..=max_extent)
+            .prop_flat_map(|extent| (Just(extent), 1..=3usize))
+            .prop_flat_map(|(extent, dilation)| {
+                let dilation = dilation.min(extent);
+                (Just(extent), 1..=extent / dilation, Just(dilation), any::<bool>())
+            })
+            .prop_flat_map(|(extent, size, dilation, causal)| {
+                (1..=size).prop_map(move |stride| {
+                    let axis = WindowAxis { size: size as u32, dilation: dilation as u32, stride: stride as u32, causal };
+                    (extent, axis)
+                })
+            })
+    }
+
+    /// Box shapes of 16 or 32 tokens over `dims` axes (16-row mma slabs, one warp).
+    fn tile(dims: usize) -> impl Strategy<Value = [u32; 3]> {
+        let shapes: &[[u32; 3]] = if dims == 2 {
+            &[[2, 8, 1], [4, 4, 1], [8, 2, 1], [16, 1, 1], [1, 16, 1], [4, 8, 1], [8, 4, 1]]
+        } else {
+            &[[1, 4, 4], [2, 2, 4], [4, 2, 2], [2, 4, 2], [1, 2, 8], [2, 4, 4], [4, 4, 2]]
+        };
+        proptest::sample::select(shapes.to_vec())
+    }
+
+    fn case() -> impl Strategy<Value = (Vec<(usize, WindowAxis)>, [u32; 3], [u32; 3], u64)> {
+        prop_oneof![proptest::collection::vec(axis(11), 2), proptest::collection::vec(axis(6), 3)]
+            .prop_flat_map(|axes| {
+                let dims = axes.len();
+                (Just(axes), tile(dims), tile(dims), any::<u64>())
+            })
+    }
+
+    proptest! {
+        // The interpreter runs every CTA of the grid in a debug build: keep the cases few.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Random 2-D/3-D grids, windows, dilations, strides, causal flags and box tiles: the
+        /// interpreter matches NATTEN's reference.
+        #[test]
+        fn random_grids_match_the_natten_reference((axes, q_tile, kv_tile, seed) in case()) {
+            let dims = axes.len();
+            let grid: Vec<usize> = axes.iter().map(|a| a.0).collect();
+            let mut window_axes = [WindowAxis { size: 1, dilation: 1, stride: 1, causal: false }; 3];
+            for (slot, (_, a)) in window_axes.iter_mut().zip(&axes) {
+                *slot = *a;
+            }
+            let fixed = |t: [u32; 3]| t.map(Param::Fixed);
+            let schedule = Schedule { q_tile: fixed(q_tile), kv_tile: fixed(kv_tile), warps: Param::Fixed(1), stages: Param::Fixed(2) };
+            let d = KernelDesc { schedule, ..desc(Visit::Window(Window { dims: dims as u8, axes: window_axes }), Dtype::F16, 64) };
+            let cfg = Config { q_tile, kv_tile, warps: 1, stages: 2 };
+            let tokens: usize = grid.iter().product();
+            let mut case = Case::random(&mut StdRng::seed_from_u64(seed), shape(1, 2, 1, tokens, tokens, 64));
+            case.grid[..dims].copy_from_slice(&grid);
+            let program = tile_program(&d, &cfg).unwrap();
+            let out = interp::run(&program, &case.launch()).unwrap();
+            let r = |x: &Vec<f32>| -> Vec<f64> { x.iter().map(|&v| tessera_codegen::semantics::round_to(Dtype::F16, v) as f64).collect() };
+            let want = reference::of_desc(&d, &case.shape, &grid, 1.0 / 8.0, &r(&case.q), &r(&case.k), &r(&case.v)).unwrap();
+            let err = reference::rel_error(&widen(&out.o), &want.o);
+            prop_assert!(err < 2e-3, "grid {grid:?} {cfg}: rel error {err}");
+            let lse_err = reference::rel_error(&widen(&out.lse), &want.lse);
+            prop_assert!(lse_err < 1e-4, "grid {grid:?} {cfg}: lse rel error {lse_err}");
+        }
+    }
+}
