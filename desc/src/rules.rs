@@ -22,7 +22,7 @@ pub fn check_head_dim(d: u32) -> Result<(), String> {
 }
 
 fn check_block(what: &str, v: u32, step: u32, step_name: &str) -> Result<(), String> {
-    if v == 0 || v % step != 0 {
+    if v == 0 || !v.is_multiple_of(step) {
         return Err(format!("{what} = {v} is not a positive multiple of {step} ({step_name})"));
     }
     if v > MAX_BLOCK {
@@ -113,7 +113,7 @@ pub fn check_tile_axes(visit: &crate::Visit, q_tile: &[u32; 3], kv_tile: &[u32; 
 
 /// Rules that tie parameters together: each warp owns whole 16-row slabs of the query tile.
 pub fn check_combination(block_q: u32, warps: u32) -> Result<(), String> {
-    if block_q % (MMA_M * warps) == 0 {
+    if block_q.is_multiple_of(MMA_M * warps) {
         Ok(())
     } else {
         Err(format!(

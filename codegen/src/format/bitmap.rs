@@ -86,10 +86,10 @@ impl BitmapCache {
     /// Compresses `heads` planes of `tokens × head_dim` values (16-bit element bits, already
     /// pruned: zeros are what is left out).
     pub fn compress(dense: &[u16], dtype: Dtype, heads: usize, tokens: usize, head_dim: usize, order: TileOrder) -> Result<BitmapCache, FormatError> {
-        if tokens % TILE != 0 {
+        if !tokens.is_multiple_of(TILE) {
             return Err(FormatError::NotMultiple { what: "tokens", got: tokens, multiple: TILE });
         }
-        if head_dim % TILE != 0 {
+        if !head_dim.is_multiple_of(TILE) {
             return Err(FormatError::NotMultiple { what: "head_dim", got: head_dim, multiple: TILE });
         }
         let plane = tokens * head_dim;
@@ -136,11 +136,11 @@ impl BitmapCache {
         for h in 0..self.heads {
             let base = self.head_base[h] as usize * PAD;
             for t in 0..tiles {
-                let mut at = base + 2 * self.offsets[h * (tiles + 1) + t] as usize;
+                let start = base + 2 * self.offsets[h * (tiles + 1) + t] as usize;
                 let bitmap = self.bitmaps[h * tiles + t];
-                for i in (0..TILE).filter(|i| bitmap & (1 << (63 - i)) != 0) {
-                    dense[h * plane + Self::element(self.order, self.head_dim, t, i)] = self.values[at];
-                    at += 1;
+                let set = (0..TILE).filter(|i| bitmap & (1 << (63 - i)) != 0);
+                for (i, &value) in set.zip(&self.values[start..]) {
+                    dense[h * plane + Self::element(self.order, self.head_dim, t, i)] = value;
                 }
             }
         }

@@ -187,8 +187,8 @@ impl Attention {
                 hk,
             ));
         }
-        if let Some(lse) = &a.lse {
-            if lse.len() != b * h * sq {
+        if let Some(lse) = &a.lse
+            && lse.len() != b * h * sq {
                 return Err(mismatch(
                     "lse",
                     "length (batch·heads·seq_q)",
@@ -196,7 +196,6 @@ impl Attention {
                     lse.len(),
                 ));
             }
-        }
         let mut out = [0i32; 5];
         for (o, (name, v)) in out.iter_mut().zip([
             ("batch", b),
