@@ -10,6 +10,8 @@ pub enum CodegenError {
     UnknownIntrinsic(String),
     #[error("LLVM: {0}")]
     Llvm(String),
+    #[error("not supported by this version of tessera-codegen: {0}")]
+    Unsupported(String),
 }
 
 impl From<inkwell::builder::BuilderError> for CodegenError {

@@ -82,3 +82,16 @@ fn grid_windows_assemble_without_spills() {
         }
     }
 }
+
+/// Bitmap loads run in the interpreter but have no PTX lowering yet: emitting one is an error
+/// that says so, never PTX that reads the compressed cache as dense tiles.
+#[test]
+fn bitmap_loads_are_refused_by_the_lowering() {
+    let mut desc = desc(Visit::Dense, Dtype::F16, 64);
+    desc.load = tessera_desc::Load::Bitmap(tessera_desc::BitmapLoad { k: true, v: false });
+    desc.schedule = Schedule::line(Param::Fixed(64), Param::Fixed(64), Param::Fixed(4), Param::Fixed(2));
+    let cfg = desc.default_config().unwrap();
+    assert!(emit(&desc, &cfg, Target::Sm90a, Stage::Ir).is_ok());
+    let err = emit(&desc, &cfg, Target::Sm90a, Stage::Ptx).unwrap_err();
+    assert!(err.to_string().contains("bitmap"), "{err}");
+}

@@ -50,6 +50,8 @@ impl Case {
             q: &self.q,
             k: &self.k,
             v: &self.v,
+            k_bitmap: None,
+            v_bitmap: None,
         }
     }
 
@@ -319,5 +321,52 @@ mod grid_properties {
             let lse_err = reference::rel_error(&widen(&out.lse), &want.lse);
             prop_assert!(lse_err < 1e-4, "grid {grid:?} {cfg}: lse rel error {lse_err}");
         }
+    }
+}
+
+/// A kernel whose K and/or V come from Mustafar's bitmap-compressed cache reads, element by
+/// element through the format's own indexing, exactly the pruned cache: it matches dense
+/// attention over the decompressed K/V. Decode-shaped (the 4 query heads of a GQA group as the
+/// rows) and prefill-shaped, every bitmap combination, both tile orders.
+#[test]
+fn bitmap_loads_read_the_pruned_cache() {
+    use tessera_codegen::format::{BitmapCache, PruneRule, TileOrder, from_f32, prune_token, to_f32};
+    use tessera_desc::{BitmapLoad, Load};
+    let (kv_heads, seq_kv, d) = (2, 192, 64);
+    for (i, (seq_q, k, v)) in [(4, true, true), (4, true, false), (77, false, true), (77, true, true)].into_iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(40 + i as u64);
+        let mut case = Case::random(&mut rng, shape(1, kv_heads, kv_heads, seq_q, seq_kv, d));
+        // Prune each token of K and V as the cache holds them (f16), then compress.
+        let prune = |x: &mut Vec<f32>, s| {
+            let rounded: Vec<f32> = x.iter().map(|&v| to_f32(Dtype::F16, from_f32(Dtype::F16, v))).collect();
+            *x = rounded.chunks(d).flat_map(|t| prune_token(t, s, PruneRule::KthSmallest)).collect();
+        };
+        prune(&mut case.k, 0.5);
+        prune(&mut case.v, 0.7);
+        let bits = |x: &[f32]| x.iter().map(|&v| from_f32(Dtype::F16, v)).collect::<Vec<_>>();
+        let kc = BitmapCache::compress(&bits(&case.k), Dtype::F16, kv_heads, seq_kv, d, TileOrder::Keys).unwrap();
+        let vc = BitmapCache::compress(&bits(&case.v), Dtype::F16, kv_heads, seq_kv, d, TileOrder::Values).unwrap();
+        let desc = KernelDesc {
+            load: Load::Bitmap(BitmapLoad { k, v }),
+            schedule: Schedule::line(Param::Fixed(16), Param::Fixed(64), Param::Fixed(1), Param::Fixed(2)),
+            ..desc(Visit::Dense, Dtype::F16, d as u32)
+        };
+        let program = tile_program(&desc, &desc.default_config().unwrap()).unwrap();
+        // The dense copies of the compressed tensors are poisoned: only the caches may be read.
+        let poison = vec![f32::NAN; case.k.len()];
+        let mut launch = case.launch();
+        if k {
+            (launch.k, launch.k_bitmap) = (&poison, Some(&kc));
+        }
+        if v {
+            (launch.v, launch.v_bitmap) = (&poison, Some(&vc));
+        }
+        let out = interp::run(&program, &launch).unwrap();
+        let want = case.reference(Mask::None, Dtype::F16);
+        let err = reference::rel_error(&widen(&out.o), &want.o);
+        assert!(err < 2e-3, "seq_q {seq_q} k {k} v {v}: rel error {err}");
+        // A launch without the cache it needs is an error, not a read of the dense tensor.
+        let missing = Launch { k_bitmap: None, v_bitmap: None, ..case.launch() };
+        assert!(interp::run(&program, &missing).is_err());
     }
 }

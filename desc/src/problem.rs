@@ -126,12 +126,35 @@ impl fmt::Display for Window {
 pub enum Load {
     /// Plain dense tiles from global memory.
     Dense,
+    /// K and/or V read from Mustafar's bitmap-compressed format (`codegen::format::bitmap`):
+    /// "load as compressed, compute as dense", decoded into the shared-memory tile.
+    Bitmap(BitmapLoad),
+}
+
+/// Which of K and V a bitmap load reads compressed (at least one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BitmapLoad {
+    pub k: bool,
+    pub v: bool,
 }
 
 impl Load {
     pub fn name(self) -> &'static str {
         match self {
             Load::Dense => "dense",
+            Load::Bitmap(_) => "bitmap",
+        }
+    }
+}
+
+impl fmt::Display for Load {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Load::Dense => f.write_str("dense"),
+            Load::Bitmap(b) => {
+                let names: Vec<&str> = [(b.k, "k"), (b.v, "v")].iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+                write!(f, "bitmap({})", names.join(", "))
+            }
         }
     }
 }

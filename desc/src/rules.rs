@@ -92,6 +92,25 @@ pub fn check_window_extents(w: &crate::Window, extents: &[usize]) -> Result<(), 
     Ok(())
 }
 
+/// Bitmap tiles hold 64 tokens (K) or 64 channels (V): a KV tile must be whole bitmap tiles, a
+/// run of tokens, and a bitmap load must compress something.
+pub fn check_load(load: &crate::Load, kv_tile: &[u32; 3]) -> Result<(), String> {
+    let crate::Load::Bitmap(b) = load else { return Ok(()) };
+    if !b.k && !b.v {
+        return Err("a bitmap load needs `k`, `v` or both".into());
+    }
+    if kv_tile[1..] != [1, 1] {
+        return Err("a bitmap load reads KV tiles that are runs of tokens, not boxes of a 2-D/3-D grid".into());
+    }
+    if !kv_tile[0].is_multiple_of(64) {
+        return Err(format!(
+            "a bitmap load reads KV tiles of whole 64-token bitmap tiles: block_kv = {} is not a multiple of 64",
+            kv_tile[0]
+        ));
+    }
+    Ok(())
+}
+
 /// Tiles are boxes of the kernel's grid: only a window over N axes has tiles over N axes.
 pub fn check_tile_axes(visit: &crate::Visit, q_tile: &[u32; 3], kv_tile: &[u32; 3]) -> Result<(), String> {
     let dims = match visit {

@@ -3,7 +3,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 use syn::{Error, Item, LitStr};
-use tessera_desc::{Dtype, Layout, Load, Visit, Window};
+use tessera_desc::{BitmapLoad, Dtype, Layout, Load, Visit, Window};
 
 use crate::errors;
 use crate::model::{self, Kernel, Param, Spanned, Tile};
@@ -52,6 +52,9 @@ fn impl_kernel(kernel: &Kernel) -> syn::Result<TokenStream> {
     })?;
     let load = variant("load", kernel.load, |l| match l {
         Load::Dense => Some(quote!(Dense)),
+        Load::Bitmap(BitmapLoad { k, v }) => {
+            Some(quote!(Bitmap(::tessera::BitmapLoad { k: #k, v: #v })))
+        }
         _ => None,
     })?;
     let q_tile = tile(&kernel.q_tile);
@@ -215,6 +218,26 @@ mod tests {
             kv_tile: [::tessera::Param::Fixed(8), ::tessera::Param::Choices(&[8, 16]), ::tessera::Param::Fixed(1)],
         };
         assert!(out.contains(&tiles.to_string()), "{out}");
+    }
+
+    #[test]
+    fn bitmap_loads_spell_both_flags() {
+        let out = expand(
+            quote!(
+                head_dim = 128,
+                dtype = bf16,
+                visit = dense,
+                load = bitmap(v),
+                tile = (q = 64, kv = 64)
+            ),
+            quote!(
+                pub struct Compressed;
+            ),
+        );
+        let load = quote! {
+            load: ::tessera::Load::Bitmap(::tessera::BitmapLoad { k: false, v: true }),
+        };
+        assert!(out.contains(&load.to_string()), "{out}");
     }
 
     #[test]

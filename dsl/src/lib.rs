@@ -19,7 +19,7 @@ use proc_macro::TokenStream;
 ///     visit = window(size = [7, 7], dilation = 2), // dense, causal or window(...)
 ///     tile = (q = (8, 16), kv = (8, [8, 16])),    // required
 ///     tune = (warps = [4, 8], stages = [1, 2]),   // optional: 4 warps, 2 stages
-///     layout = bhsd, load = dense, name = "na2d", // optional
+///     layout = bhsd, load = dense, name = "na2d", // optional; load: dense or bitmap(...)
 /// )]
 /// pub struct Na2d;
 /// ```
@@ -30,6 +30,11 @@ use proc_macro::TokenStream;
 /// - A window over 2 or 3 axes takes a tile shape with one extent per axis, in the order of
 ///   `size`: `q = (8, 16)` is 8 × 16 = 128 query rows, and `kv = (8, [8, 16])` lets the tuner
 ///   pick 8 × 8 or 8 × 16 keys.
+///
+/// `load = bitmap(k, v)` reads K and V from Mustafar's bitmap-compressed cache (`bitmap(k)` or
+/// `bitmap(v)` only one of them). Its bitmap tiles hold 64 tokens, so the tuner keeps only the KV
+/// tiles that are runs of a multiple of 64 keys: `kv = [32, 64, 128]` tunes over 64 and 128, and
+/// a `kv` that leaves none is an error.
 ///
 /// Rows and keys (the product of a shape's extents, for every combination of its choices) must
 /// be multiples of 16 up to 256, and some choice of rows must split into 16-row slabs over some

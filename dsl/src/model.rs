@@ -5,9 +5,10 @@
 //! multiples, warp splits) is `validate`'s job, since some rules need the whole model at once.
 //! Every value keeps its span so those later errors can point at the user's token.
 
+mod bitmap;
 mod window;
 
-use proc_macro2::{Ident, Span, TokenStream};
+use proc_macro2::{Group, Ident, Span, TokenStream};
 use quote::quote;
 use syn::ext::IdentExt;
 use syn::{Error, Item, LitInt};
@@ -405,7 +406,7 @@ impl Kernel {
         let layout =
             optional(fields.get("layout"), Layout::Bhsd, &mut errors, |v| LAYOUTS.parse(v));
         let visit = fields.get("visit").and_then(|v| errors.capture(visit(v)));
-        let load = optional(fields.get("load"), Load::Dense, &mut errors, |v| LOADS.parse(v));
+        let load = optional(fields.get("load"), Load::Dense, &mut errors, load);
         let tile = fields.get("tile").and_then(|v| errors.capture(tile(v)));
         let tune = match fields.get("tune") {
             None => Some((Param::Default(DEFAULT_WARPS), Param::Default(DEFAULT_STAGES))),
@@ -608,14 +609,26 @@ fn tune(value: &Value) -> syn::Result<(Param, Param)> {
 
 /// A visit set: a plain word from `VISITS`, or `window(...)` with its arguments.
 fn visit(value: &Value) -> syn::Result<(Spanned<Visit>, Option<WindowSpec>)> {
-    if let ValueKind::Call(word, args) = &value.kind
-        && word.unraw() == "window"
-    {
-        let spec = window::window(value, args)?;
-        let visit = Spanned { value: Visit::Window(spec.window), span: value_span(value) };
-        return Ok((visit, Some(spec)));
+    let Some(args) = call(value, "window") else { return Ok((VISITS.parse(value)?, None)) };
+    let spec = window::window(value, args)?;
+    let visit = Spanned { value: Visit::Window(spec.window), span: value_span(value) };
+    Ok((visit, Some(spec)))
+}
+
+/// A load mode: a plain word from `LOADS`, or `bitmap(...)` with its arguments.
+fn load(value: &Value) -> syn::Result<Spanned<Load>> {
+    let Some(args) = call(value, "bitmap") else { return LOADS.parse(value) };
+    let load = Load::Bitmap(bitmap::bitmap(value, args)?);
+    Ok(Spanned { value: load, span: value_span(value) })
+}
+
+/// The arguments of `value` when it is the call `name(...)`; other values, the bare `name`
+/// included, are the vocabulary's to accept or report.
+fn call<'a>(value: &'a Value, name: &str) -> Option<&'a Group> {
+    match &value.kind {
+        ValueKind::Call(word, args) if word.unraw() == name => Some(args),
+        _ => None,
     }
-    Ok((VISITS.parse(value)?, None))
 }
 
 fn name(value: &Value) -> syn::Result<Name> {
@@ -641,8 +654,9 @@ struct Vocabulary<T: 'static> {
     /// What one value is called in messages.
     noun: &'static str,
     words: fn() -> Vec<(&'static str, T)>,
-    /// Words that take arguments, which the caller parses (`window(...)`), each with an example:
-    /// listed among the expected values, and reported when written without arguments.
+    /// Words that take arguments, which the caller parses (`window(...)`, `bitmap(...)`), each
+    /// with an example: listed among the expected values, and reported when written without
+    /// arguments.
     calls: &'static [(&'static str, &'static str)],
     /// Names of later versions: reported as unsupported rather than unknown.
     reserved: &'static [&'static str],
@@ -682,8 +696,8 @@ const LOADS: Vocabulary<Load> = Vocabulary {
     key: "load",
     noun: "load mode",
     words: || [Load::Dense].iter().map(|l| (l.name(), *l)).collect(),
-    calls: &[],
-    reserved: &["bitmap"],
+    calls: &[("bitmap", "bitmap(k, v)")],
+    reserved: &[],
     note: "",
 };
 
@@ -780,6 +794,7 @@ mod tests {
     use super::*;
     use crate::parse;
     use quote::quote;
+    use tessera_desc::BitmapLoad;
 
     #[test]
     fn snake_case_names() {
@@ -958,6 +973,28 @@ mod tests {
                 "`window(...)` has no `dims` key: the number of axes is the length of `size`, \
                  e.g. `size = [7, 7]` for a 2-D window",
             ]
+        );
+    }
+
+    #[test]
+    fn bitmap_is_the_load_mode_with_arguments() {
+        let attr = |load: TokenStream| quote!(head_dim = 128, dtype = bf16, visit = dense, load = #load, tile = (q = 64, kv = 64));
+        assert!(
+            model(attr(quote!(bitmap(k))))
+                .is_ok_and(|k| k.load.value == Load::Bitmap(BitmapLoad { k: true, v: false }))
+        );
+        assert_eq!(
+            messages(attr(quote!(bitmap))),
+            ["load mode `bitmap` needs arguments; write e.g. `load = bitmap(k, v)`"]
+        );
+        assert_eq!(
+            messages(attr(quote!(bitmaps(k)))),
+            ["unknown load mode `bitmaps(k)` (expected `dense` or `bitmap(...)`); did you mean \
+              `bitmap`?"]
+        );
+        assert_eq!(
+            messages(attr(quote!(dense(k)))),
+            ["load mode `dense` takes no arguments; write `load = dense`"]
         );
     }
 

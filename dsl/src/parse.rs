@@ -41,8 +41,8 @@ pub enum ValueKind {
     Tuple(Vec<Value>),
     /// `(key = value, ...)`
     Group(Vec<Entry>),
-    /// `name(...)`: arguments stay raw, since each call form has its own syntax (`window(...)`
-    /// parses them as entries in the model; reserved forms never look inside).
+    /// `name(...)`: arguments stay raw, since each call form has its own syntax (the model parses
+    /// `window(...)`'s as entries and `bitmap(...)`'s as items; reserved forms never look inside).
     Call(Ident, Group),
     /// A well-formed token the DSL never accepts; the text describes it for wrong-type errors.
     Other(&'static str),
@@ -173,9 +173,9 @@ fn value(tokens: &[TokenTree]) -> syn::Result<(Value, usize)> {
         }
         [TokenTree::Ident(ident), ..] => (ValueKind::Ident(ident.clone()), 1),
         [TokenTree::Group(group), ..] => match group.delimiter() {
-            Delimiter::Bracket => (ValueKind::List(items(group.stream(), "list")?), 1),
+            Delimiter::Bracket => (ValueKind::List(items(group.stream(), "list items")?), 1),
             Delimiter::Parenthesis if is_tuple(group) => {
-                (ValueKind::Tuple(items(group.stream(), "tuple")?), 1)
+                (ValueKind::Tuple(items(group.stream(), "tuple items")?), 1)
             }
             Delimiter::Parenthesis => (ValueKind::Group(entries(group.stream())?), 1),
             Delimiter::Brace => (ValueKind::Other("the block"), 1),
@@ -218,8 +218,9 @@ fn is_tuple(group: &Group) -> bool {
         && !tokens.any(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == '='))
 }
 
-/// The inside of `[ ... ]` or of a tuple's `( ... )`; `noun` names it in messages.
-fn items(tokens: TokenStream, noun: &str) -> syn::Result<Vec<Value>> {
+/// The inside of `[ ... ]`, of a tuple's `( ... )` or of a call's arguments; `noun` names what
+/// it holds in messages ("list items").
+pub fn items(tokens: TokenStream, noun: &str) -> syn::Result<Vec<Value>> {
     let mut errors = Errors::default();
     let mut out = Vec::new();
     for segment in split_commas(tokens, &mut errors) {
@@ -227,7 +228,7 @@ fn items(tokens: TokenStream, noun: &str) -> syn::Result<Vec<Value>> {
             None => Ok(item),
             Some(extra) => Err(Error::new(
                 extra.span(),
-                format!("unexpected `{extra}` after `{item}`; separate {noun} items with commas"),
+                format!("unexpected `{extra}` after `{item}`; separate {noun} with commas"),
             )),
         });
         if let Some(item) = errors.capture(parsed) {

@@ -6,8 +6,8 @@ use proc_macro2::Span;
 use syn::Error;
 use syn::ext::IdentExt;
 use tessera_desc::{
-    MMA_M, Visit, check_block_kv, check_block_q, check_combination, check_head_dim, check_stages,
-    check_tile_axes, check_warps, check_window,
+    MMA_M, Visit, check_block_kv, check_block_q, check_combination, check_head_dim, check_load,
+    check_stages, check_tile_axes, check_warps, check_window,
 };
 
 use crate::errors::Errors;
@@ -50,12 +50,16 @@ pub fn check(kernel: &Kernel) -> syn::Result<()> {
         errors.push(Error::new(kernel.head_dim.span, message));
     }
     let block_q_ok = tile(&mut errors, &Q_TILE, &kernel.q_tile, kernel.grid_axes());
-    tile(&mut errors, &KV_TILE, &kernel.kv_tile, kernel.grid_axes());
+    let kv_ok = tile(&mut errors, &KV_TILE, &kernel.kv_tile, kernel.grid_axes());
     let warps_ok = param(&mut errors, Place::Key("warps"), &kernel.warps, check_warps);
     param(&mut errors, Place::Key("stages"), &kernel.stages, check_stages);
     // With a bad block_q or warps value already reported, a combination error would only repeat it.
     if block_q_ok && warps_ok {
         combination(&mut errors, kernel);
+    }
+    // The load's rule prunes KV tiles; it says nothing useful about tiles already reported.
+    if kv_ok {
+        load(&mut errors, kernel);
     }
     if let Some(spec) = &kernel.window {
         window(&mut errors, spec);
@@ -294,6 +298,40 @@ fn combination(errors: &mut Errors, kernel: &Kernel) {
     )));
 }
 
+/// The tuner prunes the KV tiles that fail `check_load` (a bitmap load reads whole bitmap tiles);
+/// a space where every tile fails would leave it nothing, which is an error of the definition.
+fn load(errors: &mut Errors, kernel: &Kernel) {
+    let shapes = kernel.kv_tile.shapes();
+    let failures: Vec<String> = shapes
+        .iter()
+        .filter_map(|shape| check_load(&kernel.load.value, &grid(shape)).err())
+        .collect();
+    let Some(reason) = failures.first() else { return };
+    if failures.len() < shapes.len() {
+        return;
+    }
+    let (space, others) = match shapes.len() {
+        1 => (String::new(), ""),
+        _ => (
+            format!(" among block_kv = {}", list(true, &kernel.kv_tile.sizes())),
+            ", and every other choice fails too",
+        ),
+    };
+    errors.push(kernel.kv_tile.error(format!(
+        "no KV tile{space} suits `load = {}`: {reason}{others}",
+        kernel.load.value
+    )));
+}
+
+/// A tile shape as the `Config` holds it: one extent per grid axis, 1 past the written ones.
+fn grid(shape: &[u32]) -> [u32; 3] {
+    let mut out = [1; 3];
+    for (slot, &extent) in out.iter_mut().zip(shape) {
+        *slot = extent;
+    }
+    out
+}
+
 fn list(tunable: bool, values: &[u32]) -> String {
     let values: Vec<String> = values.iter().map(u32::to_string).collect();
     if tunable { format!("[{}]", values.join(", ")) } else { values.concat() }
@@ -467,6 +505,28 @@ mod tests {
         assert_eq!(
             messages(quote!(#na2d, tile = (q = (65536, 65536), kv = (8, 8)))),
             ["the query tile 65536x65536 has more rows than a u32 holds"]
+        );
+    }
+
+    #[test]
+    fn a_bitmap_load_needs_some_kv_tile_of_whole_bitmap_tiles() {
+        let dense = quote!(visit = dense, load = bitmap(k, v));
+        assert!(messages(quote!(#dense, tile = (q = 64, kv = [64, 32, 128]))).is_empty());
+        assert_eq!(
+            messages(quote!(#dense, tile = (q = 64, kv = 32))),
+            ["no KV tile suits `load = bitmap(k, v)`: a bitmap load reads KV tiles of whole \
+              64-token bitmap tiles: block_kv = 32 is not a multiple of 64"]
+        );
+        assert_eq!(
+            messages(quote!(visit = causal, load = bitmap(v), tile = (q = 64, kv = [16, 96]))),
+            ["no KV tile among block_kv = [16, 96] suits `load = bitmap(v)`: a bitmap load reads \
+              KV tiles of whole 64-token bitmap tiles: block_kv = 16 is not a multiple of 64, and \
+              every other choice fails too"]
+        );
+        // A KV tile that breaks its own rules is reported once, not again for the load.
+        assert_eq!(
+            messages(quote!(#dense, tile = (q = 64, kv = 8))),
+            ["block_kv = 8 is not a positive multiple of 16 (two mma n8 tiles, one ldmatrix.x4)"]
         );
     }
 

@@ -83,6 +83,32 @@ impl BitmapCache {
         }
     }
 
+    /// Where element (token, channel) of a head's plane lives: its tile and its position in the
+    /// tile (the inverse of `element`). This and [`BitmapCache::value_index`] are how a kernel
+    /// reads the format without decompressing it; the interpreter evaluates them and the
+    /// lowering must emit the same arithmetic.
+    pub fn locate(order: TileOrder, head_dim: usize, token: usize, channel: usize) -> (usize, usize) {
+        let chunk = token / TILE;
+        match order {
+            TileOrder::Keys => (chunk * head_dim + channel, token % TILE),
+            TileOrder::Values => (chunk * head_dim + (channel / TILE) * TILE + token % TILE, channel % TILE),
+        }
+    }
+
+    /// The index in `values` of element `i` of tile `t` of head `head`, or `None` when the
+    /// element was pruned: the tile's start plus the set bits before bit `63 - i`.
+    pub fn value_index(&self, head: usize, t: usize, i: usize) -> Option<usize> {
+        let tiles = self.tiles_per_head();
+        let bitmap = self.bitmaps[head * tiles + t];
+        if bitmap & (1 << (63 - i)) == 0 {
+            return None;
+        }
+        // Bits above bit 63 - i are elements 0..i; `>> 1 >> (63 - i)` avoids a shift by 64.
+        let before = (bitmap >> 1 >> (63 - i)).count_ones() as usize;
+        let start = self.head_base[head] as usize * PAD + 2 * self.offsets[head * (tiles + 1) + t] as usize;
+        Some(start + before)
+    }
+
     /// Compresses `heads` planes of `tokens × head_dim` values (16-bit element bits, already
     /// pruned: zeros are what is left out).
     pub fn compress(dense: &[u16], dtype: Dtype, heads: usize, tokens: usize, head_dim: usize, order: TileOrder) -> Result<BitmapCache, FormatError> {
@@ -284,6 +310,26 @@ mod tests {
                 }
                 if h + 1 < heads {
                     prop_assert_eq!(c.head_base[h + 1] - c.head_base[h], offs[tiles] / 4);
+                }
+            }
+        }
+
+        /// Reading element by element through `locate` and `value_index`, as a kernel does,
+        /// gives the decompressed cache.
+        #[test]
+        fn element_reads_match_decompress(seed: u64, heads in 1usize..3, keys: bool, wide: bool) {
+            let (d, order) = (if wide { 128 } else { 64 }, if keys { TileOrder::Keys } else { TileOrder::Values });
+            let dense = pruned(&mut StdRng::seed_from_u64(seed), heads, 128, d, 0.7, PruneRule::KthSmallest);
+            let c = BitmapCache::compress(&dense, Dtype::F16, heads, 128, d, order).unwrap();
+            let full = c.decompress();
+            for h in 0..heads {
+                for token in 0..128 {
+                    for channel in 0..d {
+                        let (t, i) = BitmapCache::locate(order, d, token, channel);
+                        prop_assert_eq!(BitmapCache::element(order, d, t, i), token * d + channel);
+                        let got = c.value_index(h, t, i).map_or(0, |at| c.values[at]);
+                        prop_assert_eq!(got, full[(h * 128 + token) * d + channel]);
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ use tessera_desc::Dtype;
 
 use super::bitmap::{BitmapCache, FormatError, TileOrder};
 use super::prune::{PruneRule, prune_token};
+use super::{from_f32, to_f32};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CachePolicy {
@@ -119,20 +120,6 @@ fn split_tokens(x: &[u16], len: usize, n: usize, heads: usize, d: usize) -> (Vec
         rest.extend_from_slice(&plane[n * d..]);
     }
     (first, rest)
-}
-
-fn to_f32(dtype: Dtype, bits: u16) -> f32 {
-    match dtype {
-        Dtype::F16 => half::f16::from_bits(bits).to_f32(),
-        _ => half::bf16::from_bits(bits).to_f32(),
-    }
-}
-
-fn from_f32(dtype: Dtype, x: f32) -> u16 {
-    match dtype {
-        Dtype::F16 => half::f16::from_f32(x).to_bits(),
-        _ => half::bf16::from_f32(x).to_bits(),
-    }
 }
 
 /// Each token of `x` (element bits) pruned; exact, since pruning only zeroes values.

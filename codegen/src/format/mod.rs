@@ -12,3 +12,19 @@ pub mod prune;
 pub use bitmap::{BitmapCache, TileOrder};
 pub use cache::{CachePolicy, MustafarCache};
 pub use prune::{PruneRule, prune_token};
+
+/// The value of 16-bit element bits of `dtype`.
+pub fn to_f32(dtype: tessera_desc::Dtype, bits: u16) -> f32 {
+    match dtype {
+        tessera_desc::Dtype::F16 => half::f16::from_bits(bits).to_f32(),
+        _ => half::bf16::from_bits(bits).to_f32(),
+    }
+}
+
+/// `x` rounded to `dtype`, as element bits.
+pub fn from_f32(dtype: tessera_desc::Dtype, x: f32) -> u16 {
+    match dtype {
+        tessera_desc::Dtype::F16 => half::f16::from_f32(x).to_bits(),
+        _ => half::bf16::from_f32(x).to_bits(),
+    }
+}

@@ -3,7 +3,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{Launch, Output};
-use crate::ir::{BufId, Expr, FragId, GlobalTile, Operand, Program, Stmt, Tensor, Var};
+use crate::format::{BitmapCache, TileOrder};
+use crate::ir::{BufId, CopyEngine, Expr, FragId, GlobalTile, Operand, Program, Stmt, Tensor, Var};
 use crate::semantics::{F32, round_to, softmax};
 
 struct PendingCopy {
@@ -70,7 +71,7 @@ impl<'a> Cta<'a> {
                 let v = self.eval(value)?;
                 self.vars.insert(*var, v);
             }
-            Stmt::Copy { dst, stage, src, .. } => self.copy(*dst, stage, src)?,
+            Stmt::Copy { dst, stage, src, engine } => self.copy(*dst, stage, src, *engine)?,
             Stmt::Commit => {
                 let group = std::mem::take(&mut self.open_group);
                 self.groups.push_back(group);
@@ -144,14 +145,19 @@ impl<'a> Cta<'a> {
         }
     }
 
-    /// Checks (batch, head) against the tensor and returns the offset of its first row.
-    fn base(&self, t: &GlobalTile, row_elems: usize) -> Result<usize, String> {
+    /// Checks (batch, head) against the tensor and returns its plane: `batch · heads + head`.
+    fn plane(&self, t: &GlobalTile) -> Result<usize, String> {
         let (_, heads, _) = self.tensor(t.tensor);
         let (b, h) = (self.eval(&t.batch)?, self.eval(&t.head)?);
         if b < 0 || b as usize >= self.launch.batch || h < 0 || h as usize >= heads {
             return Err(format!("{}[{b}, {h}] is out of bounds", t.tensor.name()));
         }
-        Ok(((b as usize) * heads + h as usize) * self.tensor(t.tensor).2 * row_elems)
+        Ok(b as usize * heads + h as usize)
+    }
+
+    /// The offset of the first row of the tile's (batch, head) plane.
+    fn base(&self, t: &GlobalTile, row_elems: usize) -> Result<usize, String> {
+        Ok(self.plane(t)? * self.tensor(t.tensor).2 * row_elems)
     }
 
     /// The token of tile row `r`, or `None` when the row lies outside the grid; a valid row's
@@ -169,7 +175,7 @@ impl<'a> Cta<'a> {
         Ok(Some(token as usize))
     }
 
-    fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile) -> Result<(), String> {
+    fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile, engine: CopyEngine) -> Result<(), String> {
         let stage = self.stage(dst, stage)?;
         if self.read_since_barrier.contains(&(dst, stage)) {
             return Err(format!(
@@ -184,13 +190,38 @@ impl<'a> Cta<'a> {
         let mut tile = vec![0.0; rows * cols];
         for r in 0..rows {
             if let Some(token) = self.token(src, r)? {
-                let at = base + token * cols;
-                for (t, &x) in tile[r * cols..(r + 1) * cols].iter_mut().zip(&data[at..at + cols]) {
-                    *t = round_to(self.program.dtype, x);
+                let row = &mut tile[r * cols..(r + 1) * cols];
+                match engine {
+                    CopyEngine::CpAsync => {
+                        let at = base + token * cols;
+                        for (t, &x) in row.iter_mut().zip(&data[at..at + cols]) {
+                            *t = round_to(self.program.dtype, x);
+                        }
+                    }
+                    CopyEngine::Bitmap(order) => self.decode_row(src, order, self.plane(src)?, token, row)?,
                 }
             }
         }
         self.open_group.push(PendingCopy { buf: dst, stage, data: tile });
+        Ok(())
+    }
+
+    /// One token's row of a K/V tile read from its bitmap-compressed cache element by element,
+    /// as the kernel reads it (`BitmapCache::locate` and `value_index`); pruned elements are 0.
+    fn decode_row(&self, src: &GlobalTile, order: TileOrder, plane: usize, token: usize, row: &mut [f32]) -> Result<(), String> {
+        let cache = match src.tensor {
+            Tensor::K => self.launch.k_bitmap,
+            Tensor::V => self.launch.v_bitmap,
+            _ => None,
+        }
+        .ok_or_else(|| format!("{} is read as a bitmap cache, but the launch passed none", src.tensor.name()))?;
+        if cache.order != order {
+            return Err(format!("{} bitmap cache is in {:?} order, the kernel reads {order:?}", src.tensor.name(), cache.order));
+        }
+        for (channel, out) in row.iter_mut().enumerate() {
+            let (t, i) = BitmapCache::locate(order, cache.head_dim, token, channel);
+            *out = cache.value_index(plane, t, i).map_or(0.0, |at| crate::format::to_f32(cache.dtype, cache.values[at]));
+        }
         Ok(())
     }
 
@@ -314,3 +345,4 @@ impl<'a> Cta<'a> {
         Ok(())
     }
 }
+

@@ -23,6 +23,10 @@ pub struct Launch<'a> {
     pub q: &'a [f32],
     pub k: &'a [f32],
     pub v: &'a [f32],
+    /// K and V as bitmap-compressed caches (`batch × kv_heads` planes of `seq_kv` tokens), for
+    /// kernels with a bitmap load; `k`/`v` are then unused for the compressed tensor.
+    pub k_bitmap: Option<&'a crate::format::BitmapCache>,
+    pub v_bitmap: Option<&'a crate::format::BitmapCache>,
 }
 
 pub struct Output {

@@ -2,7 +2,9 @@
 //! one KV tile at a time with synchronous loads. Passes then lower the visit set, pipeline the
 //! loads and place shared memory.
 
-use tessera_desc::{Config, KernelDesc};
+use tessera_desc::{Config, KernelDesc, Load};
+
+use crate::format::TileOrder;
 
 use super::geometry::TileBox;
 use super::{
@@ -53,13 +55,13 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
             dst: ks,
             stage: 0.into(),
             src: tile(Tensor::K, kv_head, &kv_box, &kv_origin),
-            engine: CopyEngine::CpAsync,
+            engine: kv_engine(desc, Tensor::K),
         },
         Stmt::Copy {
             dst: vs,
             stage: 0.into(),
             src: tile(Tensor::V, kv_head, &kv_box, &kv_origin),
-            engine: CopyEngine::CpAsync,
+            engine: kv_engine(desc, Tensor::V),
         },
         Stmt::Commit,
         Stmt::Wait { pending: 0 },
@@ -112,5 +114,14 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
         frags,
         body: program_body,
         locals,
+    }
+}
+
+/// How K or V reaches shared memory under the description's load strategy.
+fn kv_engine(desc: &KernelDesc, tensor: Tensor) -> CopyEngine {
+    match desc.load {
+        Load::Bitmap(b) if tensor == Tensor::K && b.k => CopyEngine::Bitmap(TileOrder::Keys),
+        Load::Bitmap(b) if tensor == Tensor::V && b.v => CopyEngine::Bitmap(TileOrder::Values),
+        _ => CopyEngine::CpAsync,
     }
 }

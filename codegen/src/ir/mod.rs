@@ -97,6 +97,9 @@ pub struct GlobalTile {
 pub enum CopyEngine {
     /// `cp.async.cg` 16-byte copies per thread, completed by commit/wait groups.
     CpAsync,
+    /// Decoding Mustafar's bitmap-compressed tiles (`crate::format::bitmap`) of this tile order
+    /// into the shared tile: pruned elements become zeros. Completes like a cp.async group.
+    Bitmap(crate::format::TileOrder),
 }
 
 /// The instruction of a tile product.

@@ -15,7 +15,7 @@ use inkwell::{AddressSpace, IntPredicate};
 
 use super::intrinsics;
 use crate::CodegenError;
-use crate::ir::{BinOp, Expr, FragKind, Program, Stmt, Var};
+use crate::ir::{BinOp, CopyEngine, Expr, FragKind, Program, Stmt, Var};
 
 pub type Res<T> = Result<T, CodegenError>;
 
@@ -183,7 +183,14 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 let v = self.expr(value)?;
                 self.vars.insert(*var, v);
             }
-            Stmt::Copy { dst, stage, src, .. } => self.copy(*dst, stage, src)?,
+            Stmt::Copy { dst, stage, src, engine: CopyEngine::CpAsync } => self.copy(*dst, stage, src)?,
+            Stmt::Copy { engine: CopyEngine::Bitmap(order), src, .. } => {
+                return Err(CodegenError::Unsupported(format!(
+                    "{} read from a bitmap-compressed cache ({order:?} tiles): the interpreter runs it, \
+                     the PTX lowering does not exist yet",
+                    src.tensor.name()
+                )));
+            }
             Stmt::Commit => {
                 self.call("llvm.nvvm.cp.async.commit.group", &[], &[])?;
             }

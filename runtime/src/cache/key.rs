@@ -96,7 +96,7 @@ pub(crate) fn kernel_lines(desc: &KernelDesc) -> String {
     if let Visit::Window(w) = desc.visit {
         let _ = writeln!(t, "kernel.window={w}");
     }
-    let _ = writeln!(t, "kernel.load={}", desc.load.name());
+    let _ = writeln!(t, "kernel.load={}", desc.load);
     t
 }
 

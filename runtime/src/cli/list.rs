@@ -17,7 +17,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Error> {
             k.dtype.name().to_string(),
             k.head_dim.to_string(),
             k.visit.name().to_string(),
-            k.load.name().to_string(),
+            k.load.to_string(),
             tessera::tile_space(&s.q_tile),
             tessera::tile_space(&s.kv_tile),
             s.warps.to_string(),

@@ -2,7 +2,7 @@
     head_dim = 128,
     dtype = bf16,
     visit = dense,
-    load = bitmap(k, v),
+    load = bitmap("k"),
     tile = (q = 64, kv = 64),
 )]
 pub struct Compressed;

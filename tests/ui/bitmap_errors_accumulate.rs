@@ -1,0 +1,11 @@
+// Every argument error inside `bitmap(...)` is reported in one build.
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = dense,
+    load = bitmap(k, q, 1, k),
+    tile = (q = 64, kv = 64),
+)]
+pub struct Compressed;
+
+fn main() {}
