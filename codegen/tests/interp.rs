@@ -283,12 +283,18 @@ mod grid_properties {
         proptest::sample::select(shapes.to_vec())
     }
 
-    fn case() -> impl Strategy<Value = (Vec<(usize, WindowAxis)>, [u32; 3], [u32; 3], u64)> {
+    /// Axes, box tiles, warps (1 or 2: 32-token query boxes split over two warps) and stages
+    /// (1 to 3: prefetches one or two tiles ahead across axis boundaries), and a seed.
+    fn case() -> impl Strategy<Value = (Vec<(usize, WindowAxis)>, Config, u64)> {
         prop_oneof![proptest::collection::vec(axis(11), 2), proptest::collection::vec(axis(6), 3)]
             .prop_flat_map(|axes| {
                 let dims = axes.len();
-                (Just(axes), tile(dims), tile(dims), any::<u64>())
+                (Just(axes), tile(dims), tile(dims), 1..=2u32, 1..=3u32, any::<u64>())
             })
+            .prop_filter("query boxes split into 16-row slabs per warp", |(_, q, _, warps, _, _)| {
+                q.iter().product::<u32>() % (16 * warps) == 0
+            })
+            .prop_map(|(axes, q_tile, kv_tile, warps, stages, seed)| (axes, Config { q_tile, kv_tile, warps, stages }, seed))
     }
 
     proptest! {
@@ -298,7 +304,7 @@ mod grid_properties {
         /// Random 2-D/3-D grids, windows, dilations, strides, causal flags and box tiles: the
         /// interpreter matches NATTEN's reference.
         #[test]
-        fn random_grids_match_the_natten_reference((axes, q_tile, kv_tile, seed) in case()) {
+        fn random_grids_match_the_natten_reference((axes, cfg, seed) in case()) {
             let dims = axes.len();
             let grid: Vec<usize> = axes.iter().map(|a| a.0).collect();
             let mut window_axes = [WindowAxis { size: 1, dilation: 1, stride: 1, causal: false }; 3];
@@ -306,9 +312,8 @@ mod grid_properties {
                 *slot = *a;
             }
             let fixed = |t: [u32; 3]| t.map(Param::Fixed);
-            let schedule = Schedule { q_tile: fixed(q_tile), kv_tile: fixed(kv_tile), warps: Param::Fixed(1), stages: Param::Fixed(2) };
+            let schedule = Schedule { q_tile: fixed(cfg.q_tile), kv_tile: fixed(cfg.kv_tile), warps: Param::Fixed(cfg.warps), stages: Param::Fixed(cfg.stages) };
             let d = KernelDesc { schedule, ..desc(Visit::Window(Window { dims: dims as u8, axes: window_axes }), Dtype::F16, 64) };
-            let cfg = Config { q_tile, kv_tile, warps: 1, stages: 2 };
             let tokens: usize = grid.iter().product();
             let mut case = Case::random(&mut StdRng::seed_from_u64(seed), shape(1, 2, 1, tokens, tokens, 64));
             case.grid[..dims].copy_from_slice(&grid);
@@ -326,8 +331,9 @@ mod grid_properties {
 
 /// A kernel whose K and/or V come from Mustafar's bitmap-compressed cache reads, element by
 /// element through the format's own indexing, exactly the pruned cache: it matches dense
-/// attention over the decompressed K/V. Decode-shaped (the 4 query heads of a GQA group as the
-/// rows) and prefill-shaped, every bitmap combination, both tile orders.
+/// attention over the decompressed K/V. Decode-shaped (4 query rows: the heads of a GQA group,
+/// as a decode kernel lays them out) and prefill-shaped, K, V or both compressed (K in key
+/// order, V in value order).
 #[test]
 fn bitmap_loads_read_the_pruned_cache() {
     use tessera_codegen::format::{BitmapCache, PruneRule, TileOrder, from_f32, prune_token, to_f32};
@@ -365,8 +371,12 @@ fn bitmap_loads_read_the_pruned_cache() {
         let want = case.reference(Mask::None, Dtype::F16);
         let err = reference::rel_error(&widen(&out.o), &want.o);
         assert!(err < 2e-3, "seq_q {seq_q} k {k} v {v}: rel error {err}");
-        // A launch without the cache it needs is an error, not a read of the dense tensor.
+        // A launch without the cache it needs, or with one of another shape, is an error, not
+        // a read of the dense tensor or past the cache.
         let missing = Launch { k_bitmap: None, v_bitmap: None, ..case.launch() };
         assert!(interp::run(&program, &missing).is_err());
+        let short = BitmapCache::compress(&bits(&case.k[..case.k.len() / 3]), Dtype::F16, kv_heads, 64, d, TileOrder::Keys).unwrap();
+        let wrong = Launch { k_bitmap: Some(&short), v_bitmap: Some(&vc), ..case.launch() };
+        assert!(matches!(interp::run(&program, &wrong), Err(e) if e.contains("bitmap cache")));
     }
 }

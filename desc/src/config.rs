@@ -38,14 +38,15 @@ impl Config {
         Config { q_tile: [block_q, 1, 1], kv_tile: [block_kv, 1, 1], warps, stages }
     }
 
-    /// Query rows per CTA.
+    /// Query rows per CTA (saturating: a huge shape from the command line fails the block
+    /// rules instead of overflowing).
     pub fn block_q(&self) -> u32 {
-        self.q_tile.iter().product()
+        self.q_tile.iter().fold(1, |n, &e| n.saturating_mul(e))
     }
 
-    /// Keys per KV tile.
+    /// Keys per KV tile (saturating, as `block_q`).
     pub fn block_kv(&self) -> u32 {
-        self.kv_tile.iter().product()
+        self.kv_tile.iter().fold(1, |n, &e| n.saturating_mul(e))
     }
 
     pub fn threads(&self) -> u32 {
@@ -99,7 +100,7 @@ impl KernelDesc {
         rules::check_stages(cfg.stages).map_err(ConfigError::Rule)?;
         rules::check_combination(cfg.block_q(), cfg.warps).map_err(ConfigError::Rule)?;
         rules::check_tile_axes(&self.visit, &cfg.q_tile, &cfg.kv_tile).map_err(ConfigError::Rule)?;
-        rules::check_load(&self.load, &cfg.kv_tile).map_err(ConfigError::Rule)?;
+        rules::check_load(&self.load, &self.visit, &cfg.kv_tile).map_err(ConfigError::Rule)?;
         let s = &self.schedule;
         let mut spaces: Vec<(String, u32, &Param)> = Vec::new();
         for (name, tile, space) in [("q_tile", &cfg.q_tile, &s.q_tile), ("kv_tile", &cfg.kv_tile, &s.kv_tile)] {
@@ -200,5 +201,6 @@ mod tests {
         assert!(matches!(GRID.parse_config("q_tile=8x8"), Err(ConfigError::OutsideSpace { .. })));
         assert!(matches!(GRID.parse_config("q_tile=8y16"), Err(ConfigError::NotANumber { .. })));
         assert!(matches!(GRID.parse_config("q_tile=1x1x1x1"), Err(ConfigError::NotANumber { .. })));
+        assert!(matches!(GRID.parse_config("q_tile=65536x65536"), Err(ConfigError::Rule(_))));
     }
 }

@@ -92,20 +92,26 @@ pub fn check_window_extents(w: &crate::Window, extents: &[usize]) -> Result<(), 
     Ok(())
 }
 
-/// Bitmap tiles hold 64 tokens (K) or 64 channels (V): a KV tile must be whole bitmap tiles, a
-/// run of tokens, and a bitmap load must compress something.
-pub fn check_load(load: &crate::Load, kv_tile: &[u32; 3]) -> Result<(), String> {
+/// Bitmap tiles hold 64 consecutive tokens (K) or channels (V): a KV tile must be whole bitmap
+/// tiles of consecutive tokens, so a bitmap load reads tokens on a line (not a 2-D/3-D grid's
+/// boxes), and it must compress something.
+pub fn check_load(load: &crate::Load, visit: &crate::Visit, kv_tile: &[u32; 3]) -> Result<(), String> {
     let crate::Load::Bitmap(b) = load else { return Ok(()) };
     if !b.k && !b.v {
         return Err("a bitmap load needs `k`, `v` or both".into());
     }
-    if kv_tile[1..] != [1, 1] {
-        return Err("a bitmap load reads KV tiles that are runs of tokens, not boxes of a 2-D/3-D grid".into());
+    if let crate::Visit::Window(w) = visit
+        && w.dims > 1
+    {
+        return Err(format!(
+            "a bitmap load reads runs of consecutive tokens; a {}-D window's KV tiles are boxes of its grid",
+            w.dims
+        ));
     }
-    if !kv_tile[0].is_multiple_of(64) {
+    if kv_tile[1..] != [1, 1] || !kv_tile[0].is_multiple_of(64) {
         return Err(format!(
             "a bitmap load reads KV tiles of whole 64-token bitmap tiles: block_kv = {} is not a multiple of 64",
-            kv_tile[0]
+            kv_tile.iter().fold(1u32, |n, &e| n.saturating_mul(e))
         ));
     }
     Ok(())

@@ -304,7 +304,7 @@ fn load(errors: &mut Errors, kernel: &Kernel) {
     let shapes = kernel.kv_tile.shapes();
     let failures: Vec<String> = shapes
         .iter()
-        .filter_map(|shape| check_load(&kernel.load.value, &grid(shape)).err())
+        .filter_map(|shape| check_load(&kernel.load.value, &kernel.visit.value, &grid(shape)).err())
         .collect();
     let Some(reason) = failures.first() else { return };
     if failures.len() < shapes.len() {

@@ -71,6 +71,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Gpu(#[from] GpuError),
+    #[error("invalid problem: {0}")]
+    Problem(String),
     #[error("{failed} of {total} benchmarks failed")]
     BenchFailed { failed: usize, total: usize },
     #[error(transparent)]

@@ -51,6 +51,17 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
             return Err(format!("{name} has {got} elements, the shape needs {want}"));
         }
     }
+    for (name, cache) in [("k", launch.k_bitmap), ("v", launch.v_bitmap)] {
+        if let Some(c) = cache {
+            let want = (b * hk, launch.seq_kv, d, program.dtype);
+            if (c.heads, c.tokens, c.head_dim, c.dtype) != want {
+                return Err(format!(
+                    "{name} bitmap cache holds {} planes × {} tokens × d{} {}; the launch needs {} × {} × d{} {}",
+                    c.heads, c.tokens, c.head_dim, c.dtype.name(), want.0, want.1, want.2, want.3.name()
+                ));
+            }
+        }
+    }
     let sizes: HashMap<Var, i32> = [
         (Var::Batch, b),
         (Var::Heads, h),

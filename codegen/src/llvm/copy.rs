@@ -1,6 +1,6 @@
 //! Global → shared tile copies with `cp.async.cg` (16 bytes per thread per step), swizzled on
-//! the way in. Rows past the tile's limit are zero-filled (`src_size = 0`), so masked keys
-//! multiply zeros, never stale data.
+//! the way in. Tile rows outside the grid (`GlobalTile::valid` false) are zero-filled
+//! (`src_size = 0`), so masked keys multiply zeros, never stale data.
 
 use inkwell::IntPredicate;
 use inkwell::values::{IntValue, PointerValue};

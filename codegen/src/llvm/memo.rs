@@ -12,8 +12,10 @@ use super::lower::{Lowerer, Res};
 use crate::ir::{Expr, Var};
 
 /// Values already emitted: of neither `Row` nor `Col`, of the current row, of each column.
-/// All uses must lie in the block of the first one (straight-line code), which is how the
-/// lowering's per-element and per-chunk loops are unrolled.
+/// A value is reused wherever it is looked up again, so its first emission must dominate every
+/// later lookup: a `Memo` lives within one straight-line stretch (a mask's elements, a store's
+/// rows), and where an emission may sit inside an `if_then` (a copy's last, partial chunk
+/// iteration) nothing looks the memo up after it.
 #[derive(Default)]
 pub struct Memo<'ctx> {
     invariant: HashMap<Expr, IntValue<'ctx>>,

@@ -73,6 +73,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
             Ok((desc, configs(desc, args)?))
         })
         .collect::<Result<Vec<_>, Error>>()?;
+    let shapes = shapes(args, &plan)?;
     let gpu = Gpu::open(0)?;
     if args.json {
         writeln!(
@@ -86,7 +87,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     let mut rows = Vec::new();
     let mut result = Ok(());
     'sweep: for (desc, configs) in &plan {
-        for shape in shapes(args) {
+        for &shape in &shapes {
             let seq = shape.seq;
             let reps = args.reps.unwrap_or(default_reps(seq));
             match bench_attention(&gpu, desc, configs, shape, args.warmup, reps) {
@@ -123,17 +124,28 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// One shape per `--seq` length, or the one `--grid`.
-fn shapes(args: &Args) -> Vec<BenchShape> {
+/// One shape per `--seq` length, or the one `--grid`, checked against each kernel before any
+/// GPU work: a grid needs a window kernel of as many axes, and a 2-D/3-D window needs a grid.
+fn shapes(args: &Args, plan: &[(&'static KernelDesc, Vec<Config>)]) -> Result<Vec<BenchShape>, Error> {
     let (batch, heads) = (args.batch, args.heads);
-    match &args.grid {
+    let shapes = match &args.grid {
         Some(g) => {
+            let seq = g.iter().try_fold(1usize, |n, &e| n.checked_mul(e)).ok_or_else(|| {
+                Error::Problem(format!("--grid {g:?} holds more tokens than a usize counts"))
+            })?;
             let mut grid = [1; 3];
             grid[..g.len()].copy_from_slice(g);
-            vec![BenchShape { batch, heads, seq: g.iter().product(), grid }]
+            vec![BenchShape { batch, heads, seq, grid: Some(grid) }]
         }
-        None => args.seq.iter().map(|&seq| BenchShape { batch, heads, seq, grid: [seq, 1, 1] }).collect(),
+        None => args.seq.iter().map(|&seq| BenchShape { batch, heads, seq, grid: None }).collect(),
+    };
+    for (desc, _) in plan {
+        for shape in &shapes {
+            crate::gpu::grid_extents(desc, shape.seq, shape.grid_arg(desc))
+                .map_err(|e| Error::Problem(format!("{}: {e}", desc.name)))?;
+        }
     }
+    Ok(shapes)
 }
 
 fn configs(desc: &'static KernelDesc, args: &Args) -> Result<Vec<Config>, Error> {

@@ -287,6 +287,20 @@ fn bench_checks_kernels_and_configs_before_the_gpu() {
 }
 
 #[test]
+fn bench_checks_grids_before_the_gpu() {
+    let err = |args: &[&str]| output(args).unwrap_err().to_string();
+    let m = err(&["bench", "dense_bf16_d128", "--grid", "64,64"]);
+    assert!(m.contains("takes no grid"), "{m}");
+    let m = err(&["bench", "na2d_w80x80_f16_d128", "--seq", "4096"]);
+    assert!(m.contains("give its grid extents"), "{m}");
+    let m = err(&["bench", "na2d_w80x80_f16_d128", "--grid", "64,64"]);
+    assert!(m.contains("does not fit"), "{m}");
+    // A product that wraps around must be refused, not benchmarked on a bogus token count.
+    let m = err(&["bench", "na2d_w80x80_f16_d128", "--grid", "4294967301,10330176670282232640"]);
+    assert!(m.contains("invalid problem"), "{m}");
+}
+
+#[test]
 fn bench_without_a_gpu_says_so() {
     let Some(expected) = no_gpu_error() else {
         eprintln!("a GPU is present: the no-GPU error cannot be checked here");

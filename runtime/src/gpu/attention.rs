@@ -40,8 +40,12 @@ pub fn grid_extents(desc: &KernelDesc, tokens: usize, grid: Option<&[usize]>) ->
         None => return Err(format!("{} is a {}-D window: give its grid extents", desc.name, w.dims)),
     };
     tessera_desc::check_window_extents(&w, &extents)?;
-    if extents.iter().product::<usize>() != tokens {
-        return Err(format!("grid {extents:?} holds {} tokens, the tensors {tokens}", extents.iter().product::<usize>()));
+    // Checked: a product that wraps could match the token count while every extent is huge,
+    // and the kernel's token arithmetic would then address outside the tensors.
+    let held = extents.iter().try_fold(1usize, |n, &e| n.checked_mul(e));
+    if held != Some(tokens) {
+        let held = held.map_or("more than usize::MAX".to_string(), |n| n.to_string());
+        return Err(format!("grid {extents:?} holds {held} tokens, the tensors {tokens}"));
     }
     let mut out = [1; 3];
     out[..extents.len()].copy_from_slice(&extents);
@@ -84,11 +88,7 @@ impl Attention {
 
     /// Checks every argument against the kernel and the others, then launches on the stream.
     pub fn run(&self, gpu: &Gpu, args: AttentionArgs<'_>) -> Result<(), GpuError> {
-        let sizes = self.check(&args)?;
-        let [b, h, hk, sq, skv] = sizes;
-        let extents = grid_extents(&self.desc, sq as usize, args.grid).map_err(GpuError::Invalid)?;
-        // Each extent divides the token count, which fits in i32.
-        let [gx, gy, gz] = extents.map(|e| e as i32);
+        let ([b, h, hk, sq, skv], [gx, gy, gz]) = self.check(&args)?;
         let scale = args
             .scale
             .unwrap_or(1.0 / (self.desc.head_dim as f32).sqrt());
@@ -147,8 +147,9 @@ impl Attention {
         Ok(())
     }
 
-    /// Returns [batch, heads, kv_heads, seq_q, seq_kv] as i32 after checking every argument.
-    fn check(&self, a: &AttentionArgs<'_>) -> Result<[i32; 5], GpuError> {
+    /// Returns [batch, heads, kv_heads, seq_q, seq_kv] and the grid extents as i32 after
+    /// checking every argument.
+    fn check(&self, a: &AttentionArgs<'_>) -> Result<([i32; 5], [i32; 3]), GpuError> {
         let d = &self.desc;
         for (arg, t) in [("q", a.q), ("k", a.k), ("v", a.v), ("o", &*a.o)] {
             if t.dtype != d.dtype {
@@ -207,15 +208,14 @@ impl Attention {
             *o = i32::try_from(v)
                 .map_err(|_| GpuError::Invalid(format!("{name} = {v} does not fit in i32")))?;
         }
-        if let tessera_desc::Visit::Window(_) = d.visit {
-            // Neighborhoods are self-attention over one grid of tokens.
-            if sq != skv {
-                return Err(mismatch("k", "tokens (a window needs as many keys as queries)", sq, skv));
-            }
-            grid_extents(d, sq, a.grid).map_err(GpuError::Invalid)?;
+        // Neighborhoods are self-attention over one grid of tokens.
+        if matches!(d.visit, tessera_desc::Visit::Window(_)) && sq != skv {
+            return Err(mismatch("k", "tokens (a window needs as many keys as queries)", sq, skv));
         }
+        // Each extent divides seq_q, which fits in i32 (checked above).
+        let grid = grid_extents(d, sq, a.grid).map_err(GpuError::Invalid)?.map(|e| e as i32);
         // Element offsets are computed in i64 on the device, but rows per (batch, head) in i32.
-        Ok(out)
+        Ok((out, grid))
     }
 }
 
@@ -230,5 +230,25 @@ fn mismatch(
         what,
         expected: expected.to_string(),
         got: got.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid_extents;
+    use crate::catalog;
+
+    #[test]
+    fn grids_must_hold_exactly_the_tokens() {
+        let na2d = catalog::find("na2d_w13x13_d2x2_bf16_d128").unwrap();
+        assert_eq!(grid_extents(na2d, 64 * 64, Some(&[64, 64])), Ok([64, 64, 1]));
+        // A product that wraps around usize to the token count must not pass.
+        let huge = [4294967301usize, 10330176670282232640];
+        assert!(grid_extents(na2d, 64, Some(&huge)).is_err());
+        assert!(grid_extents(na2d, 64 * 64, Some(&[64, 63])).is_err());
+        assert!(grid_extents(na2d, 64 * 64, None).unwrap_err().contains("give its grid extents"));
+        let dense = catalog::find("dense_bf16_d128").unwrap();
+        assert_eq!(grid_extents(dense, 100, None), Ok([100, 1, 1]));
+        assert!(grid_extents(dense, 100, Some(&[100])).is_err());
     }
 }

@@ -86,17 +86,25 @@ pub struct BenchShape {
     pub batch: usize,
     pub heads: usize,
     pub seq: usize,
-    /// A window kernel's grid extents (`[seq, 1, 1]` otherwise).
-    pub grid: [usize; 3],
+    /// The token grid given for a window kernel (product `seq`), trailing extents 1; `None`
+    /// when the tokens are a line of `seq`.
+    pub grid: Option<[usize; 3]>,
 }
 
 impl BenchShape {
-    /// The grid extents a launch names: only a window kernel's, and only its own axes.
+    /// The grid extents a launch names: a window kernel's own axes of the given grid (a kernel
+    /// without a window gets one axis, which the launch rejects: it takes no grid).
     pub fn grid_arg(&self, desc: &KernelDesc) -> Option<&[usize]> {
-        match desc.visit {
-            Visit::Window(w) => Some(&self.grid[..w.dims as usize]),
-            _ => None,
-        }
+        let dims = match desc.visit {
+            Visit::Window(w) => w.dims as usize,
+            _ => 1,
+        };
+        self.grid.as_ref().map(|g| &g[..dims])
+    }
+
+    /// The grid the FLOPs are counted on.
+    fn extents(&self) -> [usize; 3] {
+        self.grid.unwrap_or([self.seq, 1, 1])
     }
 }
 
@@ -119,7 +127,8 @@ impl Measurement {
 
     /// One JSON object, without a newline.
     pub fn json(&self) -> String {
-        let BenchShape { batch, heads, seq, grid } = self.shape;
+        let BenchShape { batch, heads, seq, .. } = self.shape;
+        let grid = self.shape.extents();
         let (kernel, config) = (
             json_string(self.kernel),
             json_string(&self.config.to_string()),
@@ -167,7 +176,7 @@ pub fn bench_attention(
     };
     let (q, k, v) = (input()?, input()?, input()?);
     let mut o = DeviceTensor::poisoned(gpu, desc.dtype, dims)?;
-    let flops = attention_flops(desc, shape.batch, shape.heads, shape.seq, shape.seq, shape.grid);
+    let flops = attention_flops(desc, shape.batch, shape.heads, shape.seq, shape.seq, shape.extents());
 
     let mut out = Vec::with_capacity(configs.len());
     for &config in configs {
@@ -264,7 +273,7 @@ mod tests {
                 batch: 1,
                 heads: 32,
                 seq: 1024,
-                grid: [1024, 1, 1],
+                grid: None,
             },
             config: Config::line(128, 64, 8, 2),
             timing: Ok(Timing {

@@ -231,7 +231,9 @@ impl Problem {
 }
 
 /// Query-key pairs (tokens × window) up to which the float64 reference of a check grid takes
-/// about a second in a release build, for two heads.
+/// about a second in a release build, for two heads. (It also evaluates the window rule for
+/// all tokens² pairs to find each row's keys: cheap next to the products, and like them spread
+/// over the CPU's cores.)
 const REFERENCE_PAIRS: usize = 2_000_000;
 
 /// The correctness check's grid for the window `w` of `desc`, with as many axes: each axis one
