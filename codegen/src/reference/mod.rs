@@ -10,6 +10,8 @@
 
 pub mod mustafar;
 pub mod neighborhood;
+pub mod sale;
+pub mod structured;
 mod of_desc;
 mod rule;
 
@@ -154,12 +156,8 @@ pub fn try_attention(
     k: &[f64],
     v: &[f64],
 ) -> Result<Output, String> {
-    shape.check()?;
-    check_lengths(shape, q, k, v)?;
     let (seq_q, seq_kv) = (shape.seq_q, shape.seq_kv);
-    Ok(masked_attention(shape, scale, q, k, v, |i, j| {
-        j < mask.visible_keys(i, seq_q, seq_kv)
-    }))
+    masked_attention(shape, scale, q, k, v, |i, j| j < mask.visible_keys(i, seq_q, seq_kv))
 }
 
 /// Slice lengths against a shape that already passed [`Shape::check`].
@@ -176,21 +174,23 @@ fn check_lengths(shape: &Shape, q: &[f64], k: &[f64], v: &[f64]) -> Result<(), S
     Ok(())
 }
 
-/// The softmax core every reference runs: query row `i` attends to the keys `j` with
+/// The softmax core every reference runs (SALE's kept blocks call it directly): query row `i` attends to the keys `j` with
 /// `allowed(i, j)`, visited in increasing `j` so that results do not depend on how a caller
 /// describes its mask. Rows are independent, so they are spread over the CPU's cores (the
 /// tuner checks every candidate against this on problems of up to millions of pairs); each row's
 /// arithmetic is the same sequential sum whichever thread runs it.
 ///
-/// `shape` must have passed [`Shape::check`] and the slices [`check_lengths`].
-fn masked_attention(
+/// Errors name a bad shape or slice length.
+pub(crate) fn masked_attention(
     shape: &Shape,
     scale: f64,
     q: &[f64],
     k: &[f64],
     v: &[f64],
     allowed: impl Fn(usize, usize) -> bool + Sync,
-) -> Output {
+) -> Result<Output, String> {
+    shape.check()?;
+    check_lengths(shape, q, k, v)?;
     let (seq_q, d, planes) = (shape.seq_q, shape.head_dim, shape.batch * shape.heads);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, seq_q.max(1));
     let chunk = seq_q.div_ceil(threads).max(1);
@@ -215,7 +215,7 @@ fn masked_attention(
             }
         }
     }
-    Output { o, lse }
+    Ok(Output { o, lse })
 }
 
 /// The outputs of a range of query rows, row-major over (row, batch·head).

@@ -8,7 +8,7 @@
 //! (`[batch, X, Y, heads, head_dim]`); callers comparing against it transpose.
 
 use super::rule::{Axis, AxisRule};
-use super::{Output, Shape, check_lengths, masked_attention};
+use super::{Output, Shape, masked_attention};
 
 /// Most axes a grid may have, as in NATTEN (`na1d` to `na3d`).
 pub const MAX_AXES: usize = 3;
@@ -165,11 +165,8 @@ pub fn neighborhood_attention(
 ) -> Result<Output, String> {
     let neighborhood = shape.neighborhood()?;
     let dense = shape.dense_shape()?;
-    check_lengths(&dense, q, k, v)
-        .map_err(|e| format!("grid {:?}: {e}", neighborhood.extents()))?;
-    Ok(masked_attention(&dense, scale, q, k, v, |i, j| {
-        neighborhood.allowed(i, j)
-    }))
+    masked_attention(&dense, scale, q, k, v, |i, j| neighborhood.allowed(i, j))
+        .map_err(|e| format!("grid {:?}: {e}", neighborhood.extents()))
 }
 
 #[cfg(test)]

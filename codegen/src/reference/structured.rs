@@ -1,0 +1,66 @@
+//! Long-context inputs with the structure real attention has, for sparse-attention methods whose
+//! selection random inputs would fool (uniform random Q/K give near-uniform attention, so any
+//! block mask looks as good as any other): keys drift slowly along the sequence (nearby tokens
+//! are alike, so queries attend locally), the first token is an attention sink every query
+//! looks at, and a few queries are planted to retrieve one far-away key each.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::Shape;
+
+#[derive(Clone, Debug)]
+pub struct Structured {
+    pub q: Vec<f64>,
+    pub k: Vec<f64>,
+    pub v: Vec<f64>,
+    /// (batch·head plane of q, query, key) of every planted retrieval.
+    pub planted: Vec<(usize, usize, usize)>,
+}
+
+/// Retrievals planted per query head.
+pub const PLANTED_PER_HEAD: usize = 4;
+
+/// Inputs for causal self-attention over `shape` (`seq_q == seq_kv`), reproducible from `seed`.
+pub fn structured_inputs(shape: &Shape, seed: u64) -> Structured {
+    let (l, d) = (shape.seq_q, shape.head_dim);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let noise = |rng: &mut StdRng, n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let mut k = Vec::with_capacity(shape.kv_len());
+    for _ in 0..shape.batch * shape.kv_heads {
+        let sink: Vec<f64> = noise(&mut rng, d).iter().map(|x| 4.0 * x).collect();
+        let mut prev = noise(&mut rng, d);
+        for j in 0..l {
+            // An AR(1) drift: consecutive keys correlate at 0.8.
+            let fresh = noise(&mut rng, d);
+            prev = prev.iter().zip(&fresh).map(|(p, f)| 0.8 * p + 0.6 * f).collect();
+            k.extend(if j == 0 { &sink } else { &prev });
+        }
+    }
+    let v = noise(&mut rng, shape.kv_len());
+    let mut q = Vec::with_capacity(shape.q_len());
+    let mut planted = Vec::new();
+    for b in 0..shape.batch {
+        for h in 0..shape.heads {
+            let plane = b * shape.heads + h;
+            let kh = &k[(b * shape.kv_heads + h / shape.group_size()) * l * d..][..l * d];
+            // Retrieving queries in the second half, each for a key in the first half.
+            let targets: Vec<(usize, usize)> = (0..PLANTED_PER_HEAD.min(l / 2))
+                .map(|_| (rng.random_range(l / 2..l), rng.random_range(1..l / 2)))
+                .collect();
+            for i in 0..l {
+                let own = &kh[i * d..][..d];
+                let sink = &kh[..d];
+                let mut row: Vec<f64> = noise(&mut rng, d).iter().zip(own).zip(sink).map(|((n, o), s)| 0.5 * n + 3.6 * o + 0.15 * s).collect();
+                for &(qi, kj) in targets.iter().filter(|t| t.0 == i) {
+                    for (r, x) in row.iter_mut().zip(&kh[kj * d..][..d]) {
+                        *r += 5.0 * x;
+                    }
+                    planted.push((plane, qi, kj));
+                }
+                q.extend(row);
+            }
+        }
+    }
+    Structured { q, k, v, planted }
+}
