@@ -171,6 +171,25 @@ fn masked(b: &SaleBlocks, kept: &[bool], nk: usize, scale: f64, one: &Shape, q: 
     super::masked_attention(one, scale, q, k, v, |i, j| j <= i && kept[(i / b.block_q) * nk + j / b.block_k])
 }
 
+/// SALE's per-head threshold calibration (seeds.md §2.4): from τ = 0.008, halve a head's τ
+/// while `error(head, τ)` (its output error against dense attention) is at least `target`;
+/// at τ ≤ 1e-4 the head becomes dense (τ = 0). `error` runs the sparse attention of one head —
+/// the float64 reference here, the GPU kernel in `tessera calibrate`.
+pub fn calibrate(heads: usize, target: f64, mut error: impl FnMut(usize, f64) -> f64) -> Vec<f64> {
+    (0..heads)
+        .map(|h| {
+            let mut tau = 0.008;
+            while error(h, tau) >= target {
+                tau /= 2.0;
+                if tau <= 1e-4 {
+                    return 0.0;
+                }
+            }
+            tau
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +242,34 @@ mod tests {
         // always-kept blocks (about 70% of the visible ones at 512 tokens) within 5% of dense.
         let (got, dense, _) = run(0.02, Estimate::Exact);
         assert!(got.density(&SALE_BLOCKS, SHAPE.seq_q) < 0.8 && rel_error(&got.out.o, &dense.o) < 5e-2);
+    }
+
+    #[test]
+    fn calibration_halves_each_head_until_its_error_is_under_the_target() {
+        let x = structured_inputs(&SHAPE, 3);
+        let dense = attention(&SHAPE, Mask::Causal, 0.125, &x.q, &x.k, &x.v);
+        let plane = SHAPE.seq_q * SHAPE.head_dim;
+        let mut tried = Vec::new();
+        let error = |h: usize, tau: f64| {
+            let mut taus = [0.0; 2];
+            taus[h] = tau;
+            let got = sale_prefill(&SHAPE, &SALE_BLOCKS, &taus, Estimate::Int4, 0.125, &x.q, &x.k, &x.v).unwrap();
+            rel_error(&got.out.o[h * plane..(h + 1) * plane], &dense.o[h * plane..(h + 1) * plane])
+        };
+        let mut recording = |h, tau| {
+            tried.push((h, tau));
+            error(h, tau)
+        };
+        let taus = calibrate(2, 1e-2, &mut recording);
+        for (h, &tau) in taus.iter().enumerate() {
+            assert!(tau == 0.0 || error(h, tau) < 1e-2, "head {h}: tau {tau}");
+            // Each head started at 0.008 and only halved.
+            let steps: Vec<f64> = tried.iter().filter(|t| t.0 == h).map(|t| t.1).collect();
+            assert_eq!(steps[0], 0.008);
+            assert!(steps.windows(2).all(|w| w[1] == w[0] / 2.0), "{steps:?}");
+        }
+        // An unreachable target makes every head dense.
+        assert_eq!(calibrate(2, 0.0, |_, _| 1.0), vec![0.0, 0.0]);
     }
 
     #[test]
