@@ -89,7 +89,7 @@ pub fn sale_prefill(
     if tau.len() != shape.heads {
         return Err(format!("{} thresholds for {} query heads", tau.len(), shape.heads));
     }
-    if blocks.block_k == 0 || blocks.block_q == 0 || blocks.local % blocks.block_k != 0 || blocks.segment == 0 || blocks.segment % blocks.block_k != 0 {
+    if blocks.block_k == 0 || blocks.block_q == 0 || !blocks.local.is_multiple_of(blocks.block_k) || blocks.segment == 0 || !blocks.segment.is_multiple_of(blocks.block_k) {
         return Err(format!("{blocks:?}: local and segment must be positive multiples of block_k"));
     }
     let (nq, nk) = (l.div_ceil(blocks.block_q), l.div_ceil(blocks.block_k));
