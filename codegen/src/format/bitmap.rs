@@ -87,26 +87,58 @@ impl BitmapCache {
     /// tile (the inverse of `element`). This and [`BitmapCache::value_index`] are how a kernel
     /// reads the format without decompressing it; the interpreter evaluates them and the
     /// lowering must emit the same arithmetic.
-    pub fn locate(order: TileOrder, head_dim: usize, token: usize, channel: usize) -> (usize, usize) {
+    pub fn locate(order: TileOrder, head_dim: usize, token: usize, channel: usize) -> Option<(usize, usize)> {
+        if channel >= head_dim {
+            return None;
+        }
         let chunk = token / TILE;
-        match order {
+        Some(match order {
             TileOrder::Keys => (chunk * head_dim + channel, token % TILE),
             TileOrder::Values => (chunk * head_dim + (channel / TILE) * TILE + token % TILE, channel % TILE),
-        }
+        })
     }
 
     /// The index in `values` of element `i` of tile `t` of head `head`, or `None` when the
-    /// element was pruned: the tile's start plus the set bits before bit `63 - i`.
+    /// element was pruned (or lies outside the cache): the tile's start plus the set bits before
+    /// bit `63 - i`.
     pub fn value_index(&self, head: usize, t: usize, i: usize) -> Option<usize> {
         let tiles = self.tiles_per_head();
+        if head >= self.heads || t >= tiles || i >= TILE {
+            return None;
+        }
         let bitmap = self.bitmaps[head * tiles + t];
         if bitmap & (1 << (63 - i)) == 0 {
             return None;
         }
         // Bits above bit 63 - i are elements 0..i; `>> 1 >> (63 - i)` avoids a shift by 64.
         let before = (bitmap >> 1 >> (63 - i)).count_ones() as usize;
-        let start = self.head_base[head] as usize * PAD + 2 * self.offsets[head * (tiles + 1) + t] as usize;
-        Some(start + before)
+        Some(self.tile_start(head, t) + before)
+    }
+
+    /// Where tile `t` of head `head` starts in `values`.
+    fn tile_start(&self, head: usize, t: usize) -> usize {
+        let tiles = self.tiles_per_head();
+        self.head_base[head] as usize * PAD + 2 * self.offsets[head * (tiles + 1) + t] as usize
+    }
+
+    /// Checks that the arrays hold what the shape says (a cache built by hand or read from
+    /// elsewhere), so that reads through `value_index` stay inside them.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let tiles = self.tiles_per_head();
+        let bad = |what: String| Err(FormatError::Mismatch { this: format!("{:?} cache of {} heads × {} tokens × d{}", self.order, self.heads, self.tokens, self.head_dim), other: what });
+        if self.bitmaps.len() != self.heads * tiles || self.offsets.len() != self.heads * (tiles + 1) || self.head_base.len() != self.heads {
+            return bad(format!("{} bitmaps, {} offsets, {} head bases", self.bitmaps.len(), self.offsets.len(), self.head_base.len()));
+        }
+        for h in 0..self.heads {
+            let offs = &self.offsets[h * (tiles + 1)..(h + 1) * (tiles + 1)];
+            if offs.windows(2).any(|w| w[1] < w[0]) || offs[0] < 0 || self.head_base[h] < 0 {
+                return bad(format!("decreasing or negative offsets in head {h}"));
+            }
+            if self.tile_start(h, tiles) > self.values.len() {
+                return bad(format!("{} values, head {h} needs {}", self.values.len(), self.tile_start(h, tiles)));
+            }
+        }
+        Ok(())
     }
 
     /// Compresses `heads` planes of `tokens × head_dim` values (16-bit element bits, already
@@ -160,9 +192,8 @@ impl BitmapCache {
         let plane = self.tokens * self.head_dim;
         let mut dense = vec![0u16; self.heads * plane];
         for h in 0..self.heads {
-            let base = self.head_base[h] as usize * PAD;
             for t in 0..tiles {
-                let start = base + 2 * self.offsets[h * (tiles + 1) + t] as usize;
+                let start = self.tile_start(h, t);
                 let bitmap = self.bitmaps[h * tiles + t];
                 let set = (0..TILE).filter(|i| bitmap & (1 << (63 - i)) != 0);
                 for (i, &value) in set.zip(&self.values[start..]) {
@@ -276,6 +307,17 @@ mod tests {
     }
 
     #[test]
+    fn reads_outside_the_cache_are_none_and_broken_arrays_are_caught() {
+        let z = vec![0u16; 64 * 64];
+        let mut c = BitmapCache::compress(&z, Dtype::F16, 1, 64, 64, TileOrder::Keys).unwrap();
+        assert_eq!((c.value_index(1, 0, 0), c.value_index(0, 64, 0), c.value_index(0, 0, 64)), (None, None, None));
+        assert_eq!(BitmapCache::locate(TileOrder::Keys, 64, 0, 64), None);
+        assert!(c.validate().is_ok());
+        c.offsets.pop();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn bad_shapes_are_errors() {
         let z = vec![0u16; 64 * 64];
         assert!(matches!(BitmapCache::compress(&z, Dtype::F16, 1, 32, 128, TileOrder::Keys), Err(FormatError::NotMultiple { .. })));
@@ -325,7 +367,7 @@ mod tests {
             for h in 0..heads {
                 for token in 0..128 {
                     for channel in 0..d {
-                        let (t, i) = BitmapCache::locate(order, d, token, channel);
+                        let (t, i) = BitmapCache::locate(order, d, token, channel).unwrap();
                         prop_assert_eq!(BitmapCache::element(order, d, t, i), token * d + channel);
                         let got = c.value_index(h, t, i).map_or(0, |at| c.values[at]);
                         prop_assert_eq!(got, full[(h * 128 + token) * d + channel]);

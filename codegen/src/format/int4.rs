@@ -43,11 +43,20 @@ pub struct Int4 {
     pub scales: Vec<f32>,
 }
 
+/// `x` must be whole rows of `d` values, `d` even (two values per byte).
+fn check_rows(len: usize, d: usize) -> Result<(), String> {
+    if d == 0 || !d.is_multiple_of(2) || !len.is_multiple_of(d) {
+        return Err(format!("{len} values are not whole rows of an even, positive width {d}"));
+    }
+    Ok(())
+}
+
 /// Subtracts the mean over rows (tokens) from every row of a `rows × d` head; returns the mean
 /// and the smoothed values. Softmax ignores the per-row constant this shifts Q·Kᵀ by for K; for
 /// Q the estimate adds back `mean_q · k_j` per key (`correction`).
-pub fn smooth(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
-    let rows = x.len() / d.max(1);
+pub fn smooth(x: &[f32], d: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
+    check_rows(x.len(), d)?;
+    let rows = x.len() / d;
     let mut mean = vec![0.0f64; d];
     for row in x.chunks(d) {
         for (m, &v) in mean.iter_mut().zip(row) {
@@ -56,15 +65,22 @@ pub fn smooth(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
     }
     let mean: Vec<f32> = mean.iter().map(|m| (m / rows.max(1) as f64) as f32).collect();
     let smoothed = x.chunks(d).flat_map(|row| row.iter().zip(&mean).map(|(v, m)| v - m).collect::<Vec<_>>()).collect();
-    (mean, smoothed)
+    Ok((mean, smoothed))
 }
 
 /// The estimate's per-key correction for smoothed queries: `mean_q · k_j` for each smoothed key.
-pub fn correction(mean_q: &[f32], k_smoothed: &[f32]) -> Vec<f32> {
-    k_smoothed.chunks(mean_q.len()).map(|k| k.iter().zip(mean_q).map(|(a, b)| a * b).sum()).collect()
+pub fn correction(mean_q: &[f32], k_smoothed: &[f32]) -> Result<Vec<f32>, String> {
+    check_rows(k_smoothed.len(), mean_q.len())?;
+    Ok(k_smoothed.chunks(mean_q.len()).map(|k| k.iter().zip(mean_q).map(|(a, b)| a * b).sum()).collect())
 }
 
-pub fn quantize(x: &[f32], d: usize, grouping: Grouping) -> Int4 {
+pub fn quantize(x: &[f32], d: usize, grouping: Grouping) -> Result<Int4, String> {
+    check_rows(x.len(), d)?;
+    if let Grouping::KeyFragments { block } = grouping
+        && (block == 0 || !block.is_multiple_of(8))
+    {
+        return Err(format!("key scale groups need blocks of a positive multiple of 8 keys, not {block}"));
+    }
     let rows = x.len() / d;
     let mut max = vec![0.0f32; grouping.groups(rows)];
     for (r, row) in x.chunks(d).enumerate() {
@@ -72,17 +88,20 @@ pub fn quantize(x: &[f32], d: usize, grouping: Grouping) -> Int4 {
         max[g] = row.iter().fold(max[g], |m, v| m.max(v.abs()));
     }
     let scales: Vec<f32> = max.iter().map(|m| m / 7.0).collect();
+    // `x · (7 / max)`, as the authors' quantizer computes it (`x / scale` can round differently
+    // at ties).
+    let inverse: Vec<f32> = max.iter().map(|&m| if m > 0.0 { 7.0 / m } else { 0.0 }).collect();
     let mut packed = vec![0u8; rows * d / 2];
     for (r, row) in x.chunks(d).enumerate() {
-        let s = scales[grouping.group(r)];
+        let inv = inverse[grouping.group(r)];
         for (c, &v) in row.iter().enumerate() {
-            let q = if s > 0.0 { (v / s).round_ties_even().clamp(-7.0, 7.0) as i8 } else { 0 };
+            let q = (v * inv).round_ties_even().clamp(-7.0, 7.0) as i8;
             let nibble = (q as u8) & 0x0f;
             // Even channel in the low nibble, odd in the high one.
             packed[(r * d + c) / 2] |= if c.is_multiple_of(2) { nibble } else { nibble << 4 };
         }
     }
-    Int4 { rows, d, grouping, packed, scales }
+    Ok(Int4 { rows, d, grouping, packed, scales })
 }
 
 impl Int4 {
@@ -116,7 +135,7 @@ mod tests {
 
     #[test]
     fn nibbles_pack_even_low_and_sign_extend() {
-        let q = quantize(&[7.0, -7.0, 1.0, -1.0], 4, Grouping::PerRow);
+        let q = quantize(&[7.0, -7.0, 1.0, -1.0], 4, Grouping::PerRow).unwrap();
         assert_eq!(q.scales, vec![1.0]);
         // 7 = 0x7 low, -7 = 0x9 high; 1 = 0x1 low, -1 = 0xf high.
         assert_eq!(q.packed, vec![0x97, 0xf1]);
@@ -126,8 +145,18 @@ mod tests {
     #[test]
     fn rounding_is_half_to_even() {
         // Scale 1: 2.5 -> 2, 3.5 -> 4, -2.5 -> -2.
-        let q = quantize(&[7.0, 2.5, 3.5, -2.5], 4, Grouping::PerRow);
+        let q = quantize(&[7.0, 2.5, 3.5, -2.5], 4, Grouping::PerRow).unwrap();
         assert_eq!((0..4).map(|c| q.value(0, c)).collect::<Vec<_>>(), vec![7, 2, 4, -2]);
+    }
+
+    #[test]
+    fn bad_widths_and_groups_are_errors() {
+        assert!(quantize(&[1.0; 9], 3, Grouping::PerRow).is_err());
+        assert!(quantize(&[1.0; 8], 0, Grouping::PerRow).is_err());
+        assert!(quantize(&[1.0; 7], 2, Grouping::PerRow).is_err());
+        assert!(quantize(&[1.0; 8], 2, Grouping::KeyFragments { block: 12 }).is_err());
+        assert!(smooth(&[1.0; 4], 0).is_err());
+        assert!(correction(&[], &[1.0]).is_err());
     }
 
     #[test]
@@ -142,12 +171,12 @@ mod tests {
     #[test]
     fn smoothing_removes_the_mean_and_the_correction_restores_scores() {
         let (d, q, k) = (2, [1.0f32, 2.0, 3.0, 6.0], [0.5f32, -1.0, 1.5, 1.0]);
-        let (mq, qs) = smooth(&q, d);
-        let (_, ks) = smooth(&k, d);
+        let (mq, qs) = smooth(&q, d).unwrap();
+        let (_, ks) = smooth(&k, d).unwrap();
         assert_eq!(mq, vec![2.0, 4.0]);
         assert_eq!(qs, vec![-1.0, -2.0, 1.0, 2.0]);
         // q_i · ks_j = qs_i · ks_j + mean_q · ks_j.
-        let corr = correction(&mq, &ks);
+        let corr = correction(&mq, &ks).unwrap();
         for i in 0..2 {
             for j in 0..2 {
                 let exact: f32 = (0..d).map(|c| q[i * d + c] * ks[j * d + c]).sum();
@@ -162,7 +191,7 @@ mod tests {
         #[test]
         fn round_trip_within_half_a_step(x in proptest::collection::vec(-8.0f32..8.0, 64 * 8)) {
             for grouping in [Grouping::PerRow, Grouping::QueryFragments, Grouping::KeyFragments { block: 32 }] {
-                let q = quantize(&x, 8, grouping);
+                let q = quantize(&x, 8, grouping).unwrap();
                 for (i, (&v, back)) in x.iter().zip(q.dequantize()).enumerate() {
                     let s = q.scale(i / 8);
                     prop_assert!((v - back).abs() <= s / 2.0 + 1e-6, "{grouping:?} element {i}: {v} vs {back} (scale {s})");

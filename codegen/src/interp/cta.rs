@@ -188,6 +188,7 @@ impl<'a> Cta<'a> {
         let (data, _, _) = self.tensor(src.tensor);
         let base = self.base(src, cols)?;
         let mut tile = vec![0.0; rows * cols];
+        let plane = self.plane(src)?;
         for r in 0..rows {
             if let Some(token) = self.token(src, r)? {
                 let row = &mut tile[r * cols..(r + 1) * cols];
@@ -198,7 +199,7 @@ impl<'a> Cta<'a> {
                             *t = round_to(self.program.dtype, x);
                         }
                     }
-                    CopyEngine::Bitmap(order) => self.decode_row(src, order, self.plane(src)?, token, row)?,
+                    CopyEngine::Bitmap(order) => self.decode_row(src, order, plane, token, row)?,
                 }
             }
         }
@@ -219,8 +220,8 @@ impl<'a> Cta<'a> {
             return Err(format!("{} bitmap cache is in {:?} order, the kernel reads {order:?}", src.tensor.name(), cache.order));
         }
         for (channel, out) in row.iter_mut().enumerate() {
-            let (t, i) = BitmapCache::locate(order, cache.head_dim, token, channel);
-            *out = cache.value_index(plane, t, i).map_or(0.0, |at| crate::format::to_f32(cache.dtype, cache.values[at]));
+            let at = BitmapCache::locate(order, cache.head_dim, token, channel).and_then(|(t, i)| cache.value_index(plane, t, i));
+            *out = at.map_or(0.0, |at| crate::format::to_f32(cache.dtype, cache.values[at]));
         }
         Ok(())
     }

@@ -53,6 +53,7 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
     }
     for (name, cache) in [("k", launch.k_bitmap), ("v", launch.v_bitmap)] {
         if let Some(c) = cache {
+            c.validate().map_err(|e| format!("{name} bitmap cache: {e}"))?;
             let want = (b * hk, launch.seq_kv, d, program.dtype);
             if (c.heads, c.tokens, c.head_dim, c.dtype) != want {
                 return Err(format!(

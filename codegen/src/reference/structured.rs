@@ -21,8 +21,13 @@ pub struct Structured {
 /// Retrievals planted per query head.
 pub const PLANTED_PER_HEAD: usize = 4;
 
-/// Inputs for causal self-attention over `shape` (`seq_q == seq_kv`), reproducible from `seed`.
-pub fn structured_inputs(shape: &Shape, seed: u64) -> Structured {
+/// Inputs for causal self-attention over `shape` (`seq_q == seq_kv`, at least 8 tokens),
+/// reproducible from `seed`.
+pub fn structured_inputs(shape: &Shape, seed: u64) -> Result<Structured, String> {
+    shape.check()?;
+    if shape.seq_q != shape.seq_kv || shape.seq_q < 8 {
+        return Err(format!("structured inputs are for self-attention of at least 8 tokens, not {shape:?}"));
+    }
     let (l, d) = (shape.seq_q, shape.head_dim);
     let mut rng = StdRng::seed_from_u64(seed);
     let noise = |rng: &mut StdRng, n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
@@ -44,9 +49,10 @@ pub fn structured_inputs(shape: &Shape, seed: u64) -> Structured {
         for h in 0..shape.heads {
             let plane = b * shape.heads + h;
             let kh = &k[(b * shape.kv_heads + h / shape.group_size()) * l * d..][..l * d];
-            // Retrieving queries in the second half, each for a key in the first half.
-            let targets: Vec<(usize, usize)> = (0..PLANTED_PER_HEAD.min(l / 2))
-                .map(|_| (rng.random_range(l / 2..l), rng.random_range(1..l / 2)))
+            // Retrieving queries in the second half, each for a key in the first quarter past
+            // the sink: far from the query's local window.
+            let targets: Vec<(usize, usize)> = (0..PLANTED_PER_HEAD)
+                .map(|_| (rng.random_range(l / 2..l), rng.random_range(1..l / 4)))
                 .collect();
             for i in 0..l {
                 let own = &kh[i * d..][..d];
@@ -62,5 +68,5 @@ pub fn structured_inputs(shape: &Shape, seed: u64) -> Structured {
             }
         }
     }
-    Structured { q, k, v, planted }
+    Ok(Structured { q, k, v, planted })
 }
