@@ -96,12 +96,6 @@ pub fn all() -> &'static [KernelDesc] {
     ALL
 }
 
-/// The tuning space every catalog kernel shares (one macro stamps them all), for kernels the
-/// runtime builds itself, such as `tessera run na`.
-pub fn schedule() -> tessera::Schedule {
-    ALL[0].schedule
-}
-
 /// The tuning space of the catalog's kernels over a `dims`-D token grid (kernels of one
 /// dimensionality share theirs), for kernels the runtime builds itself over such a grid: 1-D
 /// tiles are runs of tokens, 2-D and 3-D tiles boxes of the grid. `None` past 3 axes.
@@ -139,13 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn line_kernels_share_the_schedule() {
-        assert!(ALL.iter().filter(|k| on_a_line(k)).all(|k| k.schedule == schedule()));
-    }
-
-    #[test]
     fn kernels_of_one_dimensionality_share_a_schedule() {
-        assert_eq!(grid_schedule(1), Some(schedule()));
         for dims in 1..=3 {
             let space = grid_schedule(dims).unwrap();
             let same = ALL.iter().filter(|k| grid_dims(k) == dims).all(|k| k.schedule == space);

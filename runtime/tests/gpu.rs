@@ -180,7 +180,7 @@ fn grid_neighborhoods() {
         let desc = KernelDesc {
             name: "na_grid",
             visit: Visit::Window(Window { dims: grid.len() as u8, axes }),
-            schedule: tessera_desc::Schedule { q_tile: q_tile.map(Param::Fixed), kv_tile: kv_tile.map(Param::Fixed), ..catalog::schedule() },
+            schedule: tessera_desc::Schedule { q_tile: q_tile.map(Param::Fixed), kv_tile: kv_tile.map(Param::Fixed), ..catalog::grid_schedule(1).expect("the catalog has 1-D kernels") },
             ..*kernel(Visit::Dense, dtype, d)
         };
         let cfg = desc.configs().into_iter().find(|c| c.warps == 4 && c.stages == 2).unwrap();
