@@ -232,24 +232,29 @@ fn multi_dimensional_windows_match_the_natten_reference() {
         (vec![3, 8, 8], [ax(3, 1, 1, false), ax(8, 1, 1, false), ax(8, 1, 1, true)], [1, 4, 4], [1, 4, 4]),
     ];
     for (i, (grid, axes, q_tile, kv_tile)) in cases.into_iter().enumerate() {
-        let dims = grid.len();
+        let window = Window { dims: grid.len() as u8, axes };
         let cfg = Config { q_tile, kv_tile, warps: 1, stages: 2 };
-        let tokens: usize = grid.iter().product();
-        let mut rng = StdRng::seed_from_u64(900 + i as u64);
-        let mut case = Case::random(&mut rng, shape(2, 2, 1, tokens, tokens, 64));
-        case.grid[..dims].copy_from_slice(&grid);
-        let fixed = |t: [u32; 3]| t.map(Param::Fixed);
-        let schedule = Schedule { q_tile: fixed(q_tile), kv_tile: fixed(kv_tile), ..SPACE };
-        let d = KernelDesc { schedule, ..desc(Visit::Window(Window { dims: dims as u8, axes }), Dtype::F16, 64) };
-        let program = tile_program(&d, &cfg).unwrap();
-        let out = interp::run(&program, &case.launch()).unwrap();
-        let r = |x: &Vec<f32>| -> Vec<f64> { x.iter().map(|&v| tessera_codegen::semantics::round_to(Dtype::F16, v) as f64).collect() };
-        let want = reference::of_desc(&d, &case.shape, &grid, 1.0 / 8.0, &r(&case.q), &r(&case.k), &r(&case.v)).unwrap();
-        let err = reference::rel_error(&widen(&out.o), &want.o);
+        let (err, lse_err) = grid_errors(window, &grid, cfg, 2, 900 + i as u64);
         assert!(err < 2e-3, "case {i} grid {grid:?} {cfg}: rel error {err}");
-        let lse_err = reference::rel_error(&widen(&out.lse), &want.lse);
         assert!(lse_err < 1e-4, "case {i} grid {grid:?} {cfg}: lse rel error {lse_err}");
     }
+}
+
+/// Runs the window kernel of `window` at `cfg` over `grid` on fresh inputs (f16, D = 64, `batch`
+/// sequences of 2 heads sharing one KV head) and returns its o and lse relative errors against
+/// NATTEN's reference.
+fn grid_errors(window: Window, grid: &[usize], cfg: Config, batch: usize, seed: u64) -> (f64, f64) {
+    let fixed = |t: [u32; 3]| t.map(Param::Fixed);
+    let schedule = Schedule { q_tile: fixed(cfg.q_tile), kv_tile: fixed(cfg.kv_tile), warps: Param::Fixed(cfg.warps), stages: Param::Fixed(cfg.stages) };
+    let d = KernelDesc { schedule, ..desc(Visit::Window(window), Dtype::F16, 64) };
+    let tokens: usize = grid.iter().product();
+    let mut case = Case::random(&mut StdRng::seed_from_u64(seed), shape(batch, 2, 1, tokens, tokens, 64));
+    case.grid[..grid.len()].copy_from_slice(grid);
+    let program = tile_program(&d, &cfg).unwrap();
+    let out = interp::run(&program, &case.launch()).unwrap();
+    let r = |x: &Vec<f32>| -> Vec<f64> { x.iter().map(|&v| tessera_codegen::semantics::round_to(Dtype::F16, v) as f64).collect() };
+    let want = reference::of_desc(&d, &case.shape, grid, 1.0 / 8.0, &r(&case.q), &r(&case.k), &r(&case.v)).unwrap();
+    (reference::rel_error(&widen(&out.o), &want.o), reference::rel_error(&widen(&out.lse), &want.lse))
 }
 
 mod grid_properties {
@@ -305,25 +310,13 @@ mod grid_properties {
         /// interpreter matches NATTEN's reference.
         #[test]
         fn random_grids_match_the_natten_reference((axes, cfg, seed) in case()) {
-            let dims = axes.len();
             let grid: Vec<usize> = axes.iter().map(|a| a.0).collect();
-            let mut window_axes = [WindowAxis { size: 1, dilation: 1, stride: 1, causal: false }; 3];
-            for (slot, (_, a)) in window_axes.iter_mut().zip(&axes) {
+            let mut window = Window { dims: axes.len() as u8, axes: [WindowAxis { size: 1, dilation: 1, stride: 1, causal: false }; 3] };
+            for (slot, (_, a)) in window.axes.iter_mut().zip(&axes) {
                 *slot = *a;
             }
-            let fixed = |t: [u32; 3]| t.map(Param::Fixed);
-            let schedule = Schedule { q_tile: fixed(cfg.q_tile), kv_tile: fixed(cfg.kv_tile), warps: Param::Fixed(cfg.warps), stages: Param::Fixed(cfg.stages) };
-            let d = KernelDesc { schedule, ..desc(Visit::Window(Window { dims: dims as u8, axes: window_axes }), Dtype::F16, 64) };
-            let tokens: usize = grid.iter().product();
-            let mut case = Case::random(&mut StdRng::seed_from_u64(seed), shape(1, 2, 1, tokens, tokens, 64));
-            case.grid[..dims].copy_from_slice(&grid);
-            let program = tile_program(&d, &cfg).unwrap();
-            let out = interp::run(&program, &case.launch()).unwrap();
-            let r = |x: &Vec<f32>| -> Vec<f64> { x.iter().map(|&v| tessera_codegen::semantics::round_to(Dtype::F16, v) as f64).collect() };
-            let want = reference::of_desc(&d, &case.shape, &grid, 1.0 / 8.0, &r(&case.q), &r(&case.k), &r(&case.v)).unwrap();
-            let err = reference::rel_error(&widen(&out.o), &want.o);
+            let (err, lse_err) = grid_errors(window, &grid, cfg, 1, seed);
             prop_assert!(err < 2e-3, "grid {grid:?} {cfg}: rel error {err}");
-            let lse_err = reference::rel_error(&widen(&out.lse), &want.lse);
             prop_assert!(lse_err < 1e-4, "grid {grid:?} {cfg}: lse rel error {lse_err}");
         }
     }
@@ -336,7 +329,7 @@ mod grid_properties {
 /// order, V in value order).
 #[test]
 fn bitmap_loads_read_the_pruned_cache() {
-    use tessera_codegen::format::{BitmapCache, PruneRule, TileOrder, from_f32, prune_token, to_f32};
+    use tessera_codegen::format::{BitmapCache, PruneRule, TileOrder, from_f32, prune_token};
     use tessera_desc::{BitmapLoad, Load};
     let (kv_heads, seq_kv, d) = (2, 192, 64);
     for (i, (seq_q, k, v)) in [(4, true, true), (4, true, false), (77, false, true), (77, true, true)].into_iter().enumerate() {
@@ -344,7 +337,7 @@ fn bitmap_loads_read_the_pruned_cache() {
         let mut case = Case::random(&mut rng, shape(1, kv_heads, kv_heads, seq_q, seq_kv, d));
         // Prune each token of K and V as the cache holds them (f16), then compress.
         let prune = |x: &mut Vec<f32>, s| {
-            let rounded: Vec<f32> = x.iter().map(|&v| to_f32(Dtype::F16, from_f32(Dtype::F16, v))).collect();
+            let rounded: Vec<f32> = x.iter().map(|&v| tessera_codegen::semantics::round_to(Dtype::F16, v)).collect();
             *x = rounded.chunks(d).flat_map(|t| prune_token(t, s, PruneRule::KthSmallest)).collect();
         };
         prune(&mut case.k, 0.5);

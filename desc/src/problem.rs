@@ -71,6 +71,14 @@ pub enum Visit {
 }
 
 impl Visit {
+    /// Axes of the token grid the kernel's tiles cover: a window's axes, else 1 (a line).
+    pub fn grid_dims(self) -> usize {
+        match self {
+            Visit::Window(w) => w.dims as usize,
+            _ => 1,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Visit::Dense => "dense",

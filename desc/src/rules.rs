@@ -100,12 +100,10 @@ pub fn check_load(load: &crate::Load, visit: &crate::Visit, kv_tile: &[u32; 3]) 
     if !b.k && !b.v {
         return Err("a bitmap load needs `k`, `v` or both".into());
     }
-    if let crate::Visit::Window(w) = visit
-        && w.dims > 1
-    {
+    if visit.grid_dims() > 1 {
         return Err(format!(
             "a bitmap load reads runs of consecutive tokens; a {}-D window's KV tiles are boxes of its grid",
-            w.dims
+            visit.grid_dims()
         ));
     }
     if kv_tile[1..] != [1, 1] || !kv_tile[0].is_multiple_of(64) {
@@ -119,10 +117,7 @@ pub fn check_load(load: &crate::Load, visit: &crate::Visit, kv_tile: &[u32; 3]) 
 
 /// Tiles are boxes of the kernel's grid: only a window over N axes has tiles over N axes.
 pub fn check_tile_axes(visit: &crate::Visit, q_tile: &[u32; 3], kv_tile: &[u32; 3]) -> Result<(), String> {
-    let dims = match visit {
-        crate::Visit::Window(w) => w.dims as usize,
-        _ => 1,
-    };
+    let dims = visit.grid_dims();
     for (name, tile) in [("query", q_tile), ("KV", kv_tile)] {
         if let Some(a) = (dims..3).find(|&a| tile[a] != 1) {
             return Err(format!(

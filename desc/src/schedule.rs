@@ -63,12 +63,14 @@ impl Schedule {
 /// A tile's space per axis, such as `[64, 128]` or `8x[8, 16]` (trailing `1` axes left out).
 pub fn tile_space(axes: &[Param; 3]) -> String {
     let n = (1..3).rev().find(|&a| axes[a] != Param::Fixed(1)).map_or(1, |a| a + 1);
-    let parts: Vec<String> = axes[..n].iter().map(Param::to_string).collect();
-    parts.join("x")
+    per_axis(&axes[..n])
 }
 
-/// Tile shapes per axis, written `8x16` (trailing axes of extent 1 left out).
+/// The first `axes` extents of a tile shape, written `8x16`.
 pub fn shape_text(shape: &[u32; 3], axes: usize) -> String {
-    let parts: Vec<String> = shape[..axes].iter().map(u32::to_string).collect();
-    parts.join("x")
+    per_axis(&shape[..axes])
+}
+
+fn per_axis(items: &[impl fmt::Display]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join("x")
 }

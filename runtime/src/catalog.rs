@@ -100,15 +100,7 @@ pub fn all() -> &'static [KernelDesc] {
 /// dimensionality share theirs), for kernels the runtime builds itself over such a grid: 1-D
 /// tiles are runs of tokens, 2-D and 3-D tiles boxes of the grid. `None` past 3 axes.
 pub fn grid_schedule(dims: u8) -> Option<tessera::Schedule> {
-    ALL.iter().find(|k| grid_dims(k) == dims).map(|k| k.schedule)
-}
-
-/// The axes of the token grid a kernel's tiles cover: 1 for all but 2-D/3-D neighborhoods.
-fn grid_dims(k: &KernelDesc) -> u8 {
-    match k.visit {
-        tessera::Visit::Window(w) => w.dims,
-        _ => 1,
-    }
+    ALL.iter().find(|k| k.visit.grid_dims() == dims as usize).map(|k| k.schedule)
 }
 
 /// The catalog kernel called `name`.
@@ -129,14 +121,14 @@ mod tests {
 
     /// Kernels whose tiles are runs of tokens (all but the 2-D/3-D neighborhoods).
     fn on_a_line(k: &KernelDesc) -> bool {
-        grid_dims(k) == 1
+        k.visit.grid_dims() == 1
     }
 
     #[test]
     fn kernels_of_one_dimensionality_share_a_schedule() {
         for dims in 1..=3 {
             let space = grid_schedule(dims).unwrap();
-            let same = ALL.iter().filter(|k| grid_dims(k) == dims).all(|k| k.schedule == space);
+            let same = ALL.iter().filter(|k| k.visit.grid_dims() == dims as usize).all(|k| k.schedule == space);
             assert!(same, "{dims}-D");
         }
         assert_eq!(grid_schedule(4), None);

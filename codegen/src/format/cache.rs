@@ -103,8 +103,8 @@ impl MustafarCache {
     }
 }
 
-/// Per head, `a`'s `na` tokens followed by `b`'s `nb`.
-fn concat_tokens(a: &[u16], na: usize, b: &[u16], nb: usize, heads: usize, d: usize) -> Vec<u16> {
+/// Per head, `a`'s `na` tokens followed by `b`'s `nb` (both `[heads, tokens, d]`).
+pub(crate) fn concat_tokens<T: Copy>(a: &[T], na: usize, b: &[T], nb: usize, heads: usize, d: usize) -> Vec<T> {
     (0..heads)
         .flat_map(|h| a[h * na * d..(h + 1) * na * d].iter().chain(&b[h * nb * d..(h + 1) * nb * d]).copied())
         .collect()

@@ -3,6 +3,7 @@
 //! `[compressed ; local]` (seeds.md §4.1).
 
 use super::{Mask, Output, Shape, try_attention};
+use crate::format::cache::concat_tokens;
 use crate::format::{PruneRule, prune_token};
 
 /// A decode step's shape: one query token per (batch, head); per KV head `compressed` pruned
@@ -71,10 +72,8 @@ impl DecodeShape {
 
     /// Per KV head, the compressed region's tokens followed by the local window's.
     pub fn concat(&self, compressed: &[f64], local: &[f64]) -> Vec<f64> {
-        let (c, l) = (self.compressed * self.head_dim, self.local * self.head_dim);
-        (0..self.batch * self.kv_heads)
-            .flat_map(|p| compressed[p * c..(p + 1) * c].iter().chain(&local[p * l..(p + 1) * l]).copied())
-            .collect()
+        let planes = self.batch * self.kv_heads;
+        concat_tokens(compressed, self.compressed, local, self.local, planes, self.head_dim)
     }
 }
 

@@ -166,7 +166,11 @@ fn select(b: &SaleBlocks, tau: f64, estimate: Estimate, scale: f64, q: &[f64], k
     let mean_k: Vec<f64> = (0..d).map(|c| (0..l).map(|j| k[j * d + c]).sum::<f64>() / l as f64).collect();
     let ks: Vec<f64> = k.chunks(d).flat_map(|row| row.iter().zip(&mean_k).map(|(x, m)| x - m).collect::<Vec<_>>()).collect();
     let exact = estimator(Estimate::Exact, scale, q, &ks, d, b.block_k)?;
-    let estimated = estimator(estimate, scale, q, &ks, d, b.block_k)?;
+    let int4 = match estimate {
+        Estimate::Exact => None,
+        Estimate::Int4 => Some(estimator(Estimate::Int4, scale, q, &ks, d, b.block_k)?),
+    };
+    let estimated = int4.as_ref().unwrap_or(&exact);
     for qb in 0..l.div_ceil(b.block_q) {
         let nmax = visible_blocks(b, l, qb);
         let rows = qb * b.block_q..((qb + 1) * b.block_q).min(l);

@@ -521,17 +521,20 @@ fn autotune_checks_the_kernel_before_the_gpu_and_says_when_there_is_none() {
     assert!(!dir.path().join("tune.json").exists());
 }
 
+/// The error of `tessera run na` on `inputs` with the flags `extra` (head_dim 64).
+fn na_error(inputs: &str, out: &str, extra: &[&str]) -> String {
+    let mut args = vec!["run", "na", "--inputs", inputs, "-o", out, "--head-dim", "64"];
+    args.extend_from_slice(extra);
+    output(&args).unwrap_err().to_string()
+}
+
 #[test]
 fn run_na_builds_its_kernel_from_flags_and_checks_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = run_inputs(dir.path());
     let out = dir.path().join("out.safetensors");
     let out = out.to_string_lossy();
-    let run = |extra: &[&str]| {
-        let mut args = vec!["run", "na", "--inputs", &inputs, "-o", &out, "--head-dim", "64"];
-        args.extend_from_slice(extra);
-        output(&args).unwrap_err().to_string()
-    };
+    let run = |extra: &[&str]| na_error(&inputs, &out, extra);
     assert!(run(&[]).contains("needs --window"), "{}", run(&[]));
     let stride = run(&["--window", "3", "--stride", "4"]);
     assert!(stride.contains("stride 4 is larger than the window size 3"), "{stride}");
@@ -552,11 +555,7 @@ fn run_na_over_a_grid_checks_the_flags_and_the_grid_before_the_gpu() {
     let inputs = inputs_of(dir.path(), 24);
     let out = dir.path().join("out.safetensors");
     let out = out.to_string_lossy();
-    let run = |extra: &[&str]| {
-        let mut args = vec!["run", "na", "--inputs", &inputs, "-o", &out, "--head-dim", "64"];
-        args.extend_from_slice(extra);
-        output(&args).unwrap_err().to_string()
-    };
+    let run = |extra: &[&str]| na_error(&inputs, &out, extra);
     let cases: &[(&[&str], &str)] = &[
         (&["--window", "3", "5"], "kernel `na2d`: a 2-D window needs --grid with its 2 extents"),
         (&["--grid", "4", "6", "--window", "3", "3", "3"], "--window has 3 values for a 2-D grid"),

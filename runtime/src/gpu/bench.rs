@@ -95,11 +95,7 @@ impl BenchShape {
     /// The grid extents a launch names: a window kernel's own axes of the given grid (a kernel
     /// without a window gets one axis, which the launch rejects: it takes no grid).
     pub fn grid_arg(&self, desc: &KernelDesc) -> Option<&[usize]> {
-        let dims = match desc.visit {
-            Visit::Window(w) => w.dims as usize,
-            _ => 1,
-        };
-        self.grid.as_ref().map(|g| &g[..dims])
+        self.grid.as_ref().map(|g| &g[..desc.visit.grid_dims()])
     }
 
     /// The grid the FLOPs are counted on.
