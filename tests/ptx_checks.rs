@@ -9,15 +9,14 @@ use tessera::codegen::canon::count_prefix;
 use tessera::codegen::{Stage, Target, emit};
 use tessera::testing::check_ptxas;
 
-use common::{CASES, kernel};
+use common::ptx_cases;
 
-fn each_ptx(mut check: impl FnMut(&str, Target, &str)) {
-    for (name, config) in CASES {
-        for target in Target::ALL {
-            match emit(kernel(name), &config, target, Stage::Ptx) {
-                Ok(ptx) => check(name, target, &ptx),
-                Err(e) => panic!("{name} on {target}: {e}"),
-            }
+/// Runs `check(label, kernel name, target, ptx)` over every PTX case.
+fn each_ptx(mut check: impl FnMut(&str, &str, Target, &str)) {
+    for (label, desc, config, target) in ptx_cases() {
+        match emit(desc, &config, target, Stage::Ptx) {
+            Ok(ptx) => check(&label, desc.name, target, &ptx),
+            Err(e) => panic!("{label}: {e}"),
         }
     }
 }
@@ -28,16 +27,16 @@ fn directive<'a>(ptx: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn assembles_without_spills() {
-    each_ptx(|name, target, ptx| {
+    each_ptx(|label, name, target, ptx| {
         if let Some(k) = check_ptxas(ptx, target) {
-            assert_eq!(k.name, name, "{target}");
+            assert_eq!(k.name, name, "{label}");
         }
     });
 }
 
 #[test]
 fn pins_version_and_target() {
-    each_ptx(|name, target, ptx| {
+    each_ptx(|name, _, target, ptx| {
         assert_eq!(
             directive(ptx, ".version"),
             Some(".version 8.0"),
@@ -52,29 +51,31 @@ fn pins_version_and_target() {
     });
 }
 
+/// mma.sync configs multiply through ldmatrix; wgmma configs from shared memory, fenced for the
+/// async proxy, with no ldmatrix at all.
 #[test]
 fn uses_the_schedule_instructions() {
-    each_ptx(|name, target, ptx| {
+    each_ptx(|at, _, _, ptx| {
         let count = |prefix| count_prefix(ptx, prefix);
-        let at = format!("{name} on {target}");
-        assert!(
-            count("mma.sync.aligned.m16n8k16") > 0,
-            "no mma.sync m16n8k16 in {at}"
-        );
-        assert!(
-            count("cp.async.cg.shared.global") > 0,
-            "no cp.async.cg in {at}"
-        );
-        let ldmatrix = count("ldmatrix.sync.aligned.m8n8.x4");
-        let trans = count("ldmatrix.sync.aligned.m8n8.x4.trans");
-        assert!(trans > 0, "no transposing ldmatrix (V operand) in {at}");
-        assert!(ldmatrix > trans, "no plain ldmatrix (Q/K operands) in {at}");
+        assert!(count("cp.async.cg.shared.global") > 0, "no cp.async.cg in {at}");
+        if at.contains("_wgmma_") {
+            assert!(count("wgmma.mma_async.sync.aligned.m64n") > 0, "no wgmma in {at}");
+            assert!(count("fence.proxy.async") > 0, "no async-proxy fence in {at}");
+            assert_eq!(count("mma.sync"), 0, "mma.sync left in {at}");
+            assert_eq!(count("ldmatrix"), 0, "ldmatrix left in {at}");
+        } else {
+            assert!(count("mma.sync.aligned.m16n8k16") > 0, "no mma.sync m16n8k16 in {at}");
+            let ldmatrix = count("ldmatrix.sync.aligned.m8n8.x4");
+            let trans = count("ldmatrix.sync.aligned.m8n8.x4.trans");
+            assert!(trans > 0, "no transposing ldmatrix (V operand) in {at}");
+            assert!(ldmatrix > trans, "no plain ldmatrix (Q/K operands) in {at}");
+        }
     });
 }
 
 #[test]
 fn calls_no_external_function() {
-    each_ptx(|name, target, ptx| {
+    each_ptx(|name, _, target, ptx| {
         assert!(
             !ptx.contains(".extern .func"),
             "{name} on {target} calls an external function"

@@ -7,7 +7,7 @@ mod common;
 
 use tessera::codegen::{Stage, Target, canon, emit};
 
-use common::{CASES, kernel};
+use common::{CASES, kernel, ptx_cases};
 
 fn case(name: &str) -> (&'static tessera::KernelDesc, tessera::Config) {
     match CASES.iter().find(|(n, _)| *n == name) {
@@ -16,17 +16,14 @@ fn case(name: &str) -> (&'static tessera::KernelDesc, tessera::Config) {
     }
 }
 
-fn canonical_ptx(name: &str, target: Target) -> String {
-    let (desc, config) = case(name);
-    match emit(desc, &config, target, Stage::Ptx) {
-        Ok(ptx) => canon::canonicalize(&ptx),
-        Err(e) => panic!("{name} on {target}: {e}"),
-    }
-}
-
-fn snapshot_ptx(name: &str) {
-    for target in Target::ALL {
-        insta::assert_snapshot!(format!("{name}_{target}"), canonical_ptx(name, target));
+/// Every PTX case's canonical text, under its snapshot name (`common::ptx_cases`).
+#[test]
+fn ptx() {
+    for (label, desc, config, target) in ptx_cases() {
+        match emit(desc, &config, target, Stage::Ptx) {
+            Ok(ptx) => insta::assert_snapshot!(label.clone(), canon::canonicalize(&ptx)),
+            Err(e) => panic!("{label}: {e}"),
+        }
     }
 }
 
@@ -36,36 +33,6 @@ fn snapshot_ir(name: &str) {
         Ok(ir) => insta::assert_snapshot!(format!("{name}_ir"), ir),
         Err(e) => panic!("{e}"),
     }
-}
-
-#[test]
-fn dense_bf16_d128_ptx() {
-    snapshot_ptx("dense_bf16_d128");
-}
-
-#[test]
-fn causal_bf16_d128_ptx() {
-    snapshot_ptx("causal_bf16_d128");
-}
-
-#[test]
-fn causal_f16_d64_ptx() {
-    snapshot_ptx("causal_f16_d64");
-}
-
-#[test]
-fn na1d_w13_d2_bf16_d128_ptx() {
-    snapshot_ptx("na1d_w13_d2_bf16_d128");
-}
-
-#[test]
-fn na2d_w13x13_d2x2_bf16_d128_ptx() {
-    snapshot_ptx("na2d_w13x13_d2x2_bf16_d128");
-}
-
-#[test]
-fn na3d_w7x15x15_c100_bf16_d128_ptx() {
-    snapshot_ptx("na3d_w7x15x15_c100_bf16_d128");
 }
 
 // Tile programs are target-independent: one on a line and one over a grid show what the

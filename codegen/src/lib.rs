@@ -54,9 +54,15 @@ pub fn tile_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, Code
     passes::run_all(ir::from_desc::build(desc, cfg)).map_err(CodegenError::Ir)
 }
 
+/// The tile program that the lowering for `target` consumes: `tile_program` with the target's
+/// instructions selected.
+pub fn target_program(desc: &KernelDesc, cfg: &Config, target: Target) -> Result<ir::Program, CodegenError> {
+    passes::engine::select(tile_program(desc, cfg)?, target).map_err(CodegenError::Ir)
+}
+
 /// The text of one stage of a kernel at a config, for a target.
 pub fn emit(desc: &KernelDesc, cfg: &Config, target: Target, stage: Stage) -> Result<String, CodegenError> {
-    let program = tile_program(desc, cfg)?;
+    let program = target_program(desc, cfg, target)?;
     match stage {
         Stage::Ir => Ok(program.to_string()),
         Stage::Llvm => llvm::compile(&program, target, llvm::Output::LlvmIr),

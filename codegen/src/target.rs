@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use tessera_desc::Mma;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     /// Ampere and later through the driver's JIT.
@@ -22,6 +24,14 @@ impl Target {
 
     pub fn parse(name: &str) -> Option<Target> {
         Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The tensor-core instruction families the target has, the portable one first.
+    pub fn mma_families(self) -> &'static [Mma] {
+        match self {
+            Target::Sm80 => &[Mma::Sync],
+            Target::Sm90a => &[Mma::Sync, Mma::Wgmma],
+        }
     }
 
     /// PTX ISA 8.0 for both: the minimum for sm_90a, and accepted by every driver since

@@ -7,7 +7,7 @@ use tessera_codegen::interp::{self, Launch};
 use tessera_codegen::ir::{self, Stmt};
 use tessera_codegen::reference::{self, Mask, Shape};
 use tessera_codegen::{passes, tile_program};
-use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit, Window, WindowAxis};
+use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Mma, Param, Schedule, Visit, Window, WindowAxis};
 
 const SPACE: Schedule = Schedule::line(Param::Choices(&[16, 32, 64]), Param::Choices(&[16, 32, 64]), Param::Choices(&[1, 2, 4]), Param::Choices(&[1, 2, 3]));
 
@@ -233,7 +233,7 @@ fn multi_dimensional_windows_match_the_natten_reference() {
     ];
     for (i, (grid, axes, q_tile, kv_tile)) in cases.into_iter().enumerate() {
         let window = Window { dims: grid.len() as u8, axes };
-        let cfg = Config { q_tile, kv_tile, warps: 1, stages: 2 };
+        let cfg = Config { q_tile, kv_tile, warps: 1, stages: 2, mma: Mma::Sync };
         let (err, lse_err) = grid_errors(window, &grid, cfg, 2, 900 + i as u64);
         assert!(err < 2e-3, "case {i} grid {grid:?} {cfg}: rel error {err}");
         assert!(lse_err < 1e-4, "case {i} grid {grid:?} {cfg}: lse rel error {lse_err}");
@@ -299,7 +299,7 @@ mod grid_properties {
             .prop_filter("query boxes split into 16-row slabs per warp", |(_, q, _, warps, _, _)| {
                 q.iter().product::<u32>() % (16 * warps) == 0
             })
-            .prop_map(|(axes, q_tile, kv_tile, warps, stages, seed)| (axes, Config { q_tile, kv_tile, warps, stages }, seed))
+            .prop_map(|(axes, q_tile, kv_tile, warps, stages, seed)| (axes, Config { q_tile, kv_tile, warps, stages, mma: Mma::Sync }, seed))
     }
 
     proptest! {

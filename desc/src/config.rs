@@ -14,6 +14,30 @@ pub struct Config {
     pub kv_tile: [u32; 3],
     pub warps: u32,
     pub stages: u32,
+    /// The tensor-core instruction. Not part of a kernel's declared schedule: which ones exist
+    /// depends on the GPU, so the runtime adds the device's choices to the tuning space.
+    pub mma: Mma,
+}
+
+/// Tensor-core instruction families.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mma {
+    /// `mma.sync` per warp: every GPU from sm_80 on.
+    #[default]
+    Sync,
+    /// `wgmma.mma_async` per warpgroup of 4 warps, operands from shared memory: sm_90a only.
+    Wgmma,
+}
+
+impl Mma {
+    pub const ALL: [Mma; 2] = [Mma::Sync, Mma::Wgmma];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mma::Sync => "sync",
+            Mma::Wgmma => "wgmma",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,10 +46,12 @@ pub enum ConfigError {
     EmptySpace { kernel: &'static str },
     #[error("`{0}` is not `key=value`")]
     Syntax(String),
-    #[error("unknown config key `{0}` (known: block_q, block_kv, q_tile, kv_tile, warps, stages)")]
+    #[error("unknown config key `{0}` (known: block_q, block_kv, q_tile, kv_tile, warps, stages, mma)")]
     UnknownKey(String),
     #[error("config key `{key}` has value `{value}`, which is not a number{shape}")]
     NotANumber { key: String, value: String, shape: &'static str },
+    #[error("mma = `{0}` is not an instruction family (known: sync, wgmma)")]
+    UnknownMma(String),
     #[error("{key} = {value} is outside kernel `{kernel}`'s tuning space {space}")]
     OutsideSpace { kernel: &'static str, key: String, value: u32, space: String },
     #[error("{0}")]
@@ -35,7 +61,12 @@ pub enum ConfigError {
 impl Config {
     /// A config whose tiles are runs of consecutive tokens.
     pub const fn line(block_q: u32, block_kv: u32, warps: u32, stages: u32) -> Config {
-        Config { q_tile: [block_q, 1, 1], kv_tile: [block_kv, 1, 1], warps, stages }
+        Config { q_tile: [block_q, 1, 1], kv_tile: [block_kv, 1, 1], warps, stages, mma: Mma::Sync }
+    }
+
+    /// The same config with another instruction family.
+    pub const fn with_mma(self, mma: Mma) -> Config {
+        Config { mma, ..self }
     }
 
     /// Query rows per CTA (saturating: a huge shape from the command line fails the block
@@ -65,7 +96,13 @@ impl fmt::Display for Config {
             1 => write!(f, "block_q={},block_kv={}", self.block_q(), self.block_kv())?,
             n => write!(f, "q_tile={},kv_tile={}", shape_text(&self.q_tile, n), shape_text(&self.kv_tile, n))?,
         }
-        write!(f, ",warps={},stages={}", self.warps, self.stages)
+        write!(f, ",warps={},stages={}", self.warps, self.stages)?;
+        // Left out for the default so that configs (and tuning records keyed by them) written
+        // before the field existed read the same.
+        match self.mma {
+            Mma::Sync => Ok(()),
+            other => write!(f, ",mma={}", other.name()),
+        }
     }
 }
 
@@ -99,6 +136,7 @@ impl KernelDesc {
         rules::check_warps(cfg.warps).map_err(ConfigError::Rule)?;
         rules::check_stages(cfg.stages).map_err(ConfigError::Rule)?;
         rules::check_combination(cfg.block_q(), cfg.warps).map_err(ConfigError::Rule)?;
+        rules::check_mma(cfg.mma, cfg.warps).map_err(ConfigError::Rule)?;
         rules::check_tile_axes(&self.visit, &cfg.q_tile, &cfg.kv_tile).map_err(ConfigError::Rule)?;
         rules::check_load(&self.load, &self.visit, &cfg.kv_tile).map_err(ConfigError::Rule)?;
         let s = &self.schedule;
@@ -132,6 +170,9 @@ impl KernelDesc {
                 "kv_tile" => cfg.kv_tile = shape(key, value)?,
                 "warps" => cfg.warps = number(key, value)?,
                 "stages" => cfg.stages = number(key, value)?,
+                "mma" => {
+                    cfg.mma = Mma::ALL.into_iter().find(|m| m.name() == value).ok_or_else(|| ConfigError::UnknownMma(value.to_string()))?
+                }
                 _ => return Err(ConfigError::UnknownKey(key.to_string())),
             }
         }
@@ -184,6 +225,19 @@ mod tests {
         assert!(matches!(DESC.parse_config("warps"), Err(ConfigError::Syntax(_))));
         assert!(matches!(DESC.parse_config("warps=x"), Err(ConfigError::NotANumber { .. })));
         assert_eq!(DESC.parse_config(&cfg.to_string()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn the_instruction_family_prints_only_when_not_the_default() {
+        let cfg = DESC.parse_config("block_q=128,warps=4").unwrap();
+        assert_eq!(cfg.to_string(), "block_q=128,block_kv=64,warps=4,stages=1");
+        let wg = DESC.parse_config("block_q=128,warps=4,mma=wgmma").unwrap();
+        assert_eq!((wg.mma, wg.to_string()), (Mma::Wgmma, "block_q=128,block_kv=64,warps=4,stages=1,mma=wgmma".to_string()));
+        assert_eq!(DESC.parse_config(&wg.to_string()).unwrap(), wg);
+        assert!(matches!(DESC.parse_config("mma=hmma"), Err(ConfigError::UnknownMma(_))));
+        // A warpgroup is 4 warps.
+        let two = KernelDesc { schedule: Schedule { warps: Param::Fixed(2), ..DESC.schedule }, ..DESC };
+        assert!(matches!(two.parse_config("block_q=64,mma=wgmma"), Err(ConfigError::Rule(_))));
     }
 
     #[test]

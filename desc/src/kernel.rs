@@ -1,4 +1,4 @@
-use crate::{Config, Dtype, Layout, Load, Param, Schedule, Visit};
+use crate::{Config, Dtype, Layout, Load, Mma, Param, Schedule, Visit};
 
 /// A kernel definition as written by the user, validated by the DSL at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,17 +19,26 @@ pub trait Kernel {
 }
 
 impl KernelDesc {
-    /// Every config of the schedule's space that passes the combination rules, in a stable order.
+    /// Every config of the schedule's space that passes the combination rules, in a stable order,
+    /// with the instruction every GPU has.
     pub fn configs(&self) -> Vec<Config> {
+        self.configs_with(&[Mma::Sync])
+    }
+
+    /// The schedule's space times the instruction families `mmas` (those of a device), each
+    /// schedule point with its families next to each other.
+    pub fn configs_with(&self, mmas: &[Mma]) -> Vec<Config> {
         let s = &self.schedule;
         let mut out = Vec::new();
         for q_tile in shapes(&s.q_tile) {
             for kv_tile in shapes(&s.kv_tile) {
                 for &warps in s.warps.values() {
                     for &stages in s.stages.values() {
-                        let cfg = Config { q_tile, kv_tile, warps, stages };
-                        if self.check_config(&cfg).is_ok() {
-                            out.push(cfg);
+                        for &mma in mmas {
+                            let cfg = Config { q_tile, kv_tile, warps, stages, mma };
+                            if self.check_config(&cfg).is_ok() {
+                                out.push(cfg);
+                            }
                         }
                     }
                 }

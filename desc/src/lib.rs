@@ -8,12 +8,12 @@ mod problem;
 mod rules;
 mod schedule;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Mma};
 pub use kernel::{Kernel, KernelDesc};
 pub use problem::{BitmapLoad, Dtype, Layout, Load, Visit, Window, WindowAxis};
 pub use rules::{
     MMA_K, MMA_M, MMA_N, MAX_STAGES, MAX_WARPS, SUPPORTED_HEAD_DIMS, check_block_kv,
-    check_block_q, check_combination, check_head_dim, check_load, check_stages, check_tile_axes, check_warps, check_window,
+    check_block_q, check_combination, check_head_dim, check_load, check_mma, check_stages, check_tile_axes, check_warps, check_window,
     check_window_extents,
 };
 pub use schedule::{Param, Schedule, shape_text, tile_space};

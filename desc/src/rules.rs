@@ -47,6 +47,16 @@ pub fn check_warps(v: u32) -> Result<(), String> {
     }
 }
 
+/// wgmma is issued by whole warpgroups of 4 warps.
+pub fn check_mma(mma: crate::Mma, warps: u32) -> Result<(), String> {
+    match mma {
+        crate::Mma::Wgmma if !warps.is_multiple_of(4) => {
+            Err(format!("mma = wgmma needs whole warpgroups of 4 warps, not warps = {warps}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn check_stages(v: u32) -> Result<(), String> {
     if (1..=MAX_STAGES).contains(&v) {
         Ok(())

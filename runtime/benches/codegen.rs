@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     let mut worst: f64 = 0.0;
     let mut total = (0.0, 0usize);
     for desc in kernels {
-        let configs = desc.configs();
+        let configs = tessera_runtime::tune::space::space(desc, target);
         // LLVM's one-time target initialisation is paid by the first call of a process, not
         // by each config: time it apart.
         let t = Instant::now();

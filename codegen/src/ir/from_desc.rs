@@ -27,9 +27,9 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
     let j = locals.fresh("j");
 
     let shared = vec![
-        Shared { name: "Qs", rows: bq, cols: d, stages: 1, offset: None },
-        Shared { name: "Ks", rows: bkv, cols: d, stages: 1, offset: None },
-        Shared { name: "Vs", rows: bkv, cols: d, stages: 1, offset: None },
+        Shared { name: "Qs", rows: bq, cols: d, block_cols: d, stages: 1, offset: None },
+        Shared { name: "Ks", rows: bkv, cols: d, block_cols: d, stages: 1, offset: None },
+        Shared { name: "Vs", rows: bkv, cols: d, block_cols: d, stages: 1, offset: None },
     ];
     let (qs, ks, vs) = (super::BufId(0), super::BufId(1), super::BufId(2));
     let frags = vec![

@@ -96,7 +96,7 @@ impl TileBox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_desc::{Window, WindowAxis};
+    use tessera_desc::{Mma, Window, WindowAxis};
 
     const AXIS: WindowAxis = WindowAxis { size: 3, dilation: 1, stride: 1, causal: false };
 
@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn tiles_cover_the_grid_once() {
         let visit = Visit::Window(Window { dims: 3, axes: [AXIS; 3] });
-        let cfg = Config { q_tile: [2, 4, 2], kv_tile: [1, 1, 16], warps: 1, stages: 1 };
+        let cfg = Config { q_tile: [2, 4, 2], kv_tile: [1, 1, 16], warps: 1, stages: 1, mma: Mma::Sync };
         let grid = [5, 7, 3];
         let tiles = TileBox::queries(visit, &cfg);
         let env = |v: Var| match v {

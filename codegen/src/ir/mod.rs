@@ -51,13 +51,17 @@ pub struct BufId(pub usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FragId(pub usize);
 
-/// A shared-memory tile of `rows × cols` elements, `stages` copies of it. Rows are split into
-/// 16-byte chunks that the XOR swizzle permutes (see `crate::layout`).
+/// A shared-memory tile of `rows × cols` elements, `stages` copies of it, stored as column
+/// blocks of `block_cols` elements whose rows are 16-byte chunks permuted by an XOR swizzle
+/// (see `llvm::layout::BLOCK_ROW_BYTES`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shared {
     pub name: &'static str,
     pub rows: u32,
     pub cols: u32,
+    /// `cols` (one block: whole rows) for ldmatrix readers; 64 (128-byte rows, the canonical
+    /// layout of TMA and wgmma descriptors) for tiles that wgmma reads.
+    pub block_cols: u32,
     pub stages: u32,
     /// Byte offset in the CTA's dynamic shared memory, set by `passes::smem`.
     pub offset: Option<u32>,
@@ -102,11 +106,16 @@ pub enum CopyEngine {
     Bitmap(crate::format::TileOrder),
 }
 
-/// The instruction of a tile product.
+/// The instruction of a tile product. Both give the same fragment layout (a warp's 16-row slab
+/// holds m16n8 C tiles), so everything around a product is the same for either.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MmaEngine {
     /// Warp-level `mma.sync.m16n8k16`, operands through `ldmatrix`.
     MmaSync,
+    /// Hopper's warpgroup-level `wgmma.mma_async.m64nNk16`: four warps multiply their 64 rows
+    /// by the whole of B, read by the tensor cores from shared memory through descriptors (A
+    /// from shared memory too, or from registers). Chosen by `passes::engine` for sm_90a.
+    Wgmma,
 }
 
 /// How an mma operand is stored. `A` is `[m][k]`; `B` is `[k][n]` either as is or transposed.

@@ -16,7 +16,8 @@ impl Display for Program {
         writeln!(f, "  grid ({x}, {y}, {z}) threads {}", self.threads())?;
         for b in &self.shared {
             let at = b.offset.map(|o| format!(" @{o}")).unwrap_or_default();
-            writeln!(f, "  shared {}: {}x{} {} x{}{at}", b.name, b.rows, b.cols, self.dtype, b.stages)?;
+            let blocks = if b.block_cols == b.cols { String::new() } else { format!(" in {}-column blocks", b.block_cols) };
+            writeln!(f, "  shared {}: {}x{} {} x{}{blocks}{at}", b.name, b.rows, b.cols, self.dtype, b.stages)?;
         }
         for fr in &self.frags {
             let kind = match fr.kind {

@@ -1,5 +1,5 @@
-//! Global → shared tile copies with `cp.async.cg` (16 bytes per thread per step), swizzled on
-//! the way in. Tile rows outside the grid (`GlobalTile::valid` false) are zero-filled
+//! Global → shared tile copies with `cp.async.cg` (16 bytes per thread per step), into the
+//! swizzled layout of `layout::BLOCK_ROW_BYTES`. Tile rows outside the grid (`GlobalTile::valid` false) are zero-filled
 //! (`src_size = 0`), so masked keys multiply zeros, never stale data.
 
 use inkwell::IntPredicate;
@@ -44,6 +44,26 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(self.b.build_int_add(off, self.i32(sb.offset.unwrap_or(0) as i64), "")?)
     }
 
+    /// `base` (a tile stage's start) plus where chunk `chunk` of row `row` of shared tile `buf`
+    /// sits in it (the layout of `layout::BLOCK_ROW_BYTES`).
+    pub fn chunk_offset(&self, buf: BufId, base: IntValue<'ctx>, row: IntValue<'ctx>, chunk: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        let sb = self.program.shared(buf);
+        let (block_chunks, pitch) = (sb.block_cols / CHUNK_ELEMS, sb.block_cols * self.program.dtype.bytes());
+        let b = &self.b;
+        let row_start = b.build_int_add(base, b.build_int_mul(row, self.i32(pitch as i64), "")?, "")?;
+        // One block (whole rows) needs no block arithmetic: the module stays as small as it was
+        // before blocks existed, which keeps large kernels under the O3 size limit.
+        let (row_start, within) = if sb.block_cols == sb.cols {
+            (row_start, chunk)
+        } else {
+            let block = b.build_int_unsigned_div(chunk, self.i32(block_chunks as i64), "")?;
+            let block = b.build_int_mul(block, self.i32((sb.rows * pitch) as i64), "")?;
+            (b.build_int_add(row_start, block, "")?, b.build_int_unsigned_rem(chunk, self.i32(block_chunks as i64), "")?)
+        };
+        let swizzled = b.build_xor(within, b.build_and(row, self.i32(7), "")?, "")?;
+        Ok(b.build_int_add(row_start, b.build_int_mul(swizzled, self.i32(16), "")?, "")?)
+    }
+
     /// The token of tile row `row` and whether it exists (see `GlobalTile`); `memo` keeps
     /// the parts that do not depend on the row across the rows of one tile.
     pub fn row_token(&mut self, t: &GlobalTile, row: IntValue<'ctx>, memo: &mut Memo<'ctx>) -> Res<(IntValue<'ctx>, IntValue<'ctx>)> {
@@ -86,9 +106,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let ch64 = b.build_int_z_extend(ch, i64t, "")?;
                 let gbytes = b.build_int_add(gbytes, b.build_int_mul(ch64, i64t.const_int(16, false), "")?, "")?;
                 let gaddr = l.byte_ptr(gptr, gbytes)?;
-                let swz = b.build_xor(ch, b.build_and(r, l.i32(7), "")?, "")?;
-                let soff = b.build_int_add(base, b.build_int_mul(r, l.i32(row_bytes), "")?, "")?;
-                let soff = b.build_int_add(soff, b.build_int_mul(swz, l.i32(16), "")?, "")?;
+                let soff = l.chunk_offset(dst, base, r, ch)?;
                 let saddr = l.byte_ptr(l.smem, soff)?;
                 l.call("llvm.nvvm.cp.async.cg.shared.global.16.s", &[], &[saddr.into(), gaddr.into(), size])?;
                 Ok(())

@@ -10,7 +10,7 @@ use inkwell::values::{BasicValue, IntValue};
 use inkwell::AddressSpace;
 
 use super::lower::{GLOBAL, Lane, Lowerer, Params, Res, SHARED};
-use crate::ir::{Program, Var};
+use crate::ir::{MmaEngine, Program, Stmt, Var};
 
 /// `ptx_kernel` calling convention: the function becomes a `.entry`.
 const PTX_KERNEL: u32 = 71;
@@ -53,7 +53,9 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     }
     let smem = module.add_global(ctx.i8_type().array_type(0), Some(AddressSpace::from(SHARED)), "smem");
     smem.set_linkage(Linkage::External);
-    smem.set_alignment(16);
+    // wgmma descriptors and TMA's 128-byte swizzle assume tiles start on 1024-byte boundaries
+    // (`passes::smem` aligns offsets; this aligns the base).
+    smem.set_alignment(1024);
 
     let b = ctx.create_builder();
     b.position_at_end(ctx.append_basic_block(func, "entry"));
@@ -109,6 +111,7 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
         smem: smem.as_pointer_value(),
         vars,
         frags: Vec::new(),
+        async_proxy_reads: uses_wgmma(&program.body),
     };
     l.frags = program
         .frags
@@ -124,6 +127,14 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     l.block(&program.body)?;
     l.b.build_return(None)?;
     Ok(())
+}
+
+fn uses_wgmma(body: &[Stmt]) -> bool {
+    body.iter().any(|s| match s {
+        Stmt::Mma { engine, .. } => *engine == MmaEngine::Wgmma,
+        Stmt::For { body, .. } | Stmt::If { body, .. } | Stmt::VisitTiles { body, .. } => uses_wgmma(body),
+        _ => false,
+    })
 }
 
 fn undef(ty: inkwell::types::BasicTypeEnum<'_>) -> inkwell::values::BasicValueEnum<'_> {

@@ -9,6 +9,17 @@ use crate::ir::{Expr, Var};
 /// Elements per 16-byte chunk (bf16/f16).
 pub const CHUNK_ELEMS: u32 = 8;
 
+/// Bytes of a block row of the wgmma layout (`WGMMA_BLOCK_COLS` 16-bit elements).
+///
+/// A shared tile is stored as column blocks of `block_cols` elements (`ir::Shared`), each block
+/// `rows × block_cols` elements, and within a block row chunk `c` sits at chunk
+/// `(c & !7) | ((c & 7) ^ (r % 8))`: the XOR keeps ldmatrix's eight row reads of one 16-byte
+/// column on eight different bank groups. With 128-byte block rows this is the canonical
+/// 128-byte-swizzle layout that TMA (`SWIZZLE_128B`) writes and wgmma descriptors read (PTX ISA
+/// §9.7.15.5.1.2: 8-row × 128-byte atoms). `Lowerer::chunk_offset` emits it; `tests::chunk_offset`
+/// is the same formula, checked here.
+pub const BLOCK_ROW_BYTES: u32 = 128;
+
 /// The tile row and chunk that `lane` addresses in `ldmatrix.x4`, relative to the operand's
 /// first row and chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +82,32 @@ mod tests {
     /// Encodes (row, col) so each element is identifiable.
     fn id(row: u32, col: u32) -> u32 {
         row * 1000 + col
+    }
+
+    fn chunk_offset(rows: u32, block_cols: u32, row: u32, chunk: u32) -> u32 {
+        let (block_chunks, pitch) = (block_cols / CHUNK_ELEMS, block_cols * 2);
+        let (block, within) = (chunk / block_chunks, chunk % block_chunks);
+        block * rows * pitch + row * pitch + ((within & !7) | ((within & 7) ^ (row % 8))) * 16
+    }
+
+    /// Every chunk of a tile has its own place inside the tile, and the eight rows of one
+    /// column that an ldmatrix phase reads fall on eight different 16-byte bank groups.
+    #[test]
+    fn chunk_offsets_are_a_permutation_without_bank_conflicts() {
+        for (rows, cols, block_cols) in [(64, 64, 64), (128, 128, 64), (128, 128, 128), (32, 128, 64), (16, 64, 64)] {
+            let chunks = cols / CHUNK_ELEMS;
+            let mut seen: Vec<u32> =
+                (0..rows).flat_map(|r| (0..chunks).map(move |c| chunk_offset(rows, block_cols, r, c))).collect();
+            seen.sort();
+            assert_eq!(seen, (0..rows * chunks).map(|i| 16 * i).collect::<Vec<_>>(), "{rows}x{cols}/{block_cols}");
+            for r0 in (0..rows).step_by(8) {
+                for c in 0..chunks {
+                    let mut groups: Vec<u32> = (r0..r0 + 8).map(|r| chunk_offset(rows, block_cols, r, c) / 16 % 8).collect();
+                    groups.sort();
+                    assert_eq!(groups, (0..8).collect::<Vec<_>>(), "{rows}x{cols}/{block_cols} rows {r0}.. chunk {c}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use inkwell::{AddressSpace, IntPredicate};
 
 use super::intrinsics;
 use crate::CodegenError;
-use crate::ir::{BinOp, CopyEngine, Expr, FragKind, Program, Stmt, Var};
+use crate::ir::{BinOp, CopyEngine, Expr, FragKind, MmaEngine, Program, Stmt, Var};
 
 pub type Res<T> = Result<T, CodegenError>;
 
@@ -55,6 +55,9 @@ pub struct Lowerer<'ctx, 'a> {
     pub vars: HashMap<Var, IntValue<'ctx>>,
     /// Per fragment, this lane's registers (see `frag_len`).
     pub frags: Vec<Vec<BasicValueEnum<'ctx>>>,
+    /// Whether products read shared memory through the async proxy (wgmma), so that copies
+    /// that land must be fenced for it.
+    pub async_proxy_reads: bool,
 }
 
 impl<'ctx, 'a> Lowerer<'ctx, 'a> {
@@ -197,13 +200,17 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
             Stmt::Wait { pending } => {
                 let n = self.i32(*pending as i64).into();
                 self.call("llvm.nvvm.cp.async.wait.group", &[], &[n])?;
+                if self.async_proxy_reads {
+                    self.fence_async_proxy()?;
+                }
             }
             Stmt::Barrier => self.barrier()?,
             Stmt::Fill { frag, value } => {
                 let v = self.f32(*value).as_basic_value_enum();
                 self.frags[frag.0].iter_mut().for_each(|x| *x = v);
             }
-            Stmt::Mma { acc, a, b, .. } => self.mma(*acc, a, b)?,
+            Stmt::Mma { acc, a, b, engine: MmaEngine::MmaSync } => self.mma(*acc, a, b)?,
+            Stmt::Mma { acc, a, b, engine: MmaEngine::Wgmma } => self.wgmma(*acc, a, b)?,
             Stmt::Mask { frag, keep, when } => {
                 let when = self.cond(when)?;
                 self.if_then(when, |l| l.mask(*frag, keep))?;

@@ -10,13 +10,16 @@ use super::lower::{Lowerer, Res, SHARED};
 use crate::CodegenError;
 use crate::ir::{BufId, Expr, FragId, Operand};
 
-/// A shared operand's addressing for this lane. The lane's swizzled chunk of an even logical
-/// chunk `c` is `(c & !7) | ((c & 7) ^ lane_xor)` (lane_xor < 8), so four base pointers, one per
-/// `c & 7` in {0, 2, 4, 6}, cover every block and the rest of each address is a constant that
-/// ptxas folds into the instruction.
+/// A shared operand's addressing for this lane (`layout::BLOCK_ROW_BYTES`). Within a block row
+/// the lane's chunk of an even logical chunk `c` is `(c & !7) | ((c & 7) ^ lane_xor)` (lane_xor
+/// < 8), so four base pointers, one per `c & 7` in {0, 2, 4, 6}, cover every chunk and the rest
+/// of each address (row, block, `c & !7`) is a constant that ptxas folds into the instruction.
 struct SharedOperand<'ctx> {
     bases: [PointerValue<'ctx>; 4],
-    row_bytes: u32,
+    /// Chunks per block row, bytes per block row, bytes per block.
+    block_chunks: u32,
+    pitch: u32,
+    block_bytes: u32,
     trans: bool,
 }
 
@@ -30,30 +33,32 @@ enum ASource<'ctx> {
 impl<'ctx> Lowerer<'ctx, '_> {
     fn shared_operand(&self, buf: BufId, stage: &Expr, role: LdmatrixRole) -> Res<SharedOperand<'ctx>> {
         let sb = self.program.shared(buf);
-        let row_bytes = sb.cols * self.program.dtype.bytes();
+        let pitch = sb.block_cols * self.program.dtype.bytes();
+        let (block_chunks, block_bytes) = (sb.block_cols / CHUNK_ELEMS, sb.rows * pitch);
         let b = &self.b;
         let (row, chunk) = role.lane_offset();
         let (row, chunk) = (self.expr(&row)?, self.expr(&chunk)?);
         // Operand row bases are multiples of 8 and chunk bases even, so the swizzled chunk of
         // (base_row + row, base_chunk + chunk) is base_chunk ^ (chunk ^ (row & 7)).
         let lane_xor = b.build_xor(chunk, b.build_and(row, self.i32(7), "")?, "")?;
-        let lane_base = b.build_int_add(self.stage_base(buf, stage)?, b.build_int_mul(row, self.i32(row_bytes as i64), "")?, "")?;
+        let lane_base = b.build_int_add(self.stage_base(buf, stage)?, b.build_int_mul(row, self.i32(pitch as i64), "")?, "")?;
         let mut bases = [self.smem; 4];
         for (e, base) in bases.iter_mut().enumerate() {
             let chunk = b.build_xor(self.i32(2 * e as i64), lane_xor, "")?;
             let off = b.build_int_add(lane_base, b.build_int_mul(chunk, self.i32(16), "")?, "")?;
             *base = self.byte_ptr(self.smem, off)?;
         }
-        Ok(SharedOperand { bases, row_bytes, trans: role == LdmatrixRole::BKn })
+        Ok(SharedOperand { bases, block_chunks, pitch, block_bytes, trans: role == LdmatrixRole::BKn })
     }
 
     /// `ldmatrix.x4` of the 16×16 block at (`row`, `col`) of a shared operand.
     fn ldmatrix(&self, op: &SharedOperand<'ctx>, row: IntValue<'ctx>, col: u32) -> Res<[IntValue<'ctx>; 4]> {
         let b = &self.b;
         let chunk = col / CHUNK_ELEMS;
-        let base = op.bases[((chunk & 7) / 2) as usize];
-        let off = b.build_int_mul(row, self.i32(op.row_bytes as i64), "")?;
-        let off = b.build_int_add(off, self.i32(((chunk & !7) * 16) as i64), "")?;
+        let (block, within) = (chunk / op.block_chunks, chunk % op.block_chunks);
+        let base = op.bases[((within & 7) / 2) as usize];
+        let off = b.build_int_mul(row, self.i32(op.pitch as i64), "")?;
+        let off = b.build_int_add(off, self.i32((block * op.block_bytes + (within & !7) * 16) as i64), "")?;
         let ptr = self.byte_ptr(base, off)?;
         let name = if op.trans {
             "llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.trans.b16"

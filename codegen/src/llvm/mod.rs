@@ -10,6 +10,7 @@ mod memo;
 mod mma;
 mod softmax;
 mod store;
+mod wgmma;
 
 use std::sync::Once;
 

@@ -1,6 +1,7 @@
 //! Passes over the tile IR, in pipeline order. Each takes a program and returns a program that
 //! the interpreter can still run, so each pass is tested by running before and after it.
 
+pub mod engine;
 pub mod pipeline;
 pub mod smem;
 pub mod visit;

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use tessera_desc::{Config, KernelDesc};
+use tessera_desc::{Config, KernelDesc, Mma};
 
 use super::{config_of, find_kernel};
 use super::table::Table;
@@ -65,7 +65,7 @@ fn positive(s: &str) -> Result<usize, String> {
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     // Every name and config is checked before the GPU is opened, so a typo fails at once.
-    let plan = args
+    let mut plan = args
         .kernels
         .iter()
         .map(|name| {
@@ -75,6 +75,12 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
         .collect::<Result<Vec<_>, Error>>()?;
     let shapes = shapes(args, &plan)?;
     let gpu = Gpu::open(0)?;
+    if args.all_configs {
+        let families = gpu.target()?.mma_families();
+        for (_, configs) in &mut plan {
+            configs.retain(|c| families.contains(&c.mma));
+        }
+    }
     if args.json {
         writeln!(
             out,
@@ -150,7 +156,8 @@ fn shapes(args: &Args, plan: &[(&'static KernelDesc, Vec<Config>)]) -> Result<Ve
 
 fn configs(desc: &'static KernelDesc, args: &Args) -> Result<Vec<Config>, Error> {
     if args.all_configs {
-        return Ok(desc.configs());
+        // Narrowed to the device's instruction families once the GPU is open.
+        return Ok(desc.configs_with(&Mma::ALL));
     }
     let cfg = config_of(desc, args.config.as_deref())?;
     Ok(vec![cfg])

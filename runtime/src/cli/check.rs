@@ -90,18 +90,16 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
 
     let mut jobs = Vec::new();
     for &desc in &kernels {
-        let configs = if args.all_configs {
-            desc.configs()
-        } else {
-            vec![desc.parse_config("").map_err(|source| Error::Config {
-                kernel: desc.name,
-                source,
-            })?]
-        };
-        for config in configs {
-            for &target in &targets {
-                jobs.push((desc, config, target));
-            }
+        for &target in &targets {
+            let configs = if args.all_configs {
+                crate::tune::space::space(desc, target)
+            } else {
+                vec![desc.parse_config("").map_err(|source| Error::Config {
+                    kernel: desc.name,
+                    source,
+                })?]
+            };
+            jobs.extend(configs.into_iter().map(|config| (desc, config, target)));
         }
     }
     let checks = crate::parallel::map(&jobs, |&(desc, config, target)| {

@@ -81,7 +81,7 @@ pub fn choose(
             .winner(|c| valid(c).is_some())
             .and_then(|(c, _)| valid(c))
     };
-    if policy.tunes() && !super::space::to_run(desc, entry.as_ref(), false).is_empty() {
+    if policy.tunes() && !super::space::to_run(&super::space::space(desc, gpu.target()?), entry.as_ref(), false).is_empty() {
         let summary = sweep(gpu, desc, problem, store, &Options::default(), &|_| {})?;
         if let Some(e) = &summary.store_error {
             eprintln!("tessera: {e}; the tuning result is not remembered");

@@ -7,6 +7,7 @@
 //! memory, which stays in L1) are among the fastest, because the larger tile they buy
 //! outweighs the spill traffic; configs that spill kilobytes are never competitive.
 
+use tessera_codegen::Target;
 use tessera_codegen::ptxas::KernelResources;
 use tessera_desc::{Config, KernelDesc};
 
@@ -15,6 +16,12 @@ use super::record::Entry;
 /// Spill bytes (stores plus loads, as `ptxas -v` reports them) above which a config is pruned.
 /// On sm_90a the catalog's configs spill either at most ~260 bytes or well over 1 KB.
 pub const SPILL_LIMIT_BYTES: u32 = 256;
+
+/// The configs to tune on a `target` device: the kernel's schedule times the target's
+/// instruction families (the instruction is the device's choice, not the kernel author's).
+pub fn space(desc: &KernelDesc, target: Target) -> Vec<Config> {
+    desc.configs_with(target.mma_families())
+}
 
 /// Why a config cannot run within the device's shared memory, if it cannot.
 pub fn shared_memory_pruned(
@@ -47,9 +54,10 @@ pub fn spills_pruned(resources: &KernelResources) -> Option<String> {
 /// The configs a sweep must run: those of the space without a record in `entry`, or all of
 /// them when `retune` is set. The space's order is kept: it puts the default config (the
 /// catalog lists its H100 winner first) early, so early elimination has a strong reference.
-pub fn to_run(desc: &KernelDesc, entry: Option<&Entry>, retune: bool) -> Vec<Config> {
-    desc.configs()
-        .into_iter()
+pub fn to_run(space: &[Config], entry: Option<&Entry>, retune: bool) -> Vec<Config> {
+    space
+        .iter()
         .filter(|c| retune || entry.is_none_or(|e| !e.records.contains_key(&c.to_string())))
+        .copied()
         .collect()
 }

@@ -121,7 +121,8 @@ pub fn sweep(
         problem: *problem,
         why,
     })?;
-    let space = desc.configs();
+    let target = gpu.target()?;
+    let space = super::space::space(desc, target);
     if space.is_empty() {
         return Err(TuneError::EmptySpace { kernel: desc.name });
     }
@@ -132,7 +133,7 @@ pub fn sweep(
         .0
         .remove(&id)
         .unwrap_or_else(|| Entry::new(key.clone()));
-    let todo = super::space::to_run(desc, Some(&entry), options.retune);
+    let todo = super::space::to_run(&space, Some(&entry), options.retune);
     let space_names: Vec<String> = space.iter().map(Config::to_string).collect();
     entry.extend_space(space_names.iter().map(String::as_str));
     let recorder = Recorder::new(store, id.clone(), entry);
@@ -161,7 +162,6 @@ pub fn sweep(
     // The CPU half. The space goes to the store first, so that a sweep stopped early leaves
     // an entry that knows what it did not reach.
     recorder.write(Vec::new());
-    let target = gpu.target()?;
     let ptxas = tessera_codegen::ptxas::find();
     summary.spills_unchecked = ptxas.as_ref().err().map(|e| e.to_string());
     on(Event::Compiling { total: todo.len() });
