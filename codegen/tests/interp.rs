@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use tessera_codegen::interp::{self, Launch};
 use tessera_codegen::ir::{self, Stmt};
 use tessera_codegen::reference::{self, Mask, Shape};
-use tessera_codegen::{passes, tile_program};
+use tessera_codegen::{Target, passes, target_program, tile_program};
 use tessera_desc::{Config, Dtype, KernelDesc, Layout, Load, Mma, Param, Schedule, Visit, Window, WindowAxis};
 
 const SPACE: Schedule = Schedule::line(Param::Choices(&[16, 32, 64]), Param::Choices(&[16, 32, 64]), Param::Choices(&[1, 2, 4]), Param::Choices(&[1, 2, 3]));
@@ -114,6 +114,26 @@ fn every_config_of_the_space_matches_reference() {
     for (i, cfg) in d.configs().into_iter().enumerate() {
         check(Visit::Causal, Dtype::Bf16, cfg, shape(1, 1, 1, 37, 45, 64), 100 + i as u64);
     }
+}
+
+/// Instruction selection changes how products are issued and how tiles sit in shared memory,
+/// not what the program computes: the sm_90a wgmma program of every warpgroup config runs to
+/// the same output as its mma.sync program, bit for bit.
+#[test]
+fn wgmma_selection_keeps_the_program_semantics() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let case = Case::random(&mut rng, shape(1, 2, 1, 70, 90, 64));
+    let d = desc(Visit::Causal, Dtype::Bf16, 64);
+    let warpgroups: Vec<Config> = d.configs().into_iter().filter(|c| c.warps % 4 == 0).collect();
+    assert!(!warpgroups.is_empty());
+    for cfg in warpgroups {
+        let sync = interp::run(&tile_program(&d, &cfg).unwrap(), &case.launch()).unwrap();
+        let wgmma = target_program(&d, &cfg.with_mma(Mma::Wgmma), Target::Sm90a).unwrap();
+        assert!(wgmma.shared.iter().all(|b| b.block_cols == 64), "{cfg}");
+        assert_eq!(interp::run(&wgmma, &case.launch()).unwrap().o, sync.o, "{cfg}");
+    }
+    let wgmma_on_sm80 = target_program(&d, &Config::line(64, 64, 4, 2).with_mma(Mma::Wgmma), Target::Sm80);
+    assert!(wgmma_on_sm80.is_err());
 }
 
 #[test]
