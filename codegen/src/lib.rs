@@ -14,7 +14,7 @@ pub mod semantics;
 mod target;
 
 pub use error::CodegenError;
-pub use llvm::KERNEL_PARAMS;
+pub use llvm::{KERNEL_PARAMS, TABLE_PARAMS, kernel_params};
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
 

@@ -52,6 +52,7 @@ impl Case {
             v: &self.v,
             k_bitmap: None,
             v_bitmap: None,
+            blocks: None,
         }
     }
 

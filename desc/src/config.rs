@@ -139,6 +139,7 @@ impl KernelDesc {
         rules::check_mma(cfg.mma, cfg.warps).map_err(ConfigError::Rule)?;
         rules::check_tile_axes(&self.visit, &cfg.q_tile, &cfg.kv_tile).map_err(ConfigError::Rule)?;
         rules::check_load(&self.load, &self.visit, &cfg.kv_tile).map_err(ConfigError::Rule)?;
+        rules::check_blocks(&self.visit, &cfg.kv_tile).map_err(ConfigError::Rule)?;
         let s = &self.schedule;
         let mut spaces: Vec<(String, u32, &Param)> = Vec::new();
         for (name, tile, space) in [("q_tile", &cfg.q_tile, &s.q_tile), ("kv_tile", &cfg.kv_tile, &s.kv_tile)] {

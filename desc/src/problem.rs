@@ -68,6 +68,12 @@ pub enum Visit {
     /// inward at borders; dilation groups; stride leaders; per-axis causality). Self-attention:
     /// queries and keys are the same grid, whose extents are given at launch.
     Window(Window),
+    /// SALE's block-sparse visit (seeds.md §2): a query tile visits exactly the KV tiles its row
+    /// of a block map keeps. The map's blocks are the config's tiles (block_q × block_kv), and
+    /// the map reaches the kernel at launch as, per (batch, head, query tile), the ascending
+    /// indices of its kept KV tiles and their count (`codegen::format::blocks`). `estimate`
+    /// says how the map is made; the attention kernel only reads it.
+    Blocks(Blocks),
 }
 
 impl Visit {
@@ -84,7 +90,49 @@ impl Visit {
             Visit::Dense => "dense",
             Visit::Causal => "causal",
             Visit::Window(_) => "window",
+            Visit::Blocks(_) => "blocks",
         }
+    }
+}
+
+/// `blocks(estimate(...), causal = ...)`: which block map a query tile's KV loop reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Blocks {
+    /// Within the kept tiles, query `i` sees key `j` iff `j <= i + seq_kv - seq_q` (bottom-right
+    /// aligned, as `Visit::Causal`); partial tiles on the diagonal are masked element by element.
+    pub causal: bool,
+    pub estimate: Estimate,
+}
+
+/// How SALE's estimation kernel builds the block map: a low-bit Q·Kᵀ per block, compared by the
+/// Relative Attention Score against the always-kept blocks with a per-head threshold τ. τ is
+/// calibrated per head and model (seeds.md §2.4), so it is a launch input, not part of the
+/// description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Estimate {
+    /// Bits of the quantized Q and K: 4 (SALE's int4) or 8 (the int8 fallback for Hopper,
+    /// where 4-bit `mma.sync` is emulated).
+    pub bits: u8,
+    /// Always-kept KV tiles at the start of the sequence (attention sinks).
+    pub sink: u32,
+    /// Tokens of the always-kept local window before the diagonal: whole KV tiles.
+    pub local: u32,
+}
+
+impl Estimate {
+    /// SALE's defaults: int4, one sink block, a 128-token local window.
+    pub const SALE: Estimate = Estimate { bits: 4, sink: 1, local: 128 };
+    pub const BITS: [u8; 2] = [4, 8];
+}
+
+impl fmt::Display for Blocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.estimate;
+        write!(
+            f,
+            "blocks(estimate(bits = {}, sink = {}, local = {}), causal = {})",
+            e.bits, e.sink, e.local, self.causal
+        )
     }
 }
 

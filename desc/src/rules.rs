@@ -125,6 +125,24 @@ pub fn check_load(load: &crate::Load, visit: &crate::Visit, kv_tile: &[u32; 3]) 
     Ok(())
 }
 
+/// A block-sparse visit's estimate: bits the estimation kernel has a product for, and a local
+/// window of whole KV tiles (the map's blocks are the tiles, so the window is a block count).
+pub fn check_blocks(visit: &crate::Visit, kv_tile: &[u32; 3]) -> Result<(), String> {
+    let crate::Visit::Blocks(b) = visit else { return Ok(()) };
+    let e = &b.estimate;
+    if !crate::Estimate::BITS.contains(&e.bits) {
+        return Err(format!("an estimate of {} bits is not supported (4 or 8)", e.bits));
+    }
+    let block_kv = kv_tile.iter().fold(1u32, |n, &x| n.saturating_mul(x));
+    if block_kv == 0 || !e.local.is_multiple_of(block_kv) {
+        return Err(format!(
+            "the estimate's local window of {} tokens is not whole KV tiles of block_kv = {block_kv}",
+            e.local
+        ));
+    }
+    Ok(())
+}
+
 /// Tiles are boxes of the kernel's grid: only a window over N axes has tiles over N axes.
 pub fn check_tile_axes(visit: &crate::Visit, q_tile: &[u32; 3], kv_tile: &[u32; 3]) -> Result<(), String> {
     let dims = visit.grid_dims();
@@ -164,6 +182,17 @@ mod tests {
         assert!(check_block_q(24).is_err());
         assert!(check_block_q(0).is_err());
         assert!(check_block_kv(512).is_err());
+    }
+
+    #[test]
+    fn block_visits_need_whole_local_tiles_and_known_bits() {
+        use crate::{Blocks, Estimate, Visit};
+        let visit = |bits, local| Visit::Blocks(Blocks { causal: true, estimate: Estimate { bits, sink: 1, local } });
+        assert!(check_blocks(&visit(4, 128), &[32, 1, 1]).is_ok());
+        assert!(check_blocks(&visit(8, 0), &[64, 1, 1]).is_ok());
+        assert!(check_blocks(&visit(4, 128), &[96, 1, 1]).is_err());
+        assert!(check_blocks(&visit(2, 128), &[32, 1, 1]).is_err());
+        assert!(check_blocks(&Visit::Causal, &[96, 1, 1]).is_ok());
     }
 
     #[test]

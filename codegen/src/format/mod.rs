@@ -1,5 +1,6 @@
 //! Compressed formats of the K/V cache that kernels read directly.
 //!
+//! [`blocks`] is the kept-block lists a block-sparse kernel reads.
 //! [`int4`] is SALE's 4-bit quantization of Q and K for its block-selection estimate.
 //! [`prune`] is Mustafar's per-token magnitude pruning; [`cache`] the decode loop's cache of
 //! compressed chunks and a dense recent window; [`bitmap`] the bitmap-compressed tile format, bit for bit as the authors' compressor writes it (seeds.md §1.2), so caches made by
@@ -7,11 +8,13 @@
 //! tests use them, and GPU compression kernels must produce the same bytes.
 
 pub mod bitmap;
+pub mod blocks;
 pub mod cache;
 pub mod int4;
 pub mod prune;
 
 pub use bitmap::{BitmapCache, TileOrder};
+pub use blocks::BlockLists;
 pub use cache::{CachePolicy, MustafarCache};
 pub use prune::{PruneRule, prune_token};
 

@@ -55,7 +55,14 @@ impl<'a> Cta<'a> {
     }
 
     fn eval(&self, e: &Expr) -> Result<i32, String> {
-        e.eval(&|v| self.vars.get(&v).copied())
+        self.eval_in(e, &|v| self.vars.get(&v).copied())
+    }
+
+    /// `e` with variables from `lookup` and the launch's tables, which `interp::run` checked
+    /// against the launch (an index out of bounds is still an error, not a panic).
+    fn eval_in(&self, e: &Expr, lookup: &dyn Fn(Var) -> Option<i32>) -> Result<i32, String> {
+        let blocks = self.launch.blocks;
+        e.eval_with(lookup, &|t, at| blocks.ok_or_else(|| format!("no {} passed", t.name()))?.read(t, at))
     }
 
     fn block(&mut self, body: &[Stmt], out: &mut Output) -> Result<(), String> {
@@ -164,10 +171,10 @@ impl<'a> Cta<'a> {
     /// token must lie inside the tensor.
     fn token(&self, t: &GlobalTile, r: usize) -> Result<Option<usize>, String> {
         let row = |v: Var| if v == Var::Row { Some(r as i32) } else { self.vars.get(&v).copied() };
-        if t.valid.eval(&row)? == 0 {
+        if self.eval_in(&t.valid, &row)? == 0 {
             return Ok(None);
         }
-        let token = t.token.eval(&row)?;
+        let token = self.eval_in(&t.token, &row)?;
         let tokens = self.tensor(t.tensor).2;
         if token < 0 || token as usize >= tokens {
             return Err(format!("{} row {r} is token {token}, outside its {tokens} tokens", t.tensor.name()));
@@ -286,7 +293,7 @@ impl<'a> Cta<'a> {
         let cols = self.program.frag(frag).cols as usize;
         for r in 0..self.program.config.block_q() as usize {
             for c in 0..cols {
-                let visible = keep.eval(&|v| match v {
+                let visible = self.eval_in(keep, &|v| match v {
                     Var::Row => Some(r as i32),
                     Var::Col => Some(c as i32),
                     other => self.vars.get(&other).copied(),

@@ -27,6 +27,9 @@ pub struct Launch<'a> {
     /// kernels with a bitmap load; `k`/`v` are then unused for the compressed tensor.
     pub k_bitmap: Option<&'a crate::format::BitmapCache>,
     pub v_bitmap: Option<&'a crate::format::BitmapCache>,
+    /// The block map of a block-sparse kernel (`Visit::Blocks`), whose tiles are the program's
+    /// tiles; other kernels ignore it.
+    pub blocks: Option<&'a crate::format::BlockLists>,
 }
 
 pub struct Output {
@@ -62,6 +65,11 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
                 ));
             }
         }
+    }
+    if program.reads_tables() {
+        let lists = launch.blocks.ok_or("the kernel reads block lists, but the launch passed none")?;
+        let (bq, bkv) = (program.config.block_q() as usize, program.config.block_kv() as usize);
+        lists.check_launch(b * h, launch.seq_q, launch.seq_kv, bq, bkv)?;
     }
     let sizes: HashMap<Var, i32> = [
         (Var::Batch, b),

@@ -1,5 +1,10 @@
 //! Scalar index expressions: tile bounds, loop ranges, zero-fill limits and mask predicates.
 //! The interpreter evaluates them and the LLVM lowering emits them, so both read one definition.
+//!
+//! Besides arithmetic, an expression may read one int32 from a read-only launch table
+//! (`Expr::Load`): a block-sparse kernel's KV tile is an entry of its query tile's list. Tables
+//! are never written by the kernel, so a read is as pure as arithmetic, and passes may move,
+//! duplicate or substitute into it like any other expression.
 
 use std::fmt;
 
@@ -28,6 +33,27 @@ pub enum Var {
     Local(u32, &'static str),
 }
 
+/// Read-only int32 tables a launch passes, each a kernel parameter after `KERNEL_PARAMS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// `[batch, heads, q_tiles, kv_tiles]`: per query tile, the ascending indices of the KV tiles
+    /// its block map keeps, in the row's first `count` entries.
+    KvList,
+    /// `[batch, heads, q_tiles]`: how many entries of each `KvList` row are kept tiles.
+    KvCount,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::KvList, Table::KvCount];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::KvList => "kv_list",
+            Table::KvCount => "kv_count",
+        }
+    }
+}
+
 /// Binary operators on i32 values; comparisons and logic give 0 or 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinOp {
@@ -50,6 +76,9 @@ pub enum Expr {
     Const(i32),
     Var(Var),
     Bin(BinOp, Box<Expr>, Box<Expr>),
+    /// The entry of a launch table at a flat index (in bounds by the launch's checks and the
+    /// program's loop bounds; the interpreter reports one that is not).
+    Load(Table, Box<Expr>),
 }
 
 impl Expr {
@@ -111,16 +140,33 @@ impl Expr {
         self.add(b - 1).div(b)
     }
 
-    /// Evaluates with `lookup` giving each variable's value. Errors name the variable that is
-    /// unbound or the division by zero, so a malformed program is reported, not executed.
+    /// `table[index]`.
+    pub fn load(table: Table, index: Expr) -> Expr {
+        Expr::Load(table, Box::new(index))
+    }
+
+    /// Evaluates with `lookup` giving each variable's value, in a context without tables.
+    /// Errors name the variable that is unbound or the division by zero, so a malformed program
+    /// is reported, not executed.
     pub fn eval(&self, lookup: &dyn Fn(Var) -> Option<i32>) -> Result<i32, String> {
+        self.eval_with(lookup, &|t, _| Err(format!("no table {} in this context", t.name())))
+    }
+
+    /// Evaluates with variables from `lookup` and table entries from `table` (which reports an
+    /// index out of its bounds).
+    pub fn eval_with(
+        &self,
+        lookup: &dyn Fn(Var) -> Option<i32>,
+        table: &dyn Fn(Table, i32) -> Result<i32, String>,
+    ) -> Result<i32, String> {
         Ok(match self {
             Expr::Const(c) => *c,
             Expr::Var(v) => lookup(*v).ok_or_else(|| format!("unbound variable {v}"))?,
             Expr::Bin(op, a, b) => {
-                let (a, b) = (a.eval(lookup)?, b.eval(lookup)?);
+                let (a, b) = (a.eval_with(lookup, table)?, b.eval_with(lookup, table)?);
                 apply(*op, a, b)?
             }
+            Expr::Load(t, index) => table(*t, index.eval_with(lookup, table)?)?,
         })
     }
 
@@ -130,6 +176,16 @@ impl Expr {
             Expr::Const(_) => false,
             Expr::Var(v) => *v == var,
             Expr::Bin(_, a, b) => a.uses(var) || b.uses(var),
+            Expr::Load(_, index) => index.uses(var),
+        }
+    }
+
+    /// Whether the expression reads a launch table.
+    pub fn reads_table(&self) -> bool {
+        match self {
+            Expr::Const(_) | Expr::Var(_) => false,
+            Expr::Bin(_, a, b) => a.reads_table() || b.reads_table(),
+            Expr::Load(..) => true,
         }
     }
 
@@ -139,6 +195,7 @@ impl Expr {
             Expr::Var(v) if *v == var => with.clone(),
             Expr::Const(_) | Expr::Var(_) => self.clone(),
             Expr::Bin(op, a, b) => Expr::bin(*op, a.subst(var, with), b.subst(var, with)),
+            Expr::Load(t, index) => Expr::load(*t, index.subst(var, with)),
         }
     }
 }
@@ -198,6 +255,7 @@ impl fmt::Display for Expr {
         match self {
             Expr::Const(c) => write!(f, "{c}"),
             Expr::Var(v) => write!(f, "{v}"),
+            Expr::Load(t, index) => write!(f, "{}[{index}]", t.name()),
             Expr::Bin(op, a, b) => {
                 let sym = match op {
                     BinOp::Add => "+",
@@ -232,6 +290,25 @@ mod tests {
         });
         assert_eq!(v, Ok(2));
         assert_eq!(e.to_string(), "min(((seq_kv + 63) / 64), (row + 1))");
+    }
+
+    #[test]
+    fn loads_read_tables_and_substitute_inside() {
+        let i = Var::Local(1, "i");
+        let e = Expr::load(Table::KvList, Expr::var(i).add(4)).mul(32);
+        let shifted = e.subst(i, &Expr::var(i).add(1));
+        assert_eq!(shifted.to_string(), "(kv_list[((%i1 + 1) + 4)] * 32)");
+        assert!(shifted.uses(i) && shifted.reads_table() && !Expr::var(i).reads_table());
+        let list = [0, 3, 5, 7, 9, 11];
+        let table = |t: Table, at: i32| match t {
+            Table::KvList => list.get(at as usize).copied().ok_or_else(|| format!("kv_list[{at}] is out of bounds")),
+            Table::KvCount => Err("no count".into()),
+        };
+        let lookup = |v: Var| (v == i).then_some(0);
+        assert_eq!(shifted.eval_with(&lookup, &table), Ok(11 * 32));
+        assert!(e.subst(i, &Expr::Const(9)).eval_with(&lookup, &table).is_err());
+        // Without tables, a load is an error rather than a guess.
+        assert!(e.eval(&lookup).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod subst;
 
 use tessera_desc::{Config, Dtype, Visit};
 
-pub use expr::{BinOp, Expr, Var};
+pub use expr::{BinOp, Expr, Table, Var};
 
 /// Global tensors a kernel reads or writes, all `[batch, heads, tokens, head_dim]`
 /// (`Lse` is `[batch, heads, tokens]`, f32).
@@ -158,9 +158,10 @@ pub enum Stmt {
     /// Stores the natural-log LSE per row, when the launch asked for it.
     StoreLse { m: FragId, l: FragId, dst: GlobalTile },
     /// Placeholder for the loop over the KV tiles that the query tile at grid coordinates
-    /// `q_origin` visits, replaced by `passes::visit`; the body names the KV tile by
-    /// `Var::KvTile(axis)`.
-    VisitTiles { visit: Visit, var: Var, q_origin: Vec<Expr>, body: Vec<Stmt> },
+    /// `q_origin` of (batch, head) plane `plane` (`batch · heads + head`, which indexes per-head
+    /// launch tables such as a block map) visits, replaced by `passes::visit`; the body names
+    /// the KV tile by `Var::KvTile(axis)`.
+    VisitTiles { visit: Visit, var: Var, plane: Expr, q_origin: Vec<Expr>, body: Vec<Stmt> },
     /// `for var in begin..end`; `stages` > 1 asks `passes::pipeline` to overlap its loads.
     For { var: Var, begin: Expr, end: Expr, stages: u32, body: Vec<Stmt> },
     If { cond: Expr, body: Vec<Stmt> },
@@ -203,6 +204,42 @@ impl Program {
 
     pub fn frag(&self, id: FragId) -> &Frag {
         &self.frags[id.0]
+    }
+
+    /// Whether the program reads launch tables (`Expr::Load`): its kernel then takes them as
+    /// parameters after `KERNEL_PARAMS`, and a launch must pass them.
+    pub fn reads_tables(&self) -> bool {
+        fn tile(t: &GlobalTile) -> bool {
+            [&t.batch, &t.head, &t.token, &t.valid].iter().any(|e| e.reads_table())
+        }
+        fn operand(o: &Operand) -> bool {
+            matches!(o, Operand::Shared { stage, .. } if stage.reads_table())
+        }
+        fn any(body: &[Stmt]) -> bool {
+            body.iter().any(|s| match s {
+                Stmt::Let { value, .. } => value.reads_table(),
+                Stmt::Copy { stage, src, .. } => stage.reads_table() || tile(src),
+                Stmt::Mma { a, b, .. } => operand(a) || operand(b),
+                Stmt::Mask { keep, when, .. } => keep.reads_table() || when.reads_table(),
+                Stmt::Store { dst, .. } | Stmt::StoreLse { dst, .. } => tile(dst),
+                Stmt::VisitTiles { visit, plane, q_origin, body, .. } => {
+                    matches!(visit, Visit::Blocks(_))
+                        || plane.reads_table()
+                        || q_origin.iter().any(Expr::reads_table)
+                        || any(body)
+                }
+                Stmt::For { begin, end, body, .. } => begin.reads_table() || end.reads_table() || any(body),
+                Stmt::If { cond, body } => cond.reads_table() || any(body),
+                Stmt::Commit
+                | Stmt::Wait { .. }
+                | Stmt::Barrier
+                | Stmt::Fill { .. }
+                | Stmt::VisitMask { .. }
+                | Stmt::Softmax { .. }
+                | Stmt::Normalize { .. } => false,
+            })
+        }
+        any(&self.body)
     }
 
     /// Bytes of dynamic shared memory once `passes::smem` has placed the buffers.

@@ -105,9 +105,9 @@ impl Printer<'_> {
             Stmt::StoreLse { m, l, dst } => {
                 writeln!(f, "{pad}store_lse ({}, {}) -> {}", frag(*m), frag(*l), self.tile(dst))
             }
-            Stmt::VisitTiles { visit, var, q_origin, body } => {
+            Stmt::VisitTiles { visit, var, plane, q_origin, body } => {
                 let origin: Vec<String> = q_origin.iter().map(Expr::to_string).collect();
-                write!(f, "{pad}visit {} {var} for the query tile at ({})", visit.name(), origin.join(", "))?;
+                write!(f, "{pad}visit {} {var} for the query tile at ({}) of plane {plane}", visit.name(), origin.join(", "))?;
                 self.block(f, body, depth)
             }
             Stmt::For { var, begin, end, stages, body } => {

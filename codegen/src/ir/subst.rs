@@ -39,9 +39,10 @@ impl Stmt {
             Stmt::Mask { frag, keep, when } => Stmt::Mask { frag: *frag, keep: e(keep), when: e(when) },
             Stmt::Store { frag, dst } => Stmt::Store { frag: *frag, dst: dst.subst(var, with) },
             Stmt::StoreLse { m, l, dst } => Stmt::StoreLse { m: *m, l: *l, dst: dst.subst(var, with) },
-            Stmt::VisitTiles { visit, var: v, q_origin, body: b } => Stmt::VisitTiles {
+            Stmt::VisitTiles { visit, var: v, plane, q_origin, body: b } => Stmt::VisitTiles {
                 visit: *visit,
                 var: *v,
+                plane: e(plane),
                 q_origin: q_origin.iter().map(e).collect(),
                 body: body(b),
             },

@@ -18,8 +18,8 @@ const PTX_KERNEL: u32 = 71;
 pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program) -> Res<()> {
     let gptr = ctx.ptr_type(AddressSpace::from(GLOBAL));
     let i32t = ctx.i32_type();
-    let fn_type = ctx.void_type().fn_type(
-        &[
+    let tables = program.reads_tables();
+    let mut param_types = vec![
             gptr.into(),
             gptr.into(),
             gptr.into(),
@@ -33,9 +33,11 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
             i32t.into(),
             i32t.into(),
             i32t.into(),
-        ],
-        false,
-    );
+        ];
+    if tables {
+        param_types.extend(crate::ir::Table::ALL.map(|_| inkwell::types::BasicMetadataTypeEnum::from(gptr)));
+    }
+    let fn_type = ctx.void_type().fn_type(&param_types, false);
     let func = module.add_function(&program.name, fn_type, None);
     func.set_call_conventions(PTX_KERNEL);
     func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.maxntid", &program.threads().to_string()));
@@ -44,11 +46,16 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     // occupancy, so ask for one resident CTA and let the registers follow the code.
     func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.minctasm", "1"));
     let noalias = ctx.create_enum_attribute(inkwell::attributes::Attribute::get_named_enum_kind_id("noalias"), 0);
-    for (i, name) in super::KERNEL_PARAMS.iter().enumerate() {
+    let readonly = ctx.create_enum_attribute(inkwell::attributes::Attribute::get_named_enum_kind_id("readonly"), 0);
+    let names = super::kernel_params(program);
+    for (i, name) in names.iter().enumerate() {
         let p = func.get_nth_param(i as u32).ok_or_else(|| crate::CodegenError::Llvm("missing param".into()))?;
         p.set_name(name);
-        if i < 5 {
+        if i < 5 || i >= super::KERNEL_PARAMS.len() {
             func.add_attribute(AttributeLoc::Param(i as u32), noalias);
+        }
+        if i >= super::KERNEL_PARAMS.len() {
+            func.add_attribute(AttributeLoc::Param(i as u32), readonly);
         }
     }
     let smem = module.add_global(ctx.i8_type().array_type(0), Some(AddressSpace::from(SHARED)), "smem");
@@ -98,7 +105,13 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     ]
     .into_iter()
     .collect();
-    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale_log2 };
+    let mut table_ptrs = HashMap::new();
+    if tables {
+        for (i, table) in crate::ir::Table::ALL.into_iter().enumerate() {
+            table_ptrs.insert(table, ptr((super::KERNEL_PARAMS.len() + i) as u32)?);
+        }
+    }
+    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale_log2, tables: table_ptrs };
 
     let mut l = Lowerer {
         ctx,

@@ -15,7 +15,7 @@ use inkwell::{AddressSpace, IntPredicate};
 
 use super::intrinsics;
 use crate::CodegenError;
-use crate::ir::{BinOp, CopyEngine, Expr, FragKind, MmaEngine, Program, Stmt, Var};
+use crate::ir::{BinOp, CopyEngine, Expr, FragKind, MmaEngine, Program, Stmt, Table, Var};
 
 pub type Res<T> = Result<T, CodegenError>;
 
@@ -30,6 +30,8 @@ pub struct Params<'ctx> {
     pub o: PointerValue<'ctx>,
     pub lse: PointerValue<'ctx>,
     pub scale_log2: FloatValue<'ctx>,
+    /// The int32 launch tables, for programs that read them (`TABLE_PARAMS`).
+    pub tables: HashMap<Table, PointerValue<'ctx>>,
 }
 
 /// The thread's place in the CTA, in the terms of the mma fragment layouts.
@@ -128,8 +130,26 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
     pub fn expr(&self, e: &Expr) -> Res<IntValue<'ctx>> {
         match e {
             Expr::Bin(op, a, b) => self.bin(*op, self.expr(a)?, self.expr(b)?),
+            Expr::Load(table, index) => self.load_table(*table, self.expr(index)?),
             leaf => self.leaf(leaf),
         }
+    }
+
+    /// `table[index]`, the semantics of `Expr::Load`: an int32 read from global memory. The
+    /// parameter is `noalias readonly`, so the backend may read it through the non-coherent
+    /// cache (`ld.global.nc`).
+    pub fn load_table(&self, table: Table, index: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        let base = *self
+            .params
+            .tables
+            .get(&table)
+            .ok_or_else(|| CodegenError::Ir(format!("table {} is not a parameter of this kernel", table.name())))?;
+        // In 64 bits: a table may hold up to 2^31 entries, 4 bytes each.
+        let i64t = self.ctx.i64_type();
+        let index = self.b.build_int_s_extend(index, i64t, "")?;
+        let bytes = self.b.build_int_mul(index, i64t.const_int(4, false), "")?;
+        let ptr = self.byte_ptr(base, bytes)?;
+        Ok(self.b.build_load(self.ctx.i32_type(), ptr, table.name())?.into_int_value())
     }
 
     /// A constant or a bound variable.
@@ -140,7 +160,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 .vars
                 .get(v)
                 .ok_or_else(|| CodegenError::Ir(format!("variable {v} is not bound here")))?,
-            Expr::Bin(..) => return Err(CodegenError::Ir(format!("{e} is not a leaf"))),
+            Expr::Bin(..) | Expr::Load(..) => return Err(CodegenError::Ir(format!("{e} is not a leaf"))),
         })
     }
 

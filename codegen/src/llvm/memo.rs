@@ -51,6 +51,10 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let (a, b) = (self.expr_memo(a, col, memo)?, self.expr_memo(b, col, memo)?);
                 self.bin(*op, a, b)?
             }
+            Expr::Load(table, index) => {
+                let index = self.expr_memo(index, col, memo)?;
+                self.load_table(*table, index)?
+            }
             leaf => self.leaf(leaf)?,
         };
         if let Some(c) = memo.slot(e, col) {

@@ -28,6 +28,17 @@ pub const KERNEL_PARAMS: [&str; 13] = [
     "q", "k", "v", "o", "lse", "seq_q", "seq_kv", "heads", "kv_heads", "scale", "grid_x", "grid_y", "grid_z",
 ];
 
+/// Parameters after `KERNEL_PARAMS` of a kernel that reads launch tables (a block-sparse visit):
+/// int32 device pointers, in `ir::Table::ALL` order. Other kernels keep the 13 parameters, so
+/// their launches do not change.
+pub const TABLE_PARAMS: [&str; 2] = ["kv_list", "kv_count"];
+
+/// The parameter names of `program`'s kernel, in launch order.
+pub fn kernel_params(program: &Program) -> Vec<&'static str> {
+    let tables = if program.reads_tables() { &TABLE_PARAMS[..] } else { &[] };
+    KERNEL_PARAMS.iter().chain(tables).copied().collect()
+}
+
 /// The IR passes before the NVPTX backend, chosen by the module's size. `default<O3>` gives the
 /// fastest kernels (on an H100 the dense D=128 winner ran 5.7% faster than with the lean list),
 /// but its time grows faster than linearly with the fully unrolled tile code: past

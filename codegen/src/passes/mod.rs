@@ -25,8 +25,8 @@ pub(crate) fn rewrite(body: Vec<Stmt>, f: &mut dyn FnMut(Stmt) -> Result<Vec<Stm
                 Stmt::For { var, begin, end, stages, body: rewrite(body, f)? }
             }
             Stmt::If { cond, body } => Stmt::If { cond, body: rewrite(body, f)? },
-            Stmt::VisitTiles { visit, var, q_origin, body } => {
-                Stmt::VisitTiles { visit, var, q_origin, body: rewrite(body, f)? }
+            Stmt::VisitTiles { visit, var, plane, q_origin, body } => {
+                Stmt::VisitTiles { visit, var, plane, q_origin, body: rewrite(body, f)? }
             }
             other => other,
         };

@@ -5,12 +5,18 @@
 //! the loop runs over a range of tiles; over a 2-D/3-D grid it runs over the box of KV tiles
 //! that the query box's windows touch, flattened row-major so that one loop (and one software
 //! pipeline) covers it.
+//!
+//! A block-sparse visit (`Visit::Blocks`) loops over its query tile's row of the launch's block
+//! map instead: `for i in 0..kv_count[row]`, KV tile `kv_list[row · kv_tiles + i]`. The tile is a
+//! table read inside an ordinary expression, so the pipelining pass prefetches tile `i + S - 1`
+//! by the same substitution as on a range, and the masks are those of a causal (or dense) visit
+//! evaluated on whichever tile the list names.
 
 use tessera_desc::{Config, Visit, Window};
 
 use super::window::AxisRule;
 use crate::ir::geometry::TileBox;
-use crate::ir::{Expr, Locals, Program, Stmt, Var};
+use crate::ir::{Expr, Locals, Program, Stmt, Table, Var};
 
 /// The query tile's and the current KV tile's geometry inside a `VisitTiles`.
 struct Tiles {
@@ -39,10 +45,9 @@ impl Tiles {
         let in_grid = self.kv.valid(&self.kv_origin, col.clone());
         Ok(match self.visit {
             Visit::Dense => in_grid,
-            Visit::Causal => {
-                let (q, k) = (self.q.token(&self.q_origin, row), self.kv.token(&self.kv_origin, col));
-                in_grid.and(k.le(causal_limit(q)))
-            }
+            Visit::Causal => self.causal_keep(in_grid, row, col),
+            Visit::Blocks(b) if b.causal => self.causal_keep(in_grid, row, col),
+            Visit::Blocks(_) => in_grid,
             Visit::Window(w) => (0..self.kv.dims).fold(in_grid, |acc, a| {
                 let q = self.q.coord(&self.q_origin, a, row.clone());
                 let k = self.kv.coord(&self.kv_origin, a, col.clone());
@@ -50,6 +55,11 @@ impl Tiles {
             }),
             _ => return Err(unsupported(self.visit)),
         })
+    }
+
+    fn causal_keep(&self, in_grid: Expr, row: Expr, col: Expr) -> Expr {
+        let (q, k) = (self.q.token(&self.q_origin, row), self.kv.token(&self.kv_origin, col));
+        in_grid.and(k.le(causal_limit(q)))
     }
 
     /// KV tiles `begin..end` along each axis that the query tile can see.
@@ -83,6 +93,8 @@ impl Tiles {
             Visit::Dense => past_end(0),
             // The tile's first row has the tightest causal limit.
             Visit::Causal => past_end(0).or(causal_limit(self.q_origin[0].clone()).lt(tile_end(0).sub(1))),
+            Visit::Blocks(b) if b.causal => past_end(0).or(causal_limit(self.q_origin[0].clone()).lt(tile_end(0).sub(1))),
+            Visit::Blocks(_) => past_end(0),
             // A box of keys is inside every query's window iff it is along each axis.
             Visit::Window(w) => (1..self.kv.dims).fold(self.axis_partial(&w, 0), |acc, a| acc.or(self.axis_partial(&w, a))),
             _ => return Err(unsupported(self.visit)),
@@ -120,7 +132,10 @@ pub fn lower(mut program: Program) -> Result<Program, String> {
     let body = std::mem::take(&mut program.body);
     let mut locals = std::mem::take(&mut program.locals);
     program.body = crate::passes::rewrite(body, &mut |stmt| match stmt {
-        Stmt::VisitTiles { visit, var, q_origin, body } => {
+        Stmt::VisitTiles { visit: visit @ Visit::Blocks(_), var, plane, q_origin, body } => {
+            lower_blocks(Tiles::new(visit, &cfg, q_origin), var, plane, body, cfg.stages, &mut locals)
+        }
+        Stmt::VisitTiles { visit, var, q_origin, body, .. } => {
             lower_visit(Tiles::new(visit, &cfg, q_origin), var, body, cfg.stages, &mut locals)
         }
         other => Ok(vec![other]),
@@ -129,12 +144,33 @@ pub fn lower(mut program: Program) -> Result<Program, String> {
     Ok(program)
 }
 
-fn lower_visit(tiles: Tiles, var: Var, body: Vec<Stmt>, stages: u32, locals: &mut Locals) -> Result<Vec<Stmt>, String> {
+/// Replaces the visit mask of `body` with the element mask of the visit set.
+fn mask(tiles: &Tiles, body: Vec<Stmt>) -> Result<Vec<Stmt>, String> {
     let (keep, when) = (tiles.keep()?, tiles.partial()?);
-    let body = crate::passes::rewrite(body, &mut |s| match s {
+    crate::passes::rewrite(body, &mut |s| match s {
         Stmt::VisitMask { frag } => Ok(vec![Stmt::Mask { frag, keep: keep.clone(), when: when.clone() }]),
         other => Ok(vec![other]),
-    })?;
+    })
+}
+
+/// The loop over the query tile's row of the block map: `kv_count[row]` iterations, iteration
+/// `i` on KV tile `kv_list[row · kv_tiles + i]`, where `row` is the query tile's index among all
+/// query tiles of all planes (`codegen::format::blocks` has the layout).
+fn lower_blocks(tiles: Tiles, var: Var, plane: Expr, body: Vec<Stmt>, stages: u32, locals: &mut Locals) -> Result<Vec<Stmt>, String> {
+    let body = mask(&tiles, body)?;
+    let (row, base) = (locals.fresh("map_row"), locals.fresh("list_base"));
+    let q_tile = tiles.q_origin[0].clone().div(tiles.q.shape[0] as i32);
+    let tile = Expr::load(Table::KvList, Expr::var(base).add(var));
+    let body = body.iter().map(|s| s.subst(Var::KvTile(0), &tile)).collect();
+    Ok(vec![
+        Stmt::Let { var: row, value: plane.mul(tiles.q.count(0)).add(q_tile) },
+        Stmt::Let { var: base, value: Expr::var(row).mul(tiles.kv.count(0)) },
+        Stmt::For { var, begin: 0.into(), end: Expr::load(Table::KvCount, row.into()), stages, body },
+    ])
+}
+
+fn lower_visit(tiles: Tiles, var: Var, body: Vec<Stmt>, stages: u32, locals: &mut Locals) -> Result<Vec<Stmt>, String> {
+    let body = mask(&tiles, body)?;
     let mut ranges = tiles.ranges()?;
     let j = Expr::var(var);
     if let [(begin, end)] = ranges.as_slice() {

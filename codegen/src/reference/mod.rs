@@ -8,6 +8,7 @@
 //! same softmax core, so they can differ only in which keys a query sees. [`mustafar`] is decode
 //! attention over a pruned cache: pruning, then this dense attention.
 
+pub mod blocks;
 pub mod mustafar;
 pub mod neighborhood;
 pub mod sale;
@@ -15,6 +16,7 @@ pub mod structured;
 mod of_desc;
 mod rule;
 
+pub use blocks::{BlockGrid, block_sparse_attention};
 pub use mustafar::{DecodeShape, Pruning, mustafar_decode};
 pub use neighborhood::{NaShape, Neighborhood, neighborhood_attention};
 pub use of_desc::of_desc;

@@ -38,6 +38,9 @@ pub fn of_desc(
             };
             return neighborhood_attention(&na, scale, q, k, v);
         }
+        Visit::Blocks(_) => {
+            return Err("a block-sparse kernel's reference needs its block map: use reference::block_sparse_attention".into());
+        }
         other => return Err(format!("no reference for visit `{}`", other.name())),
     };
     try_attention(shape, mask, scale, q, k, v)

@@ -6,6 +6,7 @@
 //! (the two-pass variant) and `ŝ` the exact score or SALE's int4 estimate. The output is exact
 //! attention over the kept blocks.
 
+use super::blocks::{BlockGrid, block_sparse_attention};
 use super::{Output, Shape};
 use crate::format::int4::{self, Grouping};
 
@@ -130,15 +131,10 @@ pub fn sale_prefill(
     let (l, d) = (shape.seq_q, shape.head_dim);
     let (nq, nk) = (l.div_ceil(blocks.block_q), l.div_ceil(blocks.block_k));
     let mut kept = vec![false; shape.batch * shape.heads * nq * nk];
-    let mut o = Vec::with_capacity(shape.q_len());
-    let mut lse = Vec::with_capacity(shape.lse_len());
-    let one = Shape { batch: 1, heads: 1, kv_heads: 1, seq_q: l, seq_kv: l, head_dim: d };
     for b in 0..shape.batch {
         for h in 0..shape.heads {
-            let kvh = h / shape.group_size();
             let qh = &q[(b * shape.heads + h) * l * d..][..l * d];
-            let kh = &k[(b * shape.kv_heads + kvh) * l * d..][..l * d];
-            let vh = &v[(b * shape.kv_heads + kvh) * l * d..][..l * d];
+            let kh = &k[(b * shape.kv_heads + h / shape.group_size()) * l * d..][..l * d];
             let plane = &mut kept[(b * shape.heads + h) * nq * nk..][..nq * nk];
             if tau[h] < DENSE_BELOW {
                 for qb in 0..nq {
@@ -147,15 +143,12 @@ pub fn sale_prefill(
             } else {
                 select(blocks, tau[h], estimate, scale, qh, kh, l, d, plane)?;
             }
-            let plane: &[bool] = plane;
-            // Exact attention over the kept blocks, elementwise causal.
-            let allowed = |i: usize, j: usize| j <= i && plane[(i / blocks.block_q) * nk + j / blocks.block_k];
-            let out = super::masked_attention(&one, scale, qh, kh, vh, allowed)?;
-            o.extend(out.o);
-            lse.extend(out.lse);
         }
     }
-    Ok(SaleOutput { out: Output { o, lse }, kept, blocks: *blocks, seq: l })
+    // Exact attention over the kept blocks, elementwise causal.
+    let grid = BlockGrid { block_q: blocks.block_q, block_k: blocks.block_k, causal: true };
+    let out = block_sparse_attention(shape, &grid, &kept, scale, q, k, v)?;
+    Ok(SaleOutput { out, kept, blocks: *blocks, seq: l })
 }
 
 /// The kept blocks of one head. Scores use K minus its mean over tokens, as the kernel does
