@@ -83,6 +83,35 @@ fn grid_windows_assemble_without_spills() {
     }
 }
 
+/// A block-sparse visit takes its block lists as two more parameters (int32 pointers read
+/// through the non-coherent cache) and assembles without spills on both targets, with mma.sync
+/// and, on sm_90a, with wgmma.
+#[test]
+fn block_sparse_kernels_take_their_lists_and_assemble() {
+    let have_ptxas = ptxas_or_skip();
+    let visit = Visit::Blocks(tessera_desc::Blocks { causal: true, estimate: tessera_desc::Estimate::SALE });
+    let desc = desc(visit, Dtype::Bf16, 128);
+    let cfg = desc.default_config().unwrap();
+    let cases = [(cfg, Target::Sm80), (cfg, Target::Sm90a), (cfg.with_mma(tessera_desc::Mma::Wgmma), Target::Sm90a)];
+    for (cfg, target) in cases {
+        let ptx = emit(&desc, &cfg, target, Stage::Ptx).unwrap();
+        for param in ["attn_param_13", "attn_param_14"] {
+            assert!(ptx.contains(&format!(".param .u64 .ptr .global .align 1 {param}")) || ptx.contains(&format!(".param .u64 {param}")), "{param} missing:\n{ptx}");
+        }
+        assert!(!ptx.contains("attn_param_15"));
+        assert!(canon::count_prefix(&ptx, "ld.global.nc") > 0, "the lists are not read through the read-only path");
+        if have_ptxas {
+            let res = ptxas::assemble(&ptx, target.name()).unwrap();
+            let k = &res.kernels[0];
+            eprintln!("blocks {cfg} {target}: {} regs, spills {}/{}", k.registers, k.spill_stores, k.spill_loads);
+            assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{cfg} {target} spills");
+        }
+    }
+    // Kernels that read no tables keep their 13 parameters.
+    let causal = emit(&self::desc(Visit::Causal, Dtype::Bf16, 128), &cfg, Target::Sm80, Stage::Ptx).unwrap();
+    assert!(causal.contains("attn_param_12") && !causal.contains("attn_param_13"));
+}
+
 /// Bitmap loads run in the interpreter but have no PTX lowering yet: emitting one is an error
 /// that says so, never PTX that reads the compressed cache as dense tiles.
 #[test]
