@@ -73,6 +73,21 @@ fn uses_the_schedule_instructions() {
     });
 }
 
+/// Block-sparse kernels take the block lists as two more parameters and read them through the
+/// read-only cache; every other kernel keeps the 13 parameters of `KERNEL_PARAMS`.
+#[test]
+fn only_block_sparse_kernels_take_block_lists() {
+    each_ptx(|at, name, _, ptx| {
+        let params = ptx.lines().filter(|l| l.trim_start().starts_with(".param")).count();
+        if name.starts_with("sale_") {
+            assert_eq!(params, 15, "{at}");
+            assert!(count_prefix(ptx, "ld.global.nc") > 0, "no read-only loads of the lists in {at}");
+        } else {
+            assert_eq!(params, 13, "{at}");
+        }
+    });
+}
+
 #[test]
 fn calls_no_external_function() {
     each_ptx(|name, _, target, ptx| {

@@ -1,4 +1,5 @@
-//! Snapshots of canonical PTX (dense, causal, and 1-D/2-D/3-D neighborhoods), and of tile
+//! Snapshots of canonical PTX (dense, causal, 1-D/2-D/3-D neighborhoods and the block-sparse
+//! visit), and of tile
 //! programs, so that every change
 //! in generated code shows up in review. Re-bless with `INSTA_UPDATE=always cargo test --test
 //! snapshots` (or `cargo insta review`) and read the diff.
@@ -40,6 +41,12 @@ fn snapshot_ir(name: &str) {
 #[test]
 fn causal_bf16_d128_ir() {
     snapshot_ir("causal_bf16_d128");
+}
+
+/// The block-sparse loop: trip count and KV tiles read from the launch's lists.
+#[test]
+fn sale_causal_bf16_d128_ir() {
+    snapshot_ir("sale_causal_bf16_d128");
 }
 
 #[test]

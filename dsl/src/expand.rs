@@ -3,7 +3,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 use syn::{Error, Item, LitStr};
-use tessera_desc::{BitmapLoad, Dtype, Layout, Load, Visit, Window};
+use tessera_desc::{BitmapLoad, Blocks, Dtype, Layout, Load, Visit, Window};
 
 use crate::errors;
 use crate::model::{self, Kernel, Param, Spanned, Tile};
@@ -48,6 +48,7 @@ fn impl_kernel(kernel: &Kernel) -> syn::Result<TokenStream> {
         Visit::Dense => Some(quote!(Dense)),
         Visit::Causal => Some(quote!(Causal)),
         Visit::Window(w) => Some(window(&w)),
+        Visit::Blocks(b) => Some(blocks(&b)),
         _ => None,
     })?;
     let load = variant("load", kernel.load, |l| match l {
@@ -115,6 +116,20 @@ fn window(w: &Window) -> TokenStream {
         }
     });
     quote!(Window(::tessera::Window { dims: #dims, axes: [#(#axes),*] }))
+}
+
+/// `Blocks(::tessera::Blocks { .. })` with every estimate field written out.
+fn blocks(b: &Blocks) -> TokenStream {
+    let causal = b.causal;
+    let bits = Literal::u8_unsuffixed(b.estimate.bits);
+    let sink = Literal::u32_unsuffixed(b.estimate.sink);
+    let local = Literal::u32_unsuffixed(b.estimate.local);
+    quote! {
+        Blocks(::tessera::Blocks {
+            causal: #causal,
+            estimate: ::tessera::Estimate { bits: #bits, sink: #sink, local: #local },
+        })
+    }
 }
 
 /// `[p0, p1, p2]`: one extent per grid axis, those past the written ones `Fixed(1)` (a run of

@@ -6,6 +6,7 @@
 //! Every value keeps its span so those later errors can point at the user's token.
 
 mod bitmap;
+mod blocks;
 mod window;
 
 use proc_macro2::{Group, Ident, Span, TokenStream};
@@ -17,6 +18,7 @@ use tessera_desc::{Dtype, Layout, Load, Visit};
 use crate::errors::Errors;
 use crate::parse::{Entry, Value, ValueKind};
 
+pub use blocks::BlocksSpec;
 pub use window::{PerAxis, UNUSED_AXIS, WindowSpec};
 
 pub struct Kernel {
@@ -28,6 +30,8 @@ pub struct Kernel {
     pub visit: Spanned<Visit>,
     /// Where each value of a `visit = window(...)` was written; `Some` exactly for windows.
     pub window: Option<WindowSpec>,
+    /// Where the values of a `visit = blocks(...)` were written; `Some` exactly for blocks.
+    pub blocks: Option<BlocksSpec>,
     pub load: Spanned<Load>,
     pub q_tile: Tile,
     pub kv_tile: Tile,
@@ -271,6 +275,11 @@ fn misplaced(key: &str, scope: &Scope) -> Option<(String, Option<&'static str>)>
     {
         return Some(home);
     }
+    if matches!(group, Some("blocks" | "estimate"))
+        && let Some(message) = blocks::misplaced(key, group)
+    {
+        return Some((message, None));
+    }
     let tile_key = match key {
         "q" | "block_q" => Some("q"),
         "kv" | "block_kv" => Some("kv"),
@@ -428,7 +437,7 @@ impl Kernel {
             Some(head_dim),
             Some(dtype),
             Some(layout),
-            Some((visit, window)),
+            Some((visit, window, blocks)),
             Some(load),
             Some((q_tile, kv_tile)),
             Some((warps, stages)),
@@ -445,6 +454,7 @@ impl Kernel {
             layout,
             visit,
             window,
+            blocks,
             load,
             q_tile,
             kv_tile,
@@ -607,12 +617,19 @@ fn tune(value: &Value) -> syn::Result<(Param, Param)> {
     }
 }
 
-/// A visit set: a plain word from `VISITS`, or `window(...)` with its arguments.
-fn visit(value: &Value) -> syn::Result<(Spanned<Visit>, Option<WindowSpec>)> {
-    let Some(args) = call(value, "window") else { return Ok((VISITS.parse(value)?, None)) };
+type VisitSpec = (Spanned<Visit>, Option<WindowSpec>, Option<BlocksSpec>);
+
+/// A visit set: a plain word from `VISITS`, or `window(...)` / `blocks(...)` with arguments.
+fn visit(value: &Value) -> syn::Result<VisitSpec> {
+    if let Some(args) = call(value, "blocks") {
+        let spec = blocks::blocks(value, args)?;
+        let visit = Spanned { value: Visit::Blocks(spec.blocks), span: value_span(value) };
+        return Ok((visit, None, Some(spec)));
+    }
+    let Some(args) = call(value, "window") else { return Ok((VISITS.parse(value)?, None, None)) };
     let spec = window::window(value, args)?;
     let visit = Spanned { value: Visit::Window(spec.window), span: value_span(value) };
-    Ok((visit, Some(spec)))
+    Ok((visit, Some(spec), None))
 }
 
 /// A load mode: a plain word from `LOADS`, or `bitmap(...)` with its arguments.
@@ -687,8 +704,8 @@ const VISITS: Vocabulary<Visit> = Vocabulary {
     key: "visit",
     noun: "visit set",
     words: || [Visit::Dense, Visit::Causal].iter().map(|v| (v.name(), *v)).collect(),
-    calls: &[("window", "window(size = 7)")],
-    reserved: &["blocks"],
+    calls: &[("window", "window(size = 7)"), ("blocks", "blocks(estimate(bits = 4))")],
+    reserved: &[],
     note: "",
 };
 
@@ -962,8 +979,8 @@ mod tests {
         );
         assert_eq!(
             messages(attr(quote!(windows(size = 9)))),
-            ["unknown visit set `windows(size = 9)` (expected `dense`, `causal` or \
-                 `window(...)`); did you mean `window`?"]
+            ["unknown visit set `windows(size = 9)` (expected `dense`, `causal`, `window(...)` or \
+                 `blocks(...)`); did you mean `window`?"]
         );
         assert_eq!(
             messages(attr(quote!(window(size = 9, size = 7, dims = 1)))),
@@ -972,6 +989,50 @@ mod tests {
                  one of them",
                 "`window(...)` has no `dims` key: the number of axes is the length of `size`, \
                  e.g. `size = [7, 7]` for a 2-D window",
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_is_the_visit_set_with_an_estimate() {
+        use tessera_desc::{Blocks, Estimate};
+        let attr = |visit: TokenStream| quote!(head_dim = 128, dtype = bf16, visit = #visit, tile = (q = 64, kv = 32));
+        let visit = |visit: TokenStream| model(attr(visit)).map(|k| k.visit.value).map_err(|e| e.to_string());
+        let sale = Visit::Blocks(Blocks { causal: true, estimate: Estimate::SALE });
+        assert_eq!(visit(quote!(blocks(estimate()))), Ok(sale));
+        assert_eq!(visit(quote!(blocks(estimate(bits = 4, sink = 1, local = 128), causal = true))), Ok(sale));
+        assert_eq!(
+            visit(quote!(blocks(causal = false, estimate(bits = 8, local = 64)))),
+            Ok(Visit::Blocks(Blocks { causal: false, estimate: Estimate { bits: 8, sink: 1, local: 64 } }))
+        );
+        assert_eq!(
+            messages(attr(quote!(blocks))),
+            ["visit set `blocks` needs arguments; write e.g. `visit = blocks(estimate(bits = 4))`"]
+        );
+        assert_eq!(
+            messages(attr(quote!(blocks(causal = true)))),
+            ["`blocks(...)` needs the estimate that builds its block map; write e.g. \
+              `blocks(estimate(bits = 4), causal = true)`"]
+        );
+        assert_eq!(
+            messages(attr(quote!(blocks(estimate(bits = 2, sink = x, tau = 0), estimate(), causal = 1, bits = 4, top_k)))),
+            [
+                "`tau` is not part of the kernel: the thresholds are calibrated per head and passed with \
+                 the inputs of the estimation",
+                "`sink` in `estimate(...)` must be an integer such as `sink = 1`, found the identifier `x`",
+                "an estimate of 2 bits is not supported; use `4` or `8` (int4 is SALE's, int8 suits \
+                 Hopper, where 4-bit mma.sync is emulated)",
+                "`blocks(...)` takes one `estimate(...)`; remove this second one",
+                "`blocks(...)` takes `estimate(...)` and `causal = ...`, found the identifier `top_k`",
+                "`bits` belongs inside the estimate: `blocks(estimate(bits = ...))`",
+                "`causal` must be `true` or `false`, found the integer `1`",
+            ]
+        );
+        assert_eq!(
+            messages(attr(quote!(blocks(estimate, casual = true)))),
+            [
+                "`estimate` needs parentheses: write `estimate()` for SALE's defaults, or e.g. `estimate(bits = 8)`",
+                "unknown key `casual` in `blocks(...)`; did you mean `causal`?",
             ]
         );
     }

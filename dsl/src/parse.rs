@@ -218,6 +218,38 @@ fn is_tuple(group: &Group) -> bool {
         && !tokens.any(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == '='))
 }
 
+/// One argument of a call whose arguments mix positions and keys, such as
+/// `blocks(estimate(bits = 4), causal = true)`.
+pub enum Argument {
+    Positional(Value),
+    Named(Entry),
+}
+
+/// Parses a call's arguments: `key = value` where a top-level `=` follows the first token,
+/// else a value.
+pub fn arguments(tokens: TokenStream, noun: &str) -> syn::Result<Vec<Argument>> {
+    let mut errors = Errors::default();
+    let mut out = Vec::new();
+    for segment in split_commas(tokens, &mut errors) {
+        let named = matches!(segment.get(1), Some(TokenTree::Punct(p)) if p.as_char() == '=');
+        let parsed = if named {
+            entry(&segment).map(Argument::Named)
+        } else {
+            value(&segment).and_then(|(item, used)| match segment.get(used) {
+                None => Ok(Argument::Positional(item)),
+                Some(extra) => Err(Error::new(
+                    extra.span(),
+                    format!("unexpected `{extra}` after `{item}`; separate {noun} with commas"),
+                )),
+            })
+        };
+        if let Some(argument) = errors.capture(parsed) {
+            out.push(argument);
+        }
+    }
+    errors.finish().map(|()| out)
+}
+
 /// The inside of `[ ... ]`, of a tuple's `( ... )` or of a call's arguments; `noun` names what
 /// it holds in messages ("list items").
 pub fn items(tokens: TokenStream, noun: &str) -> syn::Result<Vec<Value>> {

@@ -6,7 +6,7 @@ use proc_macro2::Span;
 use syn::Error;
 use syn::ext::IdentExt;
 use tessera_desc::{
-    MMA_M, Visit, check_block_kv, check_block_q, check_combination, check_head_dim, check_load,
+    MMA_M, Visit, check_block_kv, check_block_q, check_blocks, check_combination, check_head_dim, check_load,
     check_stages, check_tile_axes, check_warps, check_window,
 };
 
@@ -60,6 +60,7 @@ pub fn check(kernel: &Kernel) -> syn::Result<()> {
     // The load's rule prunes KV tiles; it says nothing useful about tiles already reported.
     if kv_ok {
         load(&mut errors, kernel);
+        blocks(&mut errors, kernel);
     }
     if let Some(spec) = &kernel.window {
         window(&mut errors, spec);
@@ -321,6 +322,24 @@ fn load(errors: &mut Errors, kernel: &Kernel) {
         "no KV tile{space} suits `load = {}`: {reason}{others}",
         kernel.load.value
     )));
+}
+
+/// The tuner prunes the KV tiles that fail `check_blocks` (the estimate's local window must be
+/// whole tiles); if every tile fails, the error points at the window's `local`.
+fn blocks(errors: &mut Errors, kernel: &Kernel) {
+    let Some(spec) = &kernel.blocks else { return };
+    let shapes = kernel.kv_tile.shapes();
+    let failures: Vec<String> =
+        shapes.iter().filter_map(|shape| check_blocks(&kernel.visit.value, &grid(shape)).err()).collect();
+    let Some(reason) = failures.first() else { return };
+    if failures.len() < shapes.len() {
+        return;
+    }
+    let others = if shapes.len() > 1 { ", and every other KV tile of the space fails too" } else { "" };
+    errors.push(Error::new(
+        spec.local,
+        format!("{reason}{others}; use a `local` that is a multiple of block_kv, or another KV tile"),
+    ));
 }
 
 /// A tile shape as the `Config` holds it: one extent per grid axis, 1 past the written ones.

@@ -44,6 +44,9 @@ catalog! {
     // 1-D neighborhoods: the window is part of the kernel (compile time), the sequence is not.
     Na1dW2048F16D128 => "na1d_w2048_f16_d128": { window(size = 2048) }, f16, 128;
     Na1dW13D2Bf16D128 => "na1d_w13_d2_bf16_d128": { window(size = 13, dilation = 2) }, bf16, 128;
+    // SALE's block-sparse causal prefill: visits the KV tiles a block map (a launch input, in
+    // the config's tiles; SALE's 64 × 32 is one config of the space) keeps.
+    SaleCausalBf16D128 => "sale_causal_bf16_d128": { blocks(estimate(bits = 4, sink = 1, local = 128), causal = true) }, bf16, 128;
     @grids Na2dW80x80F16D128, Na3dW18x24x24F16D128, Na2dW13x13D2Bf16D128, Na3dW7x15x15C100Bf16D128,
 }
 
@@ -137,8 +140,8 @@ mod tests {
     #[test]
     fn covers_every_combination_once() {
         let combos: HashSet<_> = ALL.iter().map(|k| (k.visit, k.dtype, k.head_dim)).collect();
-        assert_eq!(ALL.len(), 14);
-        assert_eq!(combos.len(), 14);
+        assert_eq!(ALL.len(), 15);
+        assert_eq!(combos.len(), 15);
     }
 
     // The rows give name and parameters separately; this keeps them from drifting apart.
@@ -157,6 +160,10 @@ mod tests {
                         name += &format!("_c{}", axes.iter().map(|a| if a.causal { "1" } else { "0" }).collect::<String>());
                     }
                     name
+                }
+                tessera::Visit::Blocks(b) => {
+                    assert_eq!(b.estimate, tessera::Estimate::SALE, "{}", k.name);
+                    if b.causal { "sale_causal" } else { "sale" }.to_string()
                 }
                 other => other.name().to_string(),
             };

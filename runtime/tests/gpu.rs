@@ -46,7 +46,7 @@ fn run_case(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, shape: Shape, grid: Opti
     let mut od = DeviceTensor::poisoned(gpu, dt, dims(shape.heads, shape.seq_q)).unwrap();
     let mut lse = gpu.stream.clone_htod(&vec![f32::NAN; shape.lse_len()]).unwrap();
     let attn = Attention::load(gpu, desc, cfg).unwrap();
-    attn.run(gpu, AttentionArgs { q: &qd, k: &kd, v: &vd, o: &mut od, lse: Some(&mut lse), scale: None, grid }).unwrap();
+    attn.run(gpu, AttentionArgs { q: &qd, k: &kd, v: &vd, o: &mut od, lse: Some(&mut lse), scale: None, grid, blocks: None }).unwrap();
     gpu.stream.synchronize().unwrap();
     let out = od.to_f32(gpu).unwrap();
     let lse = gpu.stream.clone_dtoh(&lse).unwrap();
@@ -126,10 +126,10 @@ fn mismatched_arguments_are_errors_not_launches() {
     let k = t(Dtype::Bf16, [1, 3, 10, 64]);
     let v = t(Dtype::Bf16, [1, 3, 10, 64]);
     let mut o = t(Dtype::Bf16, [1, 4, 10, 64]);
-    let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k, v: &v, o: &mut o, lse: None, scale: None, grid: None }).unwrap_err();
+    let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k, v: &v, o: &mut o, lse: None, scale: None, grid: None, blocks: None }).unwrap_err();
     assert!(err.to_string().contains("heads"), "{err}");
     let k16 = t(Dtype::F16, [1, 4, 10, 64]);
-    let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k16, v: &k16, o: &mut o, lse: None, scale: None, grid: None }).unwrap_err();
+    let err = attn.run(&gpu, AttentionArgs { q: &q, k: &k16, v: &k16, o: &mut o, lse: None, scale: None, grid: None, blocks: None }).unwrap_err();
     assert!(err.to_string().contains("dtype"), "{err}");
 }
 

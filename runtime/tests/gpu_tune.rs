@@ -236,6 +236,7 @@ fn a_window_over_a_grid_is_tuned_for_its_grid() {
         lse: None,
         scale: None,
         grid: problem.grid_arg(),
+        blocks: None,
     };
     attn.run(&gpu, args).expect("launches over the grid");
     gpu.stream.synchronize().expect("runs");

@@ -145,6 +145,18 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
         find_kernel(&args.kernel)?
     };
     let cfg = config_of(desc, args.config.as_deref())?;
+    // Said before the file is read or a GPU opened: the estimation kernel that makes block maps
+    // from q and k does not exist yet, and `run` reads no map.
+    if let Visit::Blocks(_) = desc.visit {
+        return Err(Error::Config {
+            kernel: desc.name,
+            source: ConfigError::Rule(
+                "a block-sparse kernel needs a block map, which `tessera run` cannot make or read yet; launch it \
+                 with `Attention::run` and `DeviceBlockLists`"
+                    .into(),
+            ),
+        });
+    }
     let inputs = io::read_inputs(&args.inputs, desc)?;
     let extents = token_grid(desc, &inputs.dims, grid)?;
     let gpu = Gpu::open(0)?;
@@ -240,6 +252,7 @@ fn launch(
             lse: lse.as_mut(),
             scale,
             grid,
+            blocks: None,
         },
     )?;
     gpu.stream.synchronize()?;

@@ -22,6 +22,9 @@ pub struct AttentionArgs<'a> {
     /// A neighborhood kernel's token grid (row-major, product = tokens); `None` for kernels
     /// without one, and for 1-D windows, whose grid is the token count.
     pub grid: Option<&'a [usize]>,
+    /// The block map of a block-sparse kernel (`visit = blocks(..)`), in the config's tiles;
+    /// `None` for every other kernel.
+    pub blocks: Option<&'a super::DeviceBlockLists>,
 }
 
 /// The grid extents of a launch over `tokens` tokens: `grid` checked against the kernel's
@@ -140,9 +143,15 @@ impl Attention {
             None => launch.arg(&null),
         };
         launch.arg(&sq).arg(&skv).arg(&h).arg(&hk).arg(&scale).arg(&gx).arg(&gy).arg(&gz);
-        // SAFETY: the arguments match KERNEL_PARAMS in order and type, every tensor's shape
-        // and dtype were checked against the kernel and each other above, and the grid covers
-        // exactly the tiles the program bounds-checks.
+        // `check` made sure the lists are given exactly when the kernel takes them
+        // (`TABLE_PARAMS`, in `Table::ALL` order).
+        if let Some(lists) = args.blocks {
+            launch.arg(&lists.list).arg(&lists.count);
+        }
+        // SAFETY: the arguments match `kernel_params` in order and type, every tensor's shape
+        // and dtype were checked against the kernel and each other above, the block lists
+        // (validated at upload) against the launch's tiles, and the grid covers exactly the
+        // tiles the program bounds-checks.
         unsafe { launch.launch(cfg) }?;
         Ok(())
     }
@@ -211,6 +220,20 @@ impl Attention {
         // Neighborhoods are self-attention over one grid of tokens.
         if matches!(d.visit, tessera_desc::Visit::Window(_)) && sq != skv {
             return Err(mismatch("k", "tokens (a window needs as many keys as queries)", sq, skv));
+        }
+        let takes_lists = self.program.reads_tables();
+        match (takes_lists, a.blocks) {
+            (true, None) => {
+                return Err(GpuError::Invalid(format!("{} is block-sparse: give its block lists", d.name)));
+            }
+            (false, Some(_)) => {
+                return Err(GpuError::Invalid(format!("{} visits no block map, so it takes no block lists", d.name)));
+            }
+            (true, Some(lists)) => {
+                let (bq, bkv) = (self.config.block_q() as usize, self.config.block_kv() as usize);
+                super::blocks::check_dims(lists.dims(), b * h, sq, skv, bq, bkv).map_err(GpuError::Invalid)?;
+            }
+            (false, None) => {}
         }
         // Each extent divides seq_q, which fits in i32 (checked above).
         let grid = grid_extents(d, sq, a.grid).map_err(GpuError::Invalid)?.map(|e| e as i32);

@@ -186,6 +186,7 @@ pub fn bench_attention(
                     lse: None,
                     scale: None,
                     grid: shape.grid_arg(desc),
+                    blocks: None,
                 };
                 attn.run(gpu, args)
             })?),

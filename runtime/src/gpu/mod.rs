@@ -2,6 +2,7 @@
 //! kernels with every argument checked first.
 
 mod attention;
+mod blocks;
 pub mod bench;
 mod error;
 mod tensor;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaStream, sys};
 
 pub use attention::{Attention, AttentionArgs, grid_extents};
+pub use blocks::DeviceBlockLists;
 pub use error::GpuError;
 pub use tensor::DeviceTensor;
 use tessera_codegen::Target;

@@ -147,6 +147,7 @@ impl<'g> Bench<'g> {
                 lse: None,
                 scale: None,
                 grid,
+                blocks: None,
             };
             attn.run(gpu, args)
         })

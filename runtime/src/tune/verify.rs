@@ -110,6 +110,7 @@ pub fn check(
             lse: Some(&mut lse),
             scale: None,
             grid: p.grid_arg(),
+            blocks: None,
         },
     )?;
     gpu.stream.synchronize()?;

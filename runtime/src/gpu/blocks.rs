@@ -1,0 +1,67 @@
+//! The block lists of a block-sparse kernel (`visit = blocks(..)`) on the device.
+//!
+//! Made only by [`DeviceBlockLists::upload`], which validates the lists first (shapes, every
+//! count and index in range, each row strictly ascending): the kernel reads them without bounds
+//! checks, so lists that reach it are known good. A launch then checks that their tiles are the
+//! kernel config's tiles over the launch's planes and lengths.
+
+use cudarc::driver::CudaSlice;
+use tessera_codegen::format::BlockLists;
+
+use super::{Gpu, GpuError};
+
+pub struct DeviceBlockLists {
+    planes: usize,
+    q_tiles: usize,
+    kv_tiles: usize,
+    pub(super) list: CudaSlice<i32>,
+    pub(super) count: CudaSlice<i32>,
+}
+
+impl DeviceBlockLists {
+    /// Validates `lists` on the host, then copies both tables to the device.
+    pub fn upload(gpu: &Gpu, lists: &BlockLists) -> Result<DeviceBlockLists, GpuError> {
+        lists.validate().map_err(|e| GpuError::Invalid(format!("block lists: {e}")))?;
+        // A zero-length allocation is not a valid device pointer on every driver; the kernel
+        // reads nothing from an empty table, so one spare entry costs nothing.
+        let padded = |t: &[i32]| if t.is_empty() { vec![0] } else { t.to_vec() };
+        Ok(DeviceBlockLists {
+            planes: lists.planes,
+            q_tiles: lists.q_tiles,
+            kv_tiles: lists.kv_tiles,
+            list: gpu.stream.clone_htod(&padded(&lists.list))?,
+            count: gpu.stream.clone_htod(&padded(&lists.count))?,
+        })
+    }
+
+    /// (planes, query tiles, KV tiles) the lists were made for.
+    pub fn dims(&self) -> (usize, usize, usize) {
+        (self.planes, self.q_tiles, self.kv_tiles)
+    }
+}
+
+/// Whether lists of `dims` fit a launch of `planes` planes, `seq_q` × `seq_kv` tokens in tiles
+/// of `block_q` × `block_kv`: the kernel indexes them with exactly these counts.
+pub fn check_dims(dims: (usize, usize, usize), planes: usize, seq_q: usize, seq_kv: usize, block_q: usize, block_kv: usize) -> Result<(), String> {
+    let want = (planes, seq_q.div_ceil(block_q.max(1)), seq_kv.div_ceil(block_kv.max(1)));
+    if dims == want {
+        return Ok(());
+    }
+    Err(format!(
+        "block lists of {} planes × {} query tiles × {} KV tiles; the launch has {} × {} × {} (tiles of {block_q} × {block_kv})",
+        dims.0, dims.1, dims.2, want.0, want.1, want.2
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_dims;
+
+    #[test]
+    fn lists_must_have_the_launch_tiles() {
+        assert!(check_dims((8, 2, 4), 8, 100, 100, 64, 32).is_ok());
+        assert!(check_dims((8, 2, 4), 8, 129, 100, 64, 32).unwrap_err().contains("3 × 4"));
+        assert!(check_dims((8, 2, 4), 4, 100, 100, 64, 32).is_err());
+        assert!(check_dims((8, 2, 4), 8, 100, 100, 128, 32).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+#[tessera::attention(
+    head_dim = 128,
+    dtype = bf16,
+    visit = blocks(estimate(tau = 0.004)),
+    tile = (q = 64, kv = 32),
+)]
+pub struct Sparse;
+
+fn main() {}
