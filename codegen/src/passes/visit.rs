@@ -93,7 +93,10 @@ impl Tiles {
             Visit::Dense => past_end(0),
             // The tile's first row has the tightest causal limit.
             Visit::Causal => past_end(0).or(causal_limit(self.q_origin[0].clone()).lt(tile_end(0).sub(1))),
-            Visit::Blocks(b) if b.causal => past_end(0).or(causal_limit(self.q_origin[0].clone()).lt(tile_end(0).sub(1))),
+            // A listed tile may lie anywhere, the diagonal and past it included: the same test.
+            Visit::Blocks(b) if b.causal => {
+                past_end(0).or(causal_limit(self.q_origin[0].clone()).lt(tile_end(0).sub(1)))
+            }
             Visit::Blocks(_) => past_end(0),
             // A box of keys is inside every query's window iff it is along each axis.
             Visit::Window(w) => (1..self.kv.dims).fold(self.axis_partial(&w, 0), |acc, a| acc.or(self.axis_partial(&w, a))),

@@ -167,9 +167,17 @@ impl Problem {
 
     /// [`Problem::check`], and what `desc` asks of a problem: a neighborhood is
     /// self-attention over one grid, which must hold the window (checked as the launch does);
-    /// other kernels take no grid.
+    /// other kernels take no grid; block-sparse kernels cannot be tuned yet.
     pub fn check_for(&self, desc: &KernelDesc) -> Result<(), String> {
         self.check()?;
+        // The tuner checks and times kernels on inputs it makes, and it makes no block maps
+        // yet: say so before any GPU work rather than fail at the first launch.
+        if let Visit::Blocks(_) = desc.visit {
+            return Err(format!(
+                "{} is block-sparse: tuning it needs a block map, which the tuner does not make yet",
+                desc.name
+            ));
+        }
         if matches!(desc.visit, Visit::Window(_)) && self.seq_q != self.seq_kv {
             return Err(format!(
                 "a window kernel needs seq_q = seq_kv, got {} and {}",
