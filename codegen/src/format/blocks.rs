@@ -20,12 +20,24 @@ pub struct BlockLists {
 
 impl BlockLists {
     /// The lists of a map of kept blocks, `[planes, q_tiles, kv_tiles]` row-major.
-    pub fn from_kept(planes: usize, q_tiles: usize, kv_tiles: usize, kept: &[bool]) -> Result<BlockLists, String> {
-        let rows = planes.checked_mul(q_tiles).ok_or("the block map has more rows than fit in usize")?;
+    pub fn from_kept(
+        planes: usize,
+        q_tiles: usize,
+        kv_tiles: usize,
+        kept: &[bool],
+    ) -> Result<BlockLists, String> {
+        let rows = planes
+            .checked_mul(q_tiles)
+            .ok_or("the block map has more rows than fit in usize")?;
         if Some(kept.len()) != rows.checked_mul(kv_tiles) {
-            return Err(format!("a map of {planes} planes × {q_tiles} × {kv_tiles} blocks cannot hold {} blocks", kept.len()));
+            return Err(format!(
+                "a map of {planes} planes × {q_tiles} × {kv_tiles} blocks cannot hold {} blocks",
+                kept.len()
+            ));
         }
-        let index = |kb: usize| i32::try_from(kb).map_err(|_| format!("KV tile {kb} does not fit in an int32"));
+        let index = |kb: usize| {
+            i32::try_from(kb).map_err(|_| format!("KV tile {kb} does not fit in an int32"))
+        };
         let mut list = vec![0; kept.len()];
         let mut count = vec![0; rows];
         for (row, blocks) in kept.chunks(kv_tiles.max(1)).take(rows).enumerate() {
@@ -36,7 +48,13 @@ impl BlockLists {
             }
             count[row] = index(n)?;
         }
-        let lists = BlockLists { planes, q_tiles, kv_tiles, list, count };
+        let lists = BlockLists {
+            planes,
+            q_tiles,
+            kv_tiles,
+            list,
+            count,
+        };
         lists.validate()?;
         Ok(lists)
     }
@@ -60,10 +78,15 @@ impl BlockLists {
         let rows = self.planes.checked_mul(self.q_tiles);
         let elems = rows.and_then(|r| r.checked_mul(self.kv_tiles));
         let (Some(rows), Some(elems)) = (rows, elems) else {
-            return Err(format!("{} × {} × {} block lists overflow usize", self.planes, self.q_tiles, self.kv_tiles));
+            return Err(format!(
+                "{} × {} × {} block lists overflow usize",
+                self.planes, self.q_tiles, self.kv_tiles
+            ));
         };
         if elems > i32::MAX as usize {
-            return Err(format!("block lists of {elems} entries exceed the kernel's int32 indexing"));
+            return Err(format!(
+                "block lists of {elems} entries exceed the kernel's int32 indexing"
+            ));
         }
         if self.count.len() != rows || self.list.len() != elems {
             return Err(format!(
@@ -78,14 +101,26 @@ impl BlockLists {
         for (row, &n) in self.count.iter().enumerate() {
             let (plane, qt) = (row / self.q_tiles.max(1), row % self.q_tiles.max(1));
             if n < 0 || n as usize > self.kv_tiles {
-                return Err(format!("plane {plane}, query tile {qt}: count {n} is outside 0..={}", self.kv_tiles));
+                return Err(format!(
+                    "plane {plane}, query tile {qt}: count {n} is outside 0..={}",
+                    self.kv_tiles
+                ));
             }
             let entries = &self.list[row * self.kv_tiles..][..n as usize];
-            if let Some(&kb) = entries.iter().find(|&&kb| kb < 0 || kb as usize >= self.kv_tiles) {
-                return Err(format!("plane {plane}, query tile {qt}: KV tile {kb} is outside 0..{}", self.kv_tiles));
+            if let Some(&kb) = entries
+                .iter()
+                .find(|&&kb| kb < 0 || kb as usize >= self.kv_tiles)
+            {
+                return Err(format!(
+                    "plane {plane}, query tile {qt}: KV tile {kb} is outside 0..{}",
+                    self.kv_tiles
+                ));
             }
             if let Some(w) = entries.windows(2).find(|w| w[0] >= w[1]) {
-                return Err(format!("plane {plane}, query tile {qt}: KV tiles {} then {} are not strictly ascending", w[0], w[1]));
+                return Err(format!(
+                    "plane {plane}, query tile {qt}: KV tiles {} then {} are not strictly ascending",
+                    w[0], w[1]
+                ));
             }
         }
         Ok(())
@@ -93,8 +128,19 @@ impl BlockLists {
 
     /// Whether these lists fit a launch of `planes` planes, `seq_q` queries and `seq_kv` keys
     /// in tiles of `block_q` × `block_kv`.
-    pub fn check_launch(&self, planes: usize, seq_q: usize, seq_kv: usize, block_q: usize, block_kv: usize) -> Result<(), String> {
-        let want = (planes, seq_q.div_ceil(block_q.max(1)), seq_kv.div_ceil(block_kv.max(1)));
+    pub fn check_launch(
+        &self,
+        planes: usize,
+        seq_q: usize,
+        seq_kv: usize,
+        block_q: usize,
+        block_kv: usize,
+    ) -> Result<(), String> {
+        let want = (
+            planes,
+            seq_q.div_ceil(block_q.max(1)),
+            seq_kv.div_ceil(block_kv.max(1)),
+        );
         if (self.planes, self.q_tiles, self.kv_tiles) != want {
             return Err(format!(
                 "block lists of {} planes × {} query tiles × {} KV tiles; the launch has {} × {} × {} (tiles of {block_q} × {block_kv})",
@@ -114,7 +160,13 @@ impl BlockLists {
             .ok()
             .and_then(|i| data.get(i))
             .copied()
-            .ok_or_else(|| format!("{}[{at}] is outside its {} entries", table.name(), data.len()))
+            .ok_or_else(|| {
+                format!(
+                    "{}[{at}] is outside its {} entries",
+                    table.name(),
+                    data.len()
+                )
+            })
     }
 }
 
@@ -124,7 +176,9 @@ mod tests {
 
     #[test]
     fn lists_round_trip_kept_maps() {
-        let kept = [true, false, true, false, false, false, false, true, true, true, true, true];
+        let kept = [
+            true, false, true, false, false, false, false, true, true, true, true, true,
+        ];
         let lists = BlockLists::from_kept(2, 2, 3, &kept).unwrap();
         assert_eq!(lists.count, [2, 0, 2, 3]);
         assert_eq!(&lists.list[..2], [0, 2]);

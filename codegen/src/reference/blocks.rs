@@ -16,7 +16,10 @@ pub struct BlockGrid {
 impl BlockGrid {
     /// (query blocks, key blocks) of a shape.
     pub fn blocks(&self, shape: &Shape) -> (usize, usize) {
-        (shape.seq_q.div_ceil(self.block_q), shape.seq_kv.div_ceil(self.block_k))
+        (
+            shape.seq_q.div_ceil(self.block_q),
+            shape.seq_kv.div_ceil(self.block_k),
+        )
     }
 }
 
@@ -40,13 +43,28 @@ pub fn block_sparse_attention(
     let (nq, nk) = grid.blocks(shape);
     let planes = shape.batch * shape.heads;
     if kept.len() != planes * nq * nk {
-        return Err(format!("a map of {} blocks for {planes} planes × {nq} × {nk} blocks", kept.len()));
+        return Err(format!(
+            "a map of {} blocks for {planes} planes × {nq} × {nk} blocks",
+            kept.len()
+        ));
     }
     let (sq, skv, d) = (shape.seq_q, shape.seq_kv, shape.head_dim);
-    let mask = if grid.causal { Mask::Causal } else { Mask::None };
+    let mask = if grid.causal {
+        Mask::Causal
+    } else {
+        Mask::None
+    };
     // One plane at a time: `masked_attention`'s predicate sees rows and keys, not planes.
-    let one = Shape { batch: 1, heads: 1, kv_heads: 1, ..*shape };
-    let mut out = Output { o: Vec::with_capacity(shape.q_len()), lse: Vec::with_capacity(shape.lse_len()) };
+    let one = Shape {
+        batch: 1,
+        heads: 1,
+        kv_heads: 1,
+        ..*shape
+    };
+    let mut out = Output {
+        o: Vec::with_capacity(shape.q_len()),
+        lse: Vec::with_capacity(shape.lse_len()),
+    };
     for b in 0..shape.batch {
         for h in 0..shape.heads {
             let kvh = h / shape.group_size();
@@ -73,19 +91,39 @@ mod tests {
 
     #[test]
     fn a_full_map_is_dense_or_causal_attention_and_an_empty_one_is_zero() {
-        let shape = Shape { batch: 2, heads: 4, kv_heads: 2, seq_q: 37, seq_kv: 53, head_dim: 8 };
-        let x = |n: usize, s: f64| (0..n).map(|i| ((i as f64 * s).sin())).collect::<Vec<_>>();
-        let (q, k, v) = (x(shape.q_len(), 0.37), x(shape.kv_len(), 0.11), x(shape.kv_len(), 0.23));
+        let shape = Shape {
+            batch: 2,
+            heads: 4,
+            kv_heads: 2,
+            seq_q: 37,
+            seq_kv: 53,
+            head_dim: 8,
+        };
+        let x = |n: usize, s: f64| (0..n).map(|i| (i as f64 * s).sin()).collect::<Vec<_>>();
+        let (q, k, v) = (
+            x(shape.q_len(), 0.37),
+            x(shape.kv_len(), 0.11),
+            x(shape.kv_len(), 0.23),
+        );
         for (causal, mask) in [(true, Mask::Causal), (false, Mask::None)] {
-            let grid = BlockGrid { block_q: 16, block_k: 32, causal };
+            let grid = BlockGrid {
+                block_q: 16,
+                block_k: 32,
+                causal,
+            };
             let (nq, nk) = grid.blocks(&shape);
             let full = vec![true; 8 * nq * nk];
             let got = block_sparse_attention(&shape, &grid, &full, 0.3, &q, &k, &v).unwrap();
             let want = attention(&shape, mask, 0.3, &q, &k, &v);
             assert_eq!(rel_error(&got.o, &want.o), 0.0);
             assert_eq!(rel_error(&got.lse, &want.lse), 0.0);
-            let none = block_sparse_attention(&shape, &grid, &vec![false; full.len()], 0.3, &q, &k, &v).unwrap();
-            assert!(none.o.iter().all(|&x| x == 0.0) && none.lse.iter().all(|&x| x == f64::NEG_INFINITY));
+            let none =
+                block_sparse_attention(&shape, &grid, &vec![false; full.len()], 0.3, &q, &k, &v)
+                    .unwrap();
+            assert!(
+                none.o.iter().all(|&x| x == 0.0)
+                    && none.lse.iter().all(|&x| x == f64::NEG_INFINITY)
+            );
             assert!(block_sparse_attention(&shape, &grid, &full[1..], 0.3, &q, &k, &v).is_err());
         }
     }

@@ -17,10 +17,19 @@ use super::{Fields, Scope, Spanned, num, one_of};
 use crate::errors::Errors;
 use crate::parse::{self, Argument, Value, ValueKind};
 
-const BLOCKS: Scope = Scope { what: "`blocks(...)`", group: Some("blocks"), keys: &["causal"], required: &[] };
+const BLOCKS: Scope = Scope {
+    what: "`blocks(...)`",
+    group: Some("blocks"),
+    keys: &["causal"],
+    required: &[],
+};
 
-const ESTIMATE: Scope =
-    Scope { what: "`estimate(...)`", group: Some("estimate"), keys: &["bits", "sink", "local"], required: &[] };
+const ESTIMATE: Scope = Scope {
+    what: "`estimate(...)`",
+    group: Some("estimate"),
+    keys: &["bits", "sink", "local"],
+    required: &[],
+};
 
 /// `blocks(...)` as written: the description and where `local` was written (the span `validate`
 /// points at when no KV tile holds the window whole).
@@ -40,7 +49,9 @@ pub fn blocks(value: &Value, args: &Group) -> syn::Result<BlocksSpec> {
             Argument::Positional(item) => match &item.kind {
                 ValueKind::Call(word, args) if word.unraw() == "estimate" => {
                     if !estimates.is_empty() {
-                        errors.push(item.error("`blocks(...)` takes one `estimate(...)`; remove this second one"));
+                        errors.push(item.error(
+                            "`blocks(...)` takes one `estimate(...)`; remove this second one",
+                        ));
                     } else {
                         // On an error (recorded) SALE's defaults stand in, so that no "missing
                         // estimate" error follows.
@@ -76,7 +87,10 @@ pub fn blocks(value: &Value, args: &Group) -> syn::Result<BlocksSpec> {
     let (Some(causal), Some(&(estimate, local))) = (causal, estimates.first()) else {
         return Err(value.error("incomplete `blocks(...)`"));
     };
-    Ok(BlocksSpec { blocks: Blocks { causal, estimate }, local })
+    Ok(BlocksSpec {
+        blocks: Blocks { causal, estimate },
+        local,
+    })
 }
 
 /// `estimate(...)`: keys over SALE's defaults, and where `local` was written.
@@ -85,11 +99,18 @@ fn estimate(args: &Group) -> syn::Result<(Estimate, Span)> {
     let mut errors = Errors::default();
     let fields = Fields::new(&ESTIMATE, &entries, &mut errors);
     let mut read = |key: &str, default: u32| match fields.get(key) {
-        None => Some(Spanned { value: default, span: args.span() }),
+        None => Some(Spanned {
+            value: default,
+            span: args.span(),
+        }),
         Some(v) => errors.capture(int(key, v)),
     };
     let defaults = Estimate::SALE;
-    let (bits, sink, local) = (read("bits", defaults.bits.into()), read("sink", defaults.sink), read("local", defaults.local));
+    let (bits, sink, local) = (
+        read("bits", defaults.bits.into()),
+        read("sink", defaults.sink),
+        read("local", defaults.local),
+    );
     if let Some(bits) = bits
         && !Estimate::BITS.iter().any(|&b| u32::from(b) == bits.value)
     {
@@ -109,7 +130,14 @@ fn estimate(args: &Group) -> syn::Result<(Estimate, Span)> {
         return Err(Error::new(args.span(), "incomplete `estimate(...)`"));
     };
     let bits = u8::try_from(bits.value).map_err(|_| Error::new(bits.span, "bits out of range"))?;
-    Ok((Estimate { bits, sink: sink.value, local: local.value }, local.span))
+    Ok((
+        Estimate {
+            bits,
+            sink: sink.value,
+            local: local.value,
+        },
+        local.span,
+    ))
 }
 
 /// Keys written in the other list of `blocks(...)`, and the threshold, which is no key at all.
@@ -148,6 +176,9 @@ fn boolean(key: &str, value: &Value) -> syn::Result<bool> {
     match &value.kind {
         ValueKind::Ident(ident) if ident == "true" => Ok(true),
         ValueKind::Ident(ident) if ident == "false" => Ok(false),
-        _ => Err(value.error(format!("`{key}` must be `true` or `false`, found {}", value.describe()))),
+        _ => Err(value.error(format!(
+            "`{key}` must be `true` or `false`, found {}",
+            value.describe()
+        ))),
     }
 }

@@ -21,7 +21,9 @@ pub struct DeviceBlockLists {
 impl DeviceBlockLists {
     /// Validates `lists` on the host, then copies both tables to the device.
     pub fn upload(gpu: &Gpu, lists: &BlockLists) -> Result<DeviceBlockLists, GpuError> {
-        lists.validate().map_err(|e| GpuError::Invalid(format!("block lists: {e}")))?;
+        lists
+            .validate()
+            .map_err(|e| GpuError::Invalid(format!("block lists: {e}")))?;
         // A zero-length allocation is not a valid device pointer on every driver; the kernel
         // reads nothing from an empty table, so one spare entry costs nothing.
         let padded = |t: &[i32]| if t.is_empty() { vec![0] } else { t.to_vec() };
@@ -42,8 +44,19 @@ impl DeviceBlockLists {
 
 /// Whether lists of `dims` fit a launch of `planes` planes, `seq_q` × `seq_kv` tokens in tiles
 /// of `block_q` × `block_kv`: the kernel indexes them with exactly these counts.
-pub fn check_dims(dims: (usize, usize, usize), planes: usize, seq_q: usize, seq_kv: usize, block_q: usize, block_kv: usize) -> Result<(), String> {
-    let want = (planes, seq_q.div_ceil(block_q.max(1)), seq_kv.div_ceil(block_kv.max(1)));
+pub fn check_dims(
+    dims: (usize, usize, usize),
+    planes: usize,
+    seq_q: usize,
+    seq_kv: usize,
+    block_q: usize,
+    block_kv: usize,
+) -> Result<(), String> {
+    let want = (
+        planes,
+        seq_q.div_ceil(block_q.max(1)),
+        seq_kv.div_ceil(block_kv.max(1)),
+    );
     if dims == want {
         return Ok(());
     }
@@ -60,7 +73,11 @@ mod tests {
     #[test]
     fn lists_must_have_the_launch_tiles() {
         assert!(check_dims((8, 2, 4), 8, 100, 100, 64, 32).is_ok());
-        assert!(check_dims((8, 2, 4), 8, 129, 100, 64, 32).unwrap_err().contains("3 × 4"));
+        assert!(
+            check_dims((8, 2, 4), 8, 129, 100, 64, 32)
+                .unwrap_err()
+                .contains("3 × 4")
+        );
         assert!(check_dims((8, 2, 4), 4, 100, 100, 64, 32).is_err());
         assert!(check_dims((8, 2, 4), 8, 100, 100, 128, 32).is_err());
     }
