@@ -26,37 +26,45 @@ impl BlockLists {
         kv_tiles: usize,
         kept: &[bool],
     ) -> Result<BlockLists, String> {
-        let rows = planes
-            .checked_mul(q_tiles)
-            .ok_or("the block map has more rows than fit in usize")?;
+        let rows = planes.checked_mul(q_tiles).ok_or("the block map has more rows than fit in usize")?;
         if Some(kept.len()) != rows.checked_mul(kv_tiles) {
             return Err(format!(
                 "a map of {planes} planes × {q_tiles} × {kv_tiles} blocks cannot hold {} blocks",
                 kept.len()
             ));
         }
-        let index = |kb: usize| {
-            i32::try_from(kb).map_err(|_| format!("KV tile {kb} does not fit in an int32"))
+        BlockLists::from_fn(planes, q_tiles, kv_tiles, |plane, qt, kt| {
+            kept[(plane * q_tiles + qt) * kv_tiles + kt]
+        })
+    }
+
+    /// The lists of the blocks (plane, query tile, KV tile) for which `keep` holds, asked in
+    /// ascending order, without building the map (at 128K tokens it has 10⁸ blocks and more).
+    pub fn from_fn(
+        planes: usize,
+        q_tiles: usize,
+        kv_tiles: usize,
+        mut keep: impl FnMut(usize, usize, usize) -> bool,
+    ) -> Result<BlockLists, String> {
+        let rows = planes.checked_mul(q_tiles);
+        let Some(elems) = rows.and_then(|r| r.checked_mul(kv_tiles)).filter(|&n| n <= i32::MAX as usize) else {
+            return Err(format!(
+                "block lists of {planes} × {q_tiles} × {kv_tiles} entries exceed the kernel's int32 indexing"
+            ));
         };
-        let mut list = vec![0; kept.len()];
+        let rows = planes * q_tiles;
+        let mut list = vec![0; elems];
         let mut count = vec![0; rows];
-        for (row, blocks) in kept.chunks(kv_tiles.max(1)).take(rows).enumerate() {
-            let mut n = 0;
-            for kb in (0..kv_tiles).filter(|&kb| blocks[kb]) {
-                list[row * kv_tiles + n] = index(kb)?;
-                n += 1;
+        for (row, n) in count.iter_mut().enumerate() {
+            let (plane, qt) = (row / q_tiles, row % q_tiles);
+            let entries = &mut list[row * kv_tiles..(row + 1) * kv_tiles];
+            // In range: both are below kv_tiles, whose product with the rows fits in an i32.
+            for kt in (0..kv_tiles).filter(|&kt| keep(plane, qt, kt)) {
+                entries[*n as usize] = kt as i32;
+                *n += 1;
             }
-            count[row] = index(n)?;
         }
-        let lists = BlockLists {
-            planes,
-            q_tiles,
-            kv_tiles,
-            list,
-            count,
-        };
-        lists.validate()?;
-        Ok(lists)
+        Ok(BlockLists { planes, q_tiles, kv_tiles, list, count })
     }
 
     /// Every visit (query tile, KV tile) as a map of kept blocks, `[planes, q_tiles, kv_tiles]`.

@@ -2,11 +2,12 @@
 //!
 //! Timing is `gpu::bench`'s: CUDA events around each launch, the L2 flushed before each, the
 //! median reported. TFLOP/s count attention's two products, 4·D per visited (query, key) pair:
-//! 4·B·H·S²·D, halved for causal; for windows the pairs the neighborhoods hold.
+//! 4·B·H·S²·D, halved for causal; for windows the pairs the neighborhoods hold; for a
+//! block-sparse kernel (timed on a seeded map of `--density` of its tiles) the pairs it keeps.
 
 use std::io::Write;
 
-use tessera_desc::{Config, KernelDesc, Mma};
+use tessera_desc::{Config, KernelDesc, Mma, Visit};
 
 use super::{config_of, find_kernel};
 use super::table::Table;
@@ -50,9 +51,22 @@ pub struct Args {
     /// Timed launches, of which the median is reported [default: 30; 10 from seq 16384 on].
     #[arg(long, value_name = "N", value_parser = positive)]
     reps: Option<usize>,
+    /// For a block-sparse kernel (and only then): the fraction of causally visible tiles its
+    /// map keeps, e.g. 0.2; the map is seeded and random, the tiles on the diagonal always kept,
+    /// and TFLOP/s count the pairs the map keeps.
+    #[arg(long, value_name = "F", value_parser = density)]
+    density: Option<f64>,
     /// Print one JSON object per line (the device first, then one per row) instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+fn density(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        Ok(f) => Err(format!("{f} is not in (0, 1]")),
+        Err(e) => Err(format!("`{s}` is not a fraction: {e}")),
+    }
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -96,7 +110,8 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
         for &shape in &shapes {
             let seq = shape.seq;
             let reps = args.reps.unwrap_or(default_reps(seq));
-            match bench_attention(&gpu, desc, configs, shape, args.warmup, reps) {
+            let density = args.density.filter(|_| matches!(desc.visit, Visit::Blocks(_)));
+            match bench_attention(&gpu, desc, configs, shape, density, args.warmup, reps) {
                 Ok(measured) => {
                     if args.json {
                         // Line by line as they come: a long sweep shows progress.
@@ -145,7 +160,14 @@ fn shapes(args: &Args, plan: &[(&'static KernelDesc, Vec<Config>)]) -> Result<Ve
         }
         None => args.seq.iter().map(|&seq| BenchShape { batch, heads, seq, grid: None }).collect(),
     };
+    if args.density.is_some() && !plan.iter().any(|(d, _)| matches!(d.visit, Visit::Blocks(_))) {
+        return Err(Error::Problem("--density applies to block-sparse kernels, and none is named".into()));
+    }
     for (desc, _) in plan {
+        // Said before the GPU is opened: a block-sparse kernel needs a map to run on.
+        if matches!(desc.visit, Visit::Blocks(_)) && args.density.is_none() {
+            return Err(Error::Problem(format!("{} is block-sparse: give the density of its map, e.g. --density 0.2", desc.name)));
+        }
         for shape in &shapes {
             crate::gpu::grid_extents(desc, shape.seq, shape.grid_arg(desc))
                 .map_err(|e| Error::Problem(format!("{}: {e}", desc.name)))?;

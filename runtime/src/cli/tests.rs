@@ -301,6 +301,18 @@ fn bench_checks_grids_before_the_gpu() {
 }
 
 #[test]
+fn block_sparse_kernels_need_a_map_before_the_gpu() {
+    let err = |args: &[&str]| output(args).unwrap_err().to_string();
+    let m = err(&["bench", "sale_causal_bf16_d128"]);
+    assert!(m.contains("--density"), "{m}");
+    let m = err(&["bench", "dense_bf16_d128", "--density", "0.2"]);
+    assert!(m.contains("none is named"), "{m}");
+    assert!(parse_error(&["bench", "sale_causal_bf16_d128", "--density", "1.5"]).contains("not in (0, 1]"));
+    let m = err(&["run", "sale_causal_bf16_d128", "--inputs", "/nonexistent.safetensors", "-o", "/tmp/o.safetensors"]);
+    assert!(m.contains("block map"), "{m}");
+}
+
+#[test]
 fn bench_without_a_gpu_says_so() {
     let Some(expected) = no_gpu_error() else {
         eprintln!("a GPU is present: the no-GPU error cannot be checked here");

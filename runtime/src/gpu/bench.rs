@@ -153,15 +153,25 @@ pub fn default_reps(seq: usize) -> usize {
 
 /// Times `desc` at each config on one shape, every config on the same inputs. A config that
 /// does not load becomes a failed measurement; any other error ends the run, since a failed
-/// launch leaves the context unusable for the configs after it.
+/// launch leaves the context unusable for the configs after it. A block-sparse kernel runs on a
+/// seeded map of `density` of its visible tiles in each config's tiles (`block_map`), its FLOPs
+/// those of the pairs the map keeps.
 pub fn bench_attention(
     gpu: &Gpu,
     desc: &KernelDesc,
     configs: &[Config],
     shape: BenchShape,
+    density: Option<f64>,
     warmup: usize,
     reps: usize,
 ) -> Result<Vec<Measurement>, GpuError> {
+    let sparse = matches!(desc.visit, Visit::Blocks(_));
+    if sparse != density.is_some() {
+        return Err(GpuError::Invalid(format!(
+            "{}: a block-sparse kernel is timed at a density of kept tiles, and only it",
+            desc.name
+        )));
+    }
     let d = desc.head_dim as usize;
     let dims = [shape.batch, shape.heads, shape.seq, d];
     let n: usize = dims.iter().product();
@@ -176,6 +186,21 @@ pub fn bench_attention(
 
     let mut out = Vec::with_capacity(configs.len());
     for &config in configs {
+        let (lists, flops) = match density {
+            Some(density) => {
+                let tiling = super::block_map::Tiling {
+                    planes: shape.batch * shape.heads,
+                    seq_q: shape.seq,
+                    seq_kv: shape.seq,
+                    block_q: config.block_q() as usize,
+                    block_kv: config.block_kv() as usize,
+                };
+                let map = super::block_map::random_causal(&tiling, density, shape.seq as u64).map_err(GpuError::Invalid)?;
+                let per_pair = 4.0 * desc.head_dim as f64;
+                (Some(super::DeviceBlockLists::upload(gpu, &map.lists)?), per_pair * map.pairs as f64)
+            }
+            None => (None, flops),
+        };
         let timing = match Attention::load(gpu, desc, &config) {
             Ok(attn) => Ok(time(gpu, warmup, reps, || {
                 let args = AttentionArgs {
@@ -186,7 +211,7 @@ pub fn bench_attention(
                     lse: None,
                     scale: None,
                     grid: shape.grid_arg(desc),
-                    blocks: None,
+                    blocks: lists.as_ref(),
                 };
                 attn.run(gpu, args)
             })?),

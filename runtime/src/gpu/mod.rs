@@ -4,6 +4,7 @@
 mod attention;
 mod blocks;
 pub mod bench;
+pub mod block_map;
 mod error;
 mod tensor;
 mod tuned;
