@@ -8,6 +8,7 @@ mod check;
 mod emit;
 mod list;
 mod run;
+mod sale_estimates;
 mod table;
 mod tune_report;
 
@@ -46,6 +47,8 @@ enum Command {
     Autotune(autotune::Args),
     /// List, show, clear, export or import the tuning store.
     Cache(cache::Args),
+    /// Compare SALE's block selection by int4, int8 and FP8 estimates with the exact one (CPU).
+    SaleEstimates(sale_estimates::Args),
 }
 
 /// Parses the process arguments and runs the command, writing to stdout. Usage errors, `--help`
@@ -64,6 +67,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Bench(args) => bench::run(&args, out),
         Command::Autotune(args) => autotune::run(&args, out),
         Command::Cache(args) => cache::run(&args, out),
+        Command::SaleEstimates(args) => sale_estimates::run(&args, out),
     }
 }
 
