@@ -609,3 +609,15 @@ fn run_na_per_axis_flags_parse_one_value_per_axis_or_one_for_all() {
     let grid = parse_error(&na(&["--grid", "4", "x", "--window", "3"]));
     assert!(grid.contains("invalid value 'x' for '--grid <EXTENT>...'"), "{grid}");
 }
+
+#[test]
+fn sale_estimates_compare_every_format_with_the_exact_selection() {
+    let text = output(&["sale-estimates", "--seq", "512", "--head-dim", "64", "--tau", "0.01"]).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["exact", "int4", "int8", "e4m3"], "{text}");
+    // The exact selection agrees with itself.
+    assert_eq!(&rows[0][2..5], ["1.0000", "0", "0"], "{text}");
+    let bad = output(&["sale-estimates", "--seq", "4"]).unwrap_err();
+    assert!(bad.to_string().contains("at least 8 tokens"), "{bad}");
+}
