@@ -395,6 +395,29 @@ static void report(const Meas& m) {
   g_all.push_back(m);
 }
 
+// One measurement from a timed run: `ops` operations in `med` ms over `cyc` SM cycles.
+static void report_timing(const char* api, const char* operands, const char* instr, int op, const char* shape,
+                          int bps, int blocks, int threads, long long iters, double med, double mn,
+                          long long cyc, double ops) {
+  Meas m;
+  m.api = api;
+  m.operands = operands;
+  m.instr = instr;
+  m.dtype = op_dtype(op);
+  m.shape = shape;
+  m.blocks_per_sm = bps;
+  m.blocks = blocks;
+  m.threads = threads;
+  m.iters = iters;
+  m.ms_median = med;
+  m.ms_min = mn;
+  m.tops = ops / (med * 1e-3) / 1e12;
+  m.sm_mhz = cyc / (med * 1e3);
+  m.ops_per_clk_sm = ops / ((double)cyc * g_sms);
+  m.peak_ops_per_clk_sm = op_peak(op);
+  report(m);
+}
+
 template <int OP, bool FRESH>
 static void bench_mma_sync(const uint32_t* d_in) {
   typedef MmaSync<OP> I;
@@ -413,25 +436,10 @@ static void bench_mma_sync(const uint32_t* d_in) {
     time_it(launch, iters, med, mn, cyc);
     double ops = 2.0 * I::M * I::N * I::K * (double)CHAINS * (double)iters *
                  (double)blocks * (MMA_THREADS / 32);
-    Meas m;
-    m.api = "mma.sync";
-    m.operands = FRESH ? "fresh" : "fixed";
-    m.instr = I::name;
-    m.dtype = op_dtype(OP);
     char shp[32];
     snprintf(shp, sizeof shp, "m%dn%dk%d", I::M, I::N, I::K);
-    m.shape = shp;
-    m.blocks_per_sm = bps;
-    m.blocks = blocks;
-    m.threads = MMA_THREADS;
-    m.iters = iters;
-    m.ms_median = med;
-    m.ms_min = mn;
-    m.tops = ops / (med * 1e-3) / 1e12;
-    m.sm_mhz = cyc / (med * 1e3);
-    m.ops_per_clk_sm = ops / ((double)cyc * g_sms);
-    m.peak_ops_per_clk_sm = op_peak(OP);
-    report(m);
+    report_timing("mma.sync", FRESH ? "fresh" : "fixed", I::name, OP, shp, bps, blocks, MMA_THREADS, iters,
+                  med, mn, cyc, ops);
   }
 }
 
@@ -464,25 +472,9 @@ static void bench_wgmma() {
     time_it(launch, iters, med, mn, cyc);
     double ops = 2.0 * 64 * N * I::K * (double)WG_KSTEPS * (double)iters * (double)blocks *
                  (WG_THREADS / 128);
-    Meas m;
-    m.api = "wgmma";
-    m.operands = "smem";
-    m.instr = I::name;
-    m.dtype = op_dtype(OP);
     char shp[32];
     snprintf(shp, sizeof shp, "m64n%dk%d", N, I::K);
-    m.shape = shp;
-    m.blocks_per_sm = bps;
-    m.blocks = blocks;
-    m.threads = WG_THREADS;
-    m.iters = iters;
-    m.ms_median = med;
-    m.ms_min = mn;
-    m.tops = ops / (med * 1e-3) / 1e12;
-    m.sm_mhz = cyc / (med * 1e3);
-    m.ops_per_clk_sm = ops / ((double)cyc * g_sms);
-    m.peak_ops_per_clk_sm = op_peak(OP);
-    report(m);
+    report_timing("wgmma", "smem", I::name, OP, shp, bps, blocks, WG_THREADS, iters, med, mn, cyc, ops);
   }
   CK(cudaFree(d_in));
 }
