@@ -443,6 +443,13 @@ static void bench_mma_sync(const uint32_t* d_in) {
   }
 }
 
+// Fixed operands (the issue rate) and fresh ones (as in a real Q.K^T loop).
+template <int OP>
+static void bench_mma_sync_both(const uint32_t* d_in) {
+  bench_mma_sync<OP, false>(d_in);
+  bench_mma_sync<OP, true>(d_in);
+}
+
 template <int OP, int N>
 static void bench_wgmma() {
   typedef Wgmma<OP, N> I;
@@ -530,22 +537,10 @@ int main(int argc, char** argv) {
   check_mma_sync<E4M3>(d_mma_in[E4M3]);
 
   auto want = [&](const char* name) { return strstr(name, filter) != nullptr; };
-  if (want(MmaSync<BF16>::name)) {
-    bench_mma_sync<BF16, false>(d_mma_in[BF16]);
-    bench_mma_sync<BF16, true>(d_mma_in[BF16]);
-  }
-  if (want(MmaSync<S8>::name)) {
-    bench_mma_sync<S8, false>(d_mma_in[S8]);
-    bench_mma_sync<S8, true>(d_mma_in[S8]);
-  }
-  if (want(MmaSync<S4>::name)) {
-    bench_mma_sync<S4, false>(d_mma_in[S4]);
-    bench_mma_sync<S4, true>(d_mma_in[S4]);
-  }
-  if (want(MmaSync<E4M3>::name)) {
-    bench_mma_sync<E4M3, false>(d_mma_in[E4M3]);
-    bench_mma_sync<E4M3, true>(d_mma_in[E4M3]);
-  }
+  if (want(MmaSync<BF16>::name)) bench_mma_sync_both<BF16>(d_mma_in[BF16]);
+  if (want(MmaSync<S8>::name)) bench_mma_sync_both<S8>(d_mma_in[S8]);
+  if (want(MmaSync<S4>::name)) bench_mma_sync_both<S4>(d_mma_in[S4]);
+  if (want(MmaSync<E4M3>::name)) bench_mma_sync_both<E4M3>(d_mma_in[E4M3]);
   if (want(Wgmma<BF16, 128>::name)) bench_wgmma<BF16, 128>();
   if (want(Wgmma<BF16, 256>::name)) bench_wgmma<BF16, 256>();
   if (want(Wgmma<E4M3, 128>::name)) bench_wgmma<E4M3, 128>();
