@@ -54,9 +54,22 @@ pub fn tile_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, Code
     passes::run_all(ir::from_desc::build(desc, cfg)).map_err(CodegenError::Ir)
 }
 
+/// The decode program of a `visit = dense`, `load = bitmap(k, v)` kernel (`ir::decode`): one
+/// query token per head against a Mustafar cache, split over CTAs, after every pass.
+pub fn decode_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, CodegenError> {
+    desc.check_config(cfg)?;
+    passes::run_all(ir::decode::build(desc, cfg).map_err(CodegenError::Ir)?).map_err(CodegenError::Ir)
+}
+
+/// The program a kernel is lowered from: a bitmap-load kernel is a decode kernel (the
+/// prefill-shaped program of `tile_program` reads bitmap tiles only in the interpreter).
+pub fn kernel_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, CodegenError> {
+    if let tessera_desc::Load::Bitmap(_) = desc.load { decode_program(desc, cfg) } else { tile_program(desc, cfg) }
+}
+
 /// The text of one stage of a kernel at a config, for a target.
 pub fn emit(desc: &KernelDesc, cfg: &Config, target: Target, stage: Stage) -> Result<String, CodegenError> {
-    let program = tile_program(desc, cfg)?;
+    let program = kernel_program(desc, cfg)?;
     match stage {
         Stage::Ir => Ok(program.to_string()),
         Stage::Llvm => llvm::compile(&program, target, llvm::Output::LlvmIr),
