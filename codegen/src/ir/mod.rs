@@ -205,6 +205,29 @@ impl Program {
         &self.frags[id.0]
     }
 
+    /// Whether some statement satisfies `f` (looking inside loops and branches).
+    pub fn any_stmt(&self, f: &dyn Fn(&Stmt) -> bool) -> bool {
+        fn walk(body: &[Stmt], f: &dyn Fn(&Stmt) -> bool) -> bool {
+            body.iter().any(|s| {
+                f(s) || match s {
+                    Stmt::For { body, .. } | Stmt::If { body, .. } | Stmt::VisitTiles { body, .. } => walk(body, f),
+                    _ => false,
+                }
+            })
+        }
+        walk(&self.body, f)
+    }
+
+    /// Whether K or V is read from bitmap-compressed caches.
+    pub fn reads_bitmaps(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::Copy { engine: CopyEngine::Bitmap(_), .. }))
+    }
+
+    /// Whether the keys are split over CTAs, whose partial results a merge kernel combines.
+    pub fn splits_keys(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::Store { dst: GlobalTile { tensor: Tensor::OSplit, .. }, .. }))
+    }
+
     /// Bytes of dynamic shared memory once `passes::smem` has placed the buffers.
     pub fn shared_bytes(&self) -> u32 {
         let elem = self.dtype.bytes();

@@ -61,6 +61,16 @@ impl<'ctx> Lowerer<'ctx, '_> {
         out
     }
 
+    /// Byte offset of 16-byte chunk `ch` of row `r` of the shared tile at `base` (rows of
+    /// `row_bytes`): the chunk index is XOR-swizzled with the row so that ldmatrix's eight
+    /// row addresses hit distinct banks.
+    pub fn shared_chunk(&self, base: IntValue<'ctx>, r: IntValue<'ctx>, ch: IntValue<'ctx>, row_bytes: i64) -> Res<IntValue<'ctx>> {
+        let b = &self.b;
+        let swz = b.build_xor(ch, b.build_and(r, self.i32(7), "")?, "")?;
+        let soff = b.build_int_add(base, b.build_int_mul(r, self.i32(row_bytes), "")?, "")?;
+        Ok(b.build_int_add(soff, b.build_int_mul(swz, self.i32(16), "")?, "")?)
+    }
+
     pub fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile) -> Res<()> {
         let sb = self.program.shared(dst);
         let (rows, cols) = (sb.rows, sb.cols);
@@ -90,10 +100,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let ch64 = b.build_int_z_extend(ch, i64t, "")?;
                 let gbytes = b.build_int_add(gbytes, b.build_int_mul(ch64, i64t.const_int(16, false), "")?, "")?;
                 let gaddr = l.byte_ptr(gptr, gbytes)?;
-                let swz = b.build_xor(ch, b.build_and(r, l.i32(7), "")?, "")?;
-                let soff = b.build_int_add(base, b.build_int_mul(r, l.i32(row_bytes), "")?, "")?;
-                let soff = b.build_int_add(soff, b.build_int_mul(swz, l.i32(16), "")?, "")?;
-                let saddr = l.byte_ptr(l.smem, soff)?;
+                let saddr = l.byte_ptr(l.smem, l.shared_chunk(base, r, ch, row_bytes)?)?;
                 l.call("llvm.nvvm.cp.async.cg.shared.global.16.s", &[], &[saddr.into(), gaddr.into(), size])?;
                 Ok(())
             };
