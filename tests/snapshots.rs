@@ -68,11 +68,21 @@ fn na3d_w7x15x15_c100_bf16_d128_ptx() {
     snapshot_ptx("na3d_w7x15x15_c100_bf16_d128");
 }
 
+#[test]
+fn mustafar_bf16_d128_ptx() {
+    snapshot_ptx("mustafar_bf16_d128");
+}
+
 // Tile programs are target-independent: one on a line and one over a grid show what the
 // passes did.
 #[test]
 fn causal_bf16_d128_ir() {
     snapshot_ir("causal_bf16_d128");
+}
+
+#[test]
+fn mustafar_bf16_d128_ir() {
+    snapshot_ir("mustafar_bf16_d128");
 }
 
 #[test]

@@ -99,23 +99,21 @@ fn bitmap_loads_lower_as_decode_kernels() {
             Schedule::line(Param::Fixed(64), Param::Choices(&[64, 128]), Param::Fixed(4), Param::Choices(&[1, 2])),
             Schedule::line(Param::Fixed(16), Param::Fixed(64), Param::Fixed(1), Param::Fixed(1)),
         ];
-        for desc in schedules.map(|schedule| KernelDesc { schedule, ..desc }) {
-          for cfg in desc.configs() {
-            for target in [Target::Sm80, Target::Sm90a] {
-                let ptx = emit(&desc, &cfg, target, Stage::Ptx).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
-                assert!(ptx.contains(".entry attn(") && ptx.contains(".entry attn_merge("), "{cfg:?}");
-                for op in ["popc.b64", "clz.b64", "st.shared.b16"] {
-                    assert!(ptx.contains(op), "{cfg:?} {target}: no {op} in the bitmap walk");
-                }
-                let vector_loads = ptx.lines().any(|l| l.contains("ld.global") && l.contains(".v4."));
-                assert!(vector_loads, "{cfg:?} {target}: packed values are not read as 16-byte vectors");
-                if have_ptxas {
-                    let res = ptxas::assemble(&ptx, target.name()).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
-                    let k = res.kernel("attn").unwrap();
-                    assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{cfg:?} {target} spills");
-                }
+        let descs = schedules.map(|schedule| KernelDesc { schedule, ..desc });
+        let cases = descs.iter().flat_map(|desc| desc.configs().into_iter().map(move |cfg| (desc, cfg)));
+        for ((desc, cfg), target) in cases.flat_map(|c| Target::ALL.map(|t| (c, t))) {
+            let ptx = emit(desc, &cfg, target, Stage::Ptx).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
+            assert!(ptx.contains(".entry attn(") && ptx.contains(".entry attn_merge("), "{cfg:?}");
+            for op in ["popc.b64", "clz.b64", "st.shared.b16"] {
+                assert!(ptx.contains(op), "{cfg:?} {target}: no {op} in the bitmap walk");
             }
-          }
+            let vector_loads = ptx.lines().any(|l| l.contains("ld.global") && l.contains(".v4."));
+            assert!(vector_loads, "{cfg:?} {target}: packed values are not read as 16-byte vectors");
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
+                let k = res.kernel("attn").unwrap();
+                assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{cfg:?} {target} spills");
+            }
         }
     }
     for (visit, k, v) in [(Visit::Dense, true, false), (Visit::Causal, true, true)] {
