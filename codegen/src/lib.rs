@@ -77,6 +77,12 @@ pub fn emit(desc: &KernelDesc, cfg: &Config, target: Target, stage: Stage) -> Re
     }
 }
 
+/// The merge entry's name of a split-KV decode kernel (`kernel_program` of a bitmap-load
+/// kernel), in the same module as its decode entry.
+pub fn merge_entry_name(desc: &KernelDesc) -> String {
+    llvm::merge_name(desc.name)
+}
+
 /// The PTX entry point's name for a kernel: its name, so one module per (kernel, config).
 pub fn entry_name(desc: &KernelDesc) -> &'static str {
     desc.name

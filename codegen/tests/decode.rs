@@ -7,7 +7,7 @@ use tessera_codegen::decode_program;
 use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, from_f32, to_f32};
 use tessera_codegen::interp::{DecodeInputs, decode};
 use tessera_codegen::ir::decode::DecodeSizes;
-use tessera_codegen::reference::{self, DecodeShape, Pruning, mustafar_decode};
+use tessera_codegen::reference::{self, DecodeShape, Pruning, mustafar_decode_tokens};
 use tessera_desc::{BitmapLoad, Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit};
 
 fn desc(dtype: Dtype, head_dim: u32) -> KernelDesc {
@@ -101,15 +101,7 @@ fn run(case: &Case, seed: u64) -> f64 {
     let out = decode(&program, &inputs).unwrap();
 
     // The reference prunes the compressed region itself, from the tokens as they were pushed.
-    let split = |x: &[f32], from: usize, n: usize| -> Vec<f64> {
-        (0..planes)
-            .flat_map(|p| {
-                x[(p * case.tokens + from) * d..(p * case.tokens + from + n) * d]
-                    .iter()
-                    .map(|&v| v as f64)
-            })
-            .collect()
-    };
+    let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
     let shape = DecodeShape {
         batch: case.batch,
         heads: case.heads,
@@ -123,16 +115,13 @@ fn run(case: &Case, seed: u64) -> f64 {
         v_sparsity: policy.v_sparsity,
         rule: policy.rule,
     };
-    let q64: Vec<f64> = q.iter().map(|&x| x as f64).collect();
-    let want = mustafar_decode(
+    let want = mustafar_decode_tokens(
         &shape,
         pruning,
         scale as f64,
-        &q64,
-        &split(&k, 0, tc),
-        &split(&v, 0, tc),
-        &split(&k, tc, tl),
-        &split(&v, tc, tl),
+        &wide(&q),
+        &wide(&k),
+        &wide(&v),
     )
     .unwrap();
     assert!(

@@ -9,6 +9,7 @@ mod layout;
 mod lower;
 mod memo;
 mod merge;
+pub use merge::name as merge_name;
 mod mma;
 mod softmax;
 mod store;
