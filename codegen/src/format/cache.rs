@@ -68,14 +68,18 @@ impl MustafarCache {
         self.local_k = concat_tokens(&self.local_k, self.local_len, k, tokens, heads, d);
         self.local_v = concat_tokens(&self.local_v, self.local_len, v, tokens, heads, d);
         self.local_len += tokens;
-        while self.local_len >= self.policy.residual + self.policy.chunk {
-            self.compress_oldest_chunk()?;
+        // Every full chunk beyond the residual at once: the same bytes as compressing them one
+        // by one (tiles are chunk-major, tokens pruned independently), in one append rather
+        // than one per chunk, so a long prefill costs linear time.
+        let (residual, chunk) = (self.policy.residual, self.policy.chunk);
+        if self.local_len >= residual + chunk {
+            self.compress_oldest((self.local_len - residual) / chunk * chunk)?;
         }
         Ok(())
     }
 
-    fn compress_oldest_chunk(&mut self) -> Result<(), FormatError> {
-        let (heads, d, chunk) = (self.heads(), self.head_dim(), self.policy.chunk);
+    fn compress_oldest(&mut self, chunk: usize) -> Result<(), FormatError> {
+        let (heads, d) = (self.heads(), self.head_dim());
         let p = self.policy;
         let (old_k, rest_k) = split_tokens(&self.local_k, self.local_len, chunk, heads, d);
         let (old_v, rest_v) = split_tokens(&self.local_v, self.local_len, chunk, heads, d);

@@ -7,6 +7,7 @@ mod cache;
 mod check;
 mod emit;
 mod list;
+mod mustafar;
 mod run;
 mod table;
 mod tune_report;
