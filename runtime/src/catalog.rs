@@ -93,17 +93,19 @@ pub struct Na2dW13x13D2Bf16D128;
 pub struct Na3dW7x15x15C100Bf16D128;
 
 // Mustafar decode (seeds.md §1): K and V read from the bitmap-compressed cache plus its dense
-// window, one query token per head (`ir::decode`). A query tile holds one GQA group (up to 64
-// query heads per KV head), 4 warps of 16 rows each: more threads per CTA decode the bitmap tiles,
-// and a single warp per CTA spills at two stages. KV tiles are single 64-token bitmap tiles.
+// window, one query token per head (`ir::decode`). A query tile holds one GQA group. Warps own
+// 16-row query slabs, so the choice is 4 warps over 64 rows (more threads decode bitmap tiles,
+// but 16x the mma work of a group of 4) or 1 warp over 16 rows (a quarter of the mma work, a
+// quarter of the decoding threads); 1 warp over 64 rows is in the space too and spills kilobytes
+// (the tuner prunes it). KV tiles are single 64-token bitmap tiles.
 #[tessera_dsl::attention(
     name = "mustafar_bf16_d128",
     head_dim = 128,
     dtype = bf16,
     visit = dense,
     load = bitmap(k, v),
-    tile = (q = 64, kv = 64),
-    tune = (warps = 4, stages = [2, 1, 3]),
+    tile = (q = [64, 16], kv = 64),
+    tune = (warps = [4, 1], stages = [2, 1, 3]),
 )]
 pub struct MustafarBf16D128;
 
@@ -113,8 +115,8 @@ pub struct MustafarBf16D128;
     dtype = f16,
     visit = dense,
     load = bitmap(k, v),
-    tile = (q = 64, kv = 64),
-    tune = (warps = 4, stages = [2, 1, 3]),
+    tile = (q = [64, 16], kv = 64),
+    tune = (warps = [4, 1], stages = [2, 1, 3]),
 )]
 pub struct MustafarF16D128;
 
@@ -214,7 +216,8 @@ mod tests {
             assert_eq!(k.layout, tessera::Layout::Bhsd);
         }
         for k in ALL.iter().filter(|k| k.load != tessera::Load::Dense) {
-            assert_eq!(k.configs().len(), 3, "{}", k.name);
+            // 2 block_q × 2 warps × 3 stages, minus block_q=16 over 4 warps.
+            assert_eq!(k.configs().len(), 9, "{}", k.name);
             assert_eq!(k.load, tessera::Load::Bitmap(tessera::BitmapLoad { k: true, v: true }));
         }
     }

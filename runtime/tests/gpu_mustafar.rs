@@ -24,6 +24,9 @@ struct Case {
     splits: Option<usize>,
 }
 
+/// Configs beyond the default: one warp over a 16-row query tile.
+const ONE_WARP: &str = "block_q=16,warps=1,stages=1";
+
 fn seed() -> u64 {
     let seed = std::env::var("TESSERA_SEED")
         .ok()
@@ -37,8 +40,8 @@ fn seed() -> u64 {
     seed
 }
 
-/// Relative errors of o and lse against the reference.
-fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> (f64, f64) {
+/// Relative errors of o and lse against the reference, at the default config or `config`.
+fn run_case(gpu: &Gpu, case: &Case, config: Option<&str>, seed: u64) -> (f64, f64) {
     let name = format!("mustafar_{}_d128", case.dtype.name());
     let desc = catalog::find(&name).unwrap();
     let d = desc.head_dim as usize;
@@ -74,7 +77,8 @@ fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> (f64, f64) {
         .stream
         .clone_htod(&vec![f32::NAN; case.batch * case.heads])
         .unwrap();
-    let mut kernel = MustafarDecode::load(gpu, desc, &desc.default_config().unwrap()).unwrap();
+    let cfg = desc.parse_config(config.unwrap_or("")).unwrap();
+    let mut kernel = MustafarDecode::load(gpu, desc, &cfg).unwrap();
     let args = DecodeArgs {
         q: &qd,
         cache: &dev_cache,
@@ -184,17 +188,19 @@ fn decode_matches_the_reference() {
         },
     ];
     for (i, case) in cases.iter().enumerate() {
-        let (o_err, lse_err) = run_case(&gpu, case, base ^ i as u64);
-        let tol = if case.dtype == Dtype::Bf16 {
-            1e-2
-        } else {
-            2e-3
-        };
-        println!("case {i}: o {o_err:.2e}, lse {lse_err:.2e}");
-        assert!(
-            o_err < tol && lse_err < 1e-3,
-            "case {i}: o error {o_err}, lse error {lse_err}"
-        );
+        for config in [None, Some(ONE_WARP)] {
+            let (o_err, lse_err) = run_case(&gpu, case, config, base ^ i as u64);
+            let tol = if case.dtype == Dtype::Bf16 {
+                1e-2
+            } else {
+                2e-3
+            };
+            println!("case {i} {config:?}: o {o_err:.2e}, lse {lse_err:.2e}");
+            assert!(
+                o_err < tol && lse_err < 1e-3,
+                "case {i} {config:?}: o error {o_err}, lse error {lse_err}"
+            );
+        }
     }
 }
 

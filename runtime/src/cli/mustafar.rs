@@ -266,7 +266,7 @@ pub fn bench(
 ) -> Result<(), Error> {
     let desc = kernel(plan.dtype)?;
     let cfg: Config = config_of(desc, plan.config)?;
-    if plan.kv_heads == 0 || plan.heads % plan.kv_heads != 0 {
+    if plan.kv_heads == 0 || !plan.heads.is_multiple_of(plan.kv_heads) {
         return Err(Error::Problem(format!(
             "--heads {} must be a multiple of --kv-heads {}",
             plan.heads, plan.kv_heads
