@@ -13,6 +13,7 @@ use inkwell::types::BasicTypeEnum;
 use inkwell::values::{BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, IntPredicate};
 
+use super::bitmap::BitmapCopy;
 use super::intrinsics;
 use crate::CodegenError;
 use crate::ir::{BinOp, CopyEngine, Expr, FragKind, Program, Stmt, Var};
@@ -56,6 +57,14 @@ pub struct Lane<'ctx> {
     pub g: IntValue<'ctx>,
     /// `lane % 4`: the column pair within an n8 tile.
     pub t: IntValue<'ctx>,
+}
+
+/// A bitmap copy statement's parts.
+fn bitmap_copy(s: &Stmt) -> Option<BitmapCopy<'_>> {
+    match s {
+        Stmt::Copy { dst, stage, src, engine: CopyEngine::Bitmap(order) } => Some(BitmapCopy { dst: *dst, stage, src, order: *order }),
+        _ => None,
+    }
 }
 
 /// A load of `ty` from `ptr` with the alignment the address is known to have.
@@ -254,8 +263,17 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
     }
 
     pub fn block(&mut self, body: &[Stmt]) -> Res<()> {
-        for s in body {
-            self.stmt(s)?;
+        let mut rest = body;
+        while let Some(s) = rest.first() {
+            // Consecutive bitmap copies are lowered together (see `bitmap`).
+            let run: Vec<BitmapCopy> = rest.iter().map_while(bitmap_copy).collect();
+            if run.is_empty() {
+                self.stmt(s)?;
+                rest = &rest[1..];
+            } else {
+                self.bitmap_copies(&run)?;
+                rest = &rest[run.len()..];
+            }
         }
         Ok(())
     }
@@ -267,7 +285,9 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 self.vars.insert(*var, v);
             }
             Stmt::Copy { dst, stage, src, engine: CopyEngine::CpAsync } => self.copy(*dst, stage, src)?,
-            Stmt::Copy { dst, stage, src, engine: CopyEngine::Bitmap(order) } => self.bitmap_copy(*dst, stage, src, *order)?,
+            Stmt::Copy { dst, stage, src, engine: CopyEngine::Bitmap(order) } => {
+                self.bitmap_copies(&[BitmapCopy { dst: *dst, stage, src, order: *order }])?
+            }
             Stmt::Commit => {
                 self.call("llvm.nvvm.cp.async.commit.group", &[], &[])?;
             }

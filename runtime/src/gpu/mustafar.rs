@@ -7,6 +7,7 @@
 
 use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, sys};
 use cudarc::nvrtc::Ptx;
+use tessera_codegen::format::bitmap::PAD;
 use tessera_codegen::format::{BitmapCache, MustafarCache, TileOrder};
 use tessera_codegen::ir::Program;
 use tessera_codegen::ir::decode::DecodeSizes;
@@ -52,7 +53,8 @@ impl DeviceBitmapCache {
             head_dim: cache.head_dim,
             bitmaps: upload(gpu, &cache.bitmaps)?,
             offsets: upload(gpu, &cache.offsets)?,
-            values: upload(gpu, &cache.values)?,
+            // The kernel's look-ahead loads read up to one 16-byte vector past the values.
+            values: upload(gpu, &[&cache.values[..], &[0; PAD]].concat())?,
             head_base: upload(gpu, &cache.head_base)?,
             bytes: cache.bytes(),
         })
