@@ -101,6 +101,18 @@ impl MustafarCache {
         (view(&self.k, &self.local_k), view(&self.v, &self.local_v))
     }
 
+    /// The planes `n` times over (see `BitmapCache::repeat_planes`), the dense window too.
+    pub fn repeat_planes(&self, n: usize) -> Result<MustafarCache, FormatError> {
+        Ok(MustafarCache {
+            policy: self.policy,
+            k: self.k.repeat_planes(n)?,
+            v: self.v.repeat_planes(n)?,
+            local_k: self.local_k.repeat(n),
+            local_v: self.local_v.repeat(n),
+            local_len: self.local_len,
+        })
+    }
+
     /// Bytes held: both compressed regions (format overhead included) and the dense window.
     pub fn bytes(&self) -> usize {
         self.k.bytes() + self.v.bytes() + 2 * (self.local_k.len() + self.local_v.len())
