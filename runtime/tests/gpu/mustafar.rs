@@ -2,11 +2,10 @@
 //! attention): fresh random inputs, poisoned outputs, contexts whose compressed region and
 //! window are not multiples of the split or the tile, GQA groups 4 (32 query heads over 8 KV
 //! heads) and 1, bf16 and f16, default and explicit split counts. Without a GPU every test prints
-//! why it skipped and passes.
+//! why it skipped and passes. A module of the `gpu` test binary (`--test gpu mustafar`), so that
+//! the GPU bundle carries no extra copy of LLVM.
 
-mod common;
-
-use common::gpu;
+use crate::common::gpu;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, from_f32, to_f32};
