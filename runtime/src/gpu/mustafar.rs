@@ -198,19 +198,14 @@ impl MustafarDecode {
         let d = self.desc.head_dim as usize;
         let rows = b * sizes.heads;
         let need = rows * splits;
-        if self
-            .workspace
-            .as_ref()
-            .is_none_or(|(_, lse)| lse.len() < need)
-        {
-            self.workspace = Some((
+        let workspace = match self.workspace.take() {
+            Some(w) if w.1.len() >= need => w,
+            _ => (
                 gpu.stream.alloc_zeros::<f32>(need * d)?,
                 gpu.stream.alloc_zeros::<f32>(need)?,
-            ));
-        }
-        let Some((o_split, lse_split)) = &self.workspace else {
-            unreachable!("allocated above")
+            ),
         };
+        let (o_split, lse_split) = &*self.workspace.insert(workspace);
         let int = |what: &str, v: usize| {
             i32::try_from(v)
                 .map_err(|_| GpuError::Invalid(format!("{what} = {v} does not fit in i32")))
