@@ -9,10 +9,10 @@
 //!   zero-filled and never stored.
 //! - **Split-KV (flash-decoding).** Grid axis x splits each plane's compressed tiles into
 //!   `Splits` contiguous ranges, so that batch 1 still fills the GPU. Each CTA writes its
-//!   normalised partial output (f32) and LSE to a workspace (`Tensor::OSplit`/`LseSplit`); a
-//!   second kernel merges them (`crate::semantics::merge`). A merge in the same kernel would
-//!   need a grid-wide "last CTA" counter and its fence; the second launch costs a few µs and
-//!   keeps both kernels simple.
+//!   normalised partial output (f32) and LSE to a workspace (`Tensor::OSplit`/`LseSplit`); the
+//!   module's merge entry combines them (`llvm::merge`, `interp::merge_splits`, both with
+//!   `semantics::softmax::merge_weight`). A merge in the same kernel would need a grid-wide
+//!   "last CTA" counter and its fence; the second launch costs a few µs and keeps both simple.
 //! - **The dense window** is read by the last split after its compressed tiles, with plain
 //!   `cp.async` tiles and a column mask on the ragged last tile, so every split but the last
 //!   streams compressed bytes only.
