@@ -28,8 +28,8 @@ fn directive<'a>(ptx: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn assembles_without_spills() {
     each_ptx(|label, name, target, ptx| {
-        if let Some(k) = check_ptxas(ptx, target) {
-            assert_eq!(k.name, name, "{label}");
+        if let Some(res) = check_ptxas(ptx, target) {
+            assert!(res.kernel(name).is_some(), "{label}: no entry {name}");
         }
     });
 }

@@ -83,15 +83,45 @@ fn grid_windows_assemble_without_spills() {
     }
 }
 
-/// Bitmap loads run in the interpreter but have no PTX lowering yet: emitting one is an error
-/// that says so, never PTX that reads the compressed cache as dense tiles.
+/// A bitmap-load kernel is lowered as a decode kernel (plus its merge entry), which ptxas
+/// assembles at every config of a small space; a bitmap load the decode program cannot run
+/// (K only, or a causal visit) is an error that says so, never PTX that reads the compressed
+/// cache as dense tiles.
 #[test]
-fn bitmap_loads_are_refused_by_the_lowering() {
-    let mut desc = desc(Visit::Dense, Dtype::F16, 64);
-    desc.load = tessera_desc::Load::Bitmap(tessera_desc::BitmapLoad { k: true, v: false });
-    desc.schedule = Schedule::line(Param::Fixed(64), Param::Fixed(64), Param::Fixed(4), Param::Fixed(2));
-    let cfg = desc.default_config().unwrap();
-    assert!(emit(&desc, &cfg, Target::Sm90a, Stage::Ir).is_ok());
-    let err = emit(&desc, &cfg, Target::Sm90a, Stage::Ptx).unwrap_err();
-    assert!(err.to_string().contains("bitmap"), "{err}");
+fn bitmap_loads_lower_as_decode_kernels() {
+    let have_ptxas = ptxas_or_skip();
+    for (dtype, d) in [(Dtype::Bf16, 128), (Dtype::F16, 64)] {
+        let mut desc = desc(Visit::Dense, dtype, d);
+        desc.load = Load::Bitmap(tessera_desc::BitmapLoad { k: true, v: true });
+        // One warp per 16-row query tile, or four warps over 64 rows: a decode kernel's query
+        // tile holds one GQA group, so more slabs per warp only cost registers.
+        let schedules = [
+            Schedule::line(Param::Fixed(64), Param::Choices(&[64, 128]), Param::Fixed(4), Param::Choices(&[1, 2])),
+            Schedule::line(Param::Fixed(16), Param::Fixed(64), Param::Fixed(1), Param::Fixed(1)),
+        ];
+        let descs = schedules.map(|schedule| KernelDesc { schedule, ..desc });
+        let cases = descs.iter().flat_map(|desc| desc.configs().into_iter().map(move |cfg| (desc, cfg)));
+        for ((desc, cfg), target) in cases.flat_map(|c| Target::ALL.map(|t| (c, t))) {
+            let ptx = emit(desc, &cfg, target, Stage::Ptx).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
+            assert!(ptx.contains(".entry attn(") && ptx.contains(".entry attn_merge("), "{cfg:?}");
+            for op in ["popc.b64", "clz.b64", "st.shared.b16"] {
+                assert!(ptx.contains(op), "{cfg:?} {target}: no {op} in the bitmap walk");
+            }
+            let vector_loads = ptx.lines().any(|l| l.contains("ld.global") && l.contains(".v4."));
+            assert!(vector_loads, "{cfg:?} {target}: packed values are not read as 16-byte vectors");
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
+                let k = res.kernel("attn").unwrap();
+                assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{cfg:?} {target} spills");
+            }
+        }
+    }
+    for (visit, k, v) in [(Visit::Dense, true, false), (Visit::Causal, true, true)] {
+        let mut desc = desc(visit, Dtype::F16, 64);
+        desc.load = Load::Bitmap(tessera_desc::BitmapLoad { k, v });
+        desc.schedule = Schedule::line(Param::Fixed(64), Param::Fixed(64), Param::Fixed(4), Param::Fixed(2));
+        let cfg = desc.default_config().unwrap();
+        let err = emit(&desc, &cfg, Target::Sm90a, Stage::Ptx).unwrap_err();
+        assert!(err.to_string().contains("bitmap"), "{err}");
+    }
 }

@@ -3,6 +3,8 @@
 //! Without a GPU every test prints why it skipped and passes.
 
 mod common;
+#[path = "gpu/mustafar.rs"]
+mod mustafar;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -68,14 +68,18 @@ impl MustafarCache {
         self.local_k = concat_tokens(&self.local_k, self.local_len, k, tokens, heads, d);
         self.local_v = concat_tokens(&self.local_v, self.local_len, v, tokens, heads, d);
         self.local_len += tokens;
-        while self.local_len >= self.policy.residual + self.policy.chunk {
-            self.compress_oldest_chunk()?;
+        // Every full chunk beyond the residual at once: the same bytes as compressing them one
+        // by one (tiles are chunk-major, tokens pruned independently), in one append rather
+        // than one per chunk, so a long prefill costs linear time.
+        let (residual, chunk) = (self.policy.residual, self.policy.chunk);
+        if self.local_len >= residual + chunk {
+            self.compress_oldest((self.local_len - residual) / chunk * chunk)?;
         }
         Ok(())
     }
 
-    fn compress_oldest_chunk(&mut self) -> Result<(), FormatError> {
-        let (heads, d, chunk) = (self.heads(), self.head_dim(), self.policy.chunk);
+    fn compress_oldest(&mut self, chunk: usize) -> Result<(), FormatError> {
+        let (heads, d) = (self.heads(), self.head_dim());
         let p = self.policy;
         let (old_k, rest_k) = split_tokens(&self.local_k, self.local_len, chunk, heads, d);
         let (old_v, rest_v) = split_tokens(&self.local_v, self.local_len, chunk, heads, d);
@@ -95,6 +99,18 @@ impl MustafarCache {
         let (heads, d, tc) = (self.heads(), self.head_dim(), self.k.tokens);
         let view = |c: &BitmapCache, l: &[u16]| concat_tokens(&c.decompress(), tc, l, self.local_len, heads, d);
         (view(&self.k, &self.local_k), view(&self.v, &self.local_v))
+    }
+
+    /// The planes `n` times over (see `BitmapCache::repeat_planes`), the dense window too.
+    pub fn repeat_planes(&self, n: usize) -> Result<MustafarCache, FormatError> {
+        Ok(MustafarCache {
+            policy: self.policy,
+            k: self.k.repeat_planes(n)?,
+            v: self.v.repeat_planes(n)?,
+            local_k: self.local_k.repeat(n),
+            local_v: self.local_v.repeat(n),
+            local_len: self.local_len,
+        })
     }
 
     /// Bytes held: both compressed regions (format overhead included) and the dense window.

@@ -12,6 +12,7 @@
 //! completing on an mbarrier, wgmma products and producer/consumer warpgroup roles are new
 //! variants of `CopyEngine`, `MmaEngine` and a role field on blocks, not a new IR.
 
+pub mod decode;
 pub mod expr;
 pub mod from_desc;
 pub mod geometry;
@@ -31,6 +32,12 @@ pub enum Tensor {
     V,
     O,
     Lse,
+    /// A split-KV kernel's per-split outputs, f32 and normalised over the split's keys:
+    /// `[batch, heads, splits · seq_q, head_dim]`, split `s` at tokens `s·seq_q ..` (written
+    /// where `O` is, merged by the decode merge kernel).
+    OSplit,
+    /// The per-split LSE, `[batch, heads, splits · seq_q]` f32 (written where `Lse` is).
+    LseSplit,
 }
 
 impl Tensor {
@@ -41,6 +48,8 @@ impl Tensor {
             Tensor::V => "v",
             Tensor::O => "o",
             Tensor::Lse => "lse",
+            Tensor::OSplit => "o_split",
+            Tensor::LseSplit => "lse_split",
         }
     }
 }
@@ -203,6 +212,29 @@ impl Program {
 
     pub fn frag(&self, id: FragId) -> &Frag {
         &self.frags[id.0]
+    }
+
+    /// Whether some statement satisfies `f` (looking inside loops and branches).
+    pub fn any_stmt(&self, f: &dyn Fn(&Stmt) -> bool) -> bool {
+        fn walk(body: &[Stmt], f: &dyn Fn(&Stmt) -> bool) -> bool {
+            body.iter().any(|s| {
+                f(s) || match s {
+                    Stmt::For { body, .. } | Stmt::If { body, .. } | Stmt::VisitTiles { body, .. } => walk(body, f),
+                    _ => false,
+                }
+            })
+        }
+        walk(&self.body, f)
+    }
+
+    /// Whether K or V is read from bitmap-compressed caches.
+    pub fn reads_bitmaps(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::Copy { engine: CopyEngine::Bitmap(_), .. }))
+    }
+
+    /// Whether the keys are split over CTAs, whose partial results a merge kernel combines.
+    pub fn splits_keys(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::Store { dst: GlobalTile { tensor: Tensor::OSplit, .. }, .. }))
     }
 
     /// Bytes of dynamic shared memory once `passes::smem` has placed the buffers.

@@ -1,12 +1,15 @@
 //! Lowering of a tile program to LLVM IR for the NVPTX backend, and PTX emission.
 
 mod arith;
+mod bitmap;
 mod copy;
 mod intrinsics;
 mod kernel;
 mod layout;
 mod lower;
 mod memo;
+mod merge;
+pub use merge::name as merge_name;
 mod mma;
 mod softmax;
 mod store;
@@ -27,6 +30,21 @@ use crate::{CodegenError, Target, ir::Program};
 pub const KERNEL_PARAMS: [&str; 13] = [
     "q", "k", "v", "o", "lse", "seq_q", "seq_kv", "heads", "kv_heads", "scale", "grid_x", "grid_y", "grid_z",
 ];
+
+/// Parameters after `KERNEL_PARAMS` of a kernel that reads bitmap-compressed caches
+/// (`crate::format::BitmapCache`'s arrays for K, then for V, as device pointers, each values
+/// array followed by 16 readable bytes, which the decoder's look-ahead loads may touch; then the
+/// i32 compressed tokens per plane). Such a kernel is a decode kernel (`ir::decode`): `heads` is
+/// `kv_heads`, `seq_q` the GQA group, `seq_kv` the dense window's tokens, `o`/`lse` the split
+/// workspace, and the grid's x extent the number of splits.
+pub const BITMAP_PARAMS: [&str; 9] = [
+    "k_bitmaps", "k_offsets", "k_values", "k_head_base", "v_bitmaps", "v_offsets", "v_values", "v_head_base", "compressed",
+];
+
+/// Parameters of a decode kernel's merge entry (`<name>_merge`, see `merge`): the split
+/// workspace, the output (`[batch, heads, 1, head_dim]` of the element type) and LSE (f32,
+/// null when not requested), the number of splits and the GQA group.
+pub const MERGE_PARAMS: [&str; 6] = ["o_split", "lse_split", "o", "lse", "splits", "group"];
 
 /// The IR passes before the NVPTX backend, chosen by the module's size. `default<O3>` gives the
 /// fastest kernels (on an H100 the dense D=128 winner ran 5.7% faster than with the lean list),
@@ -97,6 +115,9 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
     module.set_data_layout(&machine.get_target_data().get_data_layout());
 
     kernel::lower(&ctx, &module, program)?;
+    if program.splits_keys() {
+        merge::lower(&ctx, &module, program)?;
+    }
     module.verify().map_err(llvm)?;
     module.run_passes(passes(&module), &machine, PassBuilderOptions::create()).map_err(llvm)?;
     if output == Output::LlvmIr {

@@ -15,7 +15,7 @@ pub mod structured;
 mod of_desc;
 mod rule;
 
-pub use mustafar::{DecodeShape, Pruning, mustafar_decode};
+pub use mustafar::{DecodeShape, Pruning, mustafar_decode, mustafar_decode_tokens};
 pub use neighborhood::{NaShape, Neighborhood, neighborhood_attention};
 pub use of_desc::of_desc;
 pub use rule::{Axis, AxisRule};

@@ -8,6 +8,7 @@ mod check;
 mod doctor;
 mod emit;
 mod list;
+mod mustafar;
 mod run;
 mod sale_estimates;
 mod table;

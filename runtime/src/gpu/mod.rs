@@ -4,6 +4,7 @@
 mod attention;
 pub mod bench;
 mod error;
+mod mustafar;
 mod tensor;
 mod tuned;
 
@@ -13,6 +14,7 @@ use cudarc::driver::{CudaContext, CudaStream, sys};
 
 pub use attention::{Attention, AttentionArgs, grid_extents};
 pub use error::GpuError;
+pub use mustafar::{DecodeArgs, DeviceBitmapCache, DeviceMustafarCache, MustafarDecode};
 pub use tensor::DeviceTensor;
 use tessera_codegen::Target;
 
