@@ -118,9 +118,11 @@ fn every_config_of_the_space_matches_reference() {
     }
 }
 
-/// Instruction selection changes how products are issued and how tiles sit in shared memory,
-/// not what the program computes: the sm_90a wgmma program of every warpgroup config runs to
-/// the same output as its mma.sync program, bit for bit.
+/// Instruction selection (`passes::engine`) changes how products are issued and how tiles sit
+/// in shared memory, not what the tile program means: the interpreter runs the sm_90a wgmma
+/// program of every warpgroup config to the mma.sync program's output, bit for bit. (The
+/// interpreter ignores the engine and the layout, so this checks the pass, not the wgmma
+/// lowering: that is `llvm::wgmma`'s descriptor tests, ptxas, and the GPU tests.)
 #[test]
 fn wgmma_selection_keeps_the_program_semantics() {
     let mut rng = StdRng::seed_from_u64(21);

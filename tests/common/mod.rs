@@ -21,10 +21,11 @@ pub const CASES: [(&str, Config); 7] = [
 ];
 
 /// Cases emitted with wgmma for sm_90a (the only target that has it): the FlashAttention-3
-/// shape (two warpgroups, 128×128 tiles), f16 at head_dim 64, and box tiles over a 2-D grid.
+/// shape (two warpgroups, 128×128 tiles), f16 at head_dim 64 with two 64-row slabs per
+/// warpgroup, and box tiles over a 2-D grid.
 pub const WGMMA_CASES: [(&str, Config); 3] = [
     ("dense_bf16_d128", Config::line(128, 128, 8, 2).with_mma(Mma::Wgmma)),
-    ("causal_f16_d64", LINE.with_mma(Mma::Wgmma)),
+    ("causal_f16_d64", Config::line(128, 64, 4, 2).with_mma(Mma::Wgmma)),
     ("na2d_w13x13_d2x2_bf16_d128", CASES[4].1.with_mma(Mma::Wgmma)),
 ];
 

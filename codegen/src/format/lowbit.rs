@@ -51,6 +51,8 @@ impl LowBit {
     pub fn round(self, x: f32) -> f32 {
         match self {
             LowBit::Int4 | LowBit::Int8 => x.round_ties_even().clamp(-self.max(), self.max()),
+            // NaN stays NaN, as `cvt.rn.satfinite.e4m3x2` keeps it (`min` below would not).
+            LowBit::E4m3 if x.is_nan() => x,
             LowBit::E4m3 => {
                 // Steps of 2^(e-3) within the binade [2^e, 2^(e+1)); the subnormal step below
                 // 2^-6 is 2^-9. A value that rounds up to 2^(e+1) lands on the next binade's
@@ -163,6 +165,7 @@ mod tests {
         assert_eq!(LowBit::E4m3.round(1000.0), 448.0);
         assert_eq!(LowBit::E4m3.round(-1.97), -2.0);
         assert_eq!(LowBit::E4m3.round(2f32.powi(-9) * 1.4), 2f32.powi(-9));
+        assert!(LowBit::ALL.iter().all(|f| f.round(f32::NAN).is_nan()));
     }
 
     #[test]

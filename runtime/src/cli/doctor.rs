@@ -89,6 +89,8 @@ fn gpu() -> Vec<Finding> {
     let mut out = vec![driver];
     let count = match cudarc::driver::CudaContext::device_count() {
         Ok(n) => n.max(0) as usize,
+        // cuInit itself fails this way when no device is visible.
+        Err(cudarc::driver::DriverError(cudarc::driver::sys::CUresult::CUDA_ERROR_NO_DEVICE)) => 0,
         Err(e) => {
             out.push(finding("gpu", Status::Broken, format!("cuInit: {e}"), "check `nvidia-smi`"));
             return out;
