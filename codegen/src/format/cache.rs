@@ -161,6 +161,23 @@ mod tests {
         (0..heads * n * d).map(|_| half::f16::from_f32(rng.random_range(-2.0f32..2.0)).to_bits()).collect()
     }
 
+    /// Issue 6's first bar is a property of the format: at sparsity 0.7 the cache (bitmaps,
+    /// offsets, head bases, padded values and the dense window) is at most 47% of the dense
+    /// cache. 32K tokens of one KV head at D = 128, the authors' rule, residual and chunk.
+    #[test]
+    fn the_cache_at_the_issue_sparsities_is_under_its_byte_bars() {
+        let (d, n) = (128, 32768);
+        let mut rng = StdRng::seed_from_u64(3);
+        let (k, v) = (tokens(&mut rng, 1, n, d), tokens(&mut rng, 1, n, d));
+        for (sparsity, bar) in [(0.7, 0.47), (0.5, 0.70)] {
+            let policy = CachePolicy { k_sparsity: sparsity, v_sparsity: sparsity, residual: 32, chunk: 256, ..POLICY };
+            let mut cache = MustafarCache::new(Dtype::F16, 1, d, policy).unwrap();
+            cache.push(&k, &v, n).unwrap();
+            let ratio = cache.bytes() as f64 / (2 * 2 * n * d) as f64;
+            assert!(ratio <= bar, "sparsity {sparsity}: {:.2}% of dense", 100.0 * ratio);
+        }
+    }
+
     #[test]
     fn prefill_equals_token_by_token_decode() {
         let (heads, d, n) = (2, 64, 420);
