@@ -14,7 +14,7 @@ pub mod semantics;
 mod target;
 
 pub use error::CodegenError;
-pub use llvm::KERNEL_PARAMS;
+pub use llvm::{COMPRESS_THREADS, KERNEL_PARAMS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, compress_entries};
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
 
@@ -87,6 +87,11 @@ pub fn emit(desc: &KernelDesc, cfg: &Config, target: Target, stage: Stage) -> Re
 /// kernel), in the same module as its decode entry.
 pub fn merge_entry_name(desc: &KernelDesc) -> String {
     llvm::merge_name(desc.name)
+}
+
+/// PTX of Mustafar's GPU pruning + compression for `head_dim` (entries `compress_entries`).
+pub fn compress_ptx(head_dim: u32, target: Target) -> Result<String, CodegenError> {
+    llvm::compile_compress(head_dim, target)
 }
 
 /// The PTX entry point's name for a kernel: its name, so one module per (kernel, config).

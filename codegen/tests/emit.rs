@@ -125,3 +125,29 @@ fn bitmap_loads_lower_as_decode_kernels() {
         assert!(err.to_string().contains("bitmap"), "{err}");
     }
 }
+
+/// Mustafar's GPU compression module: its three entries for each head dim, on both targets,
+/// assemble without spills or local memory, and read the magnitudes with one warp reduction
+/// per threshold bit (16 rounds of 5 shuffles in each pruning entry).
+#[test]
+fn the_compression_entries_assemble() {
+    let have_ptxas = ptxas_or_skip();
+    for d in [64, 128] {
+        for target in Target::ALL {
+            let ptx = tessera_codegen::compress_ptx(d, target).unwrap();
+            for name in tessera_codegen::compress_entries(d) {
+                assert!(ptx.contains(&format!(".entry {name}(")), "d{d} {target}: no entry {name}");
+            }
+            assert!(!ptx.contains(".local"), "d{d} {target}: local memory");
+            assert_eq!(canon::count_prefix(&ptx, "shfl.sync.bfly.b32"), 2 * 16 * 5, "d{d} {target}");
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap();
+                for k in &res.kernels {
+                    assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "d{d} {target} {}", k.name);
+                }
+                assert_eq!(res.kernels.len(), 3, "d{d} {target}");
+            }
+        }
+    }
+    assert!(tessera_codegen::compress_ptx(96, Target::Sm80).is_err());
+}

@@ -3,6 +3,8 @@
 //! Without a GPU every test prints why it skipped and passes.
 
 mod common;
+#[path = "gpu/compress.rs"]
+mod compress;
 #[path = "gpu/mustafar.rs"]
 mod mustafar;
 

@@ -1,6 +1,7 @@
 //! Lowering of a tile program to LLVM IR for the NVPTX backend, and PTX emission.
 
 mod arith;
+mod compress;
 mod bitmap;
 mod copy;
 mod intrinsics;
@@ -40,6 +41,8 @@ pub const KERNEL_PARAMS: [&str; 13] = [
 pub const BITMAP_PARAMS: [&str; 9] = [
     "k_bitmaps", "k_offsets", "k_values", "k_head_base", "v_bitmaps", "v_offsets", "v_values", "v_head_base", "compressed",
 ];
+
+pub use compress::{COMPRESS_THREADS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, names as compress_entries};
 
 /// Parameters of a decode kernel's merge entry (`<name>_merge`, see `merge`): the split
 /// workspace, the output (`[batch, heads, 1, head_dim]` of the element type) and LSE (f32,
@@ -90,6 +93,27 @@ pub enum Output {
 }
 
 pub fn compile(program: &Program, target: Target, output: Output) -> Result<String, CodegenError> {
+    compile_module(&program.name, target, output, |ctx, module| {
+        kernel::lower(ctx, module, program)?;
+        if program.splits_keys() {
+            merge::lower(ctx, module, program)?;
+        }
+        Ok(())
+    })
+}
+
+/// The PTX of the Mustafar compression kernels for `head_dim` (`compress`).
+pub fn compile_compress(head_dim: u32, target: Target) -> Result<String, CodegenError> {
+    compile_module("mustafar_compress", target, Output::Ptx, |ctx, module| compress::lower(ctx, module, head_dim))
+}
+
+/// A module built by `build`, verified, optimised and printed for `target`.
+fn compile_module(
+    name: &str,
+    target: Target,
+    output: Output,
+    build: impl for<'ctx> FnOnce(&'ctx Context, &inkwell::module::Module<'ctx>) -> Result<(), CodegenError>,
+) -> Result<String, CodegenError> {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         inkwell::targets::Target::initialize_nvptx(&InitializationConfig::default());
@@ -98,7 +122,7 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
     let llvm = |e: inkwell::support::LLVMString| CodegenError::Llvm(e.to_string());
 
     let ctx = Context::create();
-    let module = ctx.create_module(&program.name);
+    let module = ctx.create_module(name);
     let triple = TargetTriple::create("nvptx64-nvidia-cuda");
     let machine = inkwell::targets::Target::from_triple(&triple)
         .map_err(llvm)?
@@ -114,10 +138,7 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
     module.set_triple(&triple);
     module.set_data_layout(&machine.get_target_data().get_data_layout());
 
-    kernel::lower(&ctx, &module, program)?;
-    if program.splits_keys() {
-        merge::lower(&ctx, &module, program)?;
-    }
+    build(&ctx, &module)?;
     module.verify().map_err(llvm)?;
     module.run_passes(passes(&module), &machine, PassBuilderOptions::create()).map_err(llvm)?;
     if output == Output::LlvmIr {

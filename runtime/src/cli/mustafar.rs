@@ -5,14 +5,14 @@
 use std::io::Write;
 use std::path::Path;
 
-use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, from_f32};
+use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, TileOrder, from_f32};
 use tessera_desc::{Config, Dtype, KernelDesc};
 
 use super::table::Table;
 use super::{config_of, find_kernel};
 use crate::Error;
 use crate::gpu::bench::{default_reps, json_string, time};
-use crate::gpu::{DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, MustafarDecode};
+use crate::gpu::{Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
 use crate::io::{self, FileDtype, HostTensor, TensorFile};
 
 /// How the cache is pruned and compressed (the authors' defaults), and the decode's splits.
@@ -295,7 +295,11 @@ pub fn bench(
         "cache/dense",
         "ms",
         "TB/s",
+        "compress GB/s",
+        "copy GB/s",
     ]);
+    // GPU pruning + compression of the compressed region, the authors' rule only.
+    let compressor = (cache_args.prune == PruneRule::KthSmallest).then(|| Compressor::load(&gpu, d)).transpose()?;
     for (i, &context) in plan.contexts.iter().enumerate() {
         let random = |seed: u64, n: usize| -> Vec<u16> {
             let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -348,11 +352,15 @@ pub fn bench(
         })?;
         let (bytes, dense) = (dev_cache.bytes(), 2 * 2 * planes * context * d);
         let tbps = bytes as f64 / (timing.median_ms * 1e-3) / 1e12;
+        let (compress_gbps, copy_gbps) = match &compressor {
+            Some(c) => compression_rates(&gpu, c, cache_args, (&k, &v, plan.dtype), one.k.tokens, (plan.kv_heads, context, d), (plan.warmup, reps))?,
+            None => (f64::NAN, f64::NAN),
+        };
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
         if plan.json {
             writeln!(
                 out,
-                "{{\"kernel\": {}, \"config\": {}, \"batch\": {}, \"heads\": {}, \"kv_heads\": {}, \"context\": {context}, \"splits\": {splits}, \"cache_bytes\": {bytes}, \"dense_bytes\": {dense}, \"ms\": {:.5}, \"tb_per_s\": {tbps:.3}}}",
+                "{{\"kernel\": {}, \"config\": {}, \"batch\": {}, \"heads\": {}, \"kv_heads\": {}, \"context\": {context}, \"splits\": {splits}, \"cache_bytes\": {bytes}, \"dense_bytes\": {dense}, \"ms\": {:.5}, \"tb_per_s\": {tbps:.3}, \"compress_gb_per_s\": {compress_gbps:.1}, \"copy_gb_per_s\": {copy_gbps:.1}}}",
                 json_string(desc.name),
                 json_string(&cfg.to_string()),
                 plan.batch,
@@ -370,10 +378,44 @@ pub fn bench(
             format!("{:.1}%", 100.0 * bytes as f64 / dense as f64),
             format!("{:.4}", timing.median_ms),
             format!("{tbps:.2}"),
+            format!("{compress_gbps:.0}"),
+            format!("{copy_gbps:.0}"),
         ]);
     }
     if !plan.json {
         table.write(out).map_err(Error::Stdout)?;
     }
     Ok(())
+}
+
+/// GPU pruning + compression of K and V's first `tokens` tokens (`[kv_heads, context, d]`
+/// host bits), in GB/s of dense input, beside a device-to-device copy of the same bytes in GB/s
+/// read plus written (the copy bandwidth issue 6 measures compression against).
+fn compression_rates(
+    gpu: &Gpu,
+    compressor: &Compressor,
+    cache_args: &CacheArgs,
+    (k, v, dtype): (&[u16], &[u16], Dtype),
+    tokens: usize,
+    (kv_heads, context, d): (usize, usize, usize),
+    (warmup, reps): (usize, usize),
+) -> Result<(f64, f64), Error> {
+    if tokens == 0 {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let region = |x: &[u16]| -> Vec<u16> { x.chunks(context * d).flat_map(|plane| plane[..tokens * d].to_vec()).collect() };
+    let shape = [1, kv_heads, tokens, d];
+    let (dk, dv) = (DeviceTensor::from_bits(gpu, dtype, shape, &region(k))?, DeviceTensor::from_bits(gpu, dtype, shape, &region(v))?);
+    let compress = time(gpu, warmup, reps, || {
+        compressor.compress(gpu, &dk, TileOrder::Keys, cache_args.k_sparsity, cache_args.prune)?;
+        compressor.compress(gpu, &dv, TileOrder::Values, cache_args.v_sparsity, cache_args.prune).map(|_| ())
+    })?;
+    let mut copy_k = gpu.stream.alloc_zeros::<u16>(dk.data.len()).map_err(GpuError::from)?;
+    let mut copy_v = gpu.stream.alloc_zeros::<u16>(dv.data.len()).map_err(GpuError::from)?;
+    let copy = time(gpu, warmup, reps, || {
+        gpu.stream.memcpy_dtod(&dk.data, &mut copy_k)?;
+        Ok(gpu.stream.memcpy_dtod(&dv.data, &mut copy_v)?)
+    })?;
+    let input = 2.0 * 2.0 * (kv_heads * tokens * d) as f64;
+    Ok((input / (compress.median_ms * 1e-3) / 1e9, 2.0 * input / (copy.median_ms * 1e-3) / 1e9))
 }

@@ -3,6 +3,7 @@
 
 mod attention;
 pub mod bench;
+mod compress;
 mod error;
 mod mustafar;
 mod tensor;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaStream, sys};
 
 pub use attention::{Attention, AttentionArgs, grid_extents};
+pub use compress::Compressor;
 pub use error::GpuError;
 pub use mustafar::{DecodeArgs, DeviceBitmapCache, DeviceMustafarCache, MustafarDecode};
 pub use tensor::DeviceTensor;

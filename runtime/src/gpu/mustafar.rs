@@ -40,7 +40,68 @@ fn upload<T: DeviceRepr + Default + Copy>(gpu: &Gpu, data: &[T]) -> Result<CudaS
         .clone_htod(if data.is_empty() { &one[..] } else { data })?)
 }
 
+/// `v`'s first `n` elements (an empty array is uploaded as one element, see `upload`).
+fn truncated<T>(mut v: Vec<T>, n: usize) -> Vec<T> {
+    v.truncate(n);
+    v
+}
+
+/// What a [`DeviceBitmapCache`] holds, besides its arrays.
+pub(super) struct BitmapShape {
+    pub order: TileOrder,
+    pub dtype: Dtype,
+    pub planes: usize,
+    pub tokens: usize,
+    pub head_dim: usize,
+}
+
+/// A cache's arrays made on the device (`gpu::compress`); `values` ends with `PAD` zeros.
+pub(super) struct DeviceArrays {
+    pub bitmaps: CudaSlice<u64>,
+    pub offsets: CudaSlice<i32>,
+    pub values: CudaSlice<u16>,
+    pub head_base: CudaSlice<i32>,
+}
+
 impl DeviceBitmapCache {
+    /// A cache whose `value_count` values (before the look-ahead padding) were written on the
+    /// device.
+    pub(super) fn from_device(shape: BitmapShape, arrays: DeviceArrays, value_count: usize) -> Self {
+        let BitmapShape { order, dtype, planes, tokens, head_dim } = shape;
+        let tiles = planes * tokens * head_dim / tessera_codegen::format::bitmap::TILE;
+        DeviceBitmapCache {
+            order,
+            dtype,
+            planes,
+            tokens,
+            head_dim,
+            bytes: 8 * tiles + 4 * (tiles + planes) + 2 * value_count + 4 * planes,
+            bitmaps: arrays.bitmaps,
+            offsets: arrays.offsets,
+            values: arrays.values,
+            head_base: arrays.head_base,
+        }
+    }
+
+    /// The arrays back on the host, as `BitmapCache` has them (the look-ahead padding left out).
+    pub fn download(&self, gpu: &Gpu) -> Result<BitmapCache, GpuError> {
+        let tiles = self.planes * self.tokens * self.head_dim / tessera_codegen::format::bitmap::TILE;
+
+        let values = gpu.stream.clone_dtoh(&self.values)?;
+        let value_count = values.len().saturating_sub(PAD);
+        Ok(BitmapCache {
+            order: self.order,
+            dtype: self.dtype,
+            heads: self.planes,
+            tokens: self.tokens,
+            head_dim: self.head_dim,
+            bitmaps: truncated(gpu.stream.clone_dtoh(&self.bitmaps)?, tiles),
+            offsets: truncated(gpu.stream.clone_dtoh(&self.offsets)?, tiles + self.planes),
+            values: truncated(values, value_count),
+            head_base: truncated(gpu.stream.clone_dtoh(&self.head_base)?, self.planes),
+        })
+    }
+
     pub fn upload(gpu: &Gpu, cache: &BitmapCache) -> Result<Self, GpuError> {
         cache
             .validate()
