@@ -66,57 +66,23 @@ enum Op { BF16 = 0, S8 = 1, S4 = 2, E4M3 = 3 };
 // ---------------------------------------------------------------------------
 template <int OP> struct MmaSync;
 
-template <> struct MmaSync<BF16> {
-  typedef float acc_t;
-  static constexpr int M = 16, N = 8, K = 16;
-  static constexpr const char* name = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
-  static __device__ __forceinline__ void run(float* c, const uint32_t* a, const uint32_t* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-};
+// One specialization per operand type; C/D are the same four registers ("+f" or "+r").
+#define MMA_SYNC_SPEC(OP, KSTEP, ACC, C, INSTR)                                                 \
+  template <> struct MmaSync<OP> {                                                               \
+    typedef ACC acc_t;                                                                           \
+    static constexpr int M = 16, N = 8, K = KSTEP;                                               \
+    static constexpr const char* name = INSTR;                                                   \
+    static __device__ __forceinline__ void run(ACC* c, const uint32_t* a, const uint32_t* b) {   \
+      asm volatile(INSTR " {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"              \
+                   : C(c[0]), C(c[1]), C(c[2]), C(c[3])                                          \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));          \
+    }                                                                                            \
+  };
 
-template <> struct MmaSync<S8> {
-  typedef int acc_t;
-  static constexpr int M = 16, N = 8, K = 32;
-  static constexpr const char* name = "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32";
-  static __device__ __forceinline__ void run(int* c, const uint32_t* a, const uint32_t* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-};
-
-template <> struct MmaSync<S4> {
-  typedef int acc_t;
-  static constexpr int M = 16, N = 8, K = 64;
-  static constexpr const char* name = "mma.sync.aligned.m16n8k64.row.col.s32.s4.s4.s32";
-  static __device__ __forceinline__ void run(int* c, const uint32_t* a, const uint32_t* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k64.row.col.s32.s4.s4.s32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-};
-
-template <> struct MmaSync<E4M3> {
-  typedef float acc_t;
-  static constexpr int M = 16, N = 8, K = 32;
-  static constexpr const char* name = "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32";
-  static __device__ __forceinline__ void run(float* c, const uint32_t* a, const uint32_t* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-};
+MMA_SYNC_SPEC(BF16, 16, float, "+f", "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32")
+MMA_SYNC_SPEC(S8, 32, int, "+r", "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32")
+MMA_SYNC_SPEC(S4, 64, int, "+r", "mma.sync.aligned.m16n8k64.row.col.s32.s4.s4.s32")
+MMA_SYNC_SPEC(E4M3, 32, float, "+f", "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32")
 
 static const int MMA_THREADS = 256;  // 8 warps per block
 static const int CHAINS = 8;         // independent accumulator chains per warp
@@ -195,24 +161,16 @@ mma_sync_kernel(const uint32_t* __restrict__ in, uint32_t* __restrict__ out, lon
   "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
   "}"
-#define WG_OPS64_F(d) \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-  "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-  "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-  "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-#define WG_OPS64_R(d) \
-  "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), \
-  "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), \
-  "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), \
-  "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), \
-  "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), \
-  "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), \
-  "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), \
-  "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+// The accumulator operands, in C (a constraint, "+f" or "+r") and tied to d[0..n].
+#define WG_OPS8(C, d, i) \
+  C(d[i]), C(d[i + 1]), C(d[i + 2]), C(d[i + 3]), C(d[i + 4]), C(d[i + 5]), C(d[i + 6]), C(d[i + 7])
+#define WG_OPS64(C, d) \
+  WG_OPS8(C, d, 0), WG_OPS8(C, d, 8), WG_OPS8(C, d, 16), WG_OPS8(C, d, 24), \
+  WG_OPS8(C, d, 32), WG_OPS8(C, d, 40), WG_OPS8(C, d, 48), WG_OPS8(C, d, 56)
+#define WG_OPS64_F(d) WG_OPS64("+f", d)
+#define WG_OPS64_R(d) WG_OPS64("+r", d)
+#define WG_OPS128_F(d) WG_OPS64("+f", d), WG_OPS64("+f", (d + 64))
+#define WG_OPS128_R(d) WG_OPS64("+r", d), WG_OPS64("+r", (d + 64))
 #define WG_D128 "{" \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
@@ -223,40 +181,7 @@ mma_sync_kernel(const uint32_t* __restrict__ in, uint32_t* __restrict__ out, lon
   "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
   "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
   "}"
-#define WG_OPS128_F(d) \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-  "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
-  "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
-  "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
-  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
-  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
-  "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
-  "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
-  "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
-  "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
-  "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
-  "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
-  "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
-  "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-#define WG_OPS128_R(d) \
-  "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), \
-  "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), \
-  "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), \
-  "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), \
-  "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), \
-  "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), \
-  "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), \
-  "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63]), \
-  "+r"(d[64]), "+r"(d[65]), "+r"(d[66]), "+r"(d[67]), "+r"(d[68]), "+r"(d[69]), "+r"(d[70]), "+r"(d[71]), \
-  "+r"(d[72]), "+r"(d[73]), "+r"(d[74]), "+r"(d[75]), "+r"(d[76]), "+r"(d[77]), "+r"(d[78]), "+r"(d[79]), \
-  "+r"(d[80]), "+r"(d[81]), "+r"(d[82]), "+r"(d[83]), "+r"(d[84]), "+r"(d[85]), "+r"(d[86]), "+r"(d[87]), \
-  "+r"(d[88]), "+r"(d[89]), "+r"(d[90]), "+r"(d[91]), "+r"(d[92]), "+r"(d[93]), "+r"(d[94]), "+r"(d[95]), \
-  "+r"(d[96]), "+r"(d[97]), "+r"(d[98]), "+r"(d[99]), "+r"(d[100]), "+r"(d[101]), "+r"(d[102]), "+r"(d[103]), \
-  "+r"(d[104]), "+r"(d[105]), "+r"(d[106]), "+r"(d[107]), "+r"(d[108]), "+r"(d[109]), "+r"(d[110]), "+r"(d[111]), \
-  "+r"(d[112]), "+r"(d[113]), "+r"(d[114]), "+r"(d[115]), "+r"(d[116]), "+r"(d[117]), "+r"(d[118]), "+r"(d[119]), \
-  "+r"(d[120]), "+r"(d[121]), "+r"(d[122]), "+r"(d[123]), "+r"(d[124]), "+r"(d[125]), "+r"(d[126]), "+r"(d[127])
+
 
 template <int OP, int N> struct Wgmma;
 
@@ -264,78 +189,25 @@ template <int OP, int N> struct Wgmma;
 #define WG_PRED_BEGIN "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
 #define WG_PRED_END "}\n"
 
-template <> struct Wgmma<BF16, 128> {
-  typedef float acc_t;
-  static constexpr int K = 16;
-  static constexpr const char* name = "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16";
-  static __device__ __forceinline__ void run(float* d, uint64_t da, uint64_t db) {
-    asm volatile(WG_PRED_BEGIN
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " WG_D64
-                 ", %64, %65, p, 1, 1, 0, 0;\n" WG_PRED_END
-                 : WG_OPS64_F(d)
-                 : "l"(da), "l"(db));
-  }
-};
-template <> struct Wgmma<BF16, 256> {
-  typedef float acc_t;
-  static constexpr int K = 16;
-  static constexpr const char* name = "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16";
-  static __device__ __forceinline__ void run(float* d, uint64_t da, uint64_t db) {
-    asm volatile(WG_PRED_BEGIN
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " WG_D128
-                 ", %128, %129, p, 1, 1, 0, 0;\n" WG_PRED_END
-                 : WG_OPS128_F(d)
-                 : "l"(da), "l"(db));
-  }
-};
-template <> struct Wgmma<E4M3, 128> {
-  typedef float acc_t;
-  static constexpr int K = 32;
-  static constexpr const char* name = "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3";
-  static __device__ __forceinline__ void run(float* d, uint64_t da, uint64_t db) {
-    asm volatile(WG_PRED_BEGIN
-                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " WG_D64
-                 ", %64, %65, p, 1, 1;\n" WG_PRED_END
-                 : WG_OPS64_F(d)
-                 : "l"(da), "l"(db));
-  }
-};
-template <> struct Wgmma<E4M3, 256> {
-  typedef float acc_t;
-  static constexpr int K = 32;
-  static constexpr const char* name = "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3";
-  static __device__ __forceinline__ void run(float* d, uint64_t da, uint64_t db) {
-    asm volatile(WG_PRED_BEGIN
-                 "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3 " WG_D128
-                 ", %128, %129, p, 1, 1;\n" WG_PRED_END
-                 : WG_OPS128_F(d)
-                 : "l"(da), "l"(db));
-  }
-};
-template <> struct Wgmma<S8, 128> {
-  typedef int acc_t;
-  static constexpr int K = 32;
-  static constexpr const char* name = "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8";
-  static __device__ __forceinline__ void run(int* d, uint64_t da, uint64_t db) {
-    asm volatile(WG_PRED_BEGIN
-                 "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " WG_D64
-                 ", %64, %65, p;\n" WG_PRED_END
-                 : WG_OPS64_R(d)
-                 : "l"(da), "l"(db));
-  }
-};
-template <> struct Wgmma<S8, 256> {
-  typedef int acc_t;
-  static constexpr int K = 32;
-  static constexpr const char* name = "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8";
-  static __device__ __forceinline__ void run(int* d, uint64_t da, uint64_t db) {
-    asm volatile(WG_PRED_BEGIN
-                 "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8 " WG_D128
-                 ", %128, %129, p;\n" WG_PRED_END
-                 : WG_OPS128_R(d)
-                 : "l"(da), "l"(db));
-  }
-};
+// One specialization per (operand type, N): the instruction text must be a literal in the asm.
+#define WGMMA_SPEC(OP, N, KSTEP, ACC, INSTR, DREGS, ARGS, OPERANDS)                   \
+  template <> struct Wgmma<OP, N> {                                                    \
+    typedef ACC acc_t;                                                                 \
+    static constexpr int K = KSTEP;                                                    \
+    static constexpr const char* name = INSTR;                                         \
+    static __device__ __forceinline__ void run(ACC* d, uint64_t da, uint64_t db) {     \
+      asm volatile(WG_PRED_BEGIN INSTR " " DREGS ARGS WG_PRED_END : OPERANDS(d) : "l"(da), "l"(db)); \
+    }                                                                                  \
+  };
+
+// bf16 transposes neither operand (K-major); e4m3 and s8 have no transpose arguments, s8 no
+// scale arguments either.
+WGMMA_SPEC(BF16, 128, 16, float, "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16", WG_D64, ", %64, %65, p, 1, 1, 0, 0;\n", WG_OPS64_F)
+WGMMA_SPEC(BF16, 256, 16, float, "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16", WG_D128, ", %128, %129, p, 1, 1, 0, 0;\n", WG_OPS128_F)
+WGMMA_SPEC(E4M3, 128, 32, float, "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3", WG_D64, ", %64, %65, p, 1, 1;\n", WG_OPS64_F)
+WGMMA_SPEC(E4M3, 256, 32, float, "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3", WG_D128, ", %128, %129, p, 1, 1;\n", WG_OPS128_F)
+WGMMA_SPEC(S8, 128, 32, int, "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8", WG_D64, ", %64, %65, p;\n", WG_OPS64_R)
+WGMMA_SPEC(S8, 256, 32, int, "wgmma.mma_async.sync.aligned.m64n256k32.s32.s8.s8", WG_D128, ", %128, %129, p;\n", WG_OPS128_R)
 
 // Shared-memory matrix descriptor, K-major, 128-byte swizzle: rows of 128 B,
 // 8-row groups 1024 B apart (SBO = 1024), LBO unused for swizzled K-major
@@ -523,6 +395,29 @@ static void report(const Meas& m) {
   g_all.push_back(m);
 }
 
+// One measurement from a timed run: `ops` operations in `med` ms over `cyc` SM cycles.
+static void report_timing(const char* api, const char* operands, const char* instr, int op, const char* shape,
+                          int bps, int blocks, int threads, long long iters, double med, double mn,
+                          long long cyc, double ops) {
+  Meas m;
+  m.api = api;
+  m.operands = operands;
+  m.instr = instr;
+  m.dtype = op_dtype(op);
+  m.shape = shape;
+  m.blocks_per_sm = bps;
+  m.blocks = blocks;
+  m.threads = threads;
+  m.iters = iters;
+  m.ms_median = med;
+  m.ms_min = mn;
+  m.tops = ops / (med * 1e-3) / 1e12;
+  m.sm_mhz = cyc / (med * 1e3);
+  m.ops_per_clk_sm = ops / ((double)cyc * g_sms);
+  m.peak_ops_per_clk_sm = op_peak(op);
+  report(m);
+}
+
 template <int OP, bool FRESH>
 static void bench_mma_sync(const uint32_t* d_in) {
   typedef MmaSync<OP> I;
@@ -541,26 +436,18 @@ static void bench_mma_sync(const uint32_t* d_in) {
     time_it(launch, iters, med, mn, cyc);
     double ops = 2.0 * I::M * I::N * I::K * (double)CHAINS * (double)iters *
                  (double)blocks * (MMA_THREADS / 32);
-    Meas m;
-    m.api = "mma.sync";
-    m.operands = FRESH ? "fresh" : "fixed";
-    m.instr = I::name;
-    m.dtype = op_dtype(OP);
     char shp[32];
     snprintf(shp, sizeof shp, "m%dn%dk%d", I::M, I::N, I::K);
-    m.shape = shp;
-    m.blocks_per_sm = bps;
-    m.blocks = blocks;
-    m.threads = MMA_THREADS;
-    m.iters = iters;
-    m.ms_median = med;
-    m.ms_min = mn;
-    m.tops = ops / (med * 1e-3) / 1e12;
-    m.sm_mhz = cyc / (med * 1e3);
-    m.ops_per_clk_sm = ops / ((double)cyc * g_sms);
-    m.peak_ops_per_clk_sm = op_peak(OP);
-    report(m);
+    report_timing("mma.sync", FRESH ? "fresh" : "fixed", I::name, OP, shp, bps, blocks, MMA_THREADS, iters,
+                  med, mn, cyc, ops);
   }
+}
+
+// Fixed operands (the issue rate) and fresh ones (as in a real Q.K^T loop).
+template <int OP>
+static void bench_mma_sync_both(const uint32_t* d_in) {
+  bench_mma_sync<OP, false>(d_in);
+  bench_mma_sync<OP, true>(d_in);
 }
 
 template <int OP, int N>
@@ -592,25 +479,9 @@ static void bench_wgmma() {
     time_it(launch, iters, med, mn, cyc);
     double ops = 2.0 * 64 * N * I::K * (double)WG_KSTEPS * (double)iters * (double)blocks *
                  (WG_THREADS / 128);
-    Meas m;
-    m.api = "wgmma";
-    m.operands = "smem";
-    m.instr = I::name;
-    m.dtype = op_dtype(OP);
     char shp[32];
     snprintf(shp, sizeof shp, "m64n%dk%d", N, I::K);
-    m.shape = shp;
-    m.blocks_per_sm = bps;
-    m.blocks = blocks;
-    m.threads = WG_THREADS;
-    m.iters = iters;
-    m.ms_median = med;
-    m.ms_min = mn;
-    m.tops = ops / (med * 1e-3) / 1e12;
-    m.sm_mhz = cyc / (med * 1e3);
-    m.ops_per_clk_sm = ops / ((double)cyc * g_sms);
-    m.peak_ops_per_clk_sm = op_peak(OP);
-    report(m);
+    report_timing("wgmma", "smem", I::name, OP, shp, bps, blocks, WG_THREADS, iters, med, mn, cyc, ops);
   }
   CK(cudaFree(d_in));
 }
@@ -666,22 +537,10 @@ int main(int argc, char** argv) {
   check_mma_sync<E4M3>(d_mma_in[E4M3]);
 
   auto want = [&](const char* name) { return strstr(name, filter) != nullptr; };
-  if (want(MmaSync<BF16>::name)) {
-    bench_mma_sync<BF16, false>(d_mma_in[BF16]);
-    bench_mma_sync<BF16, true>(d_mma_in[BF16]);
-  }
-  if (want(MmaSync<S8>::name)) {
-    bench_mma_sync<S8, false>(d_mma_in[S8]);
-    bench_mma_sync<S8, true>(d_mma_in[S8]);
-  }
-  if (want(MmaSync<S4>::name)) {
-    bench_mma_sync<S4, false>(d_mma_in[S4]);
-    bench_mma_sync<S4, true>(d_mma_in[S4]);
-  }
-  if (want(MmaSync<E4M3>::name)) {
-    bench_mma_sync<E4M3, false>(d_mma_in[E4M3]);
-    bench_mma_sync<E4M3, true>(d_mma_in[E4M3]);
-  }
+  if (want(MmaSync<BF16>::name)) bench_mma_sync_both<BF16>(d_mma_in[BF16]);
+  if (want(MmaSync<S8>::name)) bench_mma_sync_both<S8>(d_mma_in[S8]);
+  if (want(MmaSync<S4>::name)) bench_mma_sync_both<S4>(d_mma_in[S4]);
+  if (want(MmaSync<E4M3>::name)) bench_mma_sync_both<E4M3>(d_mma_in[E4M3]);
   if (want(Wgmma<BF16, 128>::name)) bench_wgmma<BF16, 128>();
   if (want(Wgmma<BF16, 256>::name)) bench_wgmma<BF16, 256>();
   if (want(Wgmma<E4M3, 128>::name)) bench_wgmma<E4M3, 128>();

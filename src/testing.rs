@@ -22,7 +22,7 @@
 //! Set `TESSERA_REQUIRE_PTXAS=1` where ptxas must be present (CI, `scripts/test`): a missing
 //! ptxas then fails the test instead of quietly switching the check off.
 
-use tessera_codegen::ptxas::{self, KernelResources, PtxasError};
+use tessera_codegen::ptxas::{self, PtxasError, Resources};
 use tessera_codegen::{CodegenError, Stage, Target, canon};
 use tessera_desc::{Config, Kernel};
 
@@ -52,8 +52,9 @@ pub fn default_config<K: Kernel>() -> Config {
     }
 }
 
-/// Assembles `ptx` with ptxas for `target` and asserts that no kernel in it spills; returns the
-/// first kernel's resources (registers, static shared memory, stack).
+/// Assembles `ptx` with ptxas for `target` and asserts that no kernel in it spills; returns every
+/// entry's resources (registers, static shared memory, stack): a decode kernel's module also
+/// holds its merge entry.
 ///
 /// Returns `None`, after printing why, when ptxas is not installed, unless
 /// `TESSERA_REQUIRE_PTXAS=1`. `scripts/setup` installs ptxas.
@@ -62,7 +63,7 @@ pub fn default_config<K: Kernel>() -> Config {
 ///
 /// With ptxas's message if it rejects the PTX; if a kernel spills registers; if ptxas is missing
 /// while `TESSERA_REQUIRE_PTXAS=1`.
-pub fn check_ptxas(ptx: &str, target: Target) -> Option<KernelResources> {
+pub fn check_ptxas(ptx: &str, target: Target) -> Option<Resources> {
     let ptxas = match ptxas::find() {
         Ok(path) => path,
         Err(e @ PtxasError::NotFound { .. }) => {
@@ -89,8 +90,8 @@ pub fn check_ptxas(ptx: &str, target: Target) -> Option<KernelResources> {
             k.registers,
         );
     }
-    match resources.kernels.into_iter().next() {
-        Some(first) => Some(first),
-        None => panic!("ptxas reported no kernel entry for {target}"),
+    if resources.kernels.is_empty() {
+        panic!("ptxas reported no kernel entry for {target}");
     }
+    Some(resources)
 }

@@ -28,8 +28,10 @@ fn directive<'a>(ptx: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn assembles_without_spills() {
     each_ptx(|label, name, target, ptx| {
-        if let Some(k) = check_ptxas(ptx, target) {
-            assert_eq!(k.name, name, "{label}");
+        if let Some(res) = check_ptxas(ptx, target) {
+            assert!(res.kernel(name).is_some(), "{label}: no entry {name}");
+            // E.g. (C7519): ptxas found a register written between wgmma.fence and a wgmma.
+            assert!(res.notes.is_empty(), "{label}: {:?}", res.notes);
         }
     });
 }
@@ -74,7 +76,8 @@ fn uses_the_schedule_instructions() {
 }
 
 /// Block-sparse kernels take the block lists as two more parameters and read them through the
-/// read-only cache; every other kernel keeps the 13 parameters of `KERNEL_PARAMS`.
+/// read-only cache; the other one-entry kernels keep the 13 parameters of `KERNEL_PARAMS` (the
+/// decode kernels' entries have their own lists, `BITMAP_PARAMS` and `MERGE_PARAMS`).
 #[test]
 fn only_block_sparse_kernels_take_block_lists() {
     each_ptx(|at, name, _, ptx| {
@@ -82,7 +85,7 @@ fn only_block_sparse_kernels_take_block_lists() {
         if name.starts_with("sale_") {
             assert_eq!(params, 15, "{at}");
             assert!(count_prefix(ptx, "ld.global.nc") > 0, "no read-only loads of the lists in {at}");
-        } else {
+        } else if !name.starts_with("mustafar_") {
             assert_eq!(params, 13, "{at}");
         }
     });

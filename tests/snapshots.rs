@@ -50,6 +50,11 @@ fn sale_causal_bf16_d128_ir() {
 }
 
 #[test]
+fn mustafar_bf16_d128_ir() {
+    snapshot_ir("mustafar_bf16_d128");
+}
+
+#[test]
 fn na2d_w13x13_d2x2_bf16_d128_ir() {
     snapshot_ir("na2d_w13x13_d2x2_bf16_d128");
 }

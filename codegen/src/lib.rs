@@ -14,7 +14,7 @@ pub mod semantics;
 mod target;
 
 pub use error::CodegenError;
-pub use llvm::{KERNEL_PARAMS, TABLE_PARAMS, kernel_params};
+pub use llvm::{COMPRESS_THREADS, KERNEL_PARAMS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, TABLE_PARAMS, compress_entries, kernel_params};
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
 
@@ -54,10 +54,23 @@ pub fn tile_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, Code
     passes::run_all(ir::from_desc::build(desc, cfg)).map_err(CodegenError::Ir)
 }
 
-/// The tile program that the lowering for `target` consumes: `tile_program` with the target's
+/// The decode program of a `visit = dense`, `load = bitmap(k, v)` kernel (`ir::decode`): one
+/// query token per head against a Mustafar cache, split over CTAs, after every pass.
+pub fn decode_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, CodegenError> {
+    desc.check_config(cfg)?;
+    passes::run_all(ir::decode::build(desc, cfg).map_err(CodegenError::Ir)?).map_err(CodegenError::Ir)
+}
+
+/// The program a kernel is lowered from: a bitmap-load kernel is a decode kernel (the
+/// prefill-shaped program of `tile_program` reads bitmap tiles only in the interpreter).
+pub fn kernel_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, CodegenError> {
+    if let tessera_desc::Load::Bitmap(_) = desc.load { decode_program(desc, cfg) } else { tile_program(desc, cfg) }
+}
+
+/// The program that the lowering for `target` consumes: `kernel_program` with the target's
 /// instructions selected.
 pub fn target_program(desc: &KernelDesc, cfg: &Config, target: Target) -> Result<ir::Program, CodegenError> {
-    passes::engine::select(tile_program(desc, cfg)?, target).map_err(CodegenError::Ir)
+    passes::engine::select(kernel_program(desc, cfg)?, target).map_err(CodegenError::Ir)
 }
 
 /// The text of one stage of a kernel at a config, for a target.
@@ -68,6 +81,17 @@ pub fn emit(desc: &KernelDesc, cfg: &Config, target: Target, stage: Stage) -> Re
         Stage::Llvm => llvm::compile(&program, target, llvm::Output::LlvmIr),
         Stage::Ptx => llvm::compile(&program, target, llvm::Output::Ptx),
     }
+}
+
+/// The merge entry's name of a split-KV decode kernel (`kernel_program` of a bitmap-load
+/// kernel), in the same module as its decode entry.
+pub fn merge_entry_name(desc: &KernelDesc) -> String {
+    llvm::merge_name(desc.name)
+}
+
+/// PTX of Mustafar's GPU pruning + compression for `head_dim` (entries `compress_entries`).
+pub fn compress_ptx(head_dim: u32, target: Target) -> Result<String, CodegenError> {
+    llvm::compile_compress(head_dim, target)
 }
 
 /// The PTX entry point's name for a kernel: its name, so one module per (kernel, config).

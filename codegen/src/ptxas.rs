@@ -54,6 +54,9 @@ pub struct Resources {
     /// `ptxas warning` lines (e.g. "Registers are spilled to local memory"): a kernel that
     /// assembles can still be one we do not want.
     pub warnings: Vec<String>,
+    /// Numbered `ptxas info` notes about the code, such as (C7519) "warpgroup.arrive is
+    /// injected": ptxas repaired a wgmma register hazard by serializing the wgmmas.
+    pub notes: Vec<String>,
 }
 
 impl Resources {
@@ -256,7 +259,9 @@ pub fn parse_verbose(text: &str) -> Result<Resources, PtxasError> {
         };
         let info = info.trim_start_matches([' ', ':']).trim();
 
-        if let Some(rest) = info.strip_prefix("Compiling entry function") {
+        if info.starts_with("(C") {
+            resources.notes.push(info.to_string());
+        } else if let Some(rest) = info.strip_prefix("Compiling entry function") {
             let name =
                 quoted(rest).ok_or_else(|| parse_err(format!("no quoted name in {info:?}")))?;
             resources.kernels.push(KernelResources {

@@ -93,6 +93,8 @@ impl Case {
             v: &self.v,
             k_bitmap: None,
             v_bitmap: None,
+            compressed: s.seq_kv,
+            splits: 1,
             blocks: Some(&self.lists),
         }
     }

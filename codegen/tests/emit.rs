@@ -112,15 +112,71 @@ fn block_sparse_kernels_take_their_lists_and_assemble() {
     assert!(causal.contains("attn_param_12") && !causal.contains("attn_param_13"));
 }
 
-/// Bitmap loads run in the interpreter but have no PTX lowering yet: emitting one is an error
-/// that says so, never PTX that reads the compressed cache as dense tiles.
+/// A bitmap-load kernel is lowered as a decode kernel (plus its merge entry), which ptxas
+/// assembles at every config of a small space; a bitmap load the decode program cannot run
+/// (K only, or a causal visit) is an error that says so, never PTX that reads the compressed
+/// cache as dense tiles.
 #[test]
-fn bitmap_loads_are_refused_by_the_lowering() {
-    let mut desc = desc(Visit::Dense, Dtype::F16, 64);
-    desc.load = tessera_desc::Load::Bitmap(tessera_desc::BitmapLoad { k: true, v: false });
-    desc.schedule = Schedule::line(Param::Fixed(64), Param::Fixed(64), Param::Fixed(4), Param::Fixed(2));
-    let cfg = desc.default_config().unwrap();
-    assert!(emit(&desc, &cfg, Target::Sm90a, Stage::Ir).is_ok());
-    let err = emit(&desc, &cfg, Target::Sm90a, Stage::Ptx).unwrap_err();
-    assert!(err.to_string().contains("bitmap"), "{err}");
+fn bitmap_loads_lower_as_decode_kernels() {
+    let have_ptxas = ptxas_or_skip();
+    for (dtype, d) in [(Dtype::Bf16, 128), (Dtype::F16, 64)] {
+        let mut desc = desc(Visit::Dense, dtype, d);
+        desc.load = Load::Bitmap(tessera_desc::BitmapLoad { k: true, v: true });
+        // One warp per 16-row query tile, or four warps over 64 rows: a decode kernel's query
+        // tile holds one GQA group, so more slabs per warp only cost registers.
+        let schedules = [
+            Schedule::line(Param::Fixed(64), Param::Choices(&[64, 128]), Param::Fixed(4), Param::Choices(&[1, 2])),
+            Schedule::line(Param::Fixed(16), Param::Fixed(64), Param::Fixed(1), Param::Fixed(1)),
+        ];
+        let descs = schedules.map(|schedule| KernelDesc { schedule, ..desc });
+        let cases = descs.iter().flat_map(|desc| desc.configs().into_iter().map(move |cfg| (desc, cfg)));
+        for ((desc, cfg), target) in cases.flat_map(|c| Target::ALL.map(|t| (c, t))) {
+            let ptx = emit(desc, &cfg, target, Stage::Ptx).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
+            assert!(ptx.contains(".entry attn(") && ptx.contains(".entry attn_merge("), "{cfg:?}");
+            for op in ["popc.b64", "clz.b64", "st.shared.b16"] {
+                assert!(ptx.contains(op), "{cfg:?} {target}: no {op} in the bitmap walk");
+            }
+            let vector_loads = ptx.lines().any(|l| l.contains("ld.global") && l.contains(".v4."));
+            assert!(vector_loads, "{cfg:?} {target}: packed values are not read as 16-byte vectors");
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
+                let k = res.kernel("attn").unwrap();
+                assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{cfg:?} {target} spills");
+            }
+        }
+    }
+    for (visit, k, v) in [(Visit::Dense, true, false), (Visit::Causal, true, true)] {
+        let mut desc = desc(visit, Dtype::F16, 64);
+        desc.load = Load::Bitmap(tessera_desc::BitmapLoad { k, v });
+        desc.schedule = Schedule::line(Param::Fixed(64), Param::Fixed(64), Param::Fixed(4), Param::Fixed(2));
+        let cfg = desc.default_config().unwrap();
+        let err = emit(&desc, &cfg, Target::Sm90a, Stage::Ptx).unwrap_err();
+        assert!(err.to_string().contains("bitmap"), "{err}");
+    }
+}
+
+/// Mustafar's GPU compression module: its three entries for each head dim, on both targets,
+/// assemble without spills or local memory, and read the magnitudes with one warp reduction
+/// per threshold bit (16 rounds of 5 shuffles in each pruning entry).
+#[test]
+fn the_compression_entries_assemble() {
+    let have_ptxas = ptxas_or_skip();
+    for d in [64, 128] {
+        for target in Target::ALL {
+            let ptx = tessera_codegen::compress_ptx(d, target).unwrap();
+            for name in tessera_codegen::compress_entries(d) {
+                assert!(ptx.contains(&format!(".entry {name}(")), "d{d} {target}: no entry {name}");
+            }
+            assert!(!ptx.contains(".local"), "d{d} {target}: local memory");
+            assert_eq!(canon::count_prefix(&ptx, "shfl.sync.bfly.b32"), 2 * 16 * 5, "d{d} {target}");
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap();
+                for k in &res.kernels {
+                    assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "d{d} {target} {}", k.name);
+                }
+                assert_eq!(res.kernels.len(), 3, "d{d} {target}");
+            }
+        }
+    }
+    assert!(tessera_codegen::compress_ptx(96, Target::Sm80).is_err());
 }

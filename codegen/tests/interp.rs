@@ -52,6 +52,8 @@ impl Case {
             v: &self.v,
             k_bitmap: None,
             v_bitmap: None,
+            compressed: s.seq_kv,
+            splits: 1,
             blocks: None,
         }
     }
@@ -117,9 +119,11 @@ fn every_config_of_the_space_matches_reference() {
     }
 }
 
-/// Instruction selection changes how products are issued and how tiles sit in shared memory,
-/// not what the program computes: the sm_90a wgmma program of every warpgroup config runs to
-/// the same output as its mma.sync program, bit for bit.
+/// Instruction selection (`passes::engine`) changes how products are issued and how tiles sit
+/// in shared memory, not what the tile program means: the interpreter runs the sm_90a wgmma
+/// program of every warpgroup config to the mma.sync program's output, bit for bit. (The
+/// interpreter ignores the engine and the layout, so this checks the pass, not the wgmma
+/// lowering: that is `llvm::wgmma`'s descriptor tests, ptxas, and the GPU tests.)
 #[test]
 fn wgmma_selection_keeps_the_program_semantics() {
     let mut rng = StdRng::seed_from_u64(21);
@@ -135,6 +139,46 @@ fn wgmma_selection_keeps_the_program_semantics() {
     }
     let wgmma_on_sm80 = target_program(&d, &Config::line(64, 64, 4, 2).with_mma(Mma::Wgmma), Target::Sm80);
     assert!(wgmma_on_sm80.is_err());
+}
+
+/// Non-finite inputs: a NaN in q or k, or an infinity in k, reaches exactly the outputs the
+/// reference says, as the same kind of value (NaN, +inf, -inf); masks replace a key's score
+/// whatever it is. V is different, by the tensor cores' arithmetic: a masked key's probability
+/// is 0 and 0 · NaN = 0 · inf = NaN, so a non-finite V element reaches every row of the query
+/// tiles that load its KV tile, also rows that do not see it (PyTorch's own math path, P @ V,
+/// does the same over every row). Where the reference is non-finite we are too, alike.
+#[test]
+fn non_finite_inputs_reach_the_outputs_the_reference_says() {
+    let classify = |x: f64| if x.is_nan() { 'n' } else if x == f64::INFINITY { '+' } else if x == f64::NEG_INFINITY { '-' } else { 'f' };
+    let sh = shape(1, 2, 1, 37, 45, 64);
+    let cases = [('q', f32::NAN), ('k', f32::NAN), ('k', f32::INFINITY), ('k', f32::NEG_INFINITY), ('v', f32::NAN), ('v', f32::INFINITY), ('v', f32::NEG_INFINITY)];
+    for (i, (tensor, value)) in cases.into_iter().enumerate() {
+        for visit in [Visit::Dense, Visit::Causal] {
+            let mut rng = StdRng::seed_from_u64(40 + i as u64);
+            let mut case = Case::random(&mut rng, sh);
+            let (buf, at) = match tensor {
+                'q' => (&mut case.q, 5 * 64 + 3),
+                'k' => (&mut case.k, 20 * 64 + 7),
+                _ => (&mut case.v, 20 * 64 + 7),
+            };
+            buf[at] = value;
+            let d = desc(visit, Dtype::Bf16, 64);
+            let out = interp::run(&tile_program(&d, &Config::line(32, 16, 2, 2)).unwrap(), &case.launch()).unwrap();
+            let mask = if visit == Visit::Causal { Mask::Causal } else { Mask::None };
+            let want = case.reference(mask, Dtype::Bf16);
+            let got: Vec<char> = out.o.iter().map(|&x| classify(x as f64)).collect();
+            let expected: Vec<char> = want.o.iter().map(|&x| classify(x)).collect();
+            let at = format!("{visit:?}, {tensor} = {value}");
+            assert!(expected.iter().any(|&c| c != 'f'), "{at} reached no output");
+            if tensor == 'v' {
+                for (n, (&g, &e)) in got.iter().zip(&expected).enumerate() {
+                    assert!(e == 'f' && (g == 'f' || g == 'n') || g == e, "{at}: output {n} is {g}, the reference's {e}");
+                }
+            } else {
+                assert!(got == expected, "{at}: {} outputs differ", got.iter().zip(&expected).filter(|(g, e)| g != e).count());
+            }
+        }
+    }
 }
 
 #[test]

@@ -136,7 +136,7 @@ impl KernelDesc {
         rules::check_warps(cfg.warps).map_err(ConfigError::Rule)?;
         rules::check_stages(cfg.stages).map_err(ConfigError::Rule)?;
         rules::check_combination(cfg.block_q(), cfg.warps).map_err(ConfigError::Rule)?;
-        rules::check_mma(cfg.mma, cfg.warps).map_err(ConfigError::Rule)?;
+        rules::check_mma(cfg.mma, cfg.warps, &self.load).map_err(ConfigError::Rule)?;
         rules::check_tile_axes(&self.visit, &cfg.q_tile, &cfg.kv_tile).map_err(ConfigError::Rule)?;
         rules::check_load(&self.load, &self.visit, &cfg.kv_tile).map_err(ConfigError::Rule)?;
         rules::check_blocks(&self.visit, &cfg.kv_tile).map_err(ConfigError::Rule)?;

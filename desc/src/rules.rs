@@ -47,11 +47,16 @@ pub fn check_warps(v: u32) -> Result<(), String> {
     }
 }
 
-/// wgmma is issued by whole warpgroups of 4 warps.
-pub fn check_mma(mma: crate::Mma, warps: u32) -> Result<(), String> {
+/// wgmma is issued by whole warpgroups of 4 warps, and reads its operands in the layout TMA
+/// writes; bitmap loads (Mustafar's decode, which is bound by memory, not by the products)
+/// decode into the mma.sync layout.
+pub fn check_mma(mma: crate::Mma, warps: u32, load: &crate::Load) -> Result<(), String> {
     match mma {
         crate::Mma::Wgmma if !warps.is_multiple_of(4) => {
             Err(format!("mma = wgmma needs whole warpgroups of 4 warps, not warps = {warps}"))
+        }
+        crate::Mma::Wgmma if matches!(load, crate::Load::Bitmap(_)) => {
+            Err("mma = wgmma is not for bitmap loads: decode kernels use mma.sync".to_string())
         }
         _ => Ok(()),
     }

@@ -4,6 +4,8 @@
 
 mod errors;
 mod expand;
+#[cfg(test)]
+mod fuzz;
 mod model;
 mod parse;
 mod validate;

@@ -32,7 +32,7 @@ fn summarize(
     failures: &mut Vec<String>,
 ) -> Result<(), Box<dyn Error>> {
     let cfg = desc.default_config().ok_or("empty tuning space")?;
-    let dynamic_smem = tessera::codegen::tile_program(desc, &cfg)?.shared_bytes();
+    let dynamic_smem = tessera::codegen::kernel_program(desc, &cfg)?.shared_bytes();
     let configs = desc.configs().len();
     println!(
         "{} ({} {}, head_dim {}): {configs} config{}, default {cfg}",

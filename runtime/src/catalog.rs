@@ -13,7 +13,7 @@ use tessera::{Kernel, KernelDesc};
 macro_rules! catalog {
     (
         $($ty:ident => $name:literal: { $($visit:tt)* }, $dtype:ident, $head_dim:literal;)*
-        @grids $($grid:ident),* $(,)?
+        @others $($other:ident),* $(,)?
     ) => {
         $(
             #[tessera_dsl::attention(
@@ -28,7 +28,7 @@ macro_rules! catalog {
         )*
 
         /// Every catalog kernel, in listing order.
-        pub static ALL: &[KernelDesc] = &[$(<$ty as Kernel>::DESC,)* $(<$grid as Kernel>::DESC),*];
+        pub static ALL: &[KernelDesc] = &[$(<$ty as Kernel>::DESC,)* $(<$other as Kernel>::DESC),*];
     };
 }
 
@@ -47,7 +47,8 @@ catalog! {
     // SALE's block-sparse causal prefill: visits the KV tiles a block map (a launch input, in
     // the config's tiles; SALE's 64 × 32 is one config of the space) keeps.
     SaleCausalBf16D128 => "sale_causal_bf16_d128": { blocks(estimate(bits = 4, sink = 1, local = 128), causal = true) }, bf16, 128;
-    @grids Na2dW80x80F16D128, Na3dW18x24x24F16D128, Na2dW13x13D2Bf16D128, Na3dW7x15x15C100Bf16D128,
+    @others Na2dW80x80F16D128, Na3dW18x24x24F16D128, Na2dW13x13D2Bf16D128, Na3dW7x15x15C100Bf16D128,
+    MustafarBf16D128, MustafarF16D128,
 }
 
 // 2-D and 3-D neighborhoods: NATTEN's benchmark cases (seeds.md §3). Their tiles are boxes of
@@ -94,6 +95,34 @@ pub struct Na2dW13x13D2Bf16D128;
 )]
 pub struct Na3dW7x15x15C100Bf16D128;
 
+// Mustafar decode (seeds.md §1): K and V read from the bitmap-compressed cache plus its dense
+// window, one query token per head (`ir::decode`). A query tile holds one GQA group. Warps own
+// 16-row query slabs, so the choice is 4 warps over 64 rows (more threads decode bitmap tiles,
+// but 16x the mma work of a group of 4) or 1 warp over 16 rows (a quarter of the mma work, a
+// quarter of the decoding threads); 1 warp over 64 rows is in the space too and spills kilobytes
+// (the tuner prunes it). KV tiles are single 64-token bitmap tiles.
+#[tessera_dsl::attention(
+    name = "mustafar_bf16_d128",
+    head_dim = 128,
+    dtype = bf16,
+    visit = dense,
+    load = bitmap(k, v),
+    tile = (q = [64, 16], kv = 64),
+    tune = (warps = [4, 1], stages = [2, 1, 3]),
+)]
+pub struct MustafarBf16D128;
+
+#[tessera_dsl::attention(
+    name = "mustafar_f16_d128",
+    head_dim = 128,
+    dtype = f16,
+    visit = dense,
+    load = bitmap(k, v),
+    tile = (q = [64, 16], kv = 64),
+    tune = (warps = [4, 1], stages = [2, 1, 3]),
+)]
+pub struct MustafarF16D128;
+
 /// Every catalog kernel, in listing order.
 pub fn all() -> &'static [KernelDesc] {
     ALL
@@ -103,7 +132,12 @@ pub fn all() -> &'static [KernelDesc] {
 /// dimensionality share theirs), for kernels the runtime builds itself over such a grid: 1-D
 /// tiles are runs of tokens, 2-D and 3-D tiles boxes of the grid. `None` past 3 axes.
 pub fn grid_schedule(dims: u8) -> Option<tessera::Schedule> {
-    ALL.iter().find(|k| k.visit.grid_dims() == dims as usize).map(|k| k.schedule)
+    attention().find(|k| k.visit.grid_dims() == dims as usize).map(|k| k.schedule)
+}
+
+/// The kernels that attend dense K/V tensors (all but the Mustafar decode kernels).
+pub fn attention() -> impl Iterator<Item = &'static KernelDesc> {
+    ALL.iter().filter(|k| k.load == tessera::Load::Dense)
 }
 
 /// The catalog kernel called `name`.
@@ -131,7 +165,7 @@ mod tests {
     fn kernels_of_one_dimensionality_share_a_schedule() {
         for dims in 1..=3 {
             let space = grid_schedule(dims).unwrap();
-            let same = ALL.iter().filter(|k| k.visit.grid_dims() == dims as usize).all(|k| k.schedule == space);
+            let same = attention().filter(|k| k.visit.grid_dims() == dims as usize).all(|k| k.schedule == space);
             assert!(same, "{dims}-D");
         }
         assert_eq!(grid_schedule(4), None);
@@ -139,9 +173,9 @@ mod tests {
 
     #[test]
     fn covers_every_combination_once() {
-        let combos: HashSet<_> = ALL.iter().map(|k| (k.visit, k.dtype, k.head_dim)).collect();
-        assert_eq!(ALL.len(), 15);
-        assert_eq!(combos.len(), 15);
+        let combos: HashSet<_> = ALL.iter().map(|k| (k.visit, k.load, k.dtype, k.head_dim)).collect();
+        assert_eq!(ALL.len(), 17);
+        assert_eq!(combos.len(), 17);
     }
 
     // The rows give name and parameters separately; this keeps them from drifting apart.
@@ -165,6 +199,7 @@ mod tests {
                     assert_eq!(b.estimate, tessera::Estimate::SALE, "{}", k.name);
                     if b.causal { "sale_causal" } else { "sale" }.to_string()
                 }
+                _ if k.load != tessera::Load::Dense => "mustafar".to_string(),
                 other => other.name().to_string(),
             };
             let expected = format!("{visit}_{}_d{}", k.dtype.name(), k.head_dim);
@@ -176,7 +211,7 @@ mod tests {
 
     #[test]
     fn every_kernel_has_a_space() {
-        for k in ALL {
+        for k in attention() {
             let n = k.configs().len();
             if on_a_line(k) {
                 // 2 block_q × 3 block_kv × 2 warps × 3 stages, minus block_q=64 with 8 warps.
@@ -186,6 +221,11 @@ mod tests {
             }
             assert_eq!(k.load, tessera::Load::Dense);
             assert_eq!(k.layout, tessera::Layout::Bhsd);
+        }
+        for k in ALL.iter().filter(|k| k.load != tessera::Load::Dense) {
+            // 2 block_q × 2 warps × 3 stages, minus block_q=16 over 4 warps.
+            assert_eq!(k.configs().len(), 9, "{}", k.name);
+            assert_eq!(k.load, tessera::Load::Bitmap(tessera::BitmapLoad { k: true, v: true }));
         }
     }
 }

@@ -3,6 +3,12 @@
 //! Without a GPU every test prints why it skipped and passes.
 
 mod common;
+#[path = "gpu/blocks.rs"]
+mod blocks;
+#[path = "gpu/compress.rs"]
+mod compress;
+#[path = "gpu/mustafar.rs"]
+mod mustafar;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

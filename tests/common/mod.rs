@@ -8,9 +8,10 @@ use tessera::{Config, KernelDesc, Mma, Target};
 const LINE: Config = Config::line(64, 64, 4, 2);
 
 /// The representatives: both dense visits, both dtypes, both head dims, a neighborhood over
-/// a 1-, 2- and 3-D grid (dilated, and causal along one axis) with box tiles, and SALE's
-/// block-sparse visit at SALE's 64 × 32 tiles.
-pub const CASES: [(&str, Config); 7] = [
+/// a 1-, 2- and 3-D grid (dilated, and causal along one axis) with box tiles, SALE's block-sparse
+/// visit at SALE's 64 × 32 tiles, and the Mustafar decode kernel (bitmap loads, split-KV, its
+/// merge entry).
+pub const CASES: [(&str, Config); 8] = [
     ("dense_bf16_d128", LINE),
     ("causal_bf16_d128", LINE),
     ("causal_f16_d64", LINE),
@@ -18,14 +19,15 @@ pub const CASES: [(&str, Config); 7] = [
     ("na2d_w13x13_d2x2_bf16_d128", Config { q_tile: [8, 8, 1], kv_tile: [4, 8, 1], warps: 4, stages: 2, mma: Mma::Sync }),
     ("na3d_w7x15x15_c100_bf16_d128", Config { q_tile: [1, 8, 8], kv_tile: [1, 4, 8], warps: 4, stages: 2, mma: Mma::Sync }),
     ("sale_causal_bf16_d128", Config::line(64, 32, 4, 2)),
+    ("mustafar_bf16_d128", LINE),
 ];
 
 /// Cases emitted with wgmma for sm_90a (the only target that has it): the FlashAttention-3
-/// shape (two warpgroups, 128×128 tiles), f16 at head_dim 64, box tiles over a 2-D grid, and
-/// the block-sparse visit.
+/// shape (two warpgroups, 128×128 tiles), f16 at head_dim 64 with two 64-row slabs per
+/// warpgroup, box tiles over a 2-D grid, and the block-sparse visit.
 pub const WGMMA_CASES: [(&str, Config); 4] = [
     ("dense_bf16_d128", Config::line(128, 128, 8, 2).with_mma(Mma::Wgmma)),
-    ("causal_f16_d64", LINE.with_mma(Mma::Wgmma)),
+    ("causal_f16_d64", Config::line(128, 64, 4, 2).with_mma(Mma::Wgmma)),
     ("na2d_w13x13_d2x2_bf16_d128", CASES[4].1.with_mma(Mma::Wgmma)),
     ("sale_causal_bf16_d128", CASES[6].1.with_mma(Mma::Wgmma)),
 ];

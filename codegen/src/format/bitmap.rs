@@ -240,6 +240,27 @@ impl BitmapCache {
         8 * self.bitmaps.len() + 4 * self.offsets.len() + 2 * self.values.len() + 4 * self.head_base.len()
     }
 
+    /// The planes `n` times over (e.g. one batch element's KV heads as a batch of `n`), without
+    /// recompressing: the arrays repeat and the head bases move by one copy's values each time.
+    pub fn repeat_planes(&self, n: usize) -> Result<BitmapCache, FormatError> {
+        let units = self.values.len() / PAD;
+        let head_base = (0..n)
+            .flat_map(|r| self.head_base.iter().map(move |&b| b as usize + r * units))
+            .map(to_i32)
+            .collect::<Result<_, _>>()?;
+        Ok(BitmapCache {
+            order: self.order,
+            dtype: self.dtype,
+            heads: self.heads * n,
+            tokens: self.tokens,
+            head_dim: self.head_dim,
+            bitmaps: self.bitmaps.repeat(n),
+            offsets: self.offsets.repeat(n),
+            values: self.values.repeat(n),
+            head_base,
+        })
+    }
+
     /// Bytes of the same cache stored dense.
     pub fn dense_bytes(&self) -> usize {
         2 * self.heads * self.tokens * self.head_dim
@@ -248,6 +269,23 @@ impl BitmapCache {
 
 fn to_i32(n: usize) -> Result<i32, FormatError> {
     i32::try_from(n).map_err(|_| FormatError::TooLarge(n))
+}
+
+#[cfg(test)]
+mod repeat_tests {
+    use super::*;
+
+    #[test]
+    fn repeated_planes_decompress_to_the_repeated_planes() {
+        let dense: Vec<u16> = (0..3 * 128 * 64).map(|i| if i % 3 == 0 { 0 } else { 0x3c00 + (i % 97) as u16 }).collect();
+        for order in [TileOrder::Keys, TileOrder::Values] {
+            let cache = BitmapCache::compress(&dense, Dtype::F16, 3, 128, 64, order).unwrap();
+            let twice = cache.repeat_planes(2).unwrap();
+            twice.validate().unwrap();
+            assert_eq!(twice.decompress(), dense.repeat(2));
+            assert_eq!(twice.bytes(), 2 * cache.bytes());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! SALE's 4-bit quantization of Q and K for the block-selection estimate (seeds.md §2.2): per-head
 //! mean smoothing, symmetric int4 (`scale = max|x| / 7`, round half to even, values in
-//! [-7, 7]), two nibbles per byte (even channel low), and scales grouped the way the int4
-//! `mma.sync` fragments hold their operands, so that one lane's partial scores share one
-//! `sq · sk` and can be dequantized once after the row max.
+//! [-7, 7]; `lowbit` quantizes), two nibbles per byte (even channel low), and scales grouped the
+//! way the int4 `mma.sync` fragments hold their operands, so that one lane's partial scores
+//! share one `sq · sk` and can be dequantized once after the row max.
+
+use super::lowbit::{self, LowBit};
 
 /// Which elements share a scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,32 +78,14 @@ pub fn correction(mean_q: &[f32], k_smoothed: &[f32]) -> Result<Vec<f32>, String
 
 pub fn quantize(x: &[f32], d: usize, grouping: Grouping) -> Result<Int4, String> {
     check_rows(x.len(), d)?;
-    if let Grouping::KeyFragments { block } = grouping
-        && (block == 0 || !block.is_multiple_of(8))
-    {
-        return Err(format!("key scale groups need blocks of a positive multiple of 8 keys, not {block}"));
+    let q = lowbit::quantize(x, d, grouping, LowBit::Int4)?;
+    let mut packed = vec![0u8; q.rows * d / 2];
+    for (i, &code) in q.codes.iter().enumerate() {
+        let nibble = (code as i8 as u8) & 0x0f;
+        // Even channel in the low nibble, odd in the high one.
+        packed[i / 2] |= if i.is_multiple_of(2) { nibble } else { nibble << 4 };
     }
-    let rows = x.len() / d;
-    let mut max = vec![0.0f32; grouping.groups(rows)];
-    for (r, row) in x.chunks(d).enumerate() {
-        let g = grouping.group(r);
-        max[g] = row.iter().fold(max[g], |m, v| m.max(v.abs()));
-    }
-    let scales: Vec<f32> = max.iter().map(|m| m / 7.0).collect();
-    // `x · (7 / max)`, as the authors' quantizer computes it (`x / scale` can round differently
-    // at ties).
-    let inverse: Vec<f32> = max.iter().map(|&m| if m > 0.0 { 7.0 / m } else { 0.0 }).collect();
-    let mut packed = vec![0u8; rows * d / 2];
-    for (r, row) in x.chunks(d).enumerate() {
-        let inv = inverse[grouping.group(r)];
-        for (c, &v) in row.iter().enumerate() {
-            let q = (v * inv).round_ties_even().clamp(-7.0, 7.0) as i8;
-            let nibble = (q as u8) & 0x0f;
-            // Even channel in the low nibble, odd in the high one.
-            packed[(r * d + c) / 2] |= if c.is_multiple_of(2) { nibble } else { nibble << 4 };
-        }
-    }
-    Ok(Int4 { rows, d, grouping, packed, scales })
+    Ok(Int4 { rows: q.rows, d, grouping, packed, scales: q.scales })
 }
 
 impl Int4 {

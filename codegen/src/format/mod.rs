@@ -1,7 +1,8 @@
 //! Compressed formats of the K/V cache that kernels read directly.
 //!
 //! [`blocks`] is the kept-block lists a block-sparse kernel reads.
-//! [`int4`] is SALE's 4-bit quantization of Q and K for its block-selection estimate.
+//! [`int4`] is SALE's 4-bit quantization of Q and K for its block-selection estimate, [`lowbit`]
+//! the quantizer it shares with the int8 and FP8 alternatives.
 //! [`prune`] is Mustafar's per-token magnitude pruning; [`cache`] the decode loop's cache of
 //! compressed chunks and a dense recent window; [`bitmap`] the bitmap-compressed tile format, bit for bit as the authors' compressor writes it (seeds.md §1.2), so caches made by
 //! either can be checked against the other. These are the CPU definitions: the reference and the
@@ -11,6 +12,7 @@ pub mod bitmap;
 pub mod blocks;
 pub mod cache;
 pub mod int4;
+pub mod lowbit;
 pub mod prune;
 
 pub use bitmap::{BitmapCache, TileOrder};

@@ -24,7 +24,7 @@ impl PruneRule {
 
 /// The repo's `k`: `max(1, int(s·d))`, with a tolerance so that 0.7·128 = 89.6 floors to 89 and
 /// 0.5·128 = 64 does not become 63 through rounding.
-fn smallest_rank(sparsity: f64, d: usize) -> usize {
+pub fn smallest_rank(sparsity: f64, d: usize) -> usize {
     ((sparsity * d as f64 + 1e-9).floor() as usize).clamp(1, d)
 }
 
@@ -55,6 +55,18 @@ pub fn prune_token(x: &[f32], sparsity: f64, rule: PruneRule) -> Vec<f32> {
     x.iter().zip(keep).map(|(&v, k)| if k { v } else { 0.0 }).collect()
 }
 
+/// The `k`-th smallest (1-based) of 16-bit magnitudes (element bits without the sign: for
+/// f16 and bf16 their order is the values' magnitude order, NaN aside), found as the GPU
+/// compression kernel finds it (`llvm::compress`): the largest `t` with fewer than `k`
+/// magnitudes below it, decided bit by bit from the top, each bit one count over the token.
+/// The authors' rule keeps `|x| >= t`.
+pub fn kth_smallest_bits(mags: &[u16], k: usize) -> u16 {
+    (0..16).rev().fold(0u16, |t, bit| {
+        let candidate = t | (1 << bit);
+        if mags.iter().filter(|&&m| m < candidate).count() < k { candidate } else { t }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +94,22 @@ mod tests {
     }
 
     proptest! {
+        /// The bit-wise threshold is the sort-based one: the kernel's rule keeps what
+        /// `prune_token` keeps, on every 16-bit input that is not NaN (bf16 bits here; f16's
+        /// magnitudes order the same way).
+        #[test]
+        fn the_bitwise_threshold_prunes_as_the_authors_rule(bits in proptest::collection::vec(0u16..0xff80, 128), s in 0.0f64..1.0) {
+            let bits: Vec<u16> = bits.into_iter().map(|b| if b & 0x7f80 == 0x7f80 { b & !0x7f } else { b }).collect();
+            let values: Vec<f32> = bits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect();
+            let want = prune_token(&values, s, PruneRule::KthSmallest);
+            let mags: Vec<u16> = bits.iter().map(|b| b & 0x7fff).collect();
+            let t = kth_smallest_bits(&mags, smallest_rank(s, 128));
+            for (i, (&m, &w)) in mags.iter().zip(&want).enumerate() {
+                // The reference zeroes what it drops; a kept zero is zero either way.
+                prop_assert_eq!(m >= t && m != 0, w != 0.0, "element {} of magnitude {:#x}, threshold {:#x}", i, m, t);
+            }
+        }
+
         /// Pruning keeps values unchanged, keeps the largest magnitudes, and keeps at least as
         /// many elements as the rule's count.
         #[test]

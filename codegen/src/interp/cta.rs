@@ -149,6 +149,7 @@ impl<'a> Cta<'a> {
             Tensor::K => (l.k, l.kv_heads, l.seq_kv),
             Tensor::V => (l.v, l.kv_heads, l.seq_kv),
             Tensor::O | Tensor::Lse => (&[], l.heads, l.seq_q),
+            Tensor::OSplit | Tensor::LseSplit => (&[], l.heads, l.seq_q * l.splits),
         }
     }
 
@@ -168,14 +169,13 @@ impl<'a> Cta<'a> {
     }
 
     /// The token of tile row `r`, or `None` when the row lies outside the grid; a valid row's
-    /// token must lie inside the tensor.
-    fn token(&self, t: &GlobalTile, r: usize) -> Result<Option<usize>, String> {
+    /// token must lie inside the tensor (of `tokens` tokens).
+    fn token(&self, t: &GlobalTile, r: usize, tokens: usize) -> Result<Option<usize>, String> {
         let row = |v: Var| if v == Var::Row { Some(r as i32) } else { self.vars.get(&v).copied() };
         if self.eval_in(&t.valid, &row)? == 0 {
             return Ok(None);
         }
         let token = self.eval_in(&t.token, &row)?;
-        let tokens = self.tensor(t.tensor).2;
         if token < 0 || token as usize >= tokens {
             return Err(format!("{} row {r} is token {token}, outside its {tokens} tokens", t.tensor.name()));
         }
@@ -196,8 +196,12 @@ impl<'a> Cta<'a> {
         let base = self.base(src, cols)?;
         let mut tile = vec![0.0; rows * cols];
         let plane = self.plane(src)?;
+        let tokens = match engine {
+            CopyEngine::CpAsync => self.tensor(src.tensor).2,
+            CopyEngine::Bitmap(_) => self.launch.compressed,
+        };
         for r in 0..rows {
-            if let Some(token) = self.token(src, r)? {
+            if let Some(token) = self.token(src, r, tokens)? {
                 let row = &mut tile[r * cols..(r + 1) * cols];
                 match engine {
                     CopyEngine::CpAsync => {
@@ -330,11 +334,17 @@ impl<'a> Cta<'a> {
     fn store(&mut self, frag: FragId, dst: &GlobalTile, out: &mut Output) -> Result<(), String> {
         let cols = self.program.frag(frag).cols as usize;
         let base = self.base(dst, cols)?;
+        let tokens = self.tensor(dst.tensor).2;
+        // Split-KV partial outputs stay f32 until they are merged.
+        let (target, dtype) = match dst.tensor {
+            Tensor::OSplit => (&mut out.o_split, None),
+            _ => (&mut out.o, Some(self.program.dtype)),
+        };
         for r in 0..self.program.config.block_q() as usize {
-            if let Some(token) = self.token(dst, r)? {
+            if let Some(token) = self.token(dst, r, tokens)? {
                 let at = base + token * cols;
-                for (o, &x) in out.o[at..at + cols].iter_mut().zip(&self.frags[frag.0][r * cols..]) {
-                    *o = round_to(self.program.dtype, x);
+                for (o, &x) in target[at..at + cols].iter_mut().zip(&self.frags[frag.0][r * cols..]) {
+                    *o = dtype.map_or(x, |dt| round_to(dt, x));
                 }
             }
         }
@@ -344,9 +354,11 @@ impl<'a> Cta<'a> {
     fn store_lse(&mut self, m: FragId, l: FragId, dst: &GlobalTile, out: &mut Output) -> Result<(), String> {
         let scale_log2 = self.launch.scale * std::f32::consts::LOG2_E;
         let base = self.base(dst, 1)?;
+        let tokens = self.tensor(dst.tensor).2;
+        let target = if dst.tensor == Tensor::LseSplit { &mut out.lse_split } else { &mut out.lse };
         for r in 0..self.program.config.block_q() as usize {
-            if let Some(token) = self.token(dst, r)? {
-                out.lse[base + token] =
+            if let Some(token) = self.token(dst, r, tokens)? {
+                target[base + token] =
                     softmax::lse(&mut F32, self.frags[m.0][r], self.frags[l.0][r], scale_log2);
             }
         }

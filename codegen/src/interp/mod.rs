@@ -4,6 +4,9 @@
 //! overwriting a stage that other warps may still be reading).
 
 mod cta;
+mod decode;
+
+pub use decode::{DecodeInputs, decode, merge_splits};
 
 use std::collections::HashMap;
 
@@ -27,6 +30,10 @@ pub struct Launch<'a> {
     /// kernels with a bitmap load; `k`/`v` are then unused for the compressed tensor.
     pub k_bitmap: Option<&'a crate::format::BitmapCache>,
     pub v_bitmap: Option<&'a crate::format::BitmapCache>,
+    /// Tokens per plane of the bitmap caches (`Var::Compressed`).
+    pub compressed: usize,
+    /// CTAs each plane's keys are split over by a split-KV program (`Var::Splits`).
+    pub splits: usize,
     /// The block map of a block-sparse kernel (`Visit::Blocks`), whose tiles are the program's
     /// tiles; other kernels ignore it.
     pub blocks: Option<&'a crate::format::BlockLists>,
@@ -37,6 +44,9 @@ pub struct Output {
     pub o: Vec<f32>,
     /// `[batch, heads, seq_q]`, natural log.
     pub lse: Vec<f32>,
+    /// A split-KV program's partial outputs and LSEs (see `Tensor::OSplit`), f32.
+    pub o_split: Vec<f32>,
+    pub lse_split: Vec<f32>,
 }
 
 pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
@@ -57,7 +67,7 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
     for (name, cache) in [("k", launch.k_bitmap), ("v", launch.v_bitmap)] {
         if let Some(c) = cache {
             c.validate().map_err(|e| format!("{name} bitmap cache: {e}"))?;
-            let want = (b * hk, launch.seq_kv, d, program.dtype);
+            let want = (b * hk, launch.compressed, d, program.dtype);
             if (c.heads, c.tokens, c.head_dim, c.dtype) != want {
                 return Err(format!(
                     "{name} bitmap cache holds {} planes × {} tokens × d{} {}; the launch needs {} × {} × d{} {}",
@@ -77,6 +87,8 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
         (Var::KvHeads, hk),
         (Var::SeqQ, launch.seq_q),
         (Var::SeqKv, launch.seq_kv),
+        (Var::Compressed, launch.compressed),
+        (Var::Splits, launch.splits),
         (Var::Grid(0), launch.grid[0]),
         (Var::Grid(1), launch.grid[1]),
         (Var::Grid(2), launch.grid[2]),
@@ -91,9 +103,12 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
         .collect::<Result<_, _>>()?;
 
     // Poisoned: anything the program forgets to write stays NaN and fails comparisons.
+    let rows = b * h * launch.seq_q;
     let mut out = Output {
-        o: vec![f32::NAN; b * h * launch.seq_q * d],
-        lse: vec![f32::NAN; b * h * launch.seq_q],
+        o: vec![f32::NAN; rows * d],
+        lse: vec![f32::NAN; rows],
+        o_split: vec![f32::NAN; rows * launch.splits * d],
+        lse_split: vec![f32::NAN; rows * launch.splits],
     };
     for z in 0..grid[2] {
         for y in 0..grid[1] {

@@ -16,6 +16,11 @@ pub enum Var {
     SeqKv,
     Heads,
     KvHeads,
+    /// Tokens per plane of a bitmap-compressed K/V cache (a multiple of 64); a decode kernel's
+    /// dense window (`SeqKv` tokens) follows them.
+    Compressed,
+    /// CTAs a split-KV kernel splits each plane's keys over (gridDim.x).
+    Splits,
     /// blockIdx.x/y/z.
     Cta(u8),
     /// Extent of grid axis 0/1/2 of a neighborhood kernel's tokens (a launch size).
@@ -239,6 +244,8 @@ impl fmt::Display for Var {
             Var::SeqKv => f.write_str("seq_kv"),
             Var::Heads => f.write_str("heads"),
             Var::KvHeads => f.write_str("kv_heads"),
+            Var::Compressed => f.write_str("compressed"),
+            Var::Splits => f.write_str("splits"),
             Var::Cta(axis) => write!(f, "cta.{}", ["x", "y", "z"][*axis as usize % 3]),
             Var::Grid(axis) => write!(f, "grid_{}", ["x", "y", "z"][*axis as usize % 3]),
             Var::KvTile(axis) => write!(f, "kv_tile.{axis}"),

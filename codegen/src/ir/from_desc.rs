@@ -8,7 +8,7 @@ use crate::format::TileOrder;
 
 use super::geometry::TileBox;
 use super::{
-    CopyEngine, Expr, Frag, FragId, FragKind, GlobalTile, Locals, MmaEngine, Operand, Program,
+    BufId, CopyEngine, Expr, Frag, FragId, FragKind, GlobalTile, Locals, MmaEngine, Operand, Program,
     Shared, Stmt, Tensor, Var,
 };
 
@@ -26,20 +26,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
     let kv_head = locals.fresh("kv_head");
     let j = locals.fresh("j");
 
-    let shared = vec![
-        Shared { name: "Qs", rows: bq, cols: d, block_cols: d, stages: 1, offset: None },
-        Shared { name: "Ks", rows: bkv, cols: d, block_cols: d, stages: 1, offset: None },
-        Shared { name: "Vs", rows: bkv, cols: d, block_cols: d, stages: 1, offset: None },
-    ];
-    let (qs, ks, vs) = (super::BufId(0), super::BufId(1), super::BufId(2));
-    let frags = vec![
-        Frag { name: "S", cols: bkv, kind: FragKind::Acc },
-        Frag { name: "P", cols: bkv, kind: FragKind::Operand },
-        Frag { name: "O", cols: d, kind: FragKind::Acc },
-        Frag { name: "m", cols: 1, kind: FragKind::RowStat },
-        Frag { name: "l", cols: 1, kind: FragKind::RowStat },
-    ];
-    let (s, p, o, m, l) = (FragId(0), FragId(1), FragId(2), FragId(3), FragId(4));
+    let (shared, frags) = buffers(bq, bkv, d);
 
     let tile = |tensor, head: Var, tiles: &TileBox, origin: &[Expr]| GlobalTile {
         tensor,
@@ -48,32 +35,11 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
         token: tiles.token(origin, Var::Row.into()),
         valid: tiles.valid(origin, Var::Row.into()),
     };
-    let shared_op = |buf, kn| Operand::Shared { buf, stage: 0.into(), kn };
-
-    let body = vec![
-        Stmt::Copy {
-            dst: ks,
-            stage: 0.into(),
-            src: tile(Tensor::K, kv_head, &kv_box, &kv_origin),
-            engine: kv_engine(desc, Tensor::K),
-        },
-        Stmt::Copy {
-            dst: vs,
-            stage: 0.into(),
-            src: tile(Tensor::V, kv_head, &kv_box, &kv_origin),
-            engine: kv_engine(desc, Tensor::V),
-        },
-        Stmt::Commit,
-        Stmt::Wait { pending: 0 },
-        Stmt::Barrier,
-        Stmt::Fill { frag: s, value: 0.0 },
-        Stmt::Mma { acc: s, a: shared_op(qs, false), b: shared_op(ks, false), engine: MmaEngine::MmaSync },
-        Stmt::VisitMask { frag: s },
-        Stmt::Softmax { s, p, m, l, o },
-        Stmt::Mma { acc: o, a: Operand::Frag(p), b: shared_op(vs, true), engine: MmaEngine::MmaSync },
-        // The next iteration's copies overwrite Ks/Vs: every warp must be done reading them.
-        Stmt::Barrier,
-    ];
+    let body = kv_step(
+        (tile(Tensor::K, kv_head, &kv_box, &kv_origin), kv_engine(desc, Tensor::K)),
+        (tile(Tensor::V, kv_head, &kv_box, &kv_origin), kv_engine(desc, Tensor::V)),
+        Some(Stmt::VisitMask { frag: FRAG_S }),
+    );
 
     // Query tiles run last-first: under a causal visit set the last tiles see the most keys,
     // so starting them first keeps the grid's tail short (dense tiles are all equal).
@@ -88,27 +54,16 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
             var: kv_head,
             value: Expr::var(head).div(Expr::var(Var::Heads).div(Var::KvHeads)),
         },
-        Stmt::Copy {
-            dst: qs,
-            stage: 0.into(),
-            src: tile(Tensor::Q, head, &q_box, &q_origin_e),
-            engine: CopyEngine::CpAsync,
-        },
-        Stmt::Commit,
-        Stmt::Fill { frag: o, value: 0.0 },
-        Stmt::Fill { frag: m, value: f32::NEG_INFINITY },
-        Stmt::Fill { frag: l, value: 0.0 },
-        Stmt::VisitTiles {
-            visit: desc.visit,
-            var: j,
-            plane: Expr::var(batch).mul(Var::Heads).add(head),
-            q_origin: q_origin_e.clone(),
-            body,
-        },
-        Stmt::Normalize { o, l },
-        Stmt::Store { frag: o, dst: tile(Tensor::O, head, &q_box, &q_origin_e) },
-        Stmt::StoreLse { m, l, dst: tile(Tensor::Lse, head, &q_box, &q_origin_e) },
     ]);
+    program_body.extend(start(tile(Tensor::Q, head, &q_box, &q_origin_e)));
+    program_body.push(Stmt::VisitTiles {
+        visit: desc.visit,
+        var: j,
+        plane: Expr::var(batch).mul(Var::Heads).add(head),
+        q_origin: q_origin_e.clone(),
+        body,
+    });
+    program_body.extend(finish(tile(Tensor::O, head, &q_box, &q_origin_e), tile(Tensor::Lse, head, &q_box, &q_origin_e)));
 
     Program {
         name: desc.name.to_string(),
@@ -121,6 +76,75 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
         body: program_body,
         locals,
     }
+}
+
+pub(super) const BUF_Q: BufId = BufId(0);
+pub(super) const BUF_K: BufId = BufId(1);
+pub(super) const BUF_V: BufId = BufId(2);
+pub(super) const FRAG_S: FragId = FragId(0);
+pub(super) const FRAG_O: FragId = FragId(2);
+pub(super) const FRAG_M: FragId = FragId(3);
+pub(super) const FRAG_L: FragId = FragId(4);
+
+/// The Q, K and V tiles and the fragments of one query tile's attention (ids above).
+pub(super) fn buffers(bq: u32, bkv: u32, d: u32) -> (Vec<Shared>, Vec<Frag>) {
+    let shared = vec![
+        Shared { name: "Qs", rows: bq, cols: d, block_cols: d, stages: 1, offset: None },
+        Shared { name: "Ks", rows: bkv, cols: d, block_cols: d, stages: 1, offset: None },
+        Shared { name: "Vs", rows: bkv, cols: d, block_cols: d, stages: 1, offset: None },
+    ];
+    let frags = vec![
+        Frag { name: "S", cols: bkv, kind: FragKind::Acc },
+        Frag { name: "P", cols: bkv, kind: FragKind::Operand },
+        Frag { name: "O", cols: d, kind: FragKind::Acc },
+        Frag { name: "m", cols: 1, kind: FragKind::RowStat },
+        Frag { name: "l", cols: 1, kind: FragKind::RowStat },
+    ];
+    (shared, frags)
+}
+
+/// Loads the query tile and clears the running output, max and sum.
+pub(super) fn start(q: GlobalTile) -> Vec<Stmt> {
+    vec![
+        Stmt::Copy { dst: BUF_Q, stage: 0.into(), src: q, engine: CopyEngine::CpAsync },
+        Stmt::Commit,
+        Stmt::Fill { frag: FRAG_O, value: 0.0 },
+        Stmt::Fill { frag: FRAG_M, value: f32::NEG_INFINITY },
+        Stmt::Fill { frag: FRAG_L, value: 0.0 },
+    ]
+}
+
+/// Normalises the output and stores it and the LSE.
+pub(super) fn finish(o: GlobalTile, lse: GlobalTile) -> Vec<Stmt> {
+    vec![
+        Stmt::Normalize { o: FRAG_O, l: FRAG_L },
+        Stmt::Store { frag: FRAG_O, dst: o },
+        Stmt::StoreLse { m: FRAG_M, l: FRAG_L, dst: lse },
+    ]
+}
+
+/// One KV tile's step, in the shape `passes::pipeline` expects: load K and V, then
+/// `S = Q·Kᵀ`, `mask` (if any key may be hidden), the online softmax and `O += P·V`.
+pub(super) fn kv_step(k: (GlobalTile, CopyEngine), v: (GlobalTile, CopyEngine), mask: Option<Stmt>) -> Vec<Stmt> {
+    let (s, p, o, m, l) = (FRAG_S, FragId(1), FRAG_O, FRAG_M, FRAG_L);
+    let shared_op = |buf, kn| Operand::Shared { buf, stage: 0.into(), kn };
+    let mut step = vec![
+        Stmt::Copy { dst: BUF_K, stage: 0.into(), src: k.0, engine: k.1 },
+        Stmt::Copy { dst: BUF_V, stage: 0.into(), src: v.0, engine: v.1 },
+        Stmt::Commit,
+        Stmt::Wait { pending: 0 },
+        Stmt::Barrier,
+        Stmt::Fill { frag: s, value: 0.0 },
+        Stmt::Mma { acc: s, a: shared_op(BUF_Q, false), b: shared_op(BUF_K, false), engine: MmaEngine::MmaSync },
+    ];
+    step.extend(mask);
+    step.extend([
+        Stmt::Softmax { s, p, m, l, o },
+        Stmt::Mma { acc: o, a: Operand::Frag(p), b: shared_op(BUF_V, true), engine: MmaEngine::MmaSync },
+        // The next iteration's copies overwrite Ks/Vs: every warp must be done reading them.
+        Stmt::Barrier,
+    ]);
+    step
 }
 
 /// How K or V reaches shared memory under the description's load strategy.

@@ -12,6 +12,7 @@
 //! completing on an mbarrier, wgmma products and producer/consumer warpgroup roles are new
 //! variants of `CopyEngine`, `MmaEngine` and a role field on blocks, not a new IR.
 
+pub mod decode;
 pub mod expr;
 pub mod from_desc;
 pub mod geometry;
@@ -31,6 +32,12 @@ pub enum Tensor {
     V,
     O,
     Lse,
+    /// A split-KV kernel's per-split outputs, f32 and normalised over the split's keys:
+    /// `[batch, heads, splits · seq_q, head_dim]`, split `s` at tokens `s·seq_q ..` (written
+    /// where `O` is, merged by the decode merge kernel).
+    OSplit,
+    /// The per-split LSE, `[batch, heads, splits · seq_q]` f32 (written where `Lse` is).
+    LseSplit,
 }
 
 impl Tensor {
@@ -41,6 +48,8 @@ impl Tensor {
             Tensor::V => "v",
             Tensor::O => "o",
             Tensor::Lse => "lse",
+            Tensor::OSplit => "o_split",
+            Tensor::LseSplit => "lse_split",
         }
     }
 }
@@ -207,39 +216,32 @@ impl Program {
     }
 
     /// Whether the program reads launch tables (`Expr::Load`): its kernel then takes them as
-    /// parameters after `KERNEL_PARAMS`, and a launch must pass them.
+    /// parameters (`TABLE_PARAMS`), and a launch must pass them.
     pub fn reads_tables(&self) -> bool {
-        fn tile(t: &GlobalTile) -> bool {
-            [&t.batch, &t.head, &t.token, &t.valid].iter().any(|e| e.reads_table())
-        }
-        fn operand(o: &Operand) -> bool {
-            matches!(o, Operand::Shared { stage, .. } if stage.reads_table())
-        }
-        fn any(body: &[Stmt]) -> bool {
-            body.iter().any(|s| match s {
-                Stmt::Let { value, .. } => value.reads_table(),
-                Stmt::Copy { stage, src, .. } => stage.reads_table() || tile(src),
-                Stmt::Mma { a, b, .. } => operand(a) || operand(b),
-                Stmt::Mask { keep, when, .. } => keep.reads_table() || when.reads_table(),
-                Stmt::Store { dst, .. } | Stmt::StoreLse { dst, .. } => tile(dst),
-                Stmt::VisitTiles { visit, plane, q_origin, body, .. } => {
-                    matches!(visit, Visit::Blocks(_))
-                        || plane.reads_table()
-                        || q_origin.iter().any(Expr::reads_table)
-                        || any(body)
+        self.any_stmt(&reads_table)
+    }
+
+    /// Whether some statement satisfies `f` (looking inside loops and branches).
+    pub fn any_stmt(&self, f: &dyn Fn(&Stmt) -> bool) -> bool {
+        fn walk(body: &[Stmt], f: &dyn Fn(&Stmt) -> bool) -> bool {
+            body.iter().any(|s| {
+                f(s) || match s {
+                    Stmt::For { body, .. } | Stmt::If { body, .. } | Stmt::VisitTiles { body, .. } => walk(body, f),
+                    _ => false,
                 }
-                Stmt::For { begin, end, body, .. } => begin.reads_table() || end.reads_table() || any(body),
-                Stmt::If { cond, body } => cond.reads_table() || any(body),
-                Stmt::Commit
-                | Stmt::Wait { .. }
-                | Stmt::Barrier
-                | Stmt::Fill { .. }
-                | Stmt::VisitMask { .. }
-                | Stmt::Softmax { .. }
-                | Stmt::Normalize { .. } => false,
             })
         }
-        any(&self.body)
+        walk(&self.body, f)
+    }
+
+    /// Whether K or V is read from bitmap-compressed caches.
+    pub fn reads_bitmaps(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::Copy { engine: CopyEngine::Bitmap(_), .. }))
+    }
+
+    /// Whether the keys are split over CTAs, whose partial results a merge kernel combines.
+    pub fn splits_keys(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::Store { dst: GlobalTile { tensor: Tensor::OSplit, .. }, .. }))
     }
 
     /// Bytes of dynamic shared memory once `passes::smem` has placed the buffers.
@@ -250,5 +252,31 @@ impl Program {
             .map(|b| b.offset.unwrap_or(0) + b.rows * b.cols * b.stages * elem)
             .max()
             .unwrap_or(0)
+    }
+}
+
+/// Whether a statement's own expressions (not those of its body) read a launch table; a
+/// block-sparse visit reads its lists once lowered.
+fn reads_table(s: &Stmt) -> bool {
+    let tile = |t: &GlobalTile| [&t.batch, &t.head, &t.token, &t.valid].iter().any(|e| e.reads_table());
+    let operand = |o: &Operand| matches!(o, Operand::Shared { stage, .. } if stage.reads_table());
+    match s {
+        Stmt::Let { value, .. } => value.reads_table(),
+        Stmt::Copy { stage, src, .. } => stage.reads_table() || tile(src),
+        Stmt::Mma { a, b, .. } => operand(a) || operand(b),
+        Stmt::Mask { keep, when, .. } => keep.reads_table() || when.reads_table(),
+        Stmt::Store { dst, .. } | Stmt::StoreLse { dst, .. } => tile(dst),
+        Stmt::VisitTiles { visit, plane, q_origin, .. } => {
+            matches!(visit, Visit::Blocks(_)) || plane.reads_table() || q_origin.iter().any(Expr::reads_table)
+        }
+        Stmt::For { begin, end, .. } => begin.reads_table() || end.reads_table(),
+        Stmt::If { cond, .. } => cond.reads_table(),
+        Stmt::Commit
+        | Stmt::Wait { .. }
+        | Stmt::Barrier
+        | Stmt::Fill { .. }
+        | Stmt::VisitMask { .. }
+        | Stmt::Softmax { .. }
+        | Stmt::Normalize { .. } => false,
     }
 }

@@ -2,6 +2,9 @@
 //! interpreter runs are the ones the kernel runs.
 
 use inkwell::FloatPredicate;
+use inkwell::builder::Builder;
+use inkwell::context::Context;
+use inkwell::module::Module;
 use inkwell::values::{FloatValue, IntValue};
 
 use super::lower::{Lowerer, Res};
@@ -9,14 +12,21 @@ use crate::semantics::Arith;
 
 /// Builder failures are latched and reported by `finish`, since the formulas are written
 /// against an infallible interface.
-pub struct Emit<'l, 'ctx, 'a> {
-    pub l: &'l Lowerer<'ctx, 'a>,
+pub struct Emit<'l, 'ctx> {
+    ctx: &'ctx Context,
+    module: &'l Module<'ctx>,
+    b: &'l Builder<'ctx>,
     error: Option<crate::CodegenError>,
 }
 
-impl<'l, 'ctx, 'a> Emit<'l, 'ctx, 'a> {
-    pub fn new(l: &'l Lowerer<'ctx, 'a>) -> Self {
-        Emit { l, error: None }
+impl<'l, 'ctx> Emit<'l, 'ctx> {
+    pub fn new(l: &'l Lowerer<'ctx, '_>) -> Self {
+        Self::on(l.ctx, l.module, &l.b)
+    }
+
+    /// Emits at `b`'s position in a function of `module`.
+    pub fn on(ctx: &'ctx Context, module: &'l Module<'ctx>, b: &'l Builder<'ctx>) -> Self {
+        Emit { ctx, module, b, error: None }
     }
 
     pub fn finish(self) -> Res<()> {
@@ -31,40 +41,45 @@ impl<'l, 'ctx, 'a> Emit<'l, 'ctx, 'a> {
     }
 
     fn float<E: Into<crate::CodegenError>>(&mut self, r: Result<FloatValue<'ctx>, E>) -> FloatValue<'ctx> {
-        let undef = self.l.ctx.f32_type().get_undef();
+        let undef = self.ctx.f32_type().get_undef();
         self.latch(r.map_err(Into::into), undef)
     }
 
     fn intrinsic(&mut self, name: &str, overloaded: bool, args: &[FloatValue<'ctx>]) -> FloatValue<'ctx> {
-        let f32t = self.l.ctx.f32_type().into();
+        let f32t = self.ctx.f32_type().into();
         let overloads: &[_] = if overloaded { &[f32t] } else { &[] };
         let args: Vec<_> = args.iter().map(|a| (*a).into()).collect();
-        let r = self.l.call_value(name, overloads, &args).map(|v| v.into_float_value());
+        let r = super::intrinsics::declare(self.module, name, overloads).and_then(|f| {
+            match self.b.build_call(f, &args, "")?.try_as_basic_value() {
+                inkwell::values::ValueKind::Basic(v) => Ok(v.into_float_value()),
+                _ => Err(crate::CodegenError::Llvm(format!("{name} returned no value"))),
+            }
+        });
         self.float(r)
     }
 }
 
-impl<'ctx> Arith for Emit<'_, 'ctx, '_> {
+impl<'ctx> Arith for Emit<'_, 'ctx> {
     type F = FloatValue<'ctx>;
     type B = IntValue<'ctx>;
 
     fn constant(&mut self, v: f32) -> Self::F {
-        self.l.f32(v)
+        self.ctx.f32_type().const_float(v as f64)
     }
     fn add(&mut self, a: Self::F, b: Self::F) -> Self::F {
-        let r = self.l.b.build_float_add(a, b, "");
+        let r = self.b.build_float_add(a, b, "");
         self.float(r)
     }
     fn sub(&mut self, a: Self::F, b: Self::F) -> Self::F {
-        let r = self.l.b.build_float_sub(a, b, "");
+        let r = self.b.build_float_sub(a, b, "");
         self.float(r)
     }
     fn mul(&mut self, a: Self::F, b: Self::F) -> Self::F {
-        let r = self.l.b.build_float_mul(a, b, "");
+        let r = self.b.build_float_mul(a, b, "");
         self.float(r)
     }
     fn div(&mut self, a: Self::F, b: Self::F) -> Self::F {
-        let r = self.l.b.build_float_div(a, b, "");
+        let r = self.b.build_float_div(a, b, "");
         self.float(r)
     }
     fn fma(&mut self, a: Self::F, b: Self::F, c: Self::F) -> Self::F {
@@ -81,17 +96,17 @@ impl<'ctx> Arith for Emit<'_, 'ctx, '_> {
         self.intrinsic("llvm.nvvm.lg2.approx.ftz.f", false, &[a])
     }
     fn eq(&mut self, a: Self::F, b: Self::F) -> Self::B {
-        let r = self.l.b.build_float_compare(FloatPredicate::OEQ, a, b, "").map_err(Into::into);
-        let f = self.l.ctx.bool_type().const_zero();
+        let r = self.b.build_float_compare(FloatPredicate::OEQ, a, b, "").map_err(Into::into);
+        let f = self.ctx.bool_type().const_zero();
         self.latch(r, f)
     }
     fn gt(&mut self, a: Self::F, b: Self::F) -> Self::B {
-        let r = self.l.b.build_float_compare(FloatPredicate::OGT, a, b, "").map_err(Into::into);
-        let f = self.l.ctx.bool_type().const_zero();
+        let r = self.b.build_float_compare(FloatPredicate::OGT, a, b, "").map_err(Into::into);
+        let f = self.ctx.bool_type().const_zero();
         self.latch(r, f)
     }
     fn select(&mut self, c: Self::B, a: Self::F, b: Self::F) -> Self::F {
-        let r = self.l.b.build_select(c, a, b, "").map(|v| v.into_float_value());
+        let r = self.b.build_select(c, a, b, "").map(|v| v.into_float_value());
         self.float(r)
     }
 }

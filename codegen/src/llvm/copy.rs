@@ -21,6 +21,10 @@ impl<'ctx> Lowerer<'ctx, '_> {
             Tensor::V => (p.v, var(Var::KvHeads)?, var(Var::SeqKv)?),
             Tensor::O => (p.o, var(Var::Heads)?, var(Var::SeqQ)?),
             Tensor::Lse => (p.lse, var(Var::Heads)?, var(Var::SeqQ)?),
+            Tensor::OSplit | Tensor::LseSplit => {
+                let rows = self.b.build_int_mul(var(Var::SeqQ)?, var(Var::Splits)?, "")?;
+                (if t == Tensor::OSplit { p.o } else { p.lse }, var(Var::Heads)?, rows)
+            }
         })
     }
 

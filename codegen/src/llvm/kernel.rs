@@ -9,55 +9,62 @@ use inkwell::module::{Linkage, Module};
 use inkwell::values::{BasicValue, IntValue};
 use inkwell::AddressSpace;
 
-use super::lower::{GLOBAL, Lane, Lowerer, Params, Res, SHARED};
+use super::lower::{CacheParams, GLOBAL, Lane, Lowerer, Params, Res, SHARED};
 use crate::ir::{MmaEngine, Program, Stmt, Var};
 
 /// `ptx_kernel` calling convention: the function becomes a `.entry`.
 const PTX_KERNEL: u32 = 71;
 
-pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program) -> Res<()> {
+/// A kernel entry named `name` with parameters `names` (pointers in the global space, marked
+/// `noalias`, where `pointer` says so; i32 otherwise, except `scale`, f32), `threads` per CTA.
+pub fn entry<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, name: &str, names: &[&str], pointer: &dyn Fn(&str) -> bool, threads: u32) -> Res<inkwell::values::FunctionValue<'ctx>> {
     let gptr = ctx.ptr_type(AddressSpace::from(GLOBAL));
-    let i32t = ctx.i32_type();
-    let tables = program.reads_tables();
-    let mut param_types = vec![
-            gptr.into(),
-            gptr.into(),
-            gptr.into(),
-            gptr.into(),
-            gptr.into(),
-            i32t.into(),
-            i32t.into(),
-            i32t.into(),
-            i32t.into(),
-            ctx.f32_type().into(),
-            i32t.into(),
-            i32t.into(),
-            i32t.into(),
-        ];
-    if tables {
-        param_types.extend(crate::ir::Table::ALL.map(|_| inkwell::types::BasicMetadataTypeEnum::from(gptr)));
-    }
-    let fn_type = ctx.void_type().fn_type(&param_types, false);
-    let func = module.add_function(&program.name, fn_type, None);
+    let types: Vec<inkwell::types::BasicMetadataTypeEnum> = names
+        .iter()
+        .map(|&n| if pointer(n) { gptr.into() } else if n == "scale" { ctx.f32_type().into() } else { ctx.i32_type().into() })
+        .collect();
+    let func = module.add_function(name, ctx.void_type().fn_type(&types, false), None);
     func.set_call_conventions(PTX_KERNEL);
-    func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.maxntid", &program.threads().to_string()));
+    func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.maxntid", &threads.to_string()));
     // With only `.maxntid`, ptxas picks a register budget for its own occupancy guess and spills
     // to meet it (96 registers on sm_80 for d=64); the CTA's shared memory already bounds
     // occupancy, so ask for one resident CTA and let the registers follow the code.
     func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.minctasm", "1"));
     let noalias = ctx.create_enum_attribute(inkwell::attributes::Attribute::get_named_enum_kind_id("noalias"), 0);
+    // Launch tables are only read: `readonly` with `noalias` lets the backend use the
+    // non-coherent cache (`ld.global.nc`) for them.
     let readonly = ctx.create_enum_attribute(inkwell::attributes::Attribute::get_named_enum_kind_id("readonly"), 0);
-    let names = super::kernel_params(program);
-    for (i, name) in names.iter().enumerate() {
+    for (i, &name) in names.iter().enumerate() {
         let p = func.get_nth_param(i as u32).ok_or_else(|| crate::CodegenError::Llvm("missing param".into()))?;
         p.set_name(name);
-        if i < 5 || i >= super::KERNEL_PARAMS.len() {
+        if pointer(name) {
             func.add_attribute(AttributeLoc::Param(i as u32), noalias);
         }
-        if i >= super::KERNEL_PARAMS.len() {
+        if super::TABLE_PARAMS.contains(&name) {
             func.add_attribute(AttributeLoc::Param(i as u32), readonly);
         }
     }
+    Ok(func)
+}
+
+/// A special register (`llvm.nvvm.read.ptx.sreg.*`).
+pub fn sreg<'ctx>(module: &Module<'ctx>, b: &inkwell::builder::Builder<'ctx>, name: &str) -> Res<IntValue<'ctx>> {
+    let f = super::intrinsics::declare(module, name, &[])?;
+    match b.build_call(f, &[], "")?.try_as_basic_value() {
+        inkwell::values::ValueKind::Basic(v) => Ok(v.into_int_value()),
+        _ => Err(crate::CodegenError::Llvm(format!("{name} returned no value"))),
+    }
+}
+
+pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program) -> Res<()> {
+    let i32t = ctx.i32_type();
+    let bitmaps = program.reads_bitmaps();
+    let names = super::kernel_params(program);
+    let is_pointer = |n: &str| {
+        let i = names.iter().position(|&m| m == n).unwrap_or(0);
+        i < 5 || (i >= super::KERNEL_PARAMS.len() && n != "compressed")
+    };
+    let func = entry(ctx, module, &program.name, &names, &is_pointer, program.threads())?;
     let smem = module.add_global(ctx.i8_type().array_type(0), Some(AddressSpace::from(SHARED)), "smem");
     smem.set_linkage(Linkage::External);
     // wgmma descriptors and TMA's 128-byte swizzle assume tiles start on 1024-byte boundaries
@@ -69,14 +76,7 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     let param = |i: u32| func.get_nth_param(i).ok_or_else(|| crate::CodegenError::Llvm("missing param".into()));
     let ptr = |i: u32| param(i).map(|p| p.into_pointer_value());
     let int = |i: u32| param(i).map(|p| p.into_int_value());
-    let sreg = |name: &str| -> Res<IntValue<'ctx>> {
-        let f = super::intrinsics::declare(module, name, &[])?;
-        let v = b.build_call(f, &[], "")?.try_as_basic_value();
-        match v {
-            inkwell::values::ValueKind::Basic(v) => Ok(v.into_int_value()),
-            _ => Err(crate::CodegenError::Llvm(format!("{name} returned no value"))),
-        }
-    };
+    let sreg = |name: &str| sreg(module, &b, name);
     let tid = sreg("llvm.nvvm.read.ptx.sreg.tid.x")?;
     let lane = b.build_and(tid, i32t.const_int(31, false), "lane")?;
     let lane = Lane {
@@ -89,7 +89,7 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     let scale = param(9)?.into_float_value();
     let log2e = ctx.f32_type().const_float(std::f64::consts::LOG2_E);
     let scale_log2 = b.build_float_mul(scale, log2e, "scale_log2")?;
-    let vars: HashMap<Var, IntValue<'ctx>> = [
+    let mut vars: HashMap<Var, IntValue<'ctx>> = [
         (Var::Lane, lane.lane),
         (Var::SeqQ, int(5)?),
         (Var::SeqKv, int(6)?),
@@ -102,16 +102,27 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
         (Var::Cta(1), sreg("llvm.nvvm.read.ptx.sreg.ctaid.y")?),
         (Var::Cta(2), sreg("llvm.nvvm.read.ptx.sreg.ctaid.z")?),
         (Var::Batch, sreg("llvm.nvvm.read.ptx.sreg.nctaid.z")?),
+        (Var::Splits, sreg("llvm.nvvm.read.ptx.sreg.nctaid.x")?),
     ]
     .into_iter()
     .collect();
-    let mut table_ptrs = HashMap::new();
-    if tables {
-        for (i, table) in crate::ir::Table::ALL.into_iter().enumerate() {
-            table_ptrs.insert(table, ptr((super::KERNEL_PARAMS.len() + i) as u32)?);
+    let mut tables = HashMap::new();
+    for table in crate::ir::Table::ALL {
+        if let Some(i) = names.iter().position(|&n| n == table.name()) {
+            tables.insert(table, ptr(i as u32)?);
         }
     }
-    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale_log2, tables: table_ptrs };
+    let caches = if bitmaps {
+        let n = super::KERNEL_PARAMS.len() as u32;
+        let cache = |at: u32| -> Res<CacheParams<'ctx>> {
+            Ok(CacheParams { bitmaps: ptr(at)?, offsets: ptr(at + 1)?, values: ptr(at + 2)?, head_base: ptr(at + 3)? })
+        };
+        vars.insert(Var::Compressed, int(n + 8)?);
+        Some([cache(n)?, cache(n + 4)?])
+    } else {
+        None
+    };
+    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale_log2, caches, tables };
 
     let mut l = Lowerer {
         ctx,

@@ -13,6 +13,7 @@ use inkwell::types::BasicTypeEnum;
 use inkwell::values::{BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, IntPredicate};
 
+use super::bitmap::BitmapCopy;
 use super::intrinsics;
 use crate::CodegenError;
 use crate::ir::{BinOp, CopyEngine, Expr, FragKind, MmaEngine, Program, Stmt, Table, Var};
@@ -32,6 +33,21 @@ pub struct Params<'ctx> {
     pub scale_log2: FloatValue<'ctx>,
     /// The int32 launch tables, for programs that read them (`TABLE_PARAMS`).
     pub tables: HashMap<Table, PointerValue<'ctx>>,
+    /// K's and V's bitmap-compressed caches, for kernels that read them (`BITMAP_PARAMS`).
+    pub caches: Option<[CacheParams<'ctx>; 2]>,
+}
+
+/// The arrays of one bitmap-compressed cache (`crate::format::BitmapCache`).
+#[derive(Clone, Copy)]
+pub struct CacheParams<'ctx> {
+    /// u64 per tile.
+    pub bitmaps: PointerValue<'ctx>,
+    /// i32 per tile plus one, per plane: tile starts in value pairs.
+    pub offsets: PointerValue<'ctx>,
+    /// The packed 16-bit values.
+    pub values: PointerValue<'ctx>,
+    /// i32 per plane: where its values start, in 16-byte units.
+    pub head_base: PointerValue<'ctx>,
 }
 
 /// The thread's place in the CTA, in the terms of the mma fragment layouts.
@@ -43,6 +59,82 @@ pub struct Lane<'ctx> {
     pub g: IntValue<'ctx>,
     /// `lane % 4`: the column pair within an n8 tile.
     pub t: IntValue<'ctx>,
+}
+
+/// A bitmap copy statement's parts.
+fn bitmap_copy(s: &Stmt) -> Option<BitmapCopy<'_>> {
+    match s {
+        Stmt::Copy { dst, stage, src, engine: CopyEngine::Bitmap(order) } => Some(BitmapCopy { dst: *dst, stage, src, order: *order }),
+        _ => None,
+    }
+}
+
+/// A load of `ty` from `ptr` with the alignment the address is known to have.
+pub fn load_aligned<'ctx>(b: &Builder<'ctx>, ty: BasicTypeEnum<'ctx>, ptr: PointerValue<'ctx>, align: u32) -> Res<BasicValueEnum<'ctx>> {
+    let v = b.build_load(ty, ptr, "")?;
+    if let Some(i) = v.as_instruction_value() {
+        i.set_alignment(align).map_err(|e| CodegenError::Llvm(e.to_string()))?;
+    }
+    Ok(v)
+}
+
+/// A function under construction, for code that builds its own loops.
+pub trait Blocks<'ctx> {
+    fn context(&self) -> &'ctx Context;
+    fn builder(&self) -> &Builder<'ctx>;
+    fn function(&self) -> FunctionValue<'ctx>;
+}
+
+impl<'ctx> Blocks<'ctx> for Lowerer<'ctx, '_> {
+    fn context(&self) -> &'ctx Context {
+        self.ctx
+    }
+    fn builder(&self) -> &Builder<'ctx> {
+        &self.b
+    }
+    fn function(&self) -> FunctionValue<'ctx> {
+        self.func
+    }
+}
+
+/// `for i in 0..n` over loop-carried values `init` (i32 `n`; in a `Lowerer`, no fragment may
+/// change inside); returns their values at the exit.
+pub fn counted_loop<'ctx, C: Blocks<'ctx>>(
+    cx: &mut C,
+    n: IntValue<'ctx>,
+    init: &[BasicValueEnum<'ctx>],
+    mut body: impl FnMut(&mut C, IntValue<'ctx>, &[BasicValueEnum<'ctx>]) -> Res<Vec<BasicValueEnum<'ctx>>>,
+) -> Res<Vec<BasicValueEnum<'ctx>>> {
+    let block = |cx: &C, name| cx.context().append_basic_block(cx.function(), name);
+    let here = |cx: &C| cx.builder().get_insert_block().ok_or_else(|| CodegenError::Llvm("builder has no block".into()));
+    let pre = here(cx)?;
+    let (header, body_bb, exit) = (block(cx, "cloop"), block(cx, "cbody"), block(cx, "endcloop"));
+    let b = cx.builder();
+    b.build_unconditional_branch(header)?;
+    b.position_at_end(header);
+    let i = b.build_phi(n.get_type(), "")?;
+    let mut phis = Vec::new();
+    for v in init {
+        let phi = b.build_phi(v.get_type(), "")?;
+        phi.add_incoming(&[(v, pre)]);
+        phis.push(phi);
+    }
+    let iv = i.as_basic_value().into_int_value();
+    let carried: Vec<_> = phis.iter().map(|p| p.as_basic_value()).collect();
+    let go = b.build_int_compare(IntPredicate::SLT, iv, n, "")?;
+    b.build_conditional_branch(go, body_bb, exit)?;
+    b.position_at_end(body_bb);
+    let next = body(cx, iv, &carried)?;
+    let latch = here(cx)?;
+    let b = cx.builder();
+    let inc = b.build_int_add(iv, iv.get_type().const_int(1, false), "")?;
+    b.build_unconditional_branch(header)?;
+    i.add_incoming(&[(&iv.get_type().const_zero(), pre), (&inc, latch)]);
+    for (phi, v) in phis.iter().zip(&next) {
+        phi.add_incoming(&[(v, latch)]);
+    }
+    b.position_at_end(exit);
+    Ok(carried)
 }
 
 pub struct Lowerer<'ctx, 'a> {
@@ -194,8 +286,17 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
     }
 
     pub fn block(&mut self, body: &[Stmt]) -> Res<()> {
-        for s in body {
-            self.stmt(s)?;
+        let mut rest = body;
+        while let Some(s) = rest.first() {
+            // Consecutive bitmap copies are lowered together (see `bitmap`).
+            let run: Vec<BitmapCopy> = rest.iter().map_while(bitmap_copy).collect();
+            if run.is_empty() {
+                self.stmt(s)?;
+                rest = &rest[1..];
+            } else {
+                self.bitmap_copies(&run)?;
+                rest = &rest[run.len()..];
+            }
         }
         Ok(())
     }
@@ -207,12 +308,8 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 self.vars.insert(*var, v);
             }
             Stmt::Copy { dst, stage, src, engine: CopyEngine::CpAsync } => self.copy(*dst, stage, src)?,
-            Stmt::Copy { engine: CopyEngine::Bitmap(order), src, .. } => {
-                return Err(CodegenError::Unsupported(format!(
-                    "{} read from a bitmap-compressed cache ({order:?} tiles): the interpreter runs it, \
-                     the PTX lowering does not exist yet",
-                    src.tensor.name()
-                )));
+            Stmt::Copy { dst, stage, src, engine: CopyEngine::Bitmap(order) } => {
+                self.bitmap_copies(&[BitmapCopy { dst: *dst, stage, src, order: *order }])?
             }
             Stmt::Commit => {
                 self.call("llvm.nvvm.cp.async.commit.group", &[], &[])?;

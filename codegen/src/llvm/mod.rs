@@ -1,12 +1,16 @@
 //! Lowering of a tile program to LLVM IR for the NVPTX backend, and PTX emission.
 
 mod arith;
+mod compress;
+mod bitmap;
 mod copy;
 mod intrinsics;
 mod kernel;
 mod layout;
 mod lower;
 mod memo;
+mod merge;
+pub use merge::name as merge_name;
 mod mma;
 mod softmax;
 mod store;
@@ -28,15 +32,32 @@ pub const KERNEL_PARAMS: [&str; 13] = [
     "q", "k", "v", "o", "lse", "seq_q", "seq_kv", "heads", "kv_heads", "scale", "grid_x", "grid_y", "grid_z",
 ];
 
-/// Parameters after `KERNEL_PARAMS` of a kernel that reads launch tables (a block-sparse visit):
-/// int32 device pointers, in `ir::Table::ALL` order. Other kernels keep the 13 parameters, so
-/// their launches do not change.
+/// Parameters after `KERNEL_PARAMS` of a kernel that reads bitmap-compressed caches
+/// (`crate::format::BitmapCache`'s arrays for K, then for V, as device pointers, each values
+/// array followed by 16 readable bytes, which the decoder's look-ahead loads may touch; then the
+/// i32 compressed tokens per plane). Such a kernel is a decode kernel (`ir::decode`): `heads` is
+/// `kv_heads`, `seq_q` the GQA group, `seq_kv` the dense window's tokens, `o`/`lse` the split
+/// workspace, and the grid's x extent the number of splits.
+pub const BITMAP_PARAMS: [&str; 9] = [
+    "k_bitmaps", "k_offsets", "k_values", "k_head_base", "v_bitmaps", "v_offsets", "v_values", "v_head_base", "compressed",
+];
+
+pub use compress::{COMPRESS_THREADS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, names as compress_entries};
+
+/// Parameters of a decode kernel's merge entry (`<name>_merge`, see `merge`): the split
+/// workspace, the output (`[batch, heads, 1, head_dim]` of the element type) and LSE (f32,
+/// null when not requested), the number of splits and the GQA group.
+pub const MERGE_PARAMS: [&str; 6] = ["o_split", "lse_split", "o", "lse", "splits", "group"];
+/// Parameters after `KERNEL_PARAMS` (and `BITMAP_PARAMS`, if any) of a kernel that reads
+/// launch tables (a block-sparse visit): int32 device pointers, in `ir::Table::ALL` order.
+/// Other kernels keep their parameters, so their launches do not change.
 pub const TABLE_PARAMS: [&str; 2] = ["kv_list", "kv_count"];
 
-/// The parameter names of `program`'s kernel, in launch order.
+/// The parameter names of `program`'s attention kernel, in launch order.
 pub fn kernel_params(program: &Program) -> Vec<&'static str> {
+    let bitmaps = if program.reads_bitmaps() { &BITMAP_PARAMS[..] } else { &[] };
     let tables = if program.reads_tables() { &TABLE_PARAMS[..] } else { &[] };
-    KERNEL_PARAMS.iter().chain(tables).copied().collect()
+    KERNEL_PARAMS.iter().chain(bitmaps).chain(tables).copied().collect()
 }
 
 /// The IR passes before the NVPTX backend, chosen by the module's size. `default<O3>` gives the
@@ -83,6 +104,27 @@ pub enum Output {
 }
 
 pub fn compile(program: &Program, target: Target, output: Output) -> Result<String, CodegenError> {
+    compile_module(&program.name, target, output, |ctx, module| {
+        kernel::lower(ctx, module, program)?;
+        if program.splits_keys() {
+            merge::lower(ctx, module, program)?;
+        }
+        Ok(())
+    })
+}
+
+/// The PTX of the Mustafar compression kernels for `head_dim` (`compress`).
+pub fn compile_compress(head_dim: u32, target: Target) -> Result<String, CodegenError> {
+    compile_module("mustafar_compress", target, Output::Ptx, |ctx, module| compress::lower(ctx, module, head_dim))
+}
+
+/// A module built by `build`, verified, optimised and printed for `target`.
+fn compile_module(
+    name: &str,
+    target: Target,
+    output: Output,
+    build: impl for<'ctx> FnOnce(&'ctx Context, &inkwell::module::Module<'ctx>) -> Result<(), CodegenError>,
+) -> Result<String, CodegenError> {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         inkwell::targets::Target::initialize_nvptx(&InitializationConfig::default());
@@ -91,7 +133,7 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
     let llvm = |e: inkwell::support::LLVMString| CodegenError::Llvm(e.to_string());
 
     let ctx = Context::create();
-    let module = ctx.create_module(&program.name);
+    let module = ctx.create_module(name);
     let triple = TargetTriple::create("nvptx64-nvidia-cuda");
     let machine = inkwell::targets::Target::from_triple(&triple)
         .map_err(llvm)?
@@ -107,7 +149,7 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
     module.set_triple(&triple);
     module.set_data_layout(&machine.get_target_data().get_data_layout());
 
-    kernel::lower(&ctx, &module, program)?;
+    build(&ctx, &module)?;
     module.verify().map_err(llvm)?;
     module.run_passes(passes(&module), &machine, PassBuilderOptions::create()).map_err(llvm)?;
     if output == Output::LlvmIr {

@@ -50,7 +50,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
     }
 
     /// Combines a value over the 4 lanes of a quad (`max` or `add`).
-    fn quad_reduce(&self, e: &mut Emit<'_, 'ctx, '_>, mut v: FloatValue<'ctx>, max: bool) -> Res<FloatValue<'ctx>> {
+    fn quad_reduce(&self, e: &mut Emit<'_, 'ctx>, mut v: FloatValue<'ctx>, max: bool) -> Res<FloatValue<'ctx>> {
         for offset in [1, 2] {
             let args = [self.i32(-1).into(), v.into(), self.i32(offset).into(), self.i32(0x1f).into()];
             let other = self.call_value("llvm.nvvm.shfl.sync.bfly.f32", &[], &args)?.into_float_value();
@@ -60,20 +60,14 @@ impl<'ctx> Lowerer<'ctx, '_> {
     }
 
     /// The running sum of a row, summed over its quad (lanes keep partial sums until the end).
-    fn row_sum(&self, e: &mut Emit<'_, 'ctx, '_>, l: FragId, slab: u32, h: u32) -> Res<FloatValue<'ctx>> {
+    fn row_sum(&self, e: &mut Emit<'_, 'ctx>, l: FragId, slab: u32, h: u32) -> Res<FloatValue<'ctx>> {
         let partial = self.frags[l.0][(slab * 2 + h) as usize].into_float_value();
         self.quad_reduce(e, partial, false)
     }
 
     /// Packs two f32 into one register of the element type (`lo` in the low half).
     pub fn pack(&self, lo: FloatValue<'ctx>, hi: FloatValue<'ctx>) -> Res<IntValue<'ctx>> {
-        let name = match self.program.dtype {
-            Dtype::F16 => "llvm.nvvm.ff2f16x2.rn",
-            _ => "llvm.nvvm.ff2bf16x2.rn",
-        };
-        // cvt.rn.{bf16,f16}x2.f32 puts its first operand in the upper half.
-        let v = self.call_value(name, &[], &[hi.into(), lo.into()])?;
-        Ok(self.b.build_bit_cast(v, self.ctx.i32_type(), "")?.into_int_value())
+        pack(self.module, &self.b, self.program.dtype, lo, hi)
     }
 
     pub fn softmax(&mut self, s: FragId, p: FragId, m: FragId, l: FragId, o: FragId) -> Res<()> {
@@ -172,3 +166,17 @@ impl<'ctx> Lowerer<'ctx, '_> {
     }
 }
 
+/// Packs two f32 into one i32 of two `dtype` values (`lo` in the low half), rounding to nearest.
+pub fn pack<'ctx>(module: &inkwell::module::Module<'ctx>, b: &inkwell::builder::Builder<'ctx>, dtype: Dtype, lo: FloatValue<'ctx>, hi: FloatValue<'ctx>) -> Res<IntValue<'ctx>> {
+    let name = match dtype {
+        Dtype::F16 => "llvm.nvvm.ff2f16x2.rn",
+        _ => "llvm.nvvm.ff2bf16x2.rn",
+    };
+    let f = super::intrinsics::declare(module, name, &[])?;
+    // cvt.rn.{bf16,f16}x2.f32 puts its first operand in the upper half.
+    let v = match b.build_call(f, &[hi.into(), lo.into()], "")?.try_as_basic_value() {
+        inkwell::values::ValueKind::Basic(v) => v,
+        _ => return Err(crate::CodegenError::Llvm(format!("{name} returned no value"))),
+    };
+    Ok(b.build_bit_cast(v, module.get_context().i32_type(), "")?.into_int_value())
+}

@@ -2,11 +2,11 @@
 //! tile), and the LSE (one lane per quad) when the launch passed an LSE buffer.
 
 use inkwell::IntPredicate;
-use inkwell::values::IntValue;
+use inkwell::values::{BasicValueEnum, IntValue};
 
 use super::lower::{Lowerer, Res};
 use super::memo::Memo;
-use crate::ir::{FragId, GlobalTile};
+use crate::ir::{FragId, GlobalTile, Tensor};
 
 impl<'ctx> Lowerer<'ctx, '_> {
     /// Runs `f(slab, h, token)` for each of this lane's rows that lies inside the grid.
@@ -40,18 +40,26 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let cols = self.program.frag(frag).cols;
         let head_rows = self.head_rows(dst)?;
         let (ptr, _, _) = self.tensor(dst.tensor)?;
-        let elem = self.program.dtype.bytes() as u64;
+        // Split-KV partial outputs stay f32 until the merge kernel combines them.
+        let f32_out = dst.tensor == Tensor::OSplit;
+        let elem = if f32_out { 4 } else { self.program.dtype.bytes() as u64 };
         let two_t = self.b.build_int_mul(self.lane.t, self.i32(2), "")?;
         self.for_valid_rows(dst, |l, slab, h, row| {
             for nt in 0..cols / 8 {
                 let lo = l.frags[frag.0][l.acc_index(cols, slab, nt, 2 * h)].into_float_value();
                 let hi = l.frags[frag.0][l.acc_index(cols, slab, nt, 2 * h + 1)].into_float_value();
-                let packed = l.pack(lo, hi)?;
+                let value: BasicValueEnum = if f32_out {
+                    let pair = l.ctx.f32_type().vec_type(2).get_undef();
+                    let pair = l.b.build_insert_element(pair, lo, l.i32(0), "")?;
+                    l.b.build_insert_element(pair, hi, l.i32(1), "")?.into()
+                } else {
+                    l.pack(lo, hi)?.into()
+                };
                 let col = l.b.build_int_add(two_t, l.i32((8 * nt) as i64), "")?;
                 let at = l.element(head_rows, row, cols, col)?;
                 let bytes = l.b.build_int_mul(at, l.ctx.i64_type().const_int(elem, false), "")?;
                 let p = l.byte_ptr(ptr, bytes)?;
-                l.b.build_store(p, packed)?.set_alignment(4).map_err(|e| crate::CodegenError::Llvm(e.to_string()))?;
+                l.b.build_store(p, value)?.set_alignment(2 * elem as u32).map_err(|e| crate::CodegenError::Llvm(e.to_string()))?;
             }
             Ok(())
         })

@@ -87,8 +87,9 @@ impl<'ctx> Lowerer<'ctx, '_> {
     }
 
     /// One `wgmma.mma_async.m64n{n}k16` into `d` (n/2 f32 registers of this thread): A from a
-    /// descriptor, or from four registers.
-    fn wgmma_async(&self, n: u32, a: WgmmaA<'ctx>, b_desc: IntValue<'ctx>, trans_b: bool, d: &mut [BasicValueEnum<'ctx>]) -> Res<()> {
+    /// descriptor, or from four registers. Without `accumulate`, d = A·B (scale-d false) and the
+    /// old registers are not inputs, so nothing has to write them between the fence and here.
+    fn wgmma_async(&self, n: u32, a: WgmmaA<'ctx>, b_desc: IntValue<'ctx>, trans_b: bool, accumulate: bool, d: &mut [BasicValueEnum<'ctx>]) -> Res<()> {
         let ty = match self.program.dtype {
             Dtype::F16 => "f16",
             _ => "bf16",
@@ -97,17 +98,20 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let f32t = self.ctx.f32_type();
         let (i32t, i64t) = (self.ctx.i32_type(), self.ctx.i64_type());
         let regs = |from: usize, count: usize| (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        // Operands: the outputs, the same registers tied as inputs, then A, B, and scale-d.
-        let mut args: Vec<BasicMetadataValueEnum<'ctx>> = d.iter().map(|v| (*v).into()).collect();
-        let mut types: Vec<BasicMetadataTypeEnum<'ctx>> = vec![f32t.into(); outs];
+        // Operands: the outputs, the same registers tied as inputs (when accumulating), then A,
+        // B, and scale-d.
+        let tied = if accumulate { outs } else { 0 };
+        let mut args: Vec<BasicMetadataValueEnum<'ctx>> = d[..tied].iter().map(|v| (*v).into()).collect();
+        let mut types: Vec<BasicMetadataTypeEnum<'ctx>> = vec![f32t.into(); tied];
         let mut constraints: Vec<String> = (0..outs).map(|_| "=f".to_string()).collect();
-        constraints.extend((0..outs).map(|i| i.to_string()));
+        constraints.extend((0..tied).map(|i| i.to_string()));
+        let first_in = outs + tied;
         let a_text = match a {
             WgmmaA::Desc(desc) => {
                 args.push(desc.into());
                 types.push(i64t.into());
                 constraints.push("l".into());
-                format!("${}", 2 * outs)
+                format!("${first_in}")
             }
             WgmmaA::Regs(r) => {
                 for v in r {
@@ -115,11 +119,11 @@ impl<'ctx> Lowerer<'ctx, '_> {
                     types.push(i32t.into());
                     constraints.push("r".into());
                 }
-                format!("{{{}}}", regs(2 * outs, 4))
+                format!("{{{}}}", regs(first_in, 4))
             }
         };
-        let next = 2 * outs + if matches!(a, WgmmaA::Desc(_)) { 1 } else { 4 };
-        args.extend::<[BasicMetadataValueEnum<'ctx>; 2]>([b_desc.into(), self.i32(1).into()]);
+        let next = first_in + if matches!(a, WgmmaA::Desc(_)) { 1 } else { 4 };
+        args.extend::<[BasicMetadataValueEnum<'ctx>; 2]>([b_desc.into(), self.i32(i64::from(accumulate)).into()]);
         types.extend::<[BasicMetadataTypeEnum<'ctx>; 2]>([i64t.into(), i32t.into()]);
         constraints.extend(["l".to_string(), "r".to_string()]);
         // scale-d is a predicate: true accumulates into d.
@@ -156,7 +160,30 @@ impl<'ctx> Lowerer<'ctx, '_> {
         }
         let b_rows = self.program.shared(*b_buf).rows;
         let k = if *kn { b_rows } else { self.program.shared(*b_buf).cols };
-        // The accumulators (and P) were last written by ordinary instructions.
+        // Accumulators still all zero (a fresh `Fill`) start with scale-d false instead; the rest,
+        // and P, were last written by ordinary instructions, which must all come before the fence
+        // (pinned there, or LLVM may sink them past it and ptxas serializes the wgmmas).
+        let slab_len = (n / 2) as usize;
+        let fresh: Vec<bool> = self.frags[acc.0].chunks(slab_len).map(|d| d.iter().all(|v| is_zero(*v))).collect();
+        let mut pinned: Vec<BasicValueEnum<'ctx>> = Vec::new();
+        for (slab, d) in self.frags[acc.0].chunks(slab_len).enumerate() {
+            if !fresh[slab] {
+                pinned.extend_from_slice(d);
+            }
+        }
+        if let Operand::Frag(p) = a {
+            pinned.extend_from_slice(&self.frags[p.0]);
+        }
+        let pinned = self.pin(&pinned)?;
+        let mut pinned = pinned.into_iter();
+        for (slab, d) in self.frags[acc.0].chunks_mut(slab_len).enumerate() {
+            if !fresh[slab] {
+                d.iter_mut().for_each(|v| *v = pinned.next().unwrap_or(*v));
+            }
+        }
+        if let Operand::Frag(p) = a {
+            self.frags[p.0].iter_mut().for_each(|v| *v = pinned.next().unwrap_or(*v));
+        }
         self.call("llvm.nvvm.wgmma.fence.sync.aligned", &[], &[])?;
         // Warpgroups are 4 warps (`rules::check_mma`).
         let group_warp = self.b.build_and(self.lane.warp, self.i32(!3), "")?;
@@ -177,7 +204,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 };
                 let b_desc = if *kn { self.mn_major(*b_buf, b_stage, kk)? } else { self.k_major(*b_buf, b_stage, self.i32(0), kk)? };
                 let mut d: Vec<_> = self.frags[acc.0][base..base + (n / 2) as usize].to_vec();
-                self.wgmma_async(n, a_op, b_desc, *kn, &mut d)?;
+                self.wgmma_async(n, a_op, b_desc, *kn, kk > 0 || !fresh[slab as usize], &mut d)?;
                 self.frags[acc.0][base..base + (n / 2) as usize].copy_from_slice(&d);
             }
         }
@@ -187,12 +214,37 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(())
     }
 
+    /// `values` passed through one empty `asm volatile` (CUTLASS's `warpgroup_fence_operand`):
+    /// whatever computes them is emitted before it, and so before the `wgmma.fence` that follows.
+    fn pin(&self, values: &[BasicValueEnum<'ctx>]) -> Res<Vec<BasicValueEnum<'ctx>>> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let types: Vec<_> = values.iter().map(|v| v.get_type()).collect();
+        let constraint = |t: &inkwell::types::BasicTypeEnum<'_>| if t.is_float_type() { "=f" } else { "=r" };
+        let mut constraints: Vec<String> = types.iter().map(|t| constraint(t).to_string()).collect();
+        constraints.extend((0..values.len()).map(|i| i.to_string()));
+        let params: Vec<BasicMetadataTypeEnum<'ctx>> = types.iter().map(|&t| t.into()).collect();
+        let fn_ty = self.ctx.struct_type(&types, false).fn_type(&params, false);
+        let asm = self.ctx.create_inline_asm(fn_ty, String::new(), constraints.join(","), true, false, None, false);
+        let args: Vec<BasicMetadataValueEnum<'ctx>> = values.iter().map(|&v| v.into()).collect();
+        let inkwell::values::ValueKind::Basic(out) = self.b.build_indirect_call(fn_ty, asm, &args, "")?.try_as_basic_value() else {
+            return Err(CodegenError::Llvm("operand fence returned no value".into()));
+        };
+        (0..values.len()).map(|i| Ok(self.b.build_extract_value(out.into_struct_value(), i as u32, "")?)).collect()
+    }
+
     /// Makes this thread's landed cp.async writes visible to the async proxy that wgmma reads
     /// shared memory through; the barrier after it publishes them to the other warps.
     pub fn fence_async_proxy(&self) -> Res<()> {
         self.call("llvm.nvvm.fence.proxy.async.shared_cta", &[], &[])?;
         Ok(())
     }
+}
+
+/// A constant +0.0: what `Fill` leaves in an accumulator.
+fn is_zero(v: BasicValueEnum<'_>) -> bool {
+    matches!(v, BasicValueEnum::FloatValue(f) if f.get_constant() == Some((0.0, false)) && f.is_const())
 }
 
 #[derive(Clone, Copy)]

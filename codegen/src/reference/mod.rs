@@ -17,7 +17,7 @@ mod of_desc;
 mod rule;
 
 pub use blocks::{BlockGrid, block_sparse_attention};
-pub use mustafar::{DecodeShape, Pruning, mustafar_decode};
+pub use mustafar::{DecodeShape, Pruning, mustafar_decode, mustafar_decode_tokens};
 pub use neighborhood::{NaShape, Neighborhood, neighborhood_attention};
 pub use of_desc::of_desc;
 pub use rule::{Axis, AxisRule};

@@ -63,6 +63,23 @@ pub fn mustafar_decode(
     try_attention(&shape.dense(), Mask::None, scale, q, &shape.concat(&kc, kl), &shape.concat(&vc, vl))
 }
 
+/// [`mustafar_decode`] of K and V given per KV head as one run of `compressed + local` tokens
+/// (`[batch, kv_heads, compressed + local, D]`, as they were pushed into a `MustafarCache`).
+pub fn mustafar_decode_tokens(shape: &DecodeShape, pruning: Pruning, scale: f64, q: &[f64], k: &[f64], v: &[f64]) -> Result<Output, String> {
+    let (d, tc, tl) = (shape.head_dim, shape.compressed, shape.local);
+    let planes = shape.batch * shape.kv_heads;
+    let n = tc + tl;
+    for (name, got) in [("k", k.len()), ("v", v.len())] {
+        if got != planes * n * d {
+            return Err(format!("{name} has {got} values, the shape needs {}", planes * n * d));
+        }
+    }
+    let part = |x: &[f64], from: usize, len: usize| -> Vec<f64> {
+        (0..planes).flat_map(|p| x[(p * n + from) * d..(p * n + from + len) * d].iter().copied()).collect()
+    };
+    mustafar_decode(shape, pruning, scale, q, &part(k, 0, tc), &part(v, 0, tc), &part(k, tc, tl), &part(v, tc, tl))
+}
+
 impl DecodeShape {
     /// The same step as dense attention of one query over all `compressed + local` tokens.
     pub fn dense(&self) -> Shape {

@@ -64,6 +64,32 @@ pub fn lse<A: Arith>(a: &mut A, m: A::F, l: A::F, scale_log2: A::F) -> A::F {
     a.select(seen, v, neg_inf)
 }
 
+/// Weight of one split's normalised output when split-KV partial results of a row merge:
+/// `exp(lse_s - lse_max)`, or 0 when no split saw a key (`lse_max` = -inf).
+pub fn merge_weight<A: Arith>(a: &mut A, lse_s: A::F, lse_max: A::F) -> A::F {
+    let zero = a.constant(0.0);
+    let log2e = a.constant(std::f32::consts::LOG2_E);
+    let neg_inf = a.constant(f32::NEG_INFINITY);
+    let empty = a.eq(lse_max, neg_inf);
+    let shift = a.select(empty, zero, lse_max);
+    let x = a.sub(lse_s, shift);
+    let x = a.mul(x, log2e);
+    let w = a.exp2(x);
+    a.select(empty, zero, w)
+}
+
+/// The merged row's LSE from the largest split LSE and the sum of the weights (-inf when no
+/// split saw a key).
+pub fn merge_lse<A: Arith>(a: &mut A, lse_max: A::F, weights: A::F) -> A::F {
+    let zero = a.constant(0.0);
+    let ln2 = a.constant(std::f32::consts::LN_2);
+    let neg_inf = a.constant(f32::NEG_INFINITY);
+    let log_w = a.log2(weights);
+    let v = a.fma(log_w, ln2, lse_max);
+    let seen = a.gt(weights, zero);
+    a.select(seen, v, neg_inf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +108,29 @@ mod tests {
         let l = running_sum(a, l1, r2.alpha, l2);
         let want: f64 = [1.0_f64, 3.0, 2.0, 5.0].iter().map(|s| (0.5 * s).exp()).sum::<f64>().ln();
         assert!((lse(a, r2.m, l, sl2) as f64 - want).abs() < 1e-5);
+    }
+
+    /// Two halves' normalised outputs and LSEs merge into the whole row's.
+    #[test]
+    fn split_results_merge_into_one_softmax() {
+        let a = &mut F32;
+        let (scores, values) = ([1.0_f64, 3.0, 2.0, 5.0], [0.5_f64, -1.0, 2.0, 0.25]);
+        let half = |r: std::ops::Range<usize>| {
+            let lse = scores[r.clone()].iter().map(|s| s.exp()).sum::<f64>().ln();
+            let o = r.map(|i| (scores[i] - lse).exp() * values[i]).sum::<f64>();
+            (lse as f32, o as f32)
+        };
+        let (first, second) = (half(0..2), half(2..4));
+        let max = first.0.max(second.0);
+        let (w1, w2) = (merge_weight(a, first.0, max), merge_weight(a, second.0, max));
+        let o = (w1 * first.1 + w2 * second.1) / (w1 + w2);
+        let lse = scores.iter().map(|s| s.exp()).sum::<f64>().ln();
+        let want: f64 = (0..4).map(|i| (scores[i] - lse).exp() * values[i]).sum();
+        assert!((o as f64 - want).abs() < 1e-5, "{o} vs {want}");
+        assert!((merge_lse(a, max, w1 + w2) as f64 - lse).abs() < 1e-5);
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(merge_weight(a, inf, inf), 0.0);
+        assert_eq!(merge_lse(a, inf, 0.0), inf);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use tessera_desc::{Config, KernelDesc, Mma, Visit};
+use tessera_desc::{Config, Dtype, KernelDesc, Mma, Visit};
 
 use super::{config_of, find_kernel};
 use super::table::Table;
@@ -17,12 +17,15 @@ use crate::gpu::bench::{BenchShape, Measurement, bench_attention, default_reps};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel names, as `tessera list` prints them.
+    /// Kernel names, as `tessera list` prints them, or `mustafar` alone: one decode step
+    /// over a random cache pruned and compressed by the --k-sparsity ... --chunk policy.
     #[arg(required = true)]
     kernels: Vec<String>,
-    /// Sequence lengths (of queries and keys alike), comma-separated.
+    /// Sequence lengths (of queries and keys alike; for `mustafar`, the cache's tokens),
+    /// comma-separated.
     #[arg(
         long,
+        visible_alias = "context",
         value_name = "N,...",
         value_delimiter = ',',
         default_values_t = [1024, 4096, 16384],
@@ -36,9 +39,17 @@ pub struct Args {
     /// Batch size.
     #[arg(long, default_value_t = 1, value_parser = positive)]
     batch: usize,
-    /// Heads of q, k and v alike.
+    /// Heads of q, k and v alike (for `mustafar`, of q).
     #[arg(long, default_value_t = 32, value_parser = positive)]
     heads: usize,
+    /// KV heads (`mustafar` only; Llama-3-8B's 8 by default).
+    #[arg(long, default_value_t = 8, value_parser = positive)]
+    kv_heads: usize,
+    /// Element type (`mustafar` only): bf16 or f16.
+    #[arg(long, default_value = "bf16", value_parser = |s: &str| Dtype::from_name(s).ok_or_else(|| format!("unknown dtype `{s}` (bf16 or f16)")))]
+    dtype: Dtype,
+    #[command(flatten)]
+    mustafar: super::mustafar::CacheArgs,
     /// Config overrides over each kernel's default, e.g. `block_q=128,warps=8`.
     #[arg(long, value_name = "KEY=VALUE,...", conflicts_with = "all_configs")]
     config: Option<String>,
@@ -78,6 +89,23 @@ fn positive(s: &str) -> Result<usize, String> {
 }
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    if args.kernels.iter().any(|k| k == "mustafar") {
+        if args.kernels.len() > 1 || args.all_configs || args.grid.is_some() {
+            return Err(Error::Problem("`tessera bench mustafar` times the decode kernel alone, at one config, over --context lengths".into()));
+        }
+        let plan = super::mustafar::BenchPlan {
+            batch: args.batch,
+            heads: args.heads,
+            kv_heads: args.kv_heads,
+            contexts: &args.seq,
+            dtype: args.dtype,
+            config: args.config.as_deref(),
+            warmup: args.warmup,
+            reps: args.reps,
+            json: args.json,
+        };
+        return super::mustafar::bench(&plan, &args.mustafar, out);
+    }
     // Every name and config is checked before the GPU is opened, so a typo fails at once.
     let mut plan = args
         .kernels

@@ -151,7 +151,7 @@ fn measure(
     target: Target,
 ) -> Result<(KernelResources, u32), String> {
     let codegen = |e: tessera_codegen::CodegenError| format!("codegen: {e}");
-    let dynamic = tessera_codegen::tile_program(desc, config)
+    let dynamic = tessera_codegen::kernel_program(desc, config)
         .map_err(codegen)?
         .shared_bytes();
     let ptx = tessera_codegen::emit(desc, config, target, Stage::Ptx).map_err(codegen)?;

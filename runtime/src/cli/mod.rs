@@ -5,9 +5,12 @@ mod autotune;
 mod bench;
 mod cache;
 mod check;
+mod doctor;
 mod emit;
 mod list;
+mod mustafar;
 mod run;
+mod sale_estimates;
 mod table;
 mod tune_report;
 
@@ -46,6 +49,11 @@ enum Command {
     Autotune(autotune::Args),
     /// List, show, clear, export or import the tuning store.
     Cache(cache::Args),
+    /// Check the driver, GPUs, LLVM, ptxas, the PTX cache and the tuning store; say how to fix
+    /// what is missing.
+    Doctor,
+    /// Compare SALE's block selection by int4, int8 and FP8 estimates with the exact one (CPU).
+    SaleEstimates(sale_estimates::Args),
 }
 
 /// Parses the process arguments and runs the command, writing to stdout. Usage errors, `--help`
@@ -64,6 +72,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Bench(args) => bench::run(&args, out),
         Command::Autotune(args) => autotune::run(&args, out),
         Command::Cache(args) => cache::run(&args, out),
+        Command::Doctor => doctor::run(out),
+        Command::SaleEstimates(args) => sale_estimates::run(&args, out),
     }
 }
 

@@ -18,11 +18,14 @@ use crate::io::{self, AttentionInputs, HostTensor};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel name, as `tessera list` prints it, or `na` for a neighborhood given by
-    /// --window [--dilation --stride --causal --dtype --head-dim].
+    /// Kernel name, as `tessera list` prints it, `na` for a neighborhood given by
+    /// --window [--dilation --stride --causal --dtype --head-dim], or `mustafar` for a decode
+    /// step over k and v pruned and compressed by the --k-sparsity ... --chunk policy.
     kernel: String,
     /// safetensors file holding `q`, `k` and `v`, each [batch, heads, tokens, head_dim] in the
-    /// kernel's dtype; k and v may have fewer heads than q (grouped-query attention).
+    /// kernel's dtype; k and v may have fewer heads than q (grouped-query attention). For
+    /// `mustafar`: q has one token, head_dim is 128, and k and v are the cache's tokens before
+    /// pruning (bf16 or f16, as q).
     #[arg(long, value_name = "FILE")]
     inputs: PathBuf,
     /// Where to write `o` (q's dtype and shape) and, with --lse, `lse`; replaced if it exists.
@@ -45,6 +48,8 @@ pub struct Args {
     scale: Option<f32>,
     #[command(flatten)]
     na: NaArgs,
+    #[command(flatten)]
+    mustafar: super::mustafar::CacheArgs,
 }
 
 /// With the kernel name `na`: neighborhood attention over the token grid of the inputs, its
@@ -136,6 +141,9 @@ fn parse_dtype(s: &str) -> Result<Dtype, String> {
 }
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
+    if args.kernel == "mustafar" {
+        return super::mustafar::run(&args.inputs, &args.output, args.config.as_deref(), args.lse, args.scale, &args.mustafar, out);
+    }
     let grid = args.grid.as_deref();
     let na;
     let desc = if args.kernel == "na" {

@@ -621,3 +621,57 @@ fn run_na_per_axis_flags_parse_one_value_per_axis_or_one_for_all() {
     let grid = parse_error(&na(&["--grid", "4", "x", "--window", "3"]));
     assert!(grid.contains("invalid value 'x' for '--grid <EXTENT>...'"), "{grid}");
 }
+
+#[test]
+fn sale_estimates_compare_every_format_with_the_exact_selection() {
+    let text = output(&["sale-estimates", "--seq", "512", "--head-dim", "64", "--tau", "0.01"]).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["exact", "int4", "int8", "e4m3"], "{text}");
+    // The exact selection agrees with itself.
+    assert_eq!(&rows[0][2..5], ["1.0000", "0", "0"], "{text}");
+    let bad = output(&["sale-estimates", "--seq", "4"]).unwrap_err();
+    assert!(bad.to_string().contains("at least 8 tokens"), "{bad}");
+}
+
+/// `run mustafar` checks its inputs (one query token, head_dim 128, bf16/f16) and the cache
+/// policy before a GPU is opened; valid inputs get as far as the GPU.
+#[test]
+fn run_mustafar_checks_inputs_and_policy_before_the_gpu() {
+    use crate::io::{FileDtype, HostTensor, write_tensors};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, q_tokens: usize, d: usize| {
+        let t = |heads, tokens| HostTensor::from_bits(FileDtype::BF16, vec![1, heads, tokens, d], &vec![0x3f80; heads * tokens * d]);
+        let path = dir.path().join(name);
+        write_tensors(&path, &[("q", &t(8, q_tokens)), ("k", &t(2, 300)), ("v", &t(2, 300))], &[]).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let out = dir.path().join("out.safetensors").to_string_lossy().into_owned();
+    let error = |inputs: &str, extra: &[&str]| {
+        let mut args = vec!["run", "mustafar", "--inputs", inputs, "-o", &out];
+        args.extend(extra);
+        output(&args).unwrap_err().to_string()
+    };
+    let message = error(&write("two.safetensors", 2, 128), &[]);
+    assert!(message.contains("one query token per head"), "{message}");
+    let message = error(&write("d64.safetensors", 1, 64), &[]);
+    assert!(message.starts_with("tensor `q`: head_dim"), "{message}");
+    let good = write("good.safetensors", 1, 128);
+    let message = error(&good, &["--chunk", "100"]);
+    assert!(message.contains("chunk = 100 is not a multiple of 64"), "{message}");
+    if let Some(expected) = no_gpu_error() {
+        assert_eq!(error(&good, &["--lse", "--splits", "3"]), expected);
+    }
+    let message = parse_error(&["run", "mustafar", "--inputs", "x", "-o", "y", "--k-sparsity", "1.5"]);
+    assert!(message.contains("a sparsity is at least 0 and below 1"), "{message}");
+}
+
+#[test]
+fn bench_mustafar_checks_its_problem_before_the_gpu() {
+    let message = output(&["bench", "mustafar", "dense_bf16_d128"]).unwrap_err().to_string();
+    assert!(message.contains("decode kernel alone"), "{message}");
+    let message = output(&["bench", "mustafar", "--heads", "30", "--kv-heads", "8"]).unwrap_err().to_string();
+    assert!(message.contains("must be a multiple of --kv-heads"), "{message}");
+    let message = output(&["bench", "mustafar", "--context", "8192", "--chunk", "100"]).unwrap_err().to_string();
+    assert!(message.contains("chunk = 100"), "{message}");
+}

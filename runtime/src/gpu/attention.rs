@@ -66,6 +66,12 @@ const DEFAULT_DYNAMIC_SHARED: u32 = 48 * 1024;
 
 impl Attention {
     pub fn load(gpu: &Gpu, desc: &KernelDesc, config: &Config) -> Result<Attention, GpuError> {
+        if desc.load != tessera_desc::Load::Dense {
+            return Err(GpuError::Unsupported(format!(
+                "{} reads a bitmap-compressed cache: it is a decode kernel (`tessera run/bench mustafar`, gpu::MustafarDecode)",
+                desc.name
+            )));
+        }
         let program = tile_program(desc, config)?;
         let smem = program.shared_bytes();
         if smem > gpu.max_shared_bytes {

@@ -5,7 +5,9 @@ mod attention;
 mod blocks;
 pub mod bench;
 pub mod block_map;
+mod compress;
 mod error;
+mod mustafar;
 mod tensor;
 mod tuned;
 
@@ -15,7 +17,9 @@ use cudarc::driver::{CudaContext, CudaStream, sys};
 
 pub use attention::{Attention, AttentionArgs, grid_extents};
 pub use blocks::DeviceBlockLists;
+pub use compress::Compressor;
 pub use error::GpuError;
+pub use mustafar::{DecodeArgs, DeviceBitmapCache, DeviceMustafarCache, MustafarDecode};
 pub use tensor::DeviceTensor;
 use tessera_codegen::Target;
 

@@ -29,7 +29,7 @@ pub fn shared_memory_pruned(
     cfg: &Config,
     max_shared_bytes: u32,
 ) -> Option<String> {
-    match tessera_codegen::tile_program(desc, cfg) {
+    match tessera_codegen::kernel_program(desc, cfg) {
         Ok(program) if program.shared_bytes() > max_shared_bytes => Some(format!(
             "shared memory {} KiB > {} KiB",
             program.shared_bytes().div_ceil(1024),

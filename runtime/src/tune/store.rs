@@ -116,6 +116,19 @@ impl Store {
         }
     }
 
+    /// What is wrong with the file, if anything (no file yet is fine): what `load` reports on
+    /// stderr before it uses what it could read.
+    pub fn damage(&self) -> Result<Option<String>, StoreError> {
+        let Some(bytes) = self.path.as_deref().map(read).transpose()?.flatten() else {
+            return Ok(None);
+        };
+        Ok(match decode(&bytes) {
+            Ok((_, 0)) => None,
+            Ok((_, dropped)) => Some(format!("{dropped} entries do not match their key ids")),
+            Err(damage) => Some(format!("the file {damage}")),
+        })
+    }
+
     /// Runs `f` on the current entries under the lock and writes the result back atomically.
     /// A disabled store runs `f` on no entries and writes nothing.
     pub fn update<R>(&self, f: impl FnOnce(&mut Entries) -> R) -> Result<R, StoreError> {
@@ -217,16 +230,21 @@ fn stem(path: &Path) -> String {
         .map_or_else(|| "tune".to_string(), |n| n.to_string_lossy().into_owned())
 }
 
+/// The file's bytes, or `None` when there is no file yet.
+fn read(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn read_or_report(path: &Path, then: &str) -> Result<Entries, StoreError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entries::default()),
-        Err(source) => {
-            return Err(StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    let Some(bytes) = read(path)? else {
+        return Ok(Entries::default());
     };
     match decode(&bytes) {
         Ok((entries, 0)) => Ok(entries),

@@ -104,11 +104,43 @@ fn child_writer() {
         return;
     };
     let (path, n) = arg.rsplit_once('|').unwrap();
-    let n: usize = n.parse().unwrap();
     let store = Store::at(path);
+    // `forever`: write until killed (`a_process_killed_mid_write_leaves_a_sound_store`).
+    if n == "forever" {
+        for i in 0.. {
+            add(&store, one(1 << (i % 40), B, 1.0 + i as f64));
+        }
+    }
+    let n: usize = n.parse().unwrap();
     for i in 0..CHILD_WRITES {
         add(&store, one(1 << (n * CHILD_WRITES + i), B, 1.0 + i as f64));
     }
+}
+
+/// SIGKILL at arbitrary moments of a writer's life (inside a write, between writes) never leaves
+/// a store that reads as damaged, and what was written before stays.
+#[test]
+fn a_process_killed_mid_write_leaves_a_sound_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, path) = store_in(dir.path());
+    add(&store, one(1 << 50, A, 1.0));
+    let exe = std::env::current_exe().unwrap();
+    for delay_ms in [3, 11, 29, 47, 83] {
+        let mut child = Command::new(&exe)
+            .args(["tune::tests::store::child_writer", "--exact", "--ignored", "--quiet"])
+            .env(CHILD_ENV, format!("{}|forever", path.display()))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(store.damage().unwrap(), None, "killed after {delay_ms} ms");
+        let first = key("dense_bf16_d64", 1 << 50).id();
+        assert!(store.load().unwrap().0.contains_key(&first), "the first entry was lost after {delay_ms} ms");
+    }
+    // The writers did write before they were killed: the kills hit a live writer.
+    assert!(store.load().unwrap().0.len() > 1);
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! The block-sparse kernel (`sale_causal_bf16_d128`) on the GPU against the float64 reference
 //! over the same block map: random maps (empty rows included), ragged lengths, GQA, SALE's
 //! 64 × 32 tiles and the catalog's default, mma.sync and (on Hopper) wgmma; and the launch's
-//! checks of the lists. Without a GPU every test prints why it skipped and passes.
-
-mod common;
+//! checks of the lists. Without a GPU every test prints why it skipped and passes. A module of
+//! the `gpu` test binary (`--test gpu blocks`), so that the GPU bundle carries no extra copy of
+//! LLVM.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -14,7 +14,7 @@ use tessera_desc::{Config, KernelDesc, Mma};
 use tessera_runtime::catalog;
 use tessera_runtime::gpu::{Attention, AttentionArgs, DeviceBlockLists, DeviceTensor, Gpu};
 
-use common::gpu;
+use crate::common::gpu;
 
 fn sale() -> &'static KernelDesc {
     catalog::find("sale_causal_bf16_d128").expect("the catalog has the block-sparse kernel")

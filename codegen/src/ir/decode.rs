@@ -1,0 +1,232 @@
+//! The decode program of a `visit = dense`, `load = bitmap(k, v)` kernel: one new query token
+//! per head attends to a Mustafar cache, the bitmap-compressed region (`Compressed` tokens per
+//! KV head) followed by the dense recent window (`SeqKv` tokens, the `k`/`v` tensors).
+//!
+//! - **GQA packing.** The query heads of one KV group share a query tile: tile row `r` is query
+//!   head `kv_head·group + r`. The program sees Q (and O, LSE) as `[batch, kv_heads, group,
+//!   head_dim]`, which is the same memory as `[batch, heads, 1, head_dim]`: launches pass
+//!   `heads = kv_heads` and `seq_q = group` (see [`DecodeSizes`]). Rows past the group are
+//!   zero-filled and never stored.
+//! - **Split-KV (flash-decoding).** Grid axis x splits each plane's compressed tiles into
+//!   `Splits` contiguous ranges, so that batch 1 still fills the GPU. Each CTA writes its
+//!   normalised partial output (f32) and LSE to a workspace (`Tensor::OSplit`/`LseSplit`); the
+//!   module's merge entry combines them (`llvm::merge`, `interp::merge_splits`, both with
+//!   `semantics::softmax::merge_weight`). A merge in the same kernel would need a grid-wide
+//!   "last CTA" counter and its fence; the second launch costs a few µs and keeps both simple.
+//! - **The dense window** is read by the last split after its compressed tiles, with plain
+//!   `cp.async` tiles and a column mask on the ragged last tile, so every split but the last
+//!   streams compressed bytes only.
+
+use tessera_desc::{Config, KernelDesc, Load, Visit};
+
+use super::from_desc::{FRAG_S, buffers, finish, kv_step, start};
+use super::{CopyEngine, Expr, GlobalTile, Locals, Program, Stmt, Tensor, Var};
+use crate::format::TileOrder;
+
+/// A decode launch's sizes in the program's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeSizes {
+    pub batch: usize,
+    /// Query heads and KV heads of the model; `heads` is a multiple of `kv_heads`.
+    pub heads: usize,
+    pub kv_heads: usize,
+    /// Compressed tokens per KV head (a multiple of the program's `block_kv`).
+    pub compressed: usize,
+    /// Dense window tokens per KV head.
+    pub window: usize,
+    pub splits: usize,
+}
+
+impl DecodeSizes {
+    /// Query heads per KV head: the rows of a query tile that are real.
+    pub fn group(&self) -> usize {
+        self.heads / self.kv_heads.max(1)
+    }
+
+    /// Checks the sizes against a decode program, so that a bad launch is an error, not a
+    /// kernel reading out of bounds.
+    pub fn check(&self, program: &Program) -> Result<(), String> {
+        let (bq, bkv) = (
+            program.config.block_q() as usize,
+            program.config.block_kv() as usize,
+        );
+        if self.batch == 0
+            || self.kv_heads == 0
+            || self.heads == 0
+            || !self.heads.is_multiple_of(self.kv_heads)
+        {
+            return Err(format!(
+                "batch {}, heads {}, kv_heads {}: all must be positive and heads a multiple of kv_heads",
+                self.batch, self.heads, self.kv_heads
+            ));
+        }
+        if self.group() > bq {
+            return Err(format!(
+                "{} query heads per KV head do not fit the kernel's query tile of {bq} rows",
+                self.group()
+            ));
+        }
+        if !self.compressed.is_multiple_of(bkv) {
+            return Err(format!(
+                "{} compressed tokens are not a multiple of the kernel's KV tile ({bkv})",
+                self.compressed
+            ));
+        }
+        if self.compressed + self.window == 0 {
+            return Err("the cache holds no tokens".into());
+        }
+        if self.splits == 0 || self.splits > 65535 {
+            return Err(format!("splits = {} must be from 1 to 65535", self.splits));
+        }
+        // Token and tile indices within a plane are i32 in the kernel (addresses are i64).
+        let d = program.head_dim as usize;
+        for (what, n) in [
+            ("batch", self.batch),
+            ("heads", self.heads),
+            ("compressed tokens", self.compressed),
+            ("window tokens", self.window),
+        ] {
+            if n.saturating_mul(d) > i32::MAX as usize {
+                return Err(format!(
+                    "{what} = {n} overflows the kernel's 32-bit indices"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
+    if desc.visit != Visit::Dense
+        || desc.load != Load::Bitmap(tessera_desc::BitmapLoad { k: true, v: true })
+    {
+        return Err(format!(
+            "a decode program needs visit = dense and load = bitmap(k, v); `{}` has visit = {}, load = {}",
+            desc.name,
+            desc.visit.name(),
+            desc.load
+        ));
+    }
+    let (bq, bkv, d) = (cfg.block_q(), cfg.block_kv() as i32, desc.head_dim);
+    let mut locals = Locals::default();
+    let [split, head, batch, tiles, per_split, begin, end, j, w] = [
+        "split",
+        "kv_head",
+        "batch",
+        "tiles",
+        "per_split",
+        "begin",
+        "end",
+        "j",
+        "w",
+    ]
+    .map(|n| locals.fresh(n));
+    let (shared, frags) = buffers(bq, bkv as u32, d);
+
+    // Query rows are the group's heads (`seq_q` = group); outputs go to split `split`'s rows.
+    let plane = |tensor, token: Expr, valid: Expr| GlobalTile {
+        tensor,
+        batch: batch.into(),
+        head: head.into(),
+        token,
+        valid,
+    };
+    let row = || Expr::var(Var::Row);
+    let real_row = || row().lt(Var::SeqQ);
+    let split_row = || Expr::var(split).mul(Var::SeqQ).add(row());
+    // Compressed tiles are whole: `check` makes `Compressed` a multiple of the KV tile.
+    let compressed = |tensor, order| {
+        (
+            plane(tensor, Expr::var(j).mul(bkv).add(row()), 1.into()),
+            CopyEngine::Bitmap(order),
+        )
+    };
+    let window_token = || Expr::var(w).mul(bkv).add(row());
+    let dense = |tensor| {
+        (
+            plane(tensor, window_token(), window_token().lt(Var::SeqKv)),
+            CopyEngine::CpAsync,
+        )
+    };
+    let window_keep = Expr::var(w).mul(bkv).add(Var::Col).lt(Var::SeqKv);
+    let window_partial = Expr::var(Var::SeqKv).lt(Expr::var(w).add(1).mul(bkv));
+
+    let mut body = vec![
+        Stmt::Let {
+            var: split,
+            value: Var::Cta(0).into(),
+        },
+        Stmt::Let {
+            var: head,
+            value: Var::Cta(1).into(),
+        },
+        Stmt::Let {
+            var: batch,
+            value: Var::Cta(2).into(),
+        },
+        Stmt::Let {
+            var: tiles,
+            value: Expr::var(Var::Compressed).div(bkv),
+        },
+        Stmt::Let {
+            var: per_split,
+            value: Expr::var(tiles)
+                .add(Expr::var(Var::Splits).sub(1))
+                .div(Var::Splits),
+        },
+        Stmt::Let {
+            var: begin,
+            value: Expr::var(split).mul(per_split).min(tiles),
+        },
+        Stmt::Let {
+            var: end,
+            value: Expr::var(begin).add(per_split).min(tiles),
+        },
+    ];
+    body.extend(start(plane(Tensor::Q, row(), real_row())));
+    body.push(Stmt::For {
+        var: j,
+        begin: begin.into(),
+        end: end.into(),
+        stages: cfg.stages,
+        body: kv_step(
+            compressed(Tensor::K, TileOrder::Keys),
+            compressed(Tensor::V, TileOrder::Values),
+            None,
+        ),
+    });
+    // The window loop's first copies reuse the stages the compressed loop read last.
+    body.push(Stmt::Barrier);
+    let last_split = Expr::var(Var::Splits).sub(1).le(split);
+    body.push(Stmt::For {
+        var: w,
+        begin: 0.into(),
+        end: Expr::var(Var::SeqKv).ceil_div(bkv).mul(last_split),
+        stages: cfg.stages,
+        body: kv_step(
+            dense(Tensor::K),
+            dense(Tensor::V),
+            Some(Stmt::Mask {
+                frag: FRAG_S,
+                keep: window_keep,
+                when: window_partial,
+            }),
+        ),
+    });
+    body.extend(finish(
+        plane(Tensor::OSplit, split_row(), real_row()),
+        plane(Tensor::LseSplit, split_row(), real_row()),
+    ));
+
+    Ok(Program {
+        name: desc.name.to_string(),
+        dtype: desc.dtype,
+        head_dim: d,
+        config: *cfg,
+        grid: [Var::Splits.into(), Var::Heads.into(), Var::Batch.into()],
+        shared,
+        frags,
+        body,
+        locals,
+    })
+}

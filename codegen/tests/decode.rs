@@ -1,0 +1,259 @@
+//! The decode program (GQA-packed query tiles, split-KV, bitmap-compressed region plus dense
+//! window) run by the interpreter against Mustafar's float64 decode reference.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tessera_codegen::decode_program;
+use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, from_f32, to_f32};
+use tessera_codegen::interp::{DecodeInputs, decode};
+use tessera_codegen::ir::decode::DecodeSizes;
+use tessera_codegen::reference::{self, DecodeShape, Pruning, mustafar_decode_tokens};
+use tessera_desc::{BitmapLoad, Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit};
+
+fn desc(dtype: Dtype, head_dim: u32) -> KernelDesc {
+    KernelDesc {
+        name: "decode",
+        head_dim,
+        dtype,
+        layout: Layout::Bhsd,
+        visit: Visit::Dense,
+        load: Load::Bitmap(BitmapLoad { k: true, v: true }),
+        schedule: Schedule::line(
+            Param::Choices(&[16, 64]),
+            Param::Choices(&[64, 128]),
+            Param::Choices(&[1, 4]),
+            Param::Choices(&[1, 2, 3]),
+        ),
+    }
+}
+
+struct Case {
+    batch: usize,
+    heads: usize,
+    kv_heads: usize,
+    /// Tokens pushed into the cache: the compressed region is the whole chunks of the part
+    /// older than the residual window, the rest stays dense.
+    tokens: usize,
+    head_dim: usize,
+    splits: usize,
+    dtype: Dtype,
+    cfg: Config,
+    /// Tokens the cache keeps dense at least.
+    residual: usize,
+}
+
+fn run(case: &Case, seed: u64) -> f64 {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (d, planes) = (case.head_dim, case.batch * case.kv_heads);
+    let mut fill = |n| {
+        (0..n)
+            .map(|_| {
+                to_f32(
+                    case.dtype,
+                    from_f32(case.dtype, rng.random_range(-1.0f32..1.0)),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let q = fill(case.batch * case.heads * d);
+    let (k, v) = (
+        fill(planes * case.tokens * d),
+        fill(planes * case.tokens * d),
+    );
+    let policy = CachePolicy {
+        k_sparsity: 0.7,
+        v_sparsity: 0.5,
+        rule: PruneRule::KthSmallest,
+        residual: case.residual,
+        chunk: 128,
+    };
+    let mut cache = MustafarCache::new(case.dtype, planes, d, policy).unwrap();
+    let bits = |x: &[f32]| {
+        x.iter()
+            .map(|&x| from_f32(case.dtype, x))
+            .collect::<Vec<_>>()
+    };
+    cache.push(&bits(&k), &bits(&v), case.tokens).unwrap();
+    let (tc, tl) = (cache.k.tokens, cache.local_len);
+    assert_eq!(tc + tl, case.tokens);
+    let floats = |x: &[u16]| x.iter().map(|&b| to_f32(case.dtype, b)).collect::<Vec<_>>();
+    let (kl, vl) = (floats(&cache.local_k), floats(&cache.local_v));
+
+    let sizes = DecodeSizes {
+        batch: case.batch,
+        heads: case.heads,
+        kv_heads: case.kv_heads,
+        compressed: tc,
+        window: tl,
+        splits: case.splits,
+    };
+    let program = decode_program(&desc(case.dtype, d as u32), &case.cfg).unwrap();
+    let scale = 1.0 / (d as f32).sqrt();
+    let inputs = DecodeInputs {
+        sizes,
+        scale,
+        q: &q,
+        k: &kl,
+        v: &vl,
+        k_cache: &cache.k,
+        v_cache: &cache.v,
+    };
+    let out = decode(&program, &inputs).unwrap();
+
+    // The reference prunes the compressed region itself, from the tokens as they were pushed.
+    let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    let shape = DecodeShape {
+        batch: case.batch,
+        heads: case.heads,
+        kv_heads: case.kv_heads,
+        compressed: tc,
+        local: tl,
+        head_dim: d,
+    };
+    let pruning = Pruning {
+        k_sparsity: policy.k_sparsity,
+        v_sparsity: policy.v_sparsity,
+        rule: policy.rule,
+    };
+    let want = mustafar_decode_tokens(
+        &shape,
+        pruning,
+        scale as f64,
+        &wide(&q),
+        &wide(&k),
+        &wide(&v),
+    )
+    .unwrap();
+    assert!(
+        out.o.iter().all(|x| x.is_finite()),
+        "an output was not written"
+    );
+    let lse_err = out
+        .lse
+        .iter()
+        .zip(&want.lse)
+        .map(|(&a, &b)| (a as f64 - b).abs())
+        .fold(0.0, f64::max);
+    assert!(lse_err < 1e-3, "lse error {lse_err}");
+    reference::rel_error(
+        &out.o.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+        &want.o,
+    )
+}
+
+fn tolerance(dtype: Dtype) -> f64 {
+    if dtype == Dtype::Bf16 { 1e-2 } else { 2e-3 }
+}
+
+/// GQA groups of 4 and 1, both element types, split counts that do and do not divide the
+/// compressed tiles (some splits get none), windows that are not a multiple of the KV tile.
+#[test]
+fn decode_matches_the_reference() {
+    let cfg = Config::line(16, 64, 1, 2);
+    let cases = [
+        (4, 1, 32 + 256 + 40, 1, Dtype::Bf16),
+        (4, 2, 32 + 384 + 7, 3, Dtype::F16),
+        (1, 1, 32 + 128 + 100, 2, Dtype::Bf16),
+        (1, 2, 32 + 256 + 1, 7, Dtype::F16),
+        (4, 1, 32 + 128 + 64, 5, Dtype::Bf16),
+    ];
+    for (i, &(group, batch, tokens, splits, dtype)) in cases.iter().enumerate() {
+        let case = Case {
+            batch,
+            heads: 2 * group,
+            kv_heads: 2,
+            tokens,
+            head_dim: 64,
+            splits,
+            dtype,
+            cfg,
+            residual: 32,
+        };
+        let err = run(&case, i as u64);
+        assert!(err < tolerance(dtype), "case {i}: relative error {err}");
+    }
+}
+
+/// Other schedules: 4 warps over a 64-row query tile, 128-key tiles, no pipelining, D=128.
+#[test]
+fn decode_schedules_agree() {
+    for (i, cfg) in [Config::line(64, 64, 4, 3), Config::line(16, 128, 1, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let case = Case {
+            batch: 1,
+            heads: 8,
+            kv_heads: 2,
+            tokens: 32 + 256 + 50,
+            head_dim: 128,
+            splits: 3,
+            dtype: Dtype::Bf16,
+            cfg,
+            residual: 32,
+        };
+        let err = run(&case, 10 + i as u64);
+        assert!(
+            err < tolerance(Dtype::Bf16),
+            "config {i}: relative error {err}"
+        );
+    }
+}
+
+/// A cache that is all window (nothing compressed yet) and one whose window is empty.
+#[test]
+fn decode_edges() {
+    let cfg = Config::line(16, 64, 1, 2);
+    for (i, (tokens, residual)) in [(20, 32), (256, 0)].into_iter().enumerate() {
+        let case = Case {
+            batch: 1,
+            heads: 4,
+            kv_heads: 1,
+            tokens,
+            head_dim: 64,
+            splits: 2,
+            dtype: Dtype::F16,
+            cfg,
+            residual,
+        };
+        let err = run(&case, 20 + i as u64);
+        assert!(
+            err < tolerance(Dtype::F16),
+            "tokens {tokens}: relative error {err}"
+        );
+    }
+}
+
+/// Launch sizes the program cannot run are errors before anything runs.
+#[test]
+fn bad_decode_sizes_are_errors() {
+    let program = decode_program(&desc(Dtype::Bf16, 64), &Config::line(16, 64, 1, 2)).unwrap();
+    let ok = DecodeSizes {
+        batch: 1,
+        heads: 8,
+        kv_heads: 2,
+        compressed: 128,
+        window: 3,
+        splits: 2,
+    };
+    assert!(ok.check(&program).is_ok());
+    for bad in [
+        DecodeSizes { heads: 7, ..ok },
+        DecodeSizes { heads: 64, ..ok },
+        DecodeSizes {
+            compressed: 100,
+            ..ok
+        },
+        DecodeSizes { splits: 0, ..ok },
+        DecodeSizes {
+            compressed: 0,
+            window: 0,
+            ..ok
+        },
+    ] {
+        assert!(bad.check(&program).is_err(), "{bad:?}");
+    }
+    let mut dense = desc(Dtype::Bf16, 64);
+    dense.load = Load::Dense;
+    assert!(decode_program(&dense, &Config::line(16, 64, 1, 2)).is_err());
+}

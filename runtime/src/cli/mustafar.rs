@@ -1,0 +1,421 @@
+//! `tessera run mustafar` and `tessera bench mustafar`: Mustafar decode over a KV cache pruned and
+//! bitmap-compressed on the host (`format::MustafarCache`, the policy from [`CacheArgs`]), on
+//! the catalog's `mustafar_{bf16,f16}_d128` kernels.
+
+use std::io::Write;
+use std::path::Path;
+
+use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, TileOrder, from_f32};
+use tessera_desc::{Config, Dtype, KernelDesc};
+
+use super::table::Table;
+use super::{config_of, find_kernel};
+use crate::Error;
+use crate::gpu::bench::{default_reps, json_string, time};
+use crate::gpu::{Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
+use crate::io::{self, FileDtype, HostTensor, TensorFile};
+
+/// How the cache is pruned and compressed (the authors' defaults), and the decode's splits.
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    /// Fraction of each compressed K token's elements pruned (`mustafar` only).
+    #[arg(long, default_value_t = 0.7, value_parser = sparsity)]
+    k_sparsity: f64,
+    /// Fraction of each compressed V token's elements pruned (`mustafar` only).
+    #[arg(long, default_value_t = 0.7, value_parser = sparsity)]
+    v_sparsity: f64,
+    /// Pruning rule (`mustafar` only): `kth` keeps |x| >= the k-th smallest |x| (the authors'
+    /// code, one more element than `topk` without ties), `topk` exactly ceil((1-s)·D).
+    #[arg(long, default_value = "kth", value_parser = parse_rule)]
+    prune: PruneRule,
+    /// Most recent tokens always kept dense (`mustafar` only).
+    #[arg(long, default_value_t = 32)]
+    residual: usize,
+    /// Tokens compressed at a time, a multiple of 64 (`mustafar` only).
+    #[arg(long, default_value_t = 256)]
+    chunk: usize,
+    /// CTAs each (batch, KV head)'s context is split over (`mustafar` only) [default: about
+    /// four CTAs per SM].
+    #[arg(long, value_parser = positive)]
+    splits: Option<usize>,
+}
+
+fn sparsity(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..1.0).contains(&x) => Ok(x),
+        Ok(x) => Err(format!("a sparsity is at least 0 and below 1, got {x}")),
+        Err(e) => Err(format!("`{s}` is not a number: {e}")),
+    }
+}
+
+fn parse_rule(s: &str) -> Result<PruneRule, String> {
+    match s {
+        "kth" => Ok(PruneRule::KthSmallest),
+        "topk" => Ok(PruneRule::TopK),
+        _ => Err(format!("unknown pruning rule `{s}` (kth or topk)")),
+    }
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}` is not a count: {e}")),
+    }
+}
+
+impl CacheArgs {
+    fn policy(&self) -> CachePolicy {
+        CachePolicy {
+            k_sparsity: self.k_sparsity,
+            v_sparsity: self.v_sparsity,
+            rule: self.prune,
+            residual: self.residual,
+            chunk: self.chunk,
+        }
+    }
+
+    /// Checks the policy before a GPU is opened.
+    fn check(&self, dtype: Dtype, head_dim: usize) -> Result<(), Error> {
+        MustafarCache::new(dtype, 1, head_dim, self.policy())
+            .map(|_| ())
+            .map_err(|e| Error::Problem(format!("Mustafar cache: {e}")))
+    }
+
+    /// The cache of `planes` planes of `tokens` tokens (`k`, `v`: element bits, plane-major).
+    fn build(
+        &self,
+        dtype: Dtype,
+        planes: usize,
+        head_dim: usize,
+        k: &[u16],
+        v: &[u16],
+        tokens: usize,
+    ) -> Result<MustafarCache, Error> {
+        let problem = |e: tessera_codegen::format::bitmap::FormatError| {
+            Error::Problem(format!("Mustafar cache: {e}"))
+        };
+        let mut cache =
+            MustafarCache::new(dtype, planes, head_dim, self.policy()).map_err(problem)?;
+        cache.push(k, v, tokens).map_err(problem)?;
+        Ok(cache)
+    }
+
+    fn metadata(&self) -> Vec<(&'static str, String)> {
+        let rule = match self.prune {
+            PruneRule::KthSmallest => "kth",
+            PruneRule::TopK => "topk",
+        };
+        vec![
+            ("k_sparsity", self.k_sparsity.to_string()),
+            ("v_sparsity", self.v_sparsity.to_string()),
+            ("prune", rule.to_string()),
+            ("residual", self.residual.to_string()),
+            ("chunk", self.chunk.to_string()),
+        ]
+    }
+}
+
+/// The catalog's decode kernel for `dtype`.
+fn kernel(dtype: Dtype) -> Result<&'static KernelDesc, Error> {
+    find_kernel(&format!("mustafar_{}_d128", dtype.name()))
+}
+
+/// `tessera run mustafar`: `q` `[batch, heads, 1, 128]` and the cache's tokens `k`, `v`
+/// `[batch, kv_heads, tokens, 128]` (before pruning) from `inputs`; `o` (and `lse`) to `output`.
+pub fn run(
+    inputs: &Path,
+    output: &Path,
+    config: Option<&str>,
+    want_lse: bool,
+    scale: Option<f32>,
+    cache_args: &CacheArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let file = TensorFile::open(inputs)?;
+    let (q, k, v) = (file.tensor("q")?, file.tensor("k")?, file.tensor("v")?);
+    let dtype = match q.dtype {
+        FileDtype::BF16 => Dtype::Bf16,
+        FileDtype::F16 => Dtype::F16,
+        other => {
+            return Err(Error::Tensor {
+                tensor: "q",
+                what: "dtype",
+                expected: "BF16 or F16".into(),
+                got: format!("{other:?}"),
+            });
+        }
+    };
+    let desc = kernel(dtype)?;
+    let dims = io::check_inputs(desc, &q, &k, &v)?;
+    if dims.seq_q != 1 {
+        return Err(Error::Tensor {
+            tensor: "q",
+            what: "tokens (one query token per head)",
+            expected: "1".into(),
+            got: dims.seq_q.to_string(),
+        });
+    }
+    let cfg = config_of(desc, config)?;
+    let d = dims.head_dim;
+    let cache = cache_args.build(
+        dtype,
+        dims.batch * dims.kv_heads,
+        d,
+        &k.bits(),
+        &v.bits(),
+        dims.seq_kv,
+    )?;
+
+    let gpu = Gpu::open(0)?;
+    let mut decode = MustafarDecode::load(&gpu, desc, &cfg)?;
+    let dev_cache = DeviceMustafarCache::upload(&gpu, &cache, dims.batch, dims.kv_heads)?;
+    let shape = [dims.batch, dims.heads, 1, d];
+    let qd = DeviceTensor::from_bits(&gpu, dtype, shape, &q.bits())?;
+    // NaN-filled, so that anything the kernel fails to write shows in the file.
+    let mut od = DeviceTensor::poisoned(&gpu, dtype, shape)?;
+    let rows = dims.batch * dims.heads;
+    let mut lse = if want_lse {
+        Some(
+            gpu.stream
+                .clone_htod(&vec![f32::NAN; rows])
+                .map_err(crate::gpu::GpuError::from)?,
+        )
+    } else {
+        None
+    };
+    decode.run(
+        &gpu,
+        DecodeArgs {
+            q: &qd,
+            cache: &dev_cache,
+            o: &mut od,
+            lse: lse.as_mut(),
+            scale,
+            splits: cache_args.splits,
+        },
+    )?;
+    gpu.stream
+        .synchronize()
+        .map_err(crate::gpu::GpuError::from)?;
+
+    let o = HostTensor::from_bits(
+        q.dtype,
+        shape.to_vec(),
+        &gpu.stream
+            .clone_dtoh(&od.data)
+            .map_err(crate::gpu::GpuError::from)?,
+    );
+    let lse = match &lse {
+        Some(l) => Some(HostTensor::from_f32(
+            vec![dims.batch, dims.heads, 1],
+            &gpu.stream
+                .clone_dtoh(l)
+                .map_err(crate::gpu::GpuError::from)?,
+        )),
+        None => None,
+    };
+    let mut tensors = vec![("o", &o)];
+    if let Some(lse) = &lse {
+        tensors.push(("lse", lse));
+    }
+    let mut metadata = vec![
+        ("kernel", desc.name.to_string()),
+        ("config", cfg.to_string()),
+    ];
+    metadata.extend(cache_args.metadata());
+    if let Some(scale) = scale {
+        metadata.push(("scale", scale.to_string()));
+    }
+    io::write_tensors(output, &tensors, &metadata)?;
+    writeln!(
+        out,
+        "{} ({cfg}) on {}: {} compressed + {} dense tokens per KV head, cache {} of {} bytes dense; wrote {} to {}",
+        desc.name,
+        gpu.name,
+        cache.k.tokens,
+        cache.local_len,
+        cache.bytes(),
+        2 * 2 * dims.batch * dims.kv_heads * dims.seq_kv * d,
+        tensors.iter().map(|(name, t)| format!("{name} {} {:?}", t.dtype, t.shape)).collect::<Vec<_>>().join(" and "),
+        output.display()
+    )
+    .map_err(Error::Stdout)
+}
+
+/// What `tessera bench mustafar` times.
+pub struct BenchPlan<'a> {
+    pub batch: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub contexts: &'a [usize],
+    pub dtype: Dtype,
+    pub config: Option<&'a str>,
+    pub warmup: usize,
+    pub reps: Option<usize>,
+    pub json: bool,
+}
+
+/// Times one decode step (decode and merge launches) per context length over a random cache:
+/// bytes of the cache (compressed with the format's overhead, and the dense window) against the
+/// same cache dense, the median time, and the rate the cache's bytes are read at.
+pub fn bench(
+    plan: &BenchPlan<'_>,
+    cache_args: &CacheArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let desc = kernel(plan.dtype)?;
+    let cfg: Config = config_of(desc, plan.config)?;
+    if plan.kv_heads == 0 || !plan.heads.is_multiple_of(plan.kv_heads) {
+        return Err(Error::Problem(format!(
+            "--heads {} must be a multiple of --kv-heads {}",
+            plan.heads, plan.kv_heads
+        )));
+    }
+    cache_args.check(plan.dtype, desc.head_dim as usize)?;
+    let gpu = Gpu::open(0)?;
+    let mut decode = MustafarDecode::load(&gpu, desc, &cfg)?;
+    let d = desc.head_dim as usize;
+    let planes = plan.batch * plan.kv_heads;
+    if plan.json {
+        writeln!(out, "{{\"device\": {}}}", json_string(&gpu.name)).map_err(Error::Stdout)?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} batch {}, heads {}/{} kv, k/v sparsity {}/{}; median ms, L2 flushed; TB/s = cache bytes read / time",
+            gpu.name, desc.name, plan.batch, plan.heads, plan.kv_heads, cache_args.k_sparsity, cache_args.v_sparsity
+        )
+        .map_err(Error::Stdout)?;
+    }
+    let mut table = Table::new(vec![
+        "context",
+        "splits",
+        "cache MiB",
+        "dense MiB",
+        "cache/dense",
+        "ms",
+        "TB/s",
+        "compress GB/s",
+        "copy GB/s",
+    ]);
+    // GPU pruning + compression of the compressed region, the authors' rule only.
+    let compressor = (cache_args.prune == PruneRule::KthSmallest).then(|| Compressor::load(&gpu, d)).transpose()?;
+    for (i, &context) in plan.contexts.iter().enumerate() {
+        let random = |seed: u64, n: usize| -> Vec<u16> {
+            let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            (0..n)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    from_f32(
+                        plan.dtype,
+                        (s >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0,
+                    )
+                })
+                .collect()
+        };
+        // One batch element's cache, pruned and compressed on the host, repeated over the batch:
+        // the kernel's work does not depend on which random values it reads, and host
+        // compression of a batch of long contexts would take minutes.
+        let n = plan.kv_heads * context * d;
+        let (k, v) = (random(2 * i as u64 + 1, n), random(2 * i as u64 + 2, n));
+        let one = cache_args.build(plan.dtype, plan.kv_heads, d, &k, &v, context)?;
+        let cache = one
+            .repeat_planes(plan.batch)
+            .map_err(|e| Error::Problem(format!("Mustafar cache: {e}")))?;
+        let dev_cache = DeviceMustafarCache::upload(&gpu, &cache, plan.batch, plan.kv_heads)?;
+        let shape = [plan.batch, plan.heads, 1, d];
+        let q = DeviceTensor::from_bits(
+            &gpu,
+            plan.dtype,
+            shape,
+            &random(99, plan.batch * plan.heads * d),
+        )?;
+        let mut o = DeviceTensor::poisoned(&gpu, plan.dtype, shape)?;
+        let splits = cache_args
+            .splits
+            .unwrap_or_else(|| decode.default_splits(plan.batch, plan.kv_heads, cache.k.tokens));
+        let reps = plan.reps.unwrap_or(default_reps(context));
+        let timing = time(&gpu, plan.warmup, reps, || {
+            decode.run(
+                &gpu,
+                DecodeArgs {
+                    q: &q,
+                    cache: &dev_cache,
+                    o: &mut o,
+                    lse: None,
+                    scale: None,
+                    splits: Some(splits),
+                },
+            )
+        })?;
+        let (bytes, dense) = (dev_cache.bytes(), 2 * 2 * planes * context * d);
+        let tbps = bytes as f64 / (timing.median_ms * 1e-3) / 1e12;
+        let (compress_gbps, copy_gbps) = match &compressor {
+            Some(c) => compression_rates(&gpu, c, cache_args, (&k, &v, plan.dtype), one.k.tokens, (plan.kv_heads, context, d), (plan.warmup, reps))?,
+            None => (f64::NAN, f64::NAN),
+        };
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        if plan.json {
+            writeln!(
+                out,
+                "{{\"kernel\": {}, \"config\": {}, \"batch\": {}, \"heads\": {}, \"kv_heads\": {}, \"context\": {context}, \"splits\": {splits}, \"cache_bytes\": {bytes}, \"dense_bytes\": {dense}, \"ms\": {:.5}, \"tb_per_s\": {tbps:.3}, \"compress_gb_per_s\": {compress_gbps:.1}, \"copy_gb_per_s\": {copy_gbps:.1}}}",
+                json_string(desc.name),
+                json_string(&cfg.to_string()),
+                plan.batch,
+                plan.heads,
+                plan.kv_heads,
+                timing.median_ms
+            )
+            .map_err(Error::Stdout)?;
+        }
+        table.row(vec![
+            context.to_string(),
+            splits.to_string(),
+            format!("{:.1}", mib(bytes)),
+            format!("{:.1}", mib(dense)),
+            format!("{:.1}%", 100.0 * bytes as f64 / dense as f64),
+            format!("{:.4}", timing.median_ms),
+            format!("{tbps:.2}"),
+            format!("{compress_gbps:.0}"),
+            format!("{copy_gbps:.0}"),
+        ]);
+    }
+    if !plan.json {
+        table.write(out).map_err(Error::Stdout)?;
+    }
+    Ok(())
+}
+
+/// GPU pruning + compression of K and V's first `tokens` tokens (`[kv_heads, context, d]`
+/// host bits), in GB/s of dense input, beside a device-to-device copy of the same bytes in GB/s
+/// read plus written (the copy bandwidth issue 6 measures compression against).
+fn compression_rates(
+    gpu: &Gpu,
+    compressor: &Compressor,
+    cache_args: &CacheArgs,
+    (k, v, dtype): (&[u16], &[u16], Dtype),
+    tokens: usize,
+    (kv_heads, context, d): (usize, usize, usize),
+    (warmup, reps): (usize, usize),
+) -> Result<(f64, f64), Error> {
+    if tokens == 0 {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let region = |x: &[u16]| -> Vec<u16> { x.chunks(context * d).flat_map(|plane| plane[..tokens * d].to_vec()).collect() };
+    let shape = [1, kv_heads, tokens, d];
+    let (dk, dv) = (DeviceTensor::from_bits(gpu, dtype, shape, &region(k))?, DeviceTensor::from_bits(gpu, dtype, shape, &region(v))?);
+    let compress = time(gpu, warmup, reps, || {
+        compressor.compress(gpu, &dk, TileOrder::Keys, cache_args.k_sparsity, cache_args.prune)?;
+        compressor.compress(gpu, &dv, TileOrder::Values, cache_args.v_sparsity, cache_args.prune).map(|_| ())
+    })?;
+    let mut copy_k = gpu.stream.alloc_zeros::<u16>(dk.data.len()).map_err(GpuError::from)?;
+    let mut copy_v = gpu.stream.alloc_zeros::<u16>(dv.data.len()).map_err(GpuError::from)?;
+    let copy = time(gpu, warmup, reps, || {
+        gpu.stream.memcpy_dtod(&dk.data, &mut copy_k)?;
+        Ok(gpu.stream.memcpy_dtod(&dv.data, &mut copy_v)?)
+    })?;
+    let input = 2.0 * 2.0 * (kv_heads * tokens * d) as f64;
+    Ok((input / (compress.median_ms * 1e-3) / 1e9, 2.0 * input / (copy.median_ms * 1e-3) / 1e9))
+}
