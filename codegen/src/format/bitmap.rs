@@ -122,7 +122,10 @@ impl BitmapCache {
     }
 
     /// Checks that the arrays hold what the shape says (a cache built by hand or read from
-    /// elsewhere), so that reads through `value_index` stay inside them.
+    /// elsewhere), so that reads through `value_index`, and the decode kernel's, stay inside
+    /// them: the kernel reads each tile's values from its bitmap's count, rounded up to 8, in
+    /// 16-byte vectors from the tile's start, so every tile has room for that many and starts
+    /// on a 16-byte boundary.
     pub fn validate(&self) -> Result<(), FormatError> {
         let tiles = self.tiles_per_head();
         let bad = |what: String| Err(FormatError::Mismatch { this: format!("{:?} cache of {} heads × {} tokens × d{}", self.order, self.heads, self.tokens, self.head_dim), other: what });
@@ -133,6 +136,12 @@ impl BitmapCache {
             let offs = &self.offsets[h * (tiles + 1)..(h + 1) * (tiles + 1)];
             if offs.windows(2).any(|w| w[1] < w[0]) || offs[0] < 0 || self.head_base[h] < 0 {
                 return bad(format!("decreasing or negative offsets in head {h}"));
+            }
+            for (t, w) in offs.windows(2).enumerate() {
+                let need = (self.bitmaps[h * tiles + t].count_ones() as usize).next_multiple_of(PAD);
+                if w[0] % (PAD as i32 / 2) != 0 || 2 * ((w[1] - w[0]) as usize) < need {
+                    return bad(format!("tile {t} of head {h}: offsets {}..{} (pairs) for {} kept values, padded to {PAD} and 16-byte aligned", w[0], w[1], need));
+                }
             }
             if self.tile_start(h, tiles) > self.values.len() {
                 return bad(format!("{} values, head {h} needs {}", self.values.len(), self.tile_start(h, tiles)));
@@ -353,6 +362,26 @@ mod tests {
         assert!(c.validate().is_ok());
         c.offsets.pop();
         assert!(c.validate().is_err());
+    }
+
+    /// Offsets that leave a tile less room than its bitmap's count, or tiles that do not start
+    /// on 16 bytes (pair padding), are caught: the kernel would read past the values or fault on
+    /// a misaligned vector load (both found in review, where `validate` let them through).
+    #[test]
+    fn offsets_that_disagree_with_the_bitmaps_are_caught() {
+        let dense: Vec<u16> = (0..64 * 64).map(|i| if i % 3 == 0 { 0x3c00 } else { 0 }).collect();
+        let good = BitmapCache::compress(&dense, Dtype::F16, 1, 64, 64, TileOrder::Keys).unwrap();
+        assert!(good.validate().is_ok());
+        let mut zeroed = good.clone();
+        zeroed.offsets.iter_mut().for_each(|o| *o = 0);
+        assert!(zeroed.validate().is_err());
+        let mut pairs = good.clone();
+        let mut at = 0;
+        for (t, o) in pairs.offsets.iter_mut().enumerate().skip(1) {
+            at += (good.bitmaps[t - 1].count_ones() as i32 + 1) / 2;
+            *o = at;
+        }
+        assert!(pairs.validate().is_err());
     }
 
     #[test]

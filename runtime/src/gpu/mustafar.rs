@@ -15,20 +15,21 @@ use tessera_desc::{Config, Dtype, KernelDesc, Load};
 
 use super::{DeviceTensor, Gpu, GpuError};
 
-/// One bitmap-compressed cache's arrays on the device (`BitmapCache`'s, as they are).
+/// One bitmap-compressed cache's arrays on the device (`BitmapCache`'s, as they are). The
+/// shape is private with the arrays: launches trust it, so it cannot change apart from them.
 pub struct DeviceBitmapCache {
-    pub order: TileOrder,
-    pub dtype: Dtype,
+    order: TileOrder,
+    dtype: Dtype,
     /// `batch × kv_heads` planes of `tokens × head_dim`.
-    pub planes: usize,
-    pub tokens: usize,
-    pub head_dim: usize,
+    planes: usize,
+    tokens: usize,
+    head_dim: usize,
     bitmaps: CudaSlice<u64>,
     offsets: CudaSlice<i32>,
     values: CudaSlice<u16>,
     head_base: CudaSlice<i32>,
     /// Bytes of the format (bitmaps, offsets, padded values, head bases).
-    pub bytes: usize,
+    bytes: usize,
 }
 
 /// Uploads `data`, or one default element for an empty array (a zero-byte allocation is an
@@ -125,12 +126,12 @@ impl DeviceBitmapCache {
 /// A [`MustafarCache`] on the device: the compressed K and V and the dense window
 /// (`[batch, kv_heads, window, head_dim]`).
 pub struct DeviceMustafarCache {
-    pub k: DeviceBitmapCache,
-    pub v: DeviceBitmapCache,
-    pub window_k: DeviceTensor,
-    pub window_v: DeviceTensor,
-    pub batch: usize,
-    pub kv_heads: usize,
+    k: DeviceBitmapCache,
+    v: DeviceBitmapCache,
+    window_k: DeviceTensor,
+    window_v: DeviceTensor,
+    batch: usize,
+    kv_heads: usize,
 }
 
 impl DeviceMustafarCache {
