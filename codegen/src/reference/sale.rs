@@ -176,6 +176,17 @@ pub fn sale_prefill(
     v: &[f64],
 ) -> Result<SaleOutput, String> {
     check(shape, blocks, tau, q, k, v)?;
+    let kept = sale_select(shape, blocks, tau, estimate, scale, q, k)?;
+    // Exact attention over the kept blocks, elementwise causal.
+    let grid = BlockGrid { block_q: blocks.block_q, block_k: blocks.block_k, causal: true };
+    let out = block_sparse_attention(shape, &grid, &kept, scale, q, k, v)?;
+    Ok(SaleOutput { out, kept, blocks: *blocks, seq: shape.seq_q })
+}
+
+/// SALE's block map alone, `[batch · heads, query blocks, key blocks]`: what a block-sparse
+/// kernel's lists are made of (`format::BlockLists::from_kept`). Arguments as `sale_prefill`'s.
+pub fn sale_select(shape: &Shape, blocks: &SaleBlocks, tau: &[f64], estimate: Estimate, scale: f64, q: &[f64], k: &[f64]) -> Result<Vec<bool>, String> {
+    check(shape, blocks, tau, q, k, k)?;
     let (l, d) = (shape.seq_q, shape.head_dim);
     let (nq, nk) = (l.div_ceil(blocks.block_q), l.div_ceil(blocks.block_k));
     let mut kept = vec![false; shape.batch * shape.heads * nq * nk];
@@ -193,10 +204,7 @@ pub fn sale_prefill(
             }
         }
     }
-    // Exact attention over the kept blocks, elementwise causal.
-    let grid = BlockGrid { block_q: blocks.block_q, block_k: blocks.block_k, causal: true };
-    let out = block_sparse_attention(shape, &grid, &kept, scale, q, k, v)?;
-    Ok(SaleOutput { out, kept, blocks: *blocks, seq: l })
+    Ok(kept)
 }
 
 /// The kept blocks of one head. Scores use K minus its mean over tokens, as the kernel does

@@ -10,6 +10,7 @@ mod emit;
 mod list;
 mod mustafar;
 mod run;
+mod sale;
 mod sale_estimates;
 mod table;
 mod tune_report;

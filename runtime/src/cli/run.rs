@@ -13,14 +13,15 @@ use tessera_desc::{Config, ConfigError, Dtype, KernelDesc, Layout, Load, Visit, 
 
 use super::{config_of, find_kernel};
 use crate::{Error, catalog};
-use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError, grid_extents};
+use crate::gpu::{Attention, AttentionArgs, DeviceBlockLists, DeviceTensor, Gpu, GpuError, grid_extents};
 use crate::io::{self, AttentionInputs, HostTensor};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Kernel name, as `tessera list` prints it, `na` for a neighborhood given by
-    /// --window [--dilation --stride --causal --dtype --head-dim], or `mustafar` for a decode
-    /// step over k and v pruned and compressed by the --k-sparsity ... --chunk policy.
+    /// --window [--dilation --stride --causal --dtype --head-dim], `mustafar` for a decode
+    /// step over k and v pruned and compressed by the --k-sparsity ... --chunk policy, or `sale`
+    /// for SALE's block-sparse prefill (blocks selected by --tau --estimate).
     kernel: String,
     /// safetensors file holding `q`, `k` and `v`, each [batch, heads, tokens, head_dim] in the
     /// kernel's dtype; k and v may have fewer heads than q (grouped-query attention). For
@@ -50,6 +51,8 @@ pub struct Args {
     na: NaArgs,
     #[command(flatten)]
     mustafar: super::mustafar::CacheArgs,
+    #[command(flatten)]
+    sale: super::sale::SaleArgs,
 }
 
 /// With the kernel name `na`: neighborhood attention over the token grid of the inputs, its
@@ -146,29 +149,25 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     }
     let grid = args.grid.as_deref();
     let na;
-    let desc = if args.kernel == "na" {
-        na = args.na.kernel(grid)?;
-        &na
-    } else {
-        find_kernel(&args.kernel)?
+    let desc = match args.kernel.as_str() {
+        "na" => {
+            na = args.na.kernel(grid)?;
+            &na
+        }
+        "sale" => find_kernel(super::sale::SALE_KERNEL)?,
+        name => find_kernel(name)?,
     };
     let cfg = config_of(desc, args.config.as_deref())?;
-    // Said before the file is read or a GPU opened: the estimation kernel that makes block maps
-    // from q and k does not exist yet, and `run` reads no map.
-    if let Visit::Blocks(_) = desc.visit {
-        return Err(Error::Config {
-            kernel: desc.name,
-            source: ConfigError::Rule(
-                "a block-sparse kernel needs a block map, which `tessera run` cannot make or read yet; launch it \
-                 with `Attention::run` and `DeviceBlockLists`"
-                    .into(),
-            ),
-        });
-    }
     let inputs = io::read_inputs(&args.inputs, desc)?;
     let extents = token_grid(desc, &inputs.dims, grid)?;
+    // A block-sparse kernel's map, selected before a GPU is opened.
+    let selection = match desc.visit {
+        Visit::Blocks(_) => Some(args.sale.select(desc, &cfg, &inputs, args.scale)?),
+        _ => None,
+    };
     let gpu = Gpu::open(0)?;
-    let (o, lse) = launch(&gpu, desc, &cfg, &inputs, grid, args.lse, args.scale)?;
+    let lists = selection.as_ref().map(|s| DeviceBlockLists::upload(&gpu, &s.lists)).transpose()?;
+    let (o, lse) = launch(&gpu, desc, &cfg, &inputs, (grid, lists.as_ref()), args.lse, args.scale)?;
 
     let mut tensors = vec![("o", &o)];
     if let Some(lse) = &lse {
@@ -187,7 +186,13 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     if let Some(scale) = args.scale {
         metadata.push(("scale", scale.to_string()));
     }
+    if let Some(selection) = &selection {
+        metadata.extend(selection.metadata.iter().cloned());
+    }
     io::write_tensors(&args.output, &tensors, &metadata)?;
+    if let Some(selection) = &selection {
+        writeln!(out, "{}: kept {:.1}% of the causally visible blocks", desc.name, 100.0 * selection.density).map_err(Error::Stdout)?;
+    }
     writeln!(
         out,
         "{} ({cfg}) on {}: wrote {} to {}",
@@ -231,7 +236,7 @@ fn launch(
     desc: &KernelDesc,
     cfg: &Config,
     inputs: &AttentionInputs,
-    grid: Option<&[usize]>,
+    (grid, blocks): (Option<&[usize]>, Option<&DeviceBlockLists>),
     want_lse: bool,
     scale: Option<f32>,
 ) -> Result<(HostTensor, Option<HostTensor>), GpuError> {
@@ -260,7 +265,7 @@ fn launch(
             lse: lse.as_mut(),
             scale,
             grid,
-            blocks: None,
+            blocks,
         },
     )?;
     gpu.stream.synchronize()?;

@@ -308,8 +308,34 @@ fn block_sparse_kernels_need_a_map_before_the_gpu() {
     let m = err(&["bench", "dense_bf16_d128", "--density", "0.2"]);
     assert!(m.contains("none is named"), "{m}");
     assert!(parse_error(&["bench", "sale_causal_bf16_d128", "--density", "1.5"]).contains("not in (0, 1]"));
-    let m = err(&["run", "sale_causal_bf16_d128", "--inputs", "/nonexistent.safetensors", "-o", "/tmp/o.safetensors"]);
-    assert!(m.contains("block map"), "{m}");
+}
+
+/// `run sale` selects the blocks on the host (SALE's rule, from the estimate the flags name)
+/// before a GPU is opened; wrong thresholds or estimates are errors there.
+#[test]
+fn run_sale_selects_its_blocks_before_the_gpu() {
+    use crate::io::{FileDtype, HostTensor, write_tensors};
+    let dir = tempfile::tempdir().unwrap();
+    let t = |heads: usize, tokens: usize| {
+        let bits: Vec<u16> = (0..heads * tokens * 128).map(|i| half::bf16::from_f32(((i * 7919) % 13) as f32 / 6.0 - 1.0).to_bits()).collect();
+        HostTensor::from_bits(FileDtype::BF16, vec![1, heads, tokens, 128], &bits)
+    };
+    let inputs = dir.path().join("in.safetensors");
+    write_tensors(&inputs, &[("q", &t(2, 300)), ("k", &t(1, 300)), ("v", &t(1, 300))], &[]).unwrap();
+    let inputs = inputs.to_string_lossy().into_owned();
+    let out = dir.path().join("out.safetensors").to_string_lossy().into_owned();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "sale", "--inputs", &inputs, "-o", &out];
+        args.extend(extra);
+        output(&args).unwrap_err().to_string()
+    };
+    let m = run(&["--tau", "0.01", "0.02", "0.03"]);
+    assert!(m.contains("3 thresholds for 2 query heads"), "{m}");
+    assert!(parse_error(&["run", "sale", "--inputs", "x", "-o", "y", "--estimate", "int3"]).contains("unknown estimate"));
+    assert!(parse_error(&["run", "sale", "--inputs", "x", "-o", "y", "--tau", "nan"]).contains("not a threshold"));
+    if let Some(expected) = no_gpu_error() {
+        assert_eq!(run(&["--tau", "0.01", "--estimate", "int8"]), expected);
+    }
 }
 
 #[test]
