@@ -4,6 +4,7 @@
 mod autotune;
 mod bench;
 mod cache;
+mod calibrate;
 mod check;
 mod doctor;
 mod emit;
@@ -50,6 +51,8 @@ enum Command {
     Autotune(autotune::Args),
     /// List, show, clear, export or import the tuning store.
     Cache(cache::Args),
+    /// Calibrate SALE's per-head thresholds against dense attention (float64, CPU).
+    Calibrate(calibrate::Args),
     /// Check the driver, GPUs, LLVM, ptxas, the PTX cache and the tuning store; say how to fix
     /// what is missing.
     Doctor,
@@ -73,6 +76,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Bench(args) => bench::run(&args, out),
         Command::Autotune(args) => autotune::run(&args, out),
         Command::Cache(args) => cache::run(&args, out),
+        Command::Calibrate(args) => calibrate::run(&args, out),
         Command::Doctor => doctor::run(out),
         Command::SaleEstimates(args) => sale_estimates::run(&args, out),
     }

@@ -40,7 +40,7 @@ fn parse_tau(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_estimate(s: &str) -> Result<Estimate, String> {
+pub(super) fn parse_estimate(s: &str) -> Result<Estimate, String> {
     if s == "exact" {
         return Ok(Estimate::Exact);
     }
@@ -49,6 +49,14 @@ fn parse_estimate(s: &str) -> Result<Estimate, String> {
         .find(|f| f.name() == s)
         .map(Estimate::LowBit)
         .ok_or_else(|| format!("unknown estimate `{s}` (exact, int4, int8, e4m3)"))
+}
+
+/// The flag's spelling of an estimate.
+pub(super) fn estimate_name(estimate: Estimate) -> &'static str {
+    match estimate {
+        Estimate::Exact => "exact",
+        Estimate::LowBit(f) => f.name(),
+    }
 }
 
 /// What was selected, for the output file's metadata and the report.
@@ -94,13 +102,9 @@ impl SaleArgs {
         // Over the causally visible blocks, as `SaleOutput::density` counts.
         let visible: usize = (0..nq).map(|qb| ((qb + 1) * blocks.block_q).min(dims.seq_q).div_ceil(blocks.block_k)).sum();
         let density = kept.iter().filter(|&&k| k).count() as f64 / (visible * dims.batch * dims.heads).max(1) as f64;
-        let estimate_name = match estimate {
-            Estimate::Exact => "exact",
-            Estimate::LowBit(f) => f.name(),
-        };
         let metadata = vec![
             ("tau", format!("{taus:?}")),
-            ("estimate", estimate_name.to_string()),
+            ("estimate", estimate_name(estimate).to_string()),
             ("density", format!("{density:.4}")),
         ];
         Ok(Selection { lists, density, metadata })

@@ -60,10 +60,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
         let got = if estimate == Estimate::Exact { exact.clone() } else { sale(estimate)? };
         let agreement = got.against(&exact);
         table.row(vec![
-            match estimate {
-                Estimate::Exact => "exact".to_string(),
-                Estimate::LowBit(f) => f.name().to_string(),
-            },
+            super::sale::estimate_name(estimate).to_string(),
             format!("{:.3}", got.density()),
             format!("{:.4}", agreement.recall()),
             agreement.missed.to_string(),

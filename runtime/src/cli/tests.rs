@@ -701,3 +701,24 @@ fn bench_mustafar_checks_its_problem_before_the_gpu() {
     let message = output(&["bench", "mustafar", "--context", "8192", "--chunk", "100"]).unwrap_err().to_string();
     assert!(message.contains("chunk = 100"), "{message}");
 }
+
+/// `calibrate sale` halves each head's τ from 0.008 until its error is under θ · seq (a head
+/// that never gets there runs dense, τ = 0), and prints the `run sale` flags to use them.
+#[test]
+fn calibrate_sale_halves_thresholds_until_the_error_passes() {
+    let taus = |theta: &str| -> Vec<f64> {
+        let text = output(&["calibrate", "sale", "--structured", "--seq", "512", "--head-dim", "64", "--theta", theta]).unwrap();
+        let last = text.lines().last().unwrap().to_string();
+        assert!(last.starts_with("tessera run sale --tau "), "{text}");
+        last.split_whitespace().skip(4).take(2).map(|t| t.parse().unwrap()).collect()
+    };
+    let loose = taus("10");
+    assert_eq!(loose, vec![0.008, 0.008]);
+    let tight = taus("0.02");
+    for t in &tight {
+        // 0.008 / 2^k, or dense.
+        assert!(*t == 0.0 || (0.008 / t).log2().fract() == 0.0, "{tight:?}");
+    }
+    assert!(tight.iter().zip(&loose).all(|(t, l)| t <= l) && tight != loose, "{tight:?}");
+    assert_eq!(taus("0"), vec![0.0, 0.0]);
+}
