@@ -8,6 +8,7 @@ use tessera_codegen::ir::Var;
 use tessera_codegen::tile_program;
 use tessera_desc::{Config, KernelDesc};
 
+use super::checks::{Meta, Tensors};
 use super::{DeviceTensor, Gpu, GpuError};
 
 /// The launch's inputs and outputs. `scale` defaults to 1/sqrt(head_dim).
@@ -163,104 +164,21 @@ impl Attention {
     }
 
     /// Returns [batch, heads, kv_heads, seq_q, seq_kv] and the grid extents as i32 after
-    /// checking every argument.
+    /// checking every argument (`checks::check_launch`).
     fn check(&self, a: &AttentionArgs<'_>) -> Result<([i32; 5], [i32; 3]), GpuError> {
-        let d = &self.desc;
-        for (arg, t) in [("q", a.q), ("k", a.k), ("v", a.v), ("o", &*a.o)] {
-            if t.dtype != d.dtype {
-                return Err(mismatch(arg, "dtype", d.dtype, t.dtype));
-            }
-            if t.shape[3] != d.head_dim as usize {
-                return Err(mismatch(arg, "head_dim", d.head_dim, t.shape[3]));
-            }
-        }
-        let [b, h, sq, _] = a.q.shape;
-        let [kb, hk, skv, _] = a.k.shape;
-        if kb != b {
-            return Err(mismatch("k", "batch (as q)", b, kb));
-        }
-        if a.v.shape != a.k.shape {
-            return Err(mismatch(
-                "v",
-                "shape (as k)",
-                format!("{:?}", a.k.shape),
-                format!("{:?}", a.v.shape),
-            ));
-        }
-        if a.o.shape != a.q.shape {
-            return Err(mismatch(
-                "o",
-                "shape (as q)",
-                format!("{:?}", a.q.shape),
-                format!("{:?}", a.o.shape),
-            ));
-        }
-        if hk == 0 || h % hk != 0 {
-            return Err(mismatch(
-                "k",
-                "heads (a divisor of q's heads)",
-                format!("a divisor of {h}"),
-                hk,
-            ));
-        }
-        if let Some(lse) = &a.lse
-            && lse.len() != b * h * sq {
-                return Err(mismatch(
-                    "lse",
-                    "length (batch·heads·seq_q)",
-                    b * h * sq,
-                    lse.len(),
-                ));
-            }
-        let mut out = [0i32; 5];
-        for (o, (name, v)) in out.iter_mut().zip([
-            ("batch", b),
-            ("heads", h),
-            ("kv_heads", hk),
-            ("seq_q", sq),
-            ("seq_kv", skv),
-        ]) {
-            *o = i32::try_from(v)
-                .map_err(|_| GpuError::Invalid(format!("{name} = {v} does not fit in i32")))?;
-        }
-        // Neighborhoods are self-attention over one grid of tokens.
-        if matches!(d.visit, tessera_desc::Visit::Window(_)) && sq != skv {
-            return Err(mismatch("k", "tokens (a window needs as many keys as queries)", sq, skv));
-        }
-        let takes_lists = self.program.reads_tables();
-        match (takes_lists, a.blocks) {
-            (true, None) => {
-                return Err(GpuError::Invalid(format!("{} is block-sparse: give its block lists", d.name)));
-            }
-            (false, Some(_)) => {
-                return Err(GpuError::Invalid(format!("{} visits no block map, so it takes no block lists", d.name)));
-            }
-            (true, Some(lists)) => {
-                let (bq, bkv) = (self.config.block_q() as usize, self.config.block_kv() as usize);
-                super::blocks::check_dims(lists.dims(), b * h, sq, skv, bq, bkv).map_err(GpuError::Invalid)?;
-            }
-            (false, None) => {}
-        }
-        // Each extent divides seq_q, which fits in i32 (checked above).
-        let grid = grid_extents(d, sq, a.grid).map_err(GpuError::Invalid)?.map(|e| e as i32);
-        // Element offsets are computed in i64 on the device, but rows per (batch, head) in i32.
-        Ok((out, grid))
+        let meta = |t: &DeviceTensor| Meta { dtype: t.dtype, shape: t.shape, len: t.data.len() };
+        super::checks::check_launch(
+            &self.desc,
+            &self.config,
+            self.program.reads_tables(),
+            Tensors { q: meta(a.q), k: meta(a.k), v: meta(a.v), o: meta(a.o) },
+            a.lse.as_ref().map(|l| l.len()),
+            a.grid,
+            a.blocks.map(|l| l.dims()),
+        )
     }
 }
 
-fn mismatch(
-    arg: &'static str,
-    what: &'static str,
-    expected: impl ToString,
-    got: impl ToString,
-) -> GpuError {
-    GpuError::Mismatch {
-        arg,
-        what,
-        expected: expected.to_string(),
-        got: got.to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

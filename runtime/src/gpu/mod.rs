@@ -5,6 +5,7 @@ mod attention;
 mod blocks;
 pub mod bench;
 pub mod block_map;
+pub mod checks;
 mod compress;
 mod error;
 mod mustafar;
