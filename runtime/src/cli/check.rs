@@ -50,6 +50,9 @@ fn max_shared_bytes(target: Target) -> u32 {
 enum Status {
     Ok,
     Spills,
+    /// ptxas's numbered notes (e.g. C7519: it serialized wgmmas around a register hazard):
+    /// the code runs, slower than written.
+    Notes(Vec<String>),
     SharedOverLimit { limit: u32 },
     Failed(String),
 }
@@ -57,7 +60,7 @@ enum Status {
 impl Status {
     fn fails(&self, deny_spills: bool) -> bool {
         match self {
-            Status::Ok => false,
+            Status::Ok | Status::Notes(_) => false,
             Status::Spills => deny_spills,
             Status::SharedOverLimit { .. } | Status::Failed(_) => true,
         }
@@ -119,7 +122,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
 
 fn check_one(ptxas: &Path, desc: &KernelDesc, config: Config, target: Target) -> Check {
     let (resources, status) = match measure(ptxas, desc, &config, target) {
-        Ok((res, dynamic)) => {
+        Ok((res, dynamic, notes)) => {
             let shared = res.shared_bytes + dynamic;
             let status = if res.spill_stores > 0 || res.spill_loads > 0 {
                 Status::Spills
@@ -127,6 +130,8 @@ fn check_one(ptxas: &Path, desc: &KernelDesc, config: Config, target: Target) ->
                 Status::SharedOverLimit {
                     limit: max_shared_bytes(target),
                 }
+            } else if !notes.is_empty() {
+                Status::Notes(notes)
             } else {
                 Status::Ok
             };
@@ -143,13 +148,14 @@ fn check_one(ptxas: &Path, desc: &KernelDesc, config: Config, target: Target) ->
     }
 }
 
-/// ptxas's figures for the kernel's entry and the dynamic shared memory its program needs.
+/// ptxas's figures for the kernel's entry, the dynamic shared memory its program needs, and
+/// ptxas's numbered notes on the module.
 fn measure(
     ptxas: &Path,
     desc: &KernelDesc,
     config: &Config,
     target: Target,
-) -> Result<(KernelResources, u32), String> {
+) -> Result<(KernelResources, u32, Vec<String>), String> {
     let codegen = |e: tessera_codegen::CodegenError| format!("codegen: {e}");
     let dynamic = tessera_codegen::kernel_program(desc, config)
         .map_err(codegen)?
@@ -160,7 +166,7 @@ fn measure(
     let found = resources.kernel(entry).cloned();
     found
         .ok_or_else(|| format!("ptxas reported no entry `{entry}`"))
-        .map(|res| (res, dynamic))
+        .map(|res| (res, dynamic, resources.notes))
 }
 
 fn report(checks: &[Check], out: &mut dyn Write) -> std::io::Result<()> {
@@ -187,6 +193,7 @@ fn report(checks: &[Check], out: &mut dyn Write) -> std::io::Result<()> {
         let status = match &c.status {
             Status::Ok => "ok".to_string(),
             Status::Spills => "spills".to_string(),
+            Status::Notes(_) => "ptxas notes".to_string(),
             Status::SharedOverLimit { limit } => format!("SMEM > {} KiB", limit / 1024),
             Status::Failed(_) => "FAILED".to_string(),
         };
@@ -201,8 +208,11 @@ fn report(checks: &[Check], out: &mut dyn Write) -> std::io::Result<()> {
     }
     table.write(out)?;
 
-    // Failure messages are multi-line (ptxas's stderr), so they follow the table.
+    // Failure messages are multi-line (ptxas's stderr), so they follow the table; so do notes.
     for c in checks {
+        if let Status::Notes(notes) = &c.status {
+            writeln!(out, "\n{} ({}, {}): {}", c.kernel, c.config, c.target, notes.join("; "))?;
+        }
         if let Status::Failed(message) = &c.status {
             writeln!(
                 out,
