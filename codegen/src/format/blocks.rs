@@ -18,6 +18,27 @@ pub struct BlockLists {
     pub count: Vec<i32>,
 }
 
+/// Whether lists of `dims` (planes, query tiles, KV tiles) fit a launch of `planes` planes,
+/// `seq_q` × `seq_kv` tokens in tiles of `block_q` × `block_kv`: the kernel indexes them with
+/// exactly these counts.
+pub fn check_dims(
+    dims: (usize, usize, usize),
+    planes: usize,
+    seq_q: usize,
+    seq_kv: usize,
+    block_q: usize,
+    block_kv: usize,
+) -> Result<(), String> {
+    let want = (planes, seq_q.div_ceil(block_q.max(1)), seq_kv.div_ceil(block_kv.max(1)));
+    if dims == want {
+        return Ok(());
+    }
+    Err(format!(
+        "block lists of {} planes × {} query tiles × {} KV tiles; the launch has {} × {} × {} (tiles of {block_q} × {block_kv})",
+        dims.0, dims.1, dims.2, want.0, want.1, want.2
+    ))
+}
+
 impl BlockLists {
     /// The lists of a map of kept blocks, `[planes, q_tiles, kv_tiles]` row-major.
     pub fn from_kept(
@@ -144,17 +165,7 @@ impl BlockLists {
         block_q: usize,
         block_kv: usize,
     ) -> Result<(), String> {
-        let want = (
-            planes,
-            seq_q.div_ceil(block_q.max(1)),
-            seq_kv.div_ceil(block_kv.max(1)),
-        );
-        if (self.planes, self.q_tiles, self.kv_tiles) != want {
-            return Err(format!(
-                "block lists of {} planes × {} query tiles × {} KV tiles; the launch has {} × {} × {} (tiles of {block_q} × {block_kv})",
-                self.planes, self.q_tiles, self.kv_tiles, want.0, want.1, want.2
-            ));
-        }
+        check_dims((self.planes, self.q_tiles, self.kv_tiles), planes, seq_q, seq_kv, block_q, block_kv)?;
         self.validate()
     }
 

@@ -15,15 +15,14 @@
 //!    memory) and writes each tile's kept values in element order at its offset. Padding slots
 //!    stay as the zeroed buffer has them.
 
-use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::module::{Linkage, Module};
-use inkwell::types::BasicTypeEnum;
-use inkwell::values::{BasicValueEnum, FunctionValue, IntValue, PointerValue};
+use inkwell::values::{IntValue, PointerValue};
 use inkwell::{AddressSpace, IntPredicate};
 
-use super::kernel::{entry, sreg};
-use super::lower::{Blocks, Res, SHARED, counted_loop, load_aligned};
+use super::kernel::sreg;
+use super::lower::{Res, SHARED, counted_loop};
+use super::standalone::Standalone;
 use crate::CodegenError;
 use crate::format::bitmap::TILE;
 
@@ -53,88 +52,10 @@ pub fn names(head_dim: u32) -> [String; 3] {
     [format!("mustafar_prune_count_d{head_dim}"), "mustafar_offsets".to_string(), format!("mustafar_scatter_d{head_dim}")]
 }
 
-struct Kernel<'ctx, 'a> {
-    ctx: &'ctx Context,
-    module: &'a Module<'ctx>,
-    b: Builder<'ctx>,
-    func: FunctionValue<'ctx>,
-    tid: IntValue<'ctx>,
-}
+type Kernel<'ctx, 'a> = Standalone<'ctx, 'a>;
 
-impl<'ctx> Blocks<'ctx> for Kernel<'ctx, '_> {
-    fn context(&self) -> &'ctx Context {
-        self.ctx
-    }
-    fn builder(&self) -> &Builder<'ctx> {
-        &self.b
-    }
-    fn function(&self) -> FunctionValue<'ctx> {
-        self.func
-    }
-}
-
-impl<'ctx, 'a> Kernel<'ctx, 'a> {
-    fn new(ctx: &'ctx Context, module: &'a Module<'ctx>, name: &str, params: &[&str], pointers: &[&str]) -> Res<Self> {
-        let func = entry(ctx, module, name, params, &|n| pointers.contains(&n), COMPRESS_THREADS)?;
-        let b = ctx.create_builder();
-        b.position_at_end(ctx.append_basic_block(func, "entry"));
-        let tid = sreg(module, &b, "llvm.nvvm.read.ptx.sreg.tid.x")?;
-        Ok(Kernel { ctx, module, b, func, tid })
-    }
-
-    fn param(&self, i: u32) -> Res<BasicValueEnum<'ctx>> {
-        self.func.get_nth_param(i).ok_or_else(|| CodegenError::Llvm("missing param".into()))
-    }
-
-    fn i32(&self, v: i64) -> IntValue<'ctx> {
-        self.ctx.i32_type().const_int(v as u64, true)
-    }
-
-    fn i64(&self, v: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
-        Ok(self.b.build_int_z_extend(v, self.ctx.i64_type(), "")?)
-    }
-
-    /// Element `index` (i64) of `elem_bytes`-byte elements from `base`.
-    fn at(&self, base: PointerValue<'ctx>, index: IntValue<'ctx>, elem_bytes: u64) -> Res<PointerValue<'ctx>> {
-        let off = self.b.build_int_mul(index, self.ctx.i64_type().const_int(elem_bytes, false), "")?;
-        // SAFETY of the GEP: indices stay inside the buffers the launch checked.
-        Ok(unsafe { self.b.build_in_bounds_gep(self.ctx.i8_type(), base, &[off], "")? })
-    }
-
-    fn load(&self, ty: BasicTypeEnum<'ctx>, p: PointerValue<'ctx>, align: u32) -> Res<BasicValueEnum<'ctx>> {
-        load_aligned(&self.b, ty, p, align)
-    }
-
-    fn store(&self, p: PointerValue<'ctx>, v: impl inkwell::values::BasicValue<'ctx>, align: u32) -> Res<()> {
-        self.b.build_store(p, v)?.set_alignment(align).map_err(|e| CodegenError::Llvm(e.to_string()))
-    }
-
-    fn call(&self, name: &str, overloads: &[BasicTypeEnum<'ctx>], args: &[BasicValueEnum<'ctx>]) -> Res<BasicValueEnum<'ctx>> {
-        let f = super::intrinsics::declare(self.module, name, overloads)?;
-        let args: Vec<_> = args.iter().map(|a| (*a).into()).collect();
-        match self.b.build_call(f, &args, "")?.try_as_basic_value() {
-            inkwell::values::ValueKind::Basic(v) => Ok(v),
-            _ => Err(CodegenError::Llvm(format!("{name} returned no value"))),
-        }
-    }
-
-    fn barrier(&self) -> Res<()> {
-        let f = super::intrinsics::declare(self.module, "llvm.nvvm.barrier.cta.sync.aligned.all", &[])?;
-        self.b.build_call(f, &[self.i32(0).into()], "")?;
-        Ok(())
-    }
-
-    /// Runs `then` where `cond` holds.
-    fn when(&mut self, cond: IntValue<'ctx>, then: impl FnOnce(&mut Self) -> Res<()>) -> Res<()> {
-        let (yes, done) = (self.ctx.append_basic_block(self.func, "then"), self.ctx.append_basic_block(self.func, "endif"));
-        self.b.build_conditional_branch(cond, yes, done)?;
-        self.b.position_at_end(yes);
-        then(self)?;
-        self.b.build_unconditional_branch(done)?;
-        self.b.position_at_end(done);
-        Ok(())
-    }
-
+/// What the compression entries add to a standalone entry.
+impl<'ctx> Kernel<'ctx, '_> {
     /// A CTA-wide shared array of `len` `elem_bytes`-byte elements, private to this entry.
     fn shared(&self, name: &str, len: u32, elem_bytes: u32) -> PointerValue<'ctx> {
         let ty = self.ctx.i8_type().array_type(len * elem_bytes);
@@ -248,7 +169,7 @@ fn place<'ctx>(k: &Kernel<'ctx, '_>, tokens: IntValue<'ctx>, d: u32) -> Res<Plac
 
 fn prune_count<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> {
     let names = names(d);
-    let mut k = Kernel::new(ctx, module, &names[0], &PRUNE_COUNT_PARAMS, &["x", "bitmaps", "counts"])?;
+    let mut k = Kernel::new(ctx, module, &names[0], &PRUNE_COUNT_PARAMS, &|n| ["x", "bitmaps", "counts"].contains(&n), COMPRESS_THREADS)?;
     let (x, bitmaps, counts) = (k.param(0)?.into_pointer_value(), k.param(1)?.into_pointer_value(), k.param(2)?.into_pointer_value());
     let (tokens, rank, order) = (k.param(3)?.into_int_value(), k.param(4)?.into_int_value(), k.param(5)?.into_int_value());
     let tile_smem = k.shared("tile", TILE as u32 * pitch(d), 2);
@@ -278,7 +199,7 @@ fn prune_count<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<(
 }
 
 fn offsets<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>) -> Res<()> {
-    let mut k = Kernel::new(ctx, module, "mustafar_offsets", &OFFSETS_PARAMS, &["counts", "offsets", "totals"])?;
+    let mut k = Kernel::new(ctx, module, "mustafar_offsets", &OFFSETS_PARAMS, &|n| ["counts", "offsets", "totals"].contains(&n), COMPRESS_THREADS)?;
     let (counts, offsets, totals) = (k.param(0)?.into_pointer_value(), k.param(1)?.into_pointer_value(), k.param(2)?.into_pointer_value());
     let tiles = k.param(3)?.into_int_value();
     let sums = k.shared("sums", COMPRESS_THREADS, 4);
@@ -337,7 +258,7 @@ fn offsets<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>) -> Res<()> {
 
 fn scatter<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> {
     let names = names(d);
-    let mut k = Kernel::new(ctx, module, &names[2], &SCATTER_PARAMS, &["x", "offsets", "head_base", "values"])?;
+    let mut k = Kernel::new(ctx, module, &names[2], &SCATTER_PARAMS, &|n| ["x", "offsets", "head_base", "values"].contains(&n), COMPRESS_THREADS)?;
     let (x, offsets, head_base, values) = (
         k.param(0)?.into_pointer_value(),
         k.param(1)?.into_pointer_value(),

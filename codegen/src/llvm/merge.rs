@@ -4,65 +4,20 @@
 //! order with the weights of `semantics::softmax::merge_weight`, as `interp::merge_splits` does.
 
 use inkwell::IntPredicate;
-use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::module::Module;
-use inkwell::values::{BasicValueEnum, FunctionValue, IntValue, PointerValue};
+use inkwell::values::IntValue;
 
 use super::MERGE_PARAMS;
 use super::arith::Emit;
-use super::kernel::{entry, sreg};
-use super::lower::{Blocks, Res, counted_loop, load_aligned};
+use super::kernel::sreg;
+use super::lower::{Res, counted_loop};
+use super::standalone::Standalone;
 use super::softmax::pack;
-use crate::CodegenError;
 use crate::ir::Program;
 use crate::semantics::{Arith, softmax};
 
-struct Merge<'ctx, 'a> {
-    ctx: &'ctx Context,
-    module: &'a Module<'ctx>,
-    b: Builder<'ctx>,
-    func: FunctionValue<'ctx>,
-}
-
-impl<'ctx> Blocks<'ctx> for Merge<'ctx, '_> {
-    fn context(&self) -> &'ctx Context {
-        self.ctx
-    }
-    fn builder(&self) -> &Builder<'ctx> {
-        &self.b
-    }
-    fn function(&self) -> FunctionValue<'ctx> {
-        self.func
-    }
-}
-
-impl<'ctx> Merge<'ctx, '_> {
-    fn ptr(
-        &self,
-        base: PointerValue<'ctx>,
-        index: IntValue<'ctx>,
-        bytes: u64,
-    ) -> Res<PointerValue<'ctx>> {
-        let off = self
-            .b
-            .build_int_mul(index, self.ctx.i64_type().const_int(bytes, false), "")?;
-        // SAFETY of the GEP: indices are rows and channels of the launch's own buffers.
-        Ok(unsafe {
-            self.b
-                .build_in_bounds_gep(self.ctx.i8_type(), base, &[off], "")?
-        })
-    }
-
-    fn load(
-        &self,
-        ty: inkwell::types::BasicTypeEnum<'ctx>,
-        p: PointerValue<'ctx>,
-        align: u32,
-    ) -> Res<BasicValueEnum<'ctx>> {
-        load_aligned(&self.b, ty, p, align)
-    }
-}
+type Merge<'ctx, 'a> = Standalone<'ctx, 'a>;
 
 /// The merge entry's name for a decode kernel's entry `name`.
 pub fn name(kernel: &str) -> String {
@@ -71,31 +26,12 @@ pub fn name(kernel: &str) -> String {
 
 pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program) -> Res<()> {
     let d = program.head_dim;
-    let func = entry(
-        ctx,
-        module,
-        &name(&program.name),
-        &MERGE_PARAMS,
-        &|n| !matches!(n, "splits" | "group"),
-        d / 2,
-    )?;
-    let b = ctx.create_builder();
-    b.position_at_end(ctx.append_basic_block(func, "entry"));
-    let m = &mut Merge {
-        ctx,
-        module,
-        b,
-        func,
-    };
-    let param = |i: u32| {
-        func.get_nth_param(i)
-            .ok_or_else(|| CodegenError::Llvm("missing param".into()))
-    };
-    let ptr = |i: u32| param(i).map(|p| p.into_pointer_value());
-    let (o_split, lse_split, o, lse) = (ptr(0)?, ptr(1)?, ptr(2)?, ptr(3)?);
-    let (splits, group) = (param(4)?.into_int_value(), param(5)?.into_int_value());
+    let m = &mut Merge::new(ctx, module, &name(&program.name), &MERGE_PARAMS, &|n| !matches!(n, "splits" | "group"), d / 2)?;
+    let ptr = |m: &Merge<'ctx, '_>, i: u32| m.param(i).map(|p| p.into_pointer_value());
+    let (o_split, lse_split, o, lse) = (ptr(m, 0)?, ptr(m, 1)?, ptr(m, 2)?, ptr(m, 3)?);
+    let (splits, group) = (m.param(4)?.into_int_value(), m.param(5)?.into_int_value());
     let (i64t, f32t) = (ctx.i64_type(), ctx.f32_type());
-    let tid = sreg(module, &m.b, "llvm.nvvm.read.ptx.sreg.tid.x")?;
+    let tid = m.tid;
     let row = sreg(module, &m.b, "llvm.nvvm.read.ptx.sreg.ctaid.x")?;
     let plane = m.b.build_int_unsigned_div(row, group, "")?;
     let r = m.b.build_int_unsigned_rem(row, group, "")?;
@@ -126,7 +62,7 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     let neg_inf = f32t.const_float(f64::NEG_INFINITY);
     let max = counted_loop(m, splits, &[neg_inf.into()], |m, s, c| {
         let lse_s = m
-            .load(f32t.into(), m.ptr(lse_split, split_row(m, s)?, 4)?, 4)?
+            .load(f32t.into(), m.at(lse_split, split_row(m, s)?, 4)?, 4)?
             .into_float_value();
         let mut e = Emit::on(m.ctx, m.module, &m.b);
         let max = e.max(c[0].into_float_value(), lse_s);
@@ -142,12 +78,12 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
         |m, s, c| {
             let at = split_row(m, s)?;
             let lse_s = m
-                .load(f32t.into(), m.ptr(lse_split, at, 4)?, 4)?
+                .load(f32t.into(), m.at(lse_split, at, 4)?, 4)?
                 .into_float_value();
             let pair = m
                 .load(
                     f32t.vec_type(2).into(),
-                    m.ptr(o_split, element(m, at)?, 4)?,
+                    m.at(o_split, element(m, at)?, 4)?,
                     8,
                 )?
                 .into_vector_value();
@@ -176,25 +112,14 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     let merged_lse = softmax::merge_lse(&mut e, max, sum);
     e.finish()?;
     let packed = pack(module, &m.b, program.dtype, lo, hi)?;
-    let out = m.ptr(o, element(m, widen(m, row)?)?, program.dtype.bytes() as u64)?;
-    m.b.build_store(out, packed)?
-        .set_alignment(4)
-        .map_err(|e| CodegenError::Llvm(e.to_string()))?;
+    let out = m.at(o, element(m, widen(m, row)?)?, program.dtype.bytes() as u64)?;
+    m.store(out, packed, 4)?;
 
     // The LSE, when requested: one thread per row.
     let requested = m.b.build_is_not_null(lse, "")?;
-    let first =
-        m.b.build_int_compare(IntPredicate::EQ, tid, ctx.i32_type().const_zero(), "")?;
+    let first = m.b.build_int_compare(IntPredicate::EQ, tid, ctx.i32_type().const_zero(), "")?;
     let go = m.b.build_and(requested, first, "")?;
-    let (then, done) = (
-        ctx.append_basic_block(func, "lse"),
-        ctx.append_basic_block(func, "done"),
-    );
-    m.b.build_conditional_branch(go, then, done)?;
-    m.b.position_at_end(then);
-    m.b.build_store(m.ptr(lse, widen(m, row)?, 4)?, merged_lse)?;
-    m.b.build_unconditional_branch(done)?;
-    m.b.position_at_end(done);
+    m.when(go, |m| m.store(m.at(lse, widen(m, row)?, 4)?, merged_lse, 4))?;
     m.b.build_return(None)?;
     Ok(())
 }

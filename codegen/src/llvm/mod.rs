@@ -13,6 +13,7 @@ mod merge;
 pub use merge::name as merge_name;
 mod mma;
 mod softmax;
+mod standalone;
 mod store;
 mod wgmma;
 

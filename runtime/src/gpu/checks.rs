@@ -92,7 +92,7 @@ pub fn check_launch(
         }
         (true, Some(dims)) => {
             let (bq, bkv) = (config.block_q() as usize, config.block_kv() as usize);
-            super::blocks::check_dims(dims, b * h, sq, skv, bq, bkv).map_err(GpuError::Invalid)?;
+            tessera_codegen::format::blocks::check_dims(dims, b * h, sq, skv, bq, bkv).map_err(GpuError::Invalid)?;
         }
         (false, None) => {}
     }

@@ -1,0 +1,101 @@
+//! A kernel entry built directly, outside a tile program (the decode merge, the compression
+//! entries): the builder positioned in the entry block, the thread index, and the few
+//! operations such entries are written with.
+
+use inkwell::builder::Builder;
+use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::types::BasicTypeEnum;
+use inkwell::values::{BasicValue, BasicValueEnum, FunctionValue, IntValue, PointerValue};
+
+use super::kernel::{entry, sreg};
+use super::lower::{Blocks, Res, load_aligned};
+use crate::CodegenError;
+
+pub struct Standalone<'ctx, 'a> {
+    pub ctx: &'ctx Context,
+    pub module: &'a Module<'ctx>,
+    pub b: Builder<'ctx>,
+    pub func: FunctionValue<'ctx>,
+    /// `tid.x`.
+    pub tid: IntValue<'ctx>,
+}
+
+impl<'ctx> Blocks<'ctx> for Standalone<'ctx, '_> {
+    fn context(&self) -> &'ctx Context {
+        self.ctx
+    }
+    fn builder(&self) -> &Builder<'ctx> {
+        &self.b
+    }
+    fn function(&self) -> FunctionValue<'ctx> {
+        self.func
+    }
+}
+
+impl<'ctx, 'a> Standalone<'ctx, 'a> {
+    /// Entry `name` with parameters `params` (`pointer` says which are global pointers),
+    /// `threads` per CTA.
+    pub fn new(ctx: &'ctx Context, module: &'a Module<'ctx>, name: &str, params: &[&str], pointer: &dyn Fn(&str) -> bool, threads: u32) -> Res<Self> {
+        let func = entry(ctx, module, name, params, pointer, threads)?;
+        let b = ctx.create_builder();
+        b.position_at_end(ctx.append_basic_block(func, "entry"));
+        let tid = sreg(module, &b, "llvm.nvvm.read.ptx.sreg.tid.x")?;
+        Ok(Standalone { ctx, module, b, func, tid })
+    }
+
+    pub fn param(&self, i: u32) -> Res<BasicValueEnum<'ctx>> {
+        self.func.get_nth_param(i).ok_or_else(|| CodegenError::Llvm("missing param".into()))
+    }
+
+    pub fn i32(&self, v: i64) -> IntValue<'ctx> {
+        self.ctx.i32_type().const_int(v as u64, true)
+    }
+
+    /// An i32 index zero-extended to i64.
+    pub fn i64(&self, v: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        Ok(self.b.build_int_z_extend(v, self.ctx.i64_type(), "")?)
+    }
+
+    /// Element `index` (i64) of `elem_bytes`-byte elements from `base`.
+    pub fn at(&self, base: PointerValue<'ctx>, index: IntValue<'ctx>, elem_bytes: u64) -> Res<PointerValue<'ctx>> {
+        let off = self.b.build_int_mul(index, self.ctx.i64_type().const_int(elem_bytes, false), "")?;
+        // SAFETY of the GEP: indices stay inside the buffers the launch checked.
+        Ok(unsafe { self.b.build_in_bounds_gep(self.ctx.i8_type(), base, &[off], "")? })
+    }
+
+    pub fn load(&self, ty: BasicTypeEnum<'ctx>, p: PointerValue<'ctx>, align: u32) -> Res<BasicValueEnum<'ctx>> {
+        load_aligned(&self.b, ty, p, align)
+    }
+
+    pub fn store(&self, p: PointerValue<'ctx>, v: impl BasicValue<'ctx>, align: u32) -> Res<()> {
+        self.b.build_store(p, v)?.set_alignment(align).map_err(|e| CodegenError::Llvm(e.to_string()))
+    }
+
+    /// Calls an intrinsic that returns a value (declared, and its name checked, on first use).
+    pub fn call(&self, name: &str, overloads: &[BasicTypeEnum<'ctx>], args: &[BasicValueEnum<'ctx>]) -> Res<BasicValueEnum<'ctx>> {
+        let f = super::intrinsics::declare(self.module, name, overloads)?;
+        let args: Vec<_> = args.iter().map(|a| (*a).into()).collect();
+        match self.b.build_call(f, &args, "")?.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => Ok(v),
+            _ => Err(CodegenError::Llvm(format!("{name} returned no value"))),
+        }
+    }
+
+    pub fn barrier(&self) -> Res<()> {
+        let f = super::intrinsics::declare(self.module, "llvm.nvvm.barrier.cta.sync.aligned.all", &[])?;
+        self.b.build_call(f, &[self.i32(0).into()], "")?;
+        Ok(())
+    }
+
+    /// Runs `then` where `cond` holds.
+    pub fn when(&mut self, cond: IntValue<'ctx>, then: impl FnOnce(&mut Self) -> Res<()>) -> Res<()> {
+        let (yes, done) = (self.ctx.append_basic_block(self.func, "then"), self.ctx.append_basic_block(self.func, "endif"));
+        self.b.build_conditional_branch(cond, yes, done)?;
+        self.b.position_at_end(yes);
+        then(self)?;
+        self.b.build_unconditional_branch(done)?;
+        self.b.position_at_end(done);
+        Ok(())
+    }
+}
