@@ -92,9 +92,17 @@ pub(crate) fn kernel_lines(desc: &KernelDesc) -> String {
     let _ = writeln!(t, "kernel.dtype={}", desc.dtype.name());
     let _ = writeln!(t, "kernel.layout={}", desc.layout.name());
     let _ = writeln!(t, "kernel.visit={}", desc.visit.name());
-    // Only for windows, so that the text (and every stored key) of other visits is unchanged.
-    if let Visit::Window(w) = desc.visit {
-        let _ = writeln!(t, "kernel.window={w}");
+    // Only for the visits with parameters, so that the text (and every stored key) of the
+    // others is unchanged. A block-sparse kernel's causality changes its code (review find: two
+    // kernels differing in it shared PTX).
+    match desc.visit {
+        Visit::Window(w) => {
+            let _ = writeln!(t, "kernel.window={w}");
+        }
+        Visit::Blocks(b) => {
+            let _ = writeln!(t, "kernel.blocks={b}");
+        }
+        _ => {}
     }
     let _ = writeln!(t, "kernel.load={}", desc.load);
     t

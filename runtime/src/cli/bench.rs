@@ -196,6 +196,10 @@ fn shapes(args: &Args, plan: &[(&'static KernelDesc, Vec<Config>)]) -> Result<Ve
         if matches!(desc.visit, Visit::Blocks(_)) && args.density.is_none() {
             return Err(Error::Problem(format!("{} is block-sparse: give the density of its map, e.g. --density 0.2", desc.name)));
         }
+        // The random maps and their FLOP count are causal (`gpu::block_map`).
+        if matches!(desc.visit, Visit::Blocks(b) if !b.causal) {
+            return Err(Error::Problem(format!("{}: --density maps are causal, and this kernel is not", desc.name)));
+        }
         for shape in &shapes {
             crate::gpu::grid_extents(desc, shape.seq, shape.grid_arg(desc))
                 .map_err(|e| Error::Problem(format!("{}: {e}", desc.name)))?;

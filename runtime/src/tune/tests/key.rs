@@ -187,6 +187,21 @@ fn window_parameters_are_part_of_the_kernel() {
     assert!(!crate::cache::kernel_lines(dense()).contains("window"));
 }
 
+#[test]
+fn a_block_sparse_kernels_causality_and_estimate_are_part_of_the_kernel() {
+    let sale = *crate::catalog::find("sale_causal_bf16_d128").unwrap();
+    let tessera_desc::Visit::Blocks(b) = sale.visit else { panic!("not block-sparse") };
+    let flipped = KernelDesc { visit: tessera_desc::Visit::Blocks(tessera_desc::Blocks { causal: !b.causal, ..b }), ..sale };
+    let lines = crate::cache::kernel_lines(&sale);
+    assert!(lines.contains("kernel.blocks="), "{lines}");
+    assert_ne!(lines, crate::cache::kernel_lines(&flipped));
+    let p = problem(4096);
+    assert_ne!(KeyInfo::new(&sale, &p, &device(13000)).id(), KeyInfo::new(&flipped, &p, &device(13000)).id());
+    let cfg = sale.default_config().unwrap();
+    assert_ne!(crate::cache::Key::of(&sale, &cfg, tessera_codegen::Target::Sm90a), crate::cache::Key::of(&flipped, &cfg, tessera_codegen::Target::Sm90a));
+    assert!(!crate::cache::kernel_lines(dense()).contains("blocks"));
+}
+
 fn na2d() -> &'static KernelDesc {
     crate::catalog::find("na2d_w13x13_d2x2_bf16_d128").expect("a catalog kernel")
 }
