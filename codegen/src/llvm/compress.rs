@@ -167,15 +167,22 @@ fn place<'ctx>(k: &Kernel<'ctx, '_>, tokens: IntValue<'ctx>, d: u32) -> Res<Plac
     Ok(Place { plane, block, tile, tiles })
 }
 
+/// What both pruning entries start with: this CTA's block pruned into shared memory, its place,
+/// and whether this thread owns a tile (`tid < D`).
+fn pruned_block<'ctx>(k: &mut Kernel<'ctx, '_>, x: PointerValue<'ctx>, (tokens, rank): (IntValue<'ctx>, IntValue<'ctx>), d: u32) -> Res<(PointerValue<'ctx>, Place<'ctx>, IntValue<'ctx>)> {
+    let tile = k.shared("tile", TILE as u32 * pitch(d), 2);
+    let p = place(k, tokens, d)?;
+    k.prune_block(x, tile, &p, tokens, rank, d)?;
+    let active = k.b.build_int_compare(IntPredicate::ULT, k.tid, k.i32(d as i64), "")?;
+    Ok((tile, p, active))
+}
+
 fn prune_count<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> {
     let names = names(d);
     let mut k = Kernel::new(ctx, module, &names[0], &PRUNE_COUNT_PARAMS, &|n| ["x", "bitmaps", "counts"].contains(&n), COMPRESS_THREADS)?;
     let (x, bitmaps, counts) = (k.param(0)?.into_pointer_value(), k.param(1)?.into_pointer_value(), k.param(2)?.into_pointer_value());
     let (tokens, rank, order) = (k.param(3)?.into_int_value(), k.param(4)?.into_int_value(), k.param(5)?.into_int_value());
-    let tile_smem = k.shared("tile", TILE as u32 * pitch(d), 2);
-    let p = place(&k, tokens, d)?;
-    k.prune_block(x, tile_smem, &p, tokens, rank, d)?;
-    let active = k.b.build_int_compare(IntPredicate::ULT, k.tid, k.i32(d as i64), "")?;
+    let (tile_smem, p, active) = pruned_block(&mut k, x, (tokens, rank), d)?;
     k.when(active, |k| {
         let i64t = k.ctx.i64_type();
         let bitmap = counted_loop(k, k.i32(TILE as i64), &[i64t.const_zero().into()], |k, i, acc| {
@@ -266,10 +273,7 @@ fn scatter<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> {
         k.param(3)?.into_pointer_value(),
     );
     let (tokens, rank, order) = (k.param(4)?.into_int_value(), k.param(5)?.into_int_value(), k.param(6)?.into_int_value());
-    let tile_smem = k.shared("tile", TILE as u32 * pitch(d), 2);
-    let p = place(&k, tokens, d)?;
-    k.prune_block(x, tile_smem, &p, tokens, rank, d)?;
-    let active = k.b.build_int_compare(IntPredicate::ULT, k.tid, k.i32(d as i64), "")?;
+    let (tile_smem, p, active) = pruned_block(&mut k, x, (tokens, rank), d)?;
     k.when(active, |k| {
         let i64t = k.ctx.i64_type();
         // The tile's first value: the plane's base (16-byte units) plus its offset (pairs).

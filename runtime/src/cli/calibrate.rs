@@ -28,14 +28,8 @@ pub struct Args {
     /// tokens, --heads query heads over --kv-heads, --head-dim.
     #[arg(long)]
     structured: bool,
-    #[arg(long, default_value_t = 2048)]
-    seq: usize,
-    #[arg(long, default_value_t = 2)]
-    heads: usize,
-    #[arg(long, default_value_t = 1)]
-    kv_heads: usize,
-    #[arg(long, default_value_t = 128)]
-    head_dim: usize,
+    #[command(flatten)]
+    problem: super::sale_estimates::Structured,
     /// SALE's error knob θ: a head's error must fall below θ · seq (the authors' default 0.4).
     #[arg(long, default_value_t = 0.4)]
     theta: f64,
@@ -76,7 +70,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
             (Shape { batch: b, heads: h, kv_heads, seq_q: l, seq_kv: l, head_dim: d }, q, k, v)
         }
         None => {
-            let shape = Shape { batch: 1, heads: args.heads, kv_heads: args.kv_heads, seq_q: args.seq, seq_kv: args.seq, head_dim: args.head_dim };
+            let shape = args.problem.shape();
             let x = structured_inputs(&shape, 1).map_err(Error::Problem)?;
             (shape, x.q, x.k, x.v)
         }

@@ -15,15 +15,8 @@ use crate::Error;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Tokens (self-attention, causal).
-    #[arg(long, default_value_t = 4096)]
-    seq: usize,
-    #[arg(long, default_value_t = 2)]
-    heads: usize,
-    #[arg(long, default_value_t = 1)]
-    kv_heads: usize,
-    #[arg(long, default_value_t = 128)]
-    head_dim: usize,
+    #[command(flatten)]
+    problem: Structured,
     /// The threshold τ of every head.
     #[arg(long, default_value_t = 0.005)]
     tau: f64,
@@ -39,18 +32,11 @@ pub struct Args {
 }
 
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
-    let shape = Shape {
-        batch: 1,
-        heads: args.heads,
-        kv_heads: args.kv_heads,
-        seq_q: args.seq,
-        seq_kv: args.seq,
-        head_dim: args.head_dim,
-    };
+    let shape = args.problem.shape();
     let blocks = SaleBlocks { block_q: args.block_q, block_k: args.block_k, ..SALE_BLOCKS };
     let x = structured_inputs(&shape, args.seed).map_err(Error::Problem)?;
-    let scale = 1.0 / (args.head_dim as f64).sqrt();
-    let taus = vec![args.tau; args.heads];
+    let scale = 1.0 / (shape.head_dim as f64).sqrt();
+    let taus = vec![args.tau; shape.heads];
     let sale = |estimate| sale_prefill(&shape, &blocks, &taus, estimate, scale, &x.q, &x.k, &x.v).map_err(Error::Problem);
     let dense = attention(&shape, Mask::Causal, scale, &x.q, &x.k, &x.v);
     let exact = sale(Estimate::Exact)?;
@@ -71,8 +57,29 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     writeln!(
         out,
         "SALE selection on structured inputs: {} tokens, {} heads ({} KV), d{}, tau {}, {}x{} blocks",
-        args.seq, args.heads, args.kv_heads, args.head_dim, args.tau, args.block_q, args.block_k
+        shape.seq_q, shape.heads, shape.kv_heads, shape.head_dim, args.tau, args.block_q, args.block_k
     )
     .map_err(Error::Stdout)?;
     table.write(out).map_err(Error::Stdout)
+}
+
+/// A structured long-context problem's size (`reference::structured`): causal self-attention of
+/// one batch element.
+#[derive(Debug, clap::Args)]
+pub struct Structured {
+    /// Tokens (self-attention, causal).
+    #[arg(long, default_value_t = 2048)]
+    seq: usize,
+    #[arg(long, default_value_t = 2)]
+    heads: usize,
+    #[arg(long, default_value_t = 1)]
+    kv_heads: usize,
+    #[arg(long, default_value_t = 128)]
+    head_dim: usize,
+}
+
+impl Structured {
+    pub fn shape(&self) -> Shape {
+        Shape { batch: 1, heads: self.heads, kv_heads: self.kv_heads, seq_q: self.seq, seq_kv: self.seq, head_dim: self.head_dim }
+    }
 }

@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 
-use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg, sys};
-use cudarc::nvrtc::Ptx;
+use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 use tessera_codegen::ir::Var;
 use tessera_codegen::tile_program;
 use tessera_desc::{Config, KernelDesc};
@@ -63,7 +62,6 @@ pub struct Attention {
     function: CudaFunction,
 }
 
-const DEFAULT_DYNAMIC_SHARED: u32 = 48 * 1024;
 
 impl Attention {
     pub fn load(gpu: &Gpu, desc: &KernelDesc, config: &Config) -> Result<Attention, GpuError> {
@@ -74,20 +72,7 @@ impl Attention {
             )));
         }
         let program = tile_program(desc, config)?;
-        let smem = program.shared_bytes();
-        if smem > gpu.max_shared_bytes {
-            return Err(GpuError::Invalid(format!(
-                "{} at {config} needs {smem} bytes of shared memory; {} allows {}",
-                desc.name, gpu.name, gpu.max_shared_bytes
-            )));
-        }
-        let ptx = crate::cache::ptx(desc, config, gpu.target()?)?;
-        let module = gpu.ctx.load_module(Ptx::from_src(&*ptx))?;
-        let function = module.load_function(tessera_codegen::entry_name(desc))?;
-        if smem > DEFAULT_DYNAMIC_SHARED {
-            let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
-            function.set_attribute(attr, smem as i32)?;
-        }
+        let [function] = gpu.load_entries(desc, config, program.shared_bytes(), [tessera_codegen::entry_name(desc)])?;
         Ok(Attention {
             desc: *desc,
             config: *config,

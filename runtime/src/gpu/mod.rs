@@ -34,7 +34,32 @@ pub struct Gpu {
     pub max_shared_bytes: u32,
 }
 
+/// Dynamic shared memory a kernel may use without opting in.
+const DEFAULT_DYNAMIC_SHARED: u32 = 48 * 1024;
+
 impl Gpu {
+    /// The entries `entries` of the module of `desc` at `config` (from the PTX cache), ready for
+    /// a program needing `smem` bytes of dynamic shared memory: over this GPU's limit is an
+    /// error, over the default an opt-in.
+    pub(crate) fn load_entries<const N: usize>(&self, desc: &tessera_desc::KernelDesc, config: &tessera_desc::Config, smem: u32, entries: [&str; N]) -> Result<[cudarc::driver::CudaFunction; N], GpuError> {
+        if smem > self.max_shared_bytes {
+            return Err(GpuError::Invalid(format!(
+                "{} at {config} needs {smem} bytes of shared memory; {} allows {}",
+                desc.name, self.name, self.max_shared_bytes
+            )));
+        }
+        let ptx = crate::cache::ptx(desc, config, self.target()?)?;
+        let module = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(&*ptx))?;
+        let functions = entries.iter().map(|e| module.load_function(e)).collect::<Result<Vec<_>, _>>()?;
+        if smem > DEFAULT_DYNAMIC_SHARED {
+            let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+            for f in &functions {
+                f.set_attribute(attr, smem as i32)?;
+            }
+        }
+        functions.try_into().map_err(|_| GpuError::Invalid(format!("{} entries asked, another number loaded", N)))
+    }
+
     /// Opens device `ordinal`. Without a driver or a GPU this is an error that says so: cudarc
     /// loads `libcuda.so.1` lazily and panics when it is missing, so the library is looked for
     /// first.

@@ -6,7 +6,6 @@
 //! combines them into `o` (and `lse`). Every shape, dtype and size is checked before either.
 
 use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, sys};
-use cudarc::nvrtc::Ptx;
 use tessera_codegen::format::bitmap::PAD;
 use tessera_codegen::format::{BitmapCache, MustafarCache, TileOrder};
 use tessera_codegen::ir::Program;
@@ -204,7 +203,6 @@ pub struct MustafarDecode {
     workspace: Option<(CudaSlice<f32>, CudaSlice<f32>)>,
 }
 
-const DEFAULT_DYNAMIC_SHARED: u32 = 48 * 1024;
 
 impl MustafarDecode {
     pub fn load(gpu: &Gpu, desc: &KernelDesc, config: &Config) -> Result<Self, GpuError> {
@@ -215,21 +213,9 @@ impl MustafarDecode {
             )));
         }
         let program = tessera_codegen::decode_program(desc, config)?;
-        let smem = program.shared_bytes();
-        if smem > gpu.max_shared_bytes {
-            return Err(GpuError::Invalid(format!(
-                "{} at {config} needs {smem} bytes of shared memory; {} allows {}",
-                desc.name, gpu.name, gpu.max_shared_bytes
-            )));
-        }
-        let ptx = crate::cache::ptx(desc, config, gpu.target()?)?;
-        let module = gpu.ctx.load_module(Ptx::from_src(&*ptx))?;
-        let decode = module.load_function(tessera_codegen::entry_name(desc))?;
-        let merge = module.load_function(&tessera_codegen::merge_entry_name(desc))?;
-        if smem > DEFAULT_DYNAMIC_SHARED {
-            let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
-            decode.set_attribute(attr, smem as i32)?;
-        }
+        // The merge entry needs no shared memory beyond the default; the opt-in covers both.
+        let merge_name = tessera_codegen::merge_entry_name(desc);
+        let [decode, merge] = gpu.load_entries(desc, config, program.shared_bytes(), [tessera_codegen::entry_name(desc), &merge_name])?;
         let sms = gpu
             .ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
