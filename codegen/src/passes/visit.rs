@@ -161,14 +161,16 @@ fn mask(tiles: &Tiles, body: Vec<Stmt>) -> Result<Vec<Stmt>, String> {
 /// query tiles of all planes (`codegen::format::blocks` has the layout).
 fn lower_blocks(tiles: Tiles, var: Var, plane: Expr, body: Vec<Stmt>, stages: u32, locals: &mut Locals) -> Result<Vec<Stmt>, String> {
     let body = mask(&tiles, body)?;
-    let (row, base) = (locals.fresh("map_row"), locals.fresh("list_base"));
+    let (row, base, count) = (locals.fresh("map_row"), locals.fresh("list_base"), locals.fresh("kept"));
     let q_tile = tiles.q_origin[0].clone().div(tiles.q.shape[0] as i32);
     let tile = Expr::load(Table::KvList, Expr::var(base).add(var));
     let body = body.iter().map(|s| s.subst(Var::KvTile(0), &tile)).collect();
     Ok(vec![
         Stmt::Let { var: row, value: plane.mul(tiles.q.count(0)).add(q_tile) },
         Stmt::Let { var: base, value: Expr::var(row).mul(tiles.kv.count(0)) },
-        Stmt::For { var, begin: 0.into(), end: Expr::load(Table::KvCount, row.into()), stages, body },
+        // Read once: the pipeline's prefetch guards compare with the loop's end every iteration.
+        Stmt::Let { var: count, value: Expr::load(Table::KvCount, row.into()) },
+        Stmt::For { var, begin: 0.into(), end: count.into(), stages, body },
     ])
 }
 
