@@ -110,11 +110,7 @@ fn run(case: &Case, seed: u64) -> f64 {
         local: tl,
         head_dim: d,
     };
-    let pruning = Pruning {
-        k_sparsity: policy.k_sparsity,
-        v_sparsity: policy.v_sparsity,
-        rule: policy.rule,
-    };
+    let pruning = Pruning::from(&policy);
     let want = mustafar_decode_tokens(
         &shape,
         pruning,

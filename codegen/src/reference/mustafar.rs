@@ -26,6 +26,13 @@ pub struct Pruning {
     pub rule: PruneRule,
 }
 
+impl From<&crate::format::CachePolicy> for Pruning {
+    /// How a cache of this policy prunes its compressed region.
+    fn from(p: &crate::format::CachePolicy) -> Pruning {
+        Pruning { k_sparsity: p.k_sparsity, v_sparsity: p.v_sparsity, rule: p.rule }
+    }
+}
+
 /// Each `head_dim`-long token of `x` pruned (values taken as they are: round them to the cache's
 /// element type first, as the cache holds them).
 pub fn prune_tokens(x: &[f64], head_dim: usize, sparsity: f64, rule: PruneRule) -> Vec<f64> {

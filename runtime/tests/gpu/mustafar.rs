@@ -101,11 +101,7 @@ fn run_case(gpu: &Gpu, case: &Case, config: Option<&str>, seed: u64) -> (f64, f6
         local: tl,
         head_dim: d,
     };
-    let pruning = Pruning {
-        k_sparsity: policy.k_sparsity,
-        v_sparsity: policy.v_sparsity,
-        rule: policy.rule,
-    };
+    let pruning = Pruning::from(&policy);
     let want = mustafar_decode_tokens(
         &shape,
         pruning,
