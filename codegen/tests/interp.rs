@@ -281,6 +281,9 @@ fn one_dimensional_windows_match_the_natten_reference() {
     }
 }
 
+/// (grid extents, window axes, query tile, KV tile) of one neighborhood case.
+type GridCase = (Vec<usize>, [WindowAxis; 3], [u32; 3], [u32; 3]);
+
 /// 2-D and 3-D neighborhoods on ragged grids (extents not multiples of the tile boxes), with
 /// odd and even windows, dilation, stride and per-axis causality, against the NATTEN reference.
 #[test]
@@ -288,7 +291,7 @@ fn multi_dimensional_windows_match_the_natten_reference() {
     let ax = |size, dilation, stride, causal| WindowAxis { size, dilation, stride, causal };
     let unused = ax(1, 1, 1, false);
     #[rustfmt::skip]
-    let cases: [(Vec<usize>, [WindowAxis; 3], [u32; 3], [u32; 3]); 6] = [
+    let cases: [GridCase; 6] = [
         (vec![9, 13], [ax(3, 1, 1, false), ax(5, 1, 1, false), unused], [4, 4, 1], [4, 4, 1]),
         (vec![11, 10], [ax(4, 2, 1, false), ax(7, 1, 2, true), unused], [2, 8, 1], [4, 4, 1]),
         (vec![7, 17], [ax(7, 1, 3, true), ax(6, 2, 1, false), unused], [4, 8, 1], [2, 8, 1]),

@@ -168,6 +168,9 @@ fn one_dimensional_neighborhoods() {
     }
 }
 
+/// (grid extents, window axes, query tile, KV tile, dtype, head_dim) of one neighborhood case.
+type GridCase = (Vec<usize>, [WindowAxis; 3], [u32; 3], [u32; 3], Dtype, u32);
+
 /// 2-D and 3-D neighborhoods with box tiles on odd extents that no tile shape divides: odd and
 /// even windows, dilation, stride, causal axes, against the NATTEN reference.
 #[test]
@@ -176,7 +179,7 @@ fn grid_neighborhoods() {
     let ax = |size, dilation, stride, causal| WindowAxis { size, dilation, stride, causal };
     let unused = ax(1, 1, 1, false);
     #[rustfmt::skip]
-    let cases: [(Vec<usize>, [WindowAxis; 3], [u32; 3], [u32; 3], Dtype, u32); 5] = [
+    let cases: [GridCase; 5] = [
         (vec![37, 45], [ax(13, 1, 1, false), ax(12, 1, 1, false), unused], [8, 16, 1], [8, 8, 1], Dtype::F16, 128),
         (vec![33, 29], [ax(7, 2, 1, false), ax(9, 1, 3, true), unused], [16, 8, 1], [4, 16, 1], Dtype::Bf16, 128),
         (vec![40, 41], [ax(40, 1, 1, false), ax(41, 1, 1, false), unused], [8, 8, 1], [8, 8, 1], Dtype::F16, 64),
