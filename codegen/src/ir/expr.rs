@@ -86,6 +86,9 @@ pub enum Expr {
     Load(Table, Box<Expr>),
 }
 
+// `add`, `mul`, ... build folded expression trees from anything `Into<Expr>` (a `Var`, an
+// `i32`); the operator traits would hide that they build IR rather than compute.
+#[allow(clippy::should_implement_trait)]
 impl Expr {
     pub fn var(v: Var) -> Expr {
         Expr::Var(v)
