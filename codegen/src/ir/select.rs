@@ -78,3 +78,28 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         locals,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_desc::{Blocks, Config, Dtype, Estimate, KernelDesc, Layout, Load, Param, Schedule, Visit};
+
+    use crate::{CodegenError, Target};
+
+    #[test]
+    fn the_lowering_refuses_a_selection_program_with_a_reason() {
+        let desc = KernelDesc {
+            name: "t",
+            head_dim: 64,
+            dtype: Dtype::Bf16,
+            layout: Layout::Bhsd,
+            visit: Visit::Blocks(Blocks { causal: true, estimate: Estimate::SALE }),
+            load: Load::Dense,
+            schedule: Schedule::line(Param::Fixed(64), Param::Fixed(32), Param::Fixed(4), Param::Fixed(2)),
+        };
+        let program = crate::select_program(&desc, &Config::line(64, 32, 4, 2)).unwrap();
+        for target in Target::ALL {
+            let err = crate::llvm::compile(&program, target, crate::llvm::Output::Ptx).unwrap_err();
+            assert!(matches!(&err, CodegenError::Unsupported(m) if m.contains("not written yet")), "{err}");
+        }
+    }
+}
