@@ -61,6 +61,13 @@ pub fn decode_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, Co
     passes::run_all(ir::decode::build(desc, cfg).map_err(CodegenError::Ir)?).map_err(CodegenError::Ir)
 }
 
+/// The block-selection program of a block-sparse kernel (`ir::select`): SALE's kept flag per
+/// visible tile from exact scores and per-row thresholds, after every pass.
+pub fn select_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, CodegenError> {
+    desc.check_config(cfg)?;
+    passes::run_all(ir::select::build(desc, cfg).map_err(CodegenError::Ir)?).map_err(CodegenError::Ir)
+}
+
 /// The program a kernel is lowered from: a bitmap-load kernel is a decode kernel (the
 /// prefill-shaped program of `tile_program` reads bitmap tiles only in the interpreter).
 pub fn kernel_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, CodegenError> {

@@ -16,6 +16,8 @@ struct PendingCopy {
 pub struct Cta<'a> {
     program: &'a Program,
     launch: &'a Launch<'a>,
+    /// A selection program's per-row thresholds (`Tensor::Theta`), `[batch, heads, seq_q]`.
+    theta: &'a [f32],
     vars: HashMap<Var, i32>,
     /// Per buffer: `stages × rows × cols`, NaN until a copy lands.
     shared: Vec<Vec<f32>>,
@@ -30,11 +32,12 @@ pub struct Cta<'a> {
 }
 
 impl<'a> Cta<'a> {
-    pub fn new(program: &'a Program, launch: &'a Launch<'a>, vars: HashMap<Var, i32>) -> Self {
+    pub fn new(program: &'a Program, launch: &'a Launch<'a>, theta: &'a [f32], vars: HashMap<Var, i32>) -> Self {
         let bq = program.config.block_q() as usize;
         Cta {
             program,
             launch,
+            theta,
             vars,
             shared: program
                 .shared
@@ -113,6 +116,17 @@ impl<'a> Cta<'a> {
             }
             Stmt::Store { frag, dst } => self.store(*frag, dst, out)?,
             Stmt::StoreLse { m, l, dst } => self.store_lse(*m, *l, dst, out)?,
+            Stmt::LoadRows { frag, src, pad } => self.load_rows(*frag, src, *pad)?,
+            Stmt::Vote { var, s, rows } => {
+                let v = self.vote(*s, *rows);
+                self.vars.insert(*var, v);
+            }
+            Stmt::StoreMap { index, value } => {
+                let (at, v) = (self.eval(index)?, self.eval(value)?);
+                let len = out.kept.len();
+                let slot = usize::try_from(at).ok().and_then(|at| out.kept.get_mut(at));
+                *slot.ok_or_else(|| format!("map[{at}] is outside the output map of {len} entries"))? = v;
+            }
             Stmt::For { var, begin, end, body, .. } => {
                 let (begin, end) = (self.eval(begin)?, self.eval(end)?);
                 for i in begin..end {
@@ -150,6 +164,7 @@ impl<'a> Cta<'a> {
             Tensor::V => (l.v, l.kv_heads, l.seq_kv),
             Tensor::O | Tensor::Lse => (&[], l.heads, l.seq_q),
             Tensor::OSplit | Tensor::LseSplit => (&[], l.heads, l.seq_q * l.splits),
+            Tensor::Theta => (self.theta, l.heads, l.seq_q),
         }
     }
 
@@ -364,5 +379,29 @@ impl<'a> Cta<'a> {
         }
         Ok(())
     }
-}
 
+    fn load_rows(&mut self, frag: FragId, src: &GlobalTile, pad: f32) -> Result<(), String> {
+        let (data, _, tokens) = self.tensor(src.tensor);
+        let base = self.base(src, 1)?;
+        for r in 0..self.program.config.block_q() as usize {
+            let value = match self.token(src, r, tokens)? {
+                Some(token) => *data.get(base + token).ok_or_else(|| format!("{} has no row {}", src.tensor.name(), base + token))?,
+                None => pad,
+            };
+            self.frags[frag.0][r] = value;
+        }
+        Ok(())
+    }
+
+    /// 1 iff some element has `scale · s ≥ rows[row]`, compared in f32 as the kernel does.
+    fn vote(&self, s: FragId, rows: FragId) -> i32 {
+        let n = self.program.frag(s).cols as usize;
+        let scores = &self.frags[s.0];
+        let passes = self.frags[rows.0]
+            .iter()
+            .enumerate()
+            .take(self.program.config.block_q() as usize)
+            .any(|(r, &theta)| scores[r * n..(r + 1) * n].iter().any(|&x| self.launch.scale * x >= theta));
+        passes as i32
+    }
+}

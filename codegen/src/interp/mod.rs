@@ -5,8 +5,10 @@
 
 mod cta;
 mod decode;
+mod select;
 
 pub use decode::{DecodeInputs, decode, merge_splits};
+pub use select::{UNWRITTEN, select};
 
 use std::collections::HashMap;
 
@@ -47,9 +49,17 @@ pub struct Output {
     /// A split-KV program's partial outputs and LSEs (see `Tensor::OSplit`), f32.
     pub o_split: Vec<f32>,
     pub lse_split: Vec<f32>,
+    /// A selection program's block map (`Stmt::StoreMap`), `[batch · heads, q_tiles,
+    /// kv_tiles]`; entries it does not write stay `UNWRITTEN`. Empty for other programs.
+    pub kept: Vec<i32>,
 }
 
 pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
+    run_with(program, launch, &[])
+}
+
+/// `run` with the per-row thresholds of a selection program (`Tensor::Theta`).
+fn run_with(program: &Program, launch: &Launch, theta: &[f32]) -> Result<Output, String> {
     let d = program.head_dim as usize;
     let (b, h, hk) = (launch.batch, launch.heads, launch.kv_heads);
     if h == 0 || hk == 0 || h % hk != 0 {
@@ -75,6 +85,9 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
                 ));
             }
         }
+    }
+    if program.reads_rows() && theta.len() != b * h * launch.seq_q {
+        return Err(format!("theta has {} elements, the shape needs {}", theta.len(), b * h * launch.seq_q));
     }
     if program.reads_tables() {
         let lists = launch.blocks.ok_or("the kernel reads block lists, but the launch passed none")?;
@@ -109,13 +122,18 @@ pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
         lse: vec![f32::NAN; rows],
         o_split: vec![f32::NAN; rows * launch.splits * d],
         lse_split: vec![f32::NAN; rows * launch.splits],
+        kept: Vec::new(),
     };
+    if program.writes_map() {
+        let (bq, bkv) = (program.config.block_q() as usize, program.config.block_kv() as usize);
+        out.kept = vec![UNWRITTEN; b * h * launch.seq_q.div_ceil(bq) * launch.seq_kv.div_ceil(bkv)];
+    }
     for z in 0..grid[2] {
         for y in 0..grid[1] {
             for x in 0..grid[0] {
                 let mut vars = sizes.clone();
                 vars.extend([(Var::Cta(0), x), (Var::Cta(1), y), (Var::Cta(2), z)]);
-                cta::Cta::new(program, launch, vars)
+                cta::Cta::new(program, launch, theta, vars)
                     .run(&mut out)
                     .map_err(|e| format!("CTA ({x}, {y}, {z}): {e}"))?;
             }

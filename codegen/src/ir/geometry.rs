@@ -36,6 +36,11 @@ impl TileBox {
         }
     }
 
+    /// The origin of the KV tile a `VisitTiles` body is on, in `Var::KvTile` coordinates.
+    pub fn visit_origin(&self) -> Vec<Expr> {
+        (0..self.dims).map(|a| Expr::var(Var::KvTile(a as u8)).mul(self.shape[a] as i32)).collect()
+    }
+
     /// Tiles along axis `a`.
     pub fn count(&self, a: usize) -> Expr {
         self.extents[a].clone().ceil_div(self.shape[a] as i32)

@@ -17,6 +17,7 @@ pub mod expr;
 pub mod from_desc;
 pub mod geometry;
 mod print;
+pub mod select;
 mod subst;
 
 use tessera_desc::{Config, Dtype, Visit};
@@ -38,6 +39,9 @@ pub enum Tensor {
     OSplit,
     /// The per-split LSE, `[batch, heads, splits · seq_q]` f32 (written where `Lse` is).
     LseSplit,
+    /// A selection program's per-row score thresholds, `[batch, heads, seq_q]` f32, read by
+    /// `Stmt::LoadRows` (`ir::select`).
+    Theta,
 }
 
 impl Tensor {
@@ -50,6 +54,7 @@ impl Tensor {
             Tensor::Lse => "lse",
             Tensor::OSplit => "o_split",
             Tensor::LseSplit => "lse_split",
+            Tensor::Theta => "theta",
         }
     }
 }
@@ -166,6 +171,16 @@ pub enum Stmt {
     Store { frag: FragId, dst: GlobalTile },
     /// Stores the natural-log LSE per row, when the launch asked for it.
     StoreLse { m: FragId, l: FragId, dst: GlobalTile },
+    /// Loads one f32 per row of `src` into the row-statistics fragment `frag`; rows that do not
+    /// exist (`valid` false) get `pad`.
+    LoadRows { frag: FragId, src: GlobalTile, pad: f32 },
+    /// Binds `var`, the same in every thread of the CTA, to 1 iff some element (row, col) of the
+    /// scores `s` has `scale · s ≥ rows[row]` (f32 product, then an ordered compare: NaN never
+    /// passes), else 0. Masked elements are -inf and pass only a threshold of -inf.
+    Vote { var: Var, s: FragId, rows: FragId },
+    /// Writes the int32 `value` at flat index `index` of the launch's output block map (one
+    /// store per CTA, not per thread).
+    StoreMap { index: Expr, value: Expr },
     /// Placeholder for the loop over the KV tiles that the query tile at grid coordinates
     /// `q_origin` of (batch, head) plane `plane` (`batch · heads + head`, which indexes per-head
     /// launch tables such as a block map) visits, replaced by `passes::visit`; the body names
@@ -244,6 +259,16 @@ impl Program {
         self.any_stmt(&|s| matches!(s, Stmt::Store { dst: GlobalTile { tensor: Tensor::OSplit, .. }, .. }))
     }
 
+    /// Whether the program writes an output block map (`Stmt::StoreMap`): a selection program.
+    pub fn writes_map(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::StoreMap { .. }))
+    }
+
+    /// Whether the program reads per-row thresholds (`Tensor::Theta`).
+    pub fn reads_rows(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::LoadRows { .. }))
+    }
+
     /// Bytes of dynamic shared memory once `passes::smem` has placed the buffers.
     pub fn shared_bytes(&self) -> u32 {
         let elem = self.dtype.bytes();
@@ -265,7 +290,8 @@ fn reads_table(s: &Stmt) -> bool {
         Stmt::Copy { stage, src, .. } => stage.reads_table() || tile(src),
         Stmt::Mma { a, b, .. } => operand(a) || operand(b),
         Stmt::Mask { keep, when, .. } => keep.reads_table() || when.reads_table(),
-        Stmt::Store { dst, .. } | Stmt::StoreLse { dst, .. } => tile(dst),
+        Stmt::Store { dst, .. } | Stmt::StoreLse { dst, .. } | Stmt::LoadRows { src: dst, .. } => tile(dst),
+        Stmt::StoreMap { index, value } => index.reads_table() || value.reads_table(),
         Stmt::VisitTiles { visit, plane, q_origin, .. } => {
             matches!(visit, Visit::Blocks(_)) || plane.reads_table() || q_origin.iter().any(Expr::reads_table)
         }
@@ -277,6 +303,7 @@ fn reads_table(s: &Stmt) -> bool {
         | Stmt::Fill { .. }
         | Stmt::VisitMask { .. }
         | Stmt::Softmax { .. }
+        | Stmt::Vote { .. }
         | Stmt::Normalize { .. } => false,
     }
 }

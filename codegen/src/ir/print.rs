@@ -105,6 +105,13 @@ impl Printer<'_> {
             Stmt::StoreLse { m, l, dst } => {
                 writeln!(f, "{pad}store_lse ({}, {}) -> {}", frag(*m), frag(*l), self.tile(dst))
             }
+            Stmt::LoadRows { frag: id, src, pad: fill } => {
+                writeln!(f, "{pad}load_rows {} <- {} else {fill}", frag(*id), self.tile(src))
+            }
+            Stmt::Vote { var, s, rows } => {
+                writeln!(f, "{pad}let {var} = any(scale * {} >= {} per row)", frag(*s), frag(*rows))
+            }
+            Stmt::StoreMap { index, value } => writeln!(f, "{pad}store_map map[{index}] = {value}"),
             Stmt::VisitTiles { visit, var, plane, q_origin, body } => {
                 let origin: Vec<String> = q_origin.iter().map(Expr::to_string).collect();
                 write!(f, "{pad}visit {} {var} for the query tile at ({}) of plane {plane}", visit.name(), origin.join(", "))?;

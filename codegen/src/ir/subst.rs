@@ -39,6 +39,8 @@ impl Stmt {
             Stmt::Mask { frag, keep, when } => Stmt::Mask { frag: *frag, keep: e(keep), when: e(when) },
             Stmt::Store { frag, dst } => Stmt::Store { frag: *frag, dst: dst.subst(var, with) },
             Stmt::StoreLse { m, l, dst } => Stmt::StoreLse { m: *m, l: *l, dst: dst.subst(var, with) },
+            Stmt::LoadRows { frag, src, pad } => Stmt::LoadRows { frag: *frag, src: src.subst(var, with), pad: *pad },
+            Stmt::StoreMap { index, value } => Stmt::StoreMap { index: e(index), value: e(value) },
             Stmt::VisitTiles { visit, var: v, plane, q_origin, body: b } => Stmt::VisitTiles {
                 visit: *visit,
                 var: *v,
@@ -56,6 +58,7 @@ impl Stmt {
             | Stmt::Fill { .. }
             | Stmt::VisitMask { .. }
             | Stmt::Softmax { .. }
+            | Stmt::Vote { .. }
             | Stmt::Normalize { .. } => self.clone(),
         }
     }

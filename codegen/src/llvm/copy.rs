@@ -25,6 +25,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let rows = self.b.build_int_mul(var(Var::SeqQ)?, var(Var::Splits)?, "")?;
                 (if t == Tensor::OSplit { p.o } else { p.lse }, var(Var::Heads)?, rows)
             }
+            Tensor::Theta => return Err(super::unsupported_selection()),
         })
     }
 

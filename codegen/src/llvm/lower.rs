@@ -344,6 +344,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
             Stmt::VisitTiles { .. } | Stmt::VisitMask { .. } => {
                 return Err(CodegenError::Ir("visit placeholders reached the lowering".into()));
             }
+            Stmt::LoadRows { .. } | Stmt::Vote { .. } | Stmt::StoreMap { .. } => return Err(super::unsupported_selection()),
         }
         Ok(())
     }

@@ -30,7 +30,7 @@ struct Tiles {
 impl Tiles {
     fn new(visit: Visit, cfg: &Config, q_origin: Vec<Expr>) -> Tiles {
         let kv = TileBox::keys(visit, cfg);
-        let kv_origin = (0..kv.dims).map(|a| Expr::var(Var::KvTile(a as u8)).mul(kv.shape[a] as i32)).collect();
+        let kv_origin = kv.visit_origin();
         Tiles { visit, q: TileBox::queries(visit, cfg), kv, q_origin, kv_origin }
     }
 

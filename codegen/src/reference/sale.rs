@@ -140,6 +140,21 @@ fn forced(b: &SaleBlocks, nmax: usize, qb: usize, kb: usize) -> bool {
     kb < b.sink_blocks || diagonal || kb + n_local >= nmax
 }
 
+/// The always-kept blocks of `planes` planes of causal self-attention over `seq` tokens,
+/// `[planes, query blocks, key blocks]` as `sale_select`'s map: what the forced-only pass (the
+/// row statistics of SALE's two-pass rule) computes, and what a selection program's votes are
+/// ORed with.
+pub fn forced_map(b: &SaleBlocks, planes: usize, seq: usize) -> Vec<bool> {
+    let (nq, nk) = (seq.div_ceil(b.block_q), seq.div_ceil(b.block_k));
+    let plane: Vec<bool> = (0..nq)
+        .flat_map(|qb| {
+            let nmax = visible_blocks(b, seq, qb);
+            (0..nk).map(move |kb| kb < nmax && forced(b, nmax, qb, kb))
+        })
+        .collect();
+    plane.repeat(planes)
+}
+
 /// Thresholds below this make a head dense, as in the authors' kernel.
 pub const DENSE_BELOW: f64 = 1e-5;
 

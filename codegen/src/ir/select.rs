@@ -1,0 +1,105 @@
+//! The block-selection program of a block-sparse kernel (`visit = blocks(..)`): SALE's choice of
+//! the KV tiles each query tile keeps (seeds.md §2.1–2.3), made on the GPU from exact scores.
+//!
+//! SALE keeps a block when some causally visible element (i, j) of it has
+//! `exp(ŝ_ij − m_i) / l_i ≥ τ`, with m_i, l_i the max and sum of row i over the always-kept
+//! (forced) keys; that is `ŝ_ij ≥ LSE_i + ln τ` with LSE_i the natural-log LSE of row i over the
+//! forced keys. The LSE comes from the block-sparse kernel run on the forced map; the caller
+//! turns it into the per-row threshold θ_i = LSE_i + ln τ_h (`Tensor::Theta`, f32), so the program
+//! needs neither τ nor the forced rule:
+//!
+//! - per (batch, head, query tile): load Q and the tile's θ rows (rows past `seq_q` get +inf,
+//!   so padding never votes);
+//! - for every causally visible KV tile (the `Visit::Causal` loop, K only): `S = Q·Kᵀ`, the
+//!   causal mask (-inf on hidden elements), then `kept = any(scale · S ≥ θ_row)` and one int32
+//!   store of `kept` to the output map `[batch · heads, q_tiles, kv_tiles]`.
+//!
+//! Forced tiles are voted like any other (their flag is what the scores say); the caller ORs in
+//! the forced map, which stays host-side with SALE's segment-aligned local window. Tiles past a
+//! query tile's causal range are not written: the caller zeroes the map (or reads only visible
+//! tiles).
+
+use tessera_desc::{Config, KernelDesc, Load, Visit};
+
+use super::from_desc::{FRAG_S, QueryTile, load_q, qk_buffers, scores_frag, scores_step};
+use super::geometry::TileBox;
+use super::{CopyEngine, Expr, Frag, FragId, FragKind, Locals, Program, Stmt, Tensor, Var};
+
+/// The θ rows of the query tile.
+const FRAG_THETA: FragId = FragId(1);
+
+pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
+    let causal = match (desc.visit, desc.load) {
+        (Visit::Blocks(b), Load::Dense) => b.causal,
+        _ => {
+            return Err(format!(
+                "a selection program is made for a block-sparse kernel with dense loads; `{}` has visit = {}, load = {}",
+                desc.name,
+                desc.visit.name(),
+                desc.load
+            ));
+        }
+    };
+    // The selection visits every tile the map could keep: the causal (or dense) range.
+    let visit = if causal { Visit::Causal } else { Visit::Dense };
+    let (bq, bkv, d) = (cfg.block_q(), cfg.block_kv(), desc.head_dim);
+    let (q_box, kv_box) = (TileBox::queries(visit, cfg), TileBox::keys(visit, cfg));
+    let mut locals = Locals::default();
+    let (qt, mut body) = QueryTile::bind(&q_box, &mut locals);
+    let (map_row, j, kept) = (locals.fresh("map_row"), locals.fresh("j"), locals.fresh("kept"));
+
+    let k = qt.tile(Tensor::K, qt.kv_head, &kv_box, &kv_box.visit_origin());
+    let mut step = scores_step((k, CopyEngine::CpAsync), Vec::new(), Some(Stmt::VisitMask { frag: FRAG_S }));
+    step.extend([
+        Stmt::Vote { var: kept, s: FRAG_S, rows: FRAG_THETA },
+        Stmt::StoreMap { index: Expr::var(map_row).mul(kv_box.count(0)).add(Var::KvTile(0)), value: kept.into() },
+        // The next iteration's copy overwrites Ks: every warp must be done reading it.
+        Stmt::Barrier,
+    ]);
+
+    body.push(Stmt::Let { var: map_row, value: qt.plane().mul(q_box.count(0)).add(qt.q_tile) });
+    body.extend(load_q(qt.tile(Tensor::Q, qt.head, &q_box, &qt.origin)));
+    body.push(Stmt::LoadRows {
+        frag: FRAG_THETA,
+        src: qt.tile(Tensor::Theta, qt.head, &q_box, &qt.origin),
+        pad: f32::INFINITY,
+    });
+    body.push(Stmt::VisitTiles { visit, var: j, plane: qt.plane(), q_origin: qt.origin.clone(), body: step });
+
+    Ok(Program {
+        name: format!("{}_select", desc.name),
+        dtype: desc.dtype,
+        head_dim: d,
+        config: *cfg,
+        grid: [q_box.total(), Var::Heads.into(), Var::Batch.into()],
+        shared: qk_buffers(bq, bkv, d),
+        frags: vec![scores_frag(bkv), Frag { name: "theta", cols: 1, kind: FragKind::RowStat }],
+        body,
+        locals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_desc::{Blocks, Config, Dtype, Estimate, KernelDesc, Layout, Load, Param, Schedule, Visit};
+
+    use crate::{CodegenError, Target};
+
+    #[test]
+    fn the_lowering_refuses_a_selection_program_with_a_reason() {
+        let desc = KernelDesc {
+            name: "t",
+            head_dim: 64,
+            dtype: Dtype::Bf16,
+            layout: Layout::Bhsd,
+            visit: Visit::Blocks(Blocks { causal: true, estimate: Estimate::SALE }),
+            load: Load::Dense,
+            schedule: Schedule::line(Param::Fixed(64), Param::Fixed(32), Param::Fixed(4), Param::Fixed(2)),
+        };
+        let program = crate::select_program(&desc, &Config::line(64, 32, 4, 2)).unwrap();
+        for target in Target::ALL {
+            let err = crate::llvm::compile(&program, target, crate::llvm::Output::Ptx).unwrap_err();
+            assert!(matches!(&err, CodegenError::Unsupported(m) if m.contains("not written yet")), "{err}");
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! SALE's block selection as a tile program (`ir::select`): the interpreter's votes against the
+//! float64 reference's selection (`sale_select` with exact scores) on structured inputs, with
+//! the thresholds θ_i = LSE_i + ln τ computed in float64 from the reference's forced-only LSE.
+//!
+//! How mismatches are counted: for every visible tile, its margin is the largest
+//! `scale · s_ij − θ_i` over its visible elements, in float64 from the inputs the kernel sees
+//! (rounded to its element type). The program computes S in f32 and compares with an f32 θ, and
+//! the reference decides by `exp(s − m) / l ≥ τ` rather than `s ≥ LSE + ln τ`, so a tile whose
+//! margin is within `TOLERANCE` of 0 may go either way; every other tile must agree exactly.
+
+use tessera_codegen::interp::{self, Launch, UNWRITTEN};
+use tessera_codegen::ir::Program;
+use tessera_codegen::reference::sale::{Estimate, SaleBlocks, forced_map, sale_select};
+use tessera_codegen::reference::structured::structured_inputs;
+use tessera_codegen::reference::{BlockGrid, Mask, Shape, block_sparse_attention};
+use tessera_codegen::select_program;
+use tessera_codegen::semantics::round_to;
+use tessera_desc::{Blocks, Config, Dtype, Estimate as DescEstimate, KernelDesc, Layout, Load, Param, Schedule, Visit};
+
+/// Margins (natural-log units) within which f32 scores and an f32 θ may decide either way: far
+/// above the f32 error of a 64-term dot product of scores of a few units, far below the margins
+/// the structured inputs' tiles have.
+const TOLERANCE: f64 = 1e-4;
+
+const SPACE: Schedule = Schedule::line(
+    Param::Choices(&[16, 32, 64]),
+    Param::Choices(&[16, 32, 64]),
+    Param::Choices(&[1, 2, 4]),
+    Param::Choices(&[1, 2, 3]),
+);
+
+fn desc(dtype: Dtype) -> KernelDesc {
+    let estimate = DescEstimate { local: 0, ..DescEstimate::SALE };
+    KernelDesc {
+        name: "t",
+        head_dim: 64,
+        dtype,
+        layout: Layout::Bhsd,
+        visit: Visit::Blocks(Blocks { causal: true, estimate }),
+        load: Load::Dense,
+        schedule: SPACE,
+    }
+}
+
+/// One problem: inputs rounded to the element type, in f32 for the program and f64 for the
+/// reference.
+struct Case {
+    shape: Shape,
+    blocks: SaleBlocks,
+    scale: f64,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    q64: Vec<f64>,
+    k64: Vec<f64>,
+    /// Per row, the natural-log LSE over the forced blocks (float64).
+    lse: Vec<f64>,
+    program: Program,
+}
+
+impl Case {
+    fn new(shape: Shape, blocks: SaleBlocks, cfg: Config, dtype: Dtype, seed: u64) -> Case {
+        assert_eq!((cfg.block_q() as usize, cfg.block_kv() as usize), (blocks.block_q, blocks.block_k));
+        let x = structured_inputs(&shape, seed).unwrap();
+        let round = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| round_to(dtype, x as f32)).collect() };
+        let (q, k) = (round(&x.q), round(&x.k));
+        let wide = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| x as f64).collect() };
+        let (q64, k64) = (wide(&q), wide(&k));
+        let scale = 1.0 / (shape.head_dim as f64).sqrt();
+        let forced = forced_map(&blocks, shape.batch * shape.heads, shape.seq_q);
+        let grid = BlockGrid { block_q: blocks.block_q, block_k: blocks.block_k, causal: true };
+        // V does not enter the LSE; K stands in for it.
+        let lse = block_sparse_attention(&shape, &grid, &forced, scale, &q64, &k64, &k64).unwrap().lse;
+        let program = select_program(&desc(dtype), &cfg).unwrap();
+        Case { shape, blocks, scale, q, k, q64, k64, lse, program }
+    }
+
+    fn planes(&self) -> usize {
+        self.shape.batch * self.shape.heads
+    }
+
+    /// (query tiles, KV tiles).
+    fn tiles(&self) -> (usize, usize) {
+        (self.shape.seq_q.div_ceil(self.blocks.block_q), self.shape.seq_kv.div_ceil(self.blocks.block_k))
+    }
+
+    /// θ per row (float64) from one log-threshold per head.
+    fn theta(&self, log_tau: &[f64]) -> Vec<f64> {
+        let l = self.shape.seq_q;
+        (0..self.planes() * l).map(|r| self.lse[r] + log_tau[(r / l) % self.shape.heads]).collect()
+    }
+
+    /// `scale · q_i · k_j` in float64 for query row `i` of `plane`.
+    fn score(&self, plane: usize, i: usize, j: usize) -> f64 {
+        let (s, d) = (&self.shape, self.shape.head_dim);
+        let kv_plane = (plane / s.heads) * s.kv_heads + (plane % s.heads) / s.group_size();
+        let row = &self.q64[(plane * s.seq_q + i) * d..][..d];
+        let key = &self.k64[(kv_plane * s.seq_kv + j) * d..][..d];
+        self.scale * row.iter().zip(key).map(|(a, b)| a * b).sum::<f64>()
+    }
+
+    /// The keys query row `i` sees.
+    fn keys(&self, i: usize) -> usize {
+        Mask::Causal.visible_keys(i, self.shape.seq_q, self.shape.seq_kv)
+    }
+
+    fn run(&self, theta: &[f32]) -> Result<Vec<i32>, String> {
+        let s = &self.shape;
+        let launch = Launch {
+            batch: s.batch,
+            heads: s.heads,
+            kv_heads: s.kv_heads,
+            seq_q: s.seq_q,
+            seq_kv: s.seq_kv,
+            grid: [s.seq_q, 1, 1],
+            scale: self.scale as f32,
+            q: &self.q,
+            k: &self.k,
+            v: &self.k,
+            k_bitmap: None,
+            v_bitmap: None,
+            compressed: s.seq_kv,
+            splits: 1,
+            blocks: None,
+        };
+        interp::select(&self.program, &launch, theta)
+    }
+
+    /// Whether tile (qb, kb) holds a causally visible element.
+    fn visible(&self, qb: usize, kb: usize) -> bool {
+        let last_row = ((qb + 1) * self.blocks.block_q).min(self.shape.seq_q) - 1;
+        kb * self.blocks.block_k <= Mask::Causal.visible_keys(last_row, self.shape.seq_q, self.shape.seq_kv).saturating_sub(1)
+    }
+
+    /// The tile's largest `scale · s_ij − θ_i` over its visible elements, in float64.
+    fn margin(&self, plane: usize, qb: usize, kb: usize, theta: &[f64]) -> f64 {
+        let b = &self.blocks;
+        let mut best = f64::NEG_INFINITY;
+        for i in qb * b.block_q..((qb + 1) * b.block_q).min(self.shape.seq_q) {
+            for j in kb * b.block_k..((kb + 1) * b.block_k).min(self.keys(i)) {
+                best = best.max(self.score(plane, i, j) - theta[plane * self.shape.seq_q + i]);
+            }
+        }
+        best
+    }
+
+    /// Runs the program at thresholds `theta` (rounded to f32) and checks that every visible
+    /// tile's vote is what its margin says (unless it is a near-tie) and that no other tile is
+    /// written. Returns the votes and the near-ties.
+    fn votes(&self, theta: &[f64]) -> (Vec<i32>, usize) {
+        let votes = self.run(&theta.iter().map(|&t| t as f32).collect::<Vec<_>>()).unwrap();
+        let (nq, nk) = self.tiles();
+        let mut ties = 0;
+        for (at, &vote) in votes.iter().enumerate() {
+            let (plane, qb, kb) = (at / (nq * nk), (at / nk) % nq, at % nk);
+            if !self.visible(qb, kb) {
+                assert_eq!(vote, UNWRITTEN, "plane {plane}, tile ({qb}, {kb}): past the causal range, written");
+                continue;
+            }
+            let margin = self.margin(plane, qb, kb, theta);
+            let near = margin.abs() <= TOLERANCE;
+            ties += near as usize;
+            assert!(near || vote == (margin >= 0.0) as i32, "plane {plane}, tile ({qb}, {kb}): vote {vote} at margin {margin}");
+        }
+        (votes, ties)
+    }
+
+    /// Checks the program's votes at thresholds `tau` (one per head) against the reference:
+    /// returns (non-forced tiles compared, of them kept by the reference, near-ties).
+    fn check(&self, tau: &[f64]) -> (usize, usize, usize) {
+        let log_tau: Vec<f64> = tau.iter().map(|t| t.ln()).collect();
+        let theta = self.theta(&log_tau);
+        let (votes, ties) = self.votes(&theta);
+        let want = sale_select(&self.shape, &self.blocks, tau, Estimate::Exact, self.scale, &self.q64, &self.k64).unwrap();
+        let forced = forced_map(&self.blocks, self.planes(), self.shape.seq_q);
+        let (nq, nk) = self.tiles();
+        let (mut compared, mut kept) = (0, 0);
+        for (at, &vote) in votes.iter().enumerate() {
+            let (plane, qb, kb) = (at / (nq * nk), (at / nk) % nq, at % nk);
+            let here = format!("tau {tau:?}, plane {plane}, tile ({qb}, {kb})");
+            if !self.visible(qb, kb) {
+                assert!(!want[at], "{here}: the reference keeps an invisible tile");
+            } else if forced[at] {
+                assert!(want[at], "{here}: a forced tile the reference drops");
+            } else {
+                compared += 1;
+                kept += want[at] as usize;
+                let near = self.margin(plane, qb, kb, &theta).abs() <= TOLERANCE;
+                assert!(near || (vote == 1) == want[at], "{here}: vote {vote} vs reference {}", want[at]);
+            }
+        }
+        (compared, kept, ties)
+    }
+}
+
+fn shape(batch: usize, heads: usize, kv_heads: usize, seq: usize) -> Shape {
+    Shape { batch, heads, kv_heads, seq_q: seq, seq_kv: seq, head_dim: 64 }
+}
+
+#[test]
+fn votes_match_sales_exact_selection_at_several_thresholds() {
+    // SALE's blocks (64 × 32, 128-token local window and segments) on a ragged length, GQA.
+    let sale = SaleBlocks { block_q: 64, block_k: 32, local: 128, segment: 128, sink_blocks: 1 };
+    let case = Case::new(shape(1, 4, 2, 600), sale, Config::line(64, 32, 4, 2), Dtype::Bf16, 5);
+    let mut last_kept = 0;
+    for tau in [0.05, 0.005, 0.0005] {
+        let (compared, kept, ties) = case.check(&[tau; 4]);
+        assert!(compared >= 50, "tau {tau}: only {compared} non-forced tiles");
+        assert!(kept >= last_kept && kept < compared, "tau {tau}: {kept} of {compared} kept (before: {last_kept})");
+        assert!(ties * 50 <= compared, "tau {tau}: {ties} near-ties of {compared}");
+        last_kept = kept;
+    }
+    // Per-head thresholds.
+    case.check(&[0.05, 0.0005, 0.01, 0.002]);
+}
+
+#[test]
+fn votes_match_on_other_tiles_batches_and_dtypes() {
+    // Tall KV tiles, a short local window and a 3-stage pipeline; f16; two batches.
+    let blocks = SaleBlocks { block_q: 32, block_k: 64, local: 64, segment: 64, sink_blocks: 1 };
+    let case = Case::new(shape(2, 2, 1, 333), blocks, Config::line(32, 64, 2, 3), Dtype::F16, 11);
+    for tau in [0.02, 0.001] {
+        let (compared, _, _) = case.check(&[tau; 2]);
+        assert!(compared >= 20, "tau {tau}: only {compared} non-forced tiles");
+    }
+    // One stage (no pipelining), small square tiles.
+    let blocks = SaleBlocks { block_q: 16, block_k: 16, local: 32, segment: 32, sink_blocks: 2 };
+    let case = Case::new(shape(1, 2, 2, 150), blocks, Config::line(16, 16, 1, 1), Dtype::Bf16, 3);
+    case.check(&[0.01, 0.003]);
+}
+
+#[test]
+fn infinite_thresholds_keep_every_visible_tile_or_none() {
+    let blocks = SaleBlocks { block_q: 32, block_k: 32, local: 64, segment: 64, sink_blocks: 1 };
+    let case = Case::new(shape(1, 2, 1, 200), blocks, Config::line(32, 32, 2, 2), Dtype::Bf16, 7);
+    let n = case.planes() * case.shape.seq_q;
+    let (nq, nk) = case.tiles();
+    for (theta, want) in [(f32::NEG_INFINITY, 1), (f32::INFINITY, 0)] {
+        let votes = case.run(&vec![theta; n]).unwrap();
+        for (at, &v) in votes.iter().enumerate() {
+            let (qb, kb) = ((at / nk) % nq, at % nk);
+            let expect = if case.visible(qb, kb) { want } else { UNWRITTEN };
+            assert_eq!(v, expect, "θ = {theta}: tile ({qb}, {kb})");
+        }
+    }
+    // NaN never passes (an ordered compare).
+    assert!(case.run(&vec![f32::NAN; n]).unwrap().iter().all(|&v| v == 0 || v == UNWRITTEN));
+}
+
+/// Thresholds just above (below) each row's largest visible score: no tile (exactly the tiles
+/// holding a row's maximum) may vote, so hidden elements — future keys on the diagonal, zero-filled
+/// keys past the end, padding query rows — must never count.
+#[test]
+fn hidden_elements_never_vote() {
+    let blocks = SaleBlocks { block_q: 64, block_k: 32, local: 64, segment: 64, sink_blocks: 1 };
+    let case = Case::new(shape(1, 2, 1, 211), blocks, Config::line(64, 32, 4, 2), Dtype::Bf16, 9);
+    let l = case.shape.seq_q;
+    let row_max: Vec<f64> = (0..case.planes() * l)
+        .map(|r| (0..case.keys(r % l)).map(|j| case.score(r / l, r % l, j)).fold(f64::NEG_INFINITY, f64::max))
+        .collect();
+    let above: Vec<f64> = row_max.iter().map(|m| m + 1e-2).collect();
+    let (votes, ties) = case.votes(&above);
+    assert!(ties == 0 && votes.iter().all(|&v| v == 0 || v == UNWRITTEN));
+    let below: Vec<f64> = row_max.iter().map(|m| m - 1e-2).collect();
+    let (votes, _) = case.votes(&below);
+    assert!(votes.contains(&1));
+}
+
+#[test]
+fn bad_launches_are_errors() {
+    let blocks = SaleBlocks { block_q: 32, block_k: 32, local: 64, segment: 64, sink_blocks: 1 };
+    let case = Case::new(shape(1, 2, 1, 64), blocks, Config::line(32, 32, 2, 2), Dtype::Bf16, 1);
+    let n = case.planes() * case.shape.seq_q;
+    assert!(case.run(&vec![0.0; n - 1]).is_err());
+    // Not a selection program.
+    let attention = tessera_codegen::tile_program(&desc(Dtype::Bf16), &Config::line(32, 32, 2, 2)).unwrap();
+    let other = Case { program: attention, ..case };
+    assert!(other.run(&vec![0.0; n]).is_err());
+    // A selection program needs a block-sparse description.
+    let dense = KernelDesc { visit: Visit::Causal, ..desc(Dtype::Bf16) };
+    assert!(select_program(&dense, &Config::line(32, 32, 2, 2)).is_err());
+}
+
+#[test]
+fn the_program_prints_its_vote_and_pipelines_k_alone() {
+    let program = select_program(&desc(Dtype::Bf16), &Config::line(64, 32, 4, 2)).unwrap();
+    let text = program.to_string();
+    for piece in ["load_rows theta <- theta[", "= any(scale * S >= theta per row)", "store_map map["] {
+        assert!(text.contains(piece), "{piece} missing from\n{text}");
+    }
+    // K only: no V tile, and the loop was pipelined over two Ks stages.
+    assert!(!text.contains("Vs") && text.contains("shared Ks: 32x64 bf16 x2"), "{text}");
+}
