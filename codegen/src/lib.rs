@@ -101,6 +101,12 @@ pub fn compress_ptx(head_dim: u32, target: Target) -> Result<String, CodegenErro
     llvm::compile_compress(head_dim, target)
 }
 
+/// The PTX of a tile program built by hand or by one of the builders (`select_program`, ...),
+/// for `target`.
+pub fn compile_program(program: &ir::Program, target: Target) -> Result<String, CodegenError> {
+    llvm::compile(program, target, llvm::Output::Ptx)
+}
+
 /// The PTX entry point's name for a kernel: its name, so one module per (kernel, config).
 pub fn entry_name(desc: &KernelDesc) -> &'static str {
     desc.name

@@ -180,3 +180,25 @@ fn the_compression_entries_assemble() {
     }
     assert!(tessera_codegen::compress_ptx(96, Target::Sm80).is_err());
 }
+
+/// SALE's selection programs (`ir::select`) assemble without spills on both targets, for SALE's
+/// 64×32 tiles and larger ones, bf16 and f16, with their vote as one CTA-wide OR reduction.
+#[test]
+fn selection_programs_assemble() {
+    use tessera_desc::{Blocks, Config, Estimate};
+    let have_ptxas = ptxas_or_skip();
+    for (dtype, d, cfg) in [(Dtype::Bf16, 128, Config::line(64, 32, 4, 2)), (Dtype::F16, 64, Config::line(128, 64, 8, 3)), (Dtype::Bf16, 128, Config::line(128, 64, 4, 2))] {
+        let mut kernel = desc(Visit::Blocks(Blocks { causal: true, estimate: Estimate::SALE }), dtype, d);
+        kernel.schedule = Schedule::line(Param::Fixed(cfg.block_q()), Param::Fixed(cfg.block_kv()), Param::Fixed(cfg.warps), Param::Fixed(cfg.stages));
+        let program = tessera_codegen::select_program(&kernel, &cfg).unwrap();
+        for target in Target::ALL {
+            let ptx = tessera_codegen::compile_program(&program, target).unwrap();
+            assert_eq!(canon::count_prefix(&ptx, "bar.red.or.pred"), 1, "{cfg} {target}: one vote per tile in the loop");
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap();
+                let k = &res.kernels[0];
+                assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{cfg} {target}");
+            }
+        }
+    }
+}

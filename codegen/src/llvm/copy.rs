@@ -25,7 +25,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let rows = self.b.build_int_mul(var(Var::SeqQ)?, var(Var::Splits)?, "")?;
                 (if t == Tensor::OSplit { p.o } else { p.lse }, var(Var::Heads)?, rows)
             }
-            Tensor::Theta => return Err(super::unsupported_selection()),
+            // A selection program's thresholds come through the `lse` slot (`llvm::select`).
+            Tensor::Theta => (p.lse, var(Var::Heads)?, var(Var::SeqQ)?),
         })
     }
 

@@ -122,7 +122,7 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     } else {
         None
     };
-    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale_log2, caches, tables };
+    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale, scale_log2, caches, tables };
 
     let mut l = Lowerer {
         ctx,

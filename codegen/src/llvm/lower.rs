@@ -30,6 +30,8 @@ pub struct Params<'ctx> {
     pub v: PointerValue<'ctx>,
     pub o: PointerValue<'ctx>,
     pub lse: PointerValue<'ctx>,
+    /// The softmax scale as passed, and times log2(e) (the online softmax works in base 2).
+    pub scale: FloatValue<'ctx>,
     pub scale_log2: FloatValue<'ctx>,
     /// The int32 launch tables, for programs that read them (`TABLE_PARAMS`).
     pub tables: HashMap<Table, PointerValue<'ctx>>,
@@ -344,7 +346,12 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
             Stmt::VisitTiles { .. } | Stmt::VisitMask { .. } => {
                 return Err(CodegenError::Ir("visit placeholders reached the lowering".into()));
             }
-            Stmt::LoadRows { .. } | Stmt::Vote { .. } | Stmt::StoreMap { .. } => return Err(super::unsupported_selection()),
+            Stmt::LoadRows { frag, src, pad } => self.load_rows(*frag, src, *pad)?,
+            Stmt::Vote { var, s, rows } => {
+                let kept = self.vote(*s, *rows)?;
+                self.vars.insert(*var, kept);
+            }
+            Stmt::StoreMap { index, value } => self.store_map(index, value)?,
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ mod memo;
 mod merge;
 pub use merge::name as merge_name;
 mod mma;
+mod select;
 mod softmax;
 mod standalone;
 mod store;
@@ -105,9 +106,6 @@ pub enum Output {
 }
 
 pub fn compile(program: &Program, target: Target, output: Output) -> Result<String, CodegenError> {
-    if program.writes_map() || program.reads_rows() {
-        return Err(unsupported_selection());
-    }
     compile_module(&program.name, target, output, |ctx, module| {
         kernel::lower(ctx, module, program)?;
         if program.splits_keys() {
@@ -115,14 +113,6 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
         }
         Ok(())
     })
-}
-
-/// A selection program (`ir::select`) has no lowering yet: its vote needs `vote.any`, a
-/// shared-memory OR across warps and one store per CTA, which the interpreter alone runs today.
-pub(crate) fn unsupported_selection() -> CodegenError {
-    CodegenError::Unsupported(
-        "block-selection programs (load_rows / vote / store_map) run in the CPU interpreter only; their LLVM lowering is not written yet".into(),
-    )
 }
 
 /// The PTX of the Mustafar compression kernels for `head_dim` (`compress`).

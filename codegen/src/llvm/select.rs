@@ -1,0 +1,75 @@
+//! The statements of a block-selection program (`ir::select`): the rows' thresholds in, the
+//! CTA-wide vote, the map's flag out. A selection program reads θ through the `lse` kernel
+//! parameter (f32 `[batch, heads, seq_q]`, an input here) and writes its int32 map through `o`
+//! (`KERNEL_PARAMS`; `v` is unused), so it launches with the attention kernels' signature.
+
+use inkwell::values::{FloatValue, IntValue};
+use inkwell::{FloatPredicate, IntPredicate};
+
+use super::lower::{Lowerer, Res};
+use super::memo::Memo;
+use crate::ir::{Expr, FragId, GlobalTile};
+
+impl<'ctx> Lowerer<'ctx, '_> {
+    /// `frag`'s two rows per slab from `src` (one f32 per row), `pad` for rows outside the grid.
+    pub fn load_rows(&mut self, frag: FragId, src: &GlobalTile, pad: f32) -> Res<()> {
+        let (ptr, _, _) = self.tensor(src.tensor)?;
+        let head_rows = self.head_rows(src)?;
+        let f32t = self.ctx.f32_type();
+        let mut memo = Memo::default();
+        for slab in 0..self.slabs() {
+            for h in 0..2 {
+                let row = self.local_row(slab, h)?;
+                let (token, inside) = self.row_token(src, row, &mut memo)?;
+                let at = (slab * 2 + h) as usize;
+                self.frags[frag.0][at] = self.f32(pad).into();
+                self.if_then(inside, |l| {
+                    let index = l.b.build_int_add(head_rows, l.b.build_int_s_extend(token, l.ctx.i64_type(), "")?, "")?;
+                    let bytes = l.b.build_int_mul(index, l.ctx.i64_type().const_int(4, false), "")?;
+                    let p = l.byte_ptr(ptr, bytes)?;
+                    l.frags[frag.0][at] = super::lower::load_aligned(&l.b, f32t.into(), p, 4)?;
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// 1 in every thread when some element of `s` has `scale · S ≥ rows[row]` (an f32 multiply
+    /// and an ordered compare, as the interpreter evaluates it; masked elements are -inf), else
+    /// 0: each lane ORs its elements, then one `bar.red.or` over the CTA, which is also the
+    /// barrier the interpreter's vote implies.
+    pub fn vote(&mut self, s: FragId, rows: FragId) -> Res<IntValue<'ctx>> {
+        let cols = self.program.frag(s).cols;
+        let mut any = self.ctx.bool_type().const_zero();
+        for slab in 0..self.slabs() {
+            for h in 0..2 {
+                let threshold: FloatValue<'ctx> = self.frags[rows.0][(slab * 2 + h) as usize].into_float_value();
+                for nt in 0..cols / 8 {
+                    for j in 0..2 {
+                        let v = self.frags[s.0][self.acc_index(cols, slab, nt, 2 * h + j)].into_float_value();
+                        let scaled = self.b.build_float_mul(v, self.params.scale, "")?;
+                        let pass = self.b.build_float_compare(FloatPredicate::OGE, scaled, threshold, "")?;
+                        any = self.b.build_or(any, pass, "")?;
+                    }
+                }
+            }
+        }
+        let all = self.call_value("llvm.nvvm.barrier.cta.red.or.aligned.all", &[], &[self.i32(0).into(), any.into()])?;
+        Ok(self.b.build_int_z_extend(all.into_int_value(), self.ctx.i32_type(), "")?)
+    }
+
+    /// `map[index] = value`, by thread 0 (the value is the same in every thread).
+    pub fn store_map(&mut self, index: &Expr, value: &Expr) -> Res<()> {
+        let (index, value) = (self.expr(index)?, self.expr(value)?);
+        let first = self.b.build_int_compare(IntPredicate::EQ, self.lane.tid, self.i32(0), "")?;
+        let map = self.params.o;
+        self.if_then(first, |l| {
+            let i = l.b.build_int_s_extend(index, l.ctx.i64_type(), "")?;
+            let bytes = l.b.build_int_mul(i, l.ctx.i64_type().const_int(4, false), "")?;
+            let p = l.byte_ptr(map, bytes)?;
+            l.b.build_store(p, value)?;
+            Ok(())
+        })
+    }
+}
