@@ -14,7 +14,10 @@ pub mod semantics;
 mod target;
 
 pub use error::CodegenError;
-pub use llvm::{COMPRESS_THREADS, KERNEL_PARAMS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, TABLE_PARAMS, compress_entries, kernel_params};
+pub use llvm::{
+    COMPRESS_THREADS, KERNEL_PARAMS, LISTS_PARAMS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SALE_ENTRIES, SALE_THREADS, SCATTER_PARAMS, TABLE_PARAMS,
+    THETA_PARAMS, compress_entries, kernel_params,
+};
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
 
@@ -99,6 +102,12 @@ pub fn merge_entry_name(desc: &KernelDesc) -> String {
 /// PTX of Mustafar's GPU pruning + compression for `head_dim` (entries `compress_entries`).
 pub fn compress_ptx(head_dim: u32, target: Target) -> Result<String, CodegenError> {
     llvm::compile_compress(head_dim, target)
+}
+
+/// PTX of the entries that turn SALE's selection votes into block lists on the GPU
+/// (`SALE_ENTRIES`: thresholds, forced-only lists, selected lists).
+pub fn sale_ptx(target: Target) -> Result<String, CodegenError> {
+    llvm::compile_sale(target)
 }
 
 /// The PTX of a tile program built by hand or by one of the builders (`select_program`, ...),

@@ -181,6 +181,28 @@ fn the_compression_entries_assemble() {
     assert!(tessera_codegen::compress_ptx(96, Target::Sm80).is_err());
 }
 
+/// SALE's threshold and list entries assemble on both targets without local memory, the list
+/// entries placing each kept tile with one ballot per 32 tiles.
+#[test]
+fn the_sale_list_entries_assemble() {
+    let have_ptxas = ptxas_or_skip();
+    for target in Target::ALL {
+        let ptx = tessera_codegen::sale_ptx(target).unwrap();
+        for name in tessera_codegen::SALE_ENTRIES {
+            assert!(ptx.contains(&format!(".entry {name}(")), "{target}: no entry {name}");
+        }
+        assert!(!ptx.contains(".local"), "{target}: local memory");
+        assert_eq!(canon::count_prefix(&ptx, "vote.sync.ballot.b32"), 2, "{target}");
+        if have_ptxas {
+            let res = ptxas::assemble(&ptx, target.name()).unwrap();
+            assert_eq!(res.kernels.len(), 3, "{target}");
+            for k in &res.kernels {
+                assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{target} {}", k.name);
+            }
+        }
+    }
+}
+
 /// SALE's selection programs (`ir::select`) assemble without spills on both targets, for SALE's
 /// 64×32 tiles and larger ones, bf16 and f16, with their vote as one CTA-wide OR reduction.
 #[test]

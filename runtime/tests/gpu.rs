@@ -9,6 +9,8 @@ mod blocks;
 mod compress;
 #[path = "gpu/mustafar.rs"]
 mod mustafar;
+#[path = "gpu/sale.rs"]
+mod sale;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

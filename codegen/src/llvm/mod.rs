@@ -12,6 +12,7 @@ mod memo;
 mod merge;
 pub use merge::name as merge_name;
 mod mma;
+mod sale;
 mod select;
 mod softmax;
 mod standalone;
@@ -44,6 +45,7 @@ pub const BITMAP_PARAMS: [&str; 9] = [
     "k_bitmaps", "k_offsets", "k_values", "k_head_base", "v_bitmaps", "v_offsets", "v_values", "v_head_base", "compressed",
 ];
 
+pub use sale::{LISTS_PARAMS, NAMES as SALE_ENTRIES, SALE_THREADS, THETA_PARAMS};
 pub use compress::{COMPRESS_THREADS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, names as compress_entries};
 
 /// Parameters of a decode kernel's merge entry (`<name>_merge`, see `merge`): the split
@@ -118,6 +120,11 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
 /// The PTX of the Mustafar compression kernels for `head_dim` (`compress`).
 pub fn compile_compress(head_dim: u32, target: Target) -> Result<String, CodegenError> {
     compile_module("mustafar_compress", target, Output::Ptx, |ctx, module| compress::lower(ctx, module, head_dim))
+}
+
+/// The PTX of SALE's threshold and list entries (`sale`).
+pub fn compile_sale(target: Target) -> Result<String, CodegenError> {
+    compile_module("sale_select", target, Output::Ptx, sale::lower)
 }
 
 /// A module built by `build`, verified, optimised and printed for `target`.

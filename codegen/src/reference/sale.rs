@@ -133,11 +133,16 @@ fn visible_blocks(b: &SaleBlocks, seq: usize, qb: usize) -> usize {
 /// `local / block_k` that leaves whole segments between the sinks and it (all visible blocks
 /// when there is no room for a segment).
 fn forced(b: &SaleBlocks, nmax: usize, qb: usize, kb: usize) -> bool {
-    let (want, seg) = (b.local / b.block_k, b.segment / b.block_k);
-    let middle_room = nmax.saturating_sub(b.sink_blocks);
-    let n_local = (want..=middle_room).find(|n| (middle_room - n).is_multiple_of(seg)).unwrap_or(middle_room);
+    let n_local = local_blocks(nmax.saturating_sub(b.sink_blocks), b.local / b.block_k, b.segment / b.block_k);
     let diagonal = kb * b.block_k + b.block_k > qb * b.block_q;
     kb < b.sink_blocks || diagonal || kb + n_local >= nmax
+}
+
+/// The local window's blocks when `room` blocks follow the sinks: the smallest count of at
+/// least `want` whose remainder `room - n` is whole segments of `seg` blocks, or all of `room`
+/// if there is none. In closed form, as the GPU's list entry computes it.
+fn local_blocks(room: usize, want: usize, seg: usize) -> usize {
+    if room < want { room } else { want + (room - want) % seg }
 }
 
 /// The always-kept blocks of `planes` planes of causal self-attention over `seq` tokens,
@@ -339,6 +344,18 @@ mod tests {
         // the diagonal adds block 20.
         let narrow = SaleBlocks { local: 0, ..SALE_BLOCKS };
         assert!(forced(&narrow, 22, 10, 20) && forced(&narrow, 22, 10, 21) && !forced(&narrow, 22, 10, 19));
+    }
+
+    #[test]
+    fn local_window_closed_form_is_the_smallest_aligned_count() {
+        for room in 0usize..60 {
+            for want in 0..10 {
+                for seg in 1usize..9 {
+                    let search = (want..=room).find(|n| (room - n).is_multiple_of(seg)).unwrap_or(room);
+                    assert_eq!(local_blocks(room, want, seg), search, "room {room}, want {want}, seg {seg}");
+                }
+            }
+        }
     }
 
     #[test]

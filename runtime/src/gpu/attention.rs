@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
-use tessera_codegen::ir::Var;
+use tessera_codegen::ir::{Program, Var};
 use tessera_codegen::tile_program;
 use tessera_desc::{Config, KernelDesc};
 
@@ -58,7 +58,7 @@ pub fn grid_extents(desc: &KernelDesc, tokens: usize, grid: Option<&[usize]>) ->
 pub struct Attention {
     pub desc: KernelDesc,
     pub config: Config,
-    program: tessera_codegen::ir::Program,
+    program: Program,
     function: CudaFunction,
 }
 
@@ -92,36 +92,8 @@ impl Attention {
                 "scale must be finite and positive, got {scale}"
             )));
         }
-        let vars: HashMap<Var, i32> = [
-            (Var::Batch, b),
-            (Var::Heads, h),
-            (Var::KvHeads, hk),
-            (Var::SeqQ, sq),
-            (Var::SeqKv, skv),
-            (Var::Grid(0), gx),
-            (Var::Grid(1), gy),
-            (Var::Grid(2), gz),
-        ]
-        .into_iter()
-        .collect();
-        let mut grid = [0u32; 3];
-        for (g, e) in grid.iter_mut().zip(&self.program.grid) {
-            *g = e
-                .eval(&|v| vars.get(&v).copied())
-                .map_err(GpuError::Invalid)? as u32;
-        }
-        if grid[1] > 65535 || grid[2] > 65535 {
-            return Err(GpuError::Invalid(format!(
-                "heads ({h}) and batch ({b}) must each be at most 65535"
-            )));
-        }
-        if grid.contains(&0) {
+        let Some(cfg) = launch_config(&self.program, [b, h, hk, sq, skv], [gx, gy, gz])? else {
             return Ok(());
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (grid[0], grid[1], grid[2]),
-            block_dim: (self.program.threads(), 1, 1),
-            shared_mem_bytes: self.program.shared_bytes(),
         };
         let null: u64 = 0;
         let mut launch = gpu.stream.launch_builder(&self.function);
@@ -164,6 +136,38 @@ impl Attention {
     }
 }
 
+
+/// The launch of `program` over [batch, heads, kv_heads, seq_q, seq_kv] (checked sizes) and
+/// grid extents, or `None` when its grid is empty (nothing to do).
+pub(super) fn launch_config(program: &Program, [b, h, hk, sq, skv]: [i32; 5], [gx, gy, gz]: [i32; 3]) -> Result<Option<LaunchConfig>, GpuError> {
+    let vars: HashMap<Var, i32> = [
+        (Var::Batch, b),
+        (Var::Heads, h),
+        (Var::KvHeads, hk),
+        (Var::SeqQ, sq),
+        (Var::SeqKv, skv),
+        (Var::Grid(0), gx),
+        (Var::Grid(1), gy),
+        (Var::Grid(2), gz),
+    ]
+    .into_iter()
+    .collect();
+    let mut grid = [0u32; 3];
+    for (g, e) in grid.iter_mut().zip(&program.grid) {
+        *g = e.eval(&|v| vars.get(&v).copied()).map_err(GpuError::Invalid)? as u32;
+    }
+    if grid[1] > 65535 || grid[2] > 65535 {
+        return Err(GpuError::Invalid(format!("heads ({h}) and batch ({b}) must each be at most 65535")));
+    }
+    if grid.contains(&0) {
+        return Ok(None);
+    }
+    Ok(Some(LaunchConfig {
+        grid_dim: (grid[0], grid[1], grid[2]),
+        block_dim: (program.threads(), 1, 1),
+        shared_mem_bytes: program.shared_bytes(),
+    }))
+}
 
 #[cfg(test)]
 mod tests {

@@ -40,4 +40,24 @@ impl DeviceBlockLists {
     pub fn dims(&self) -> (usize, usize, usize) {
         (self.planes, self.q_tiles, self.kv_tiles)
     }
+
+    /// Lists the selection's entries write: every row ascending, its count at most `kv_tiles`,
+    /// by construction (one ballot-ordered pass over the row's visible tiles), which
+    /// `BlockLists::validate` of a download confirms in the GPU tests.
+    pub(super) fn from_device(dims: (usize, usize, usize), list: CudaSlice<i32>, count: CudaSlice<i32>) -> DeviceBlockLists {
+        DeviceBlockLists { planes: dims.0, q_tiles: dims.1, kv_tiles: dims.2, list, count }
+    }
+
+    /// The lists on the host.
+    pub fn download(&self, gpu: &Gpu) -> Result<BlockLists, GpuError> {
+        let (planes, q_tiles, kv_tiles) = self.dims();
+        let take = |v: Vec<i32>, n: usize| v.into_iter().take(n).collect::<Vec<_>>();
+        Ok(BlockLists {
+            planes,
+            q_tiles,
+            kv_tiles,
+            list: take(gpu.stream.clone_dtoh(&self.list)?, planes * q_tiles * kv_tiles),
+            count: take(gpu.stream.clone_dtoh(&self.count)?, planes * q_tiles),
+        })
+    }
 }

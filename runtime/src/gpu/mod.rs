@@ -9,6 +9,7 @@ pub mod checks;
 mod compress;
 mod error;
 mod mustafar;
+mod sale;
 mod tensor;
 mod tuned;
 
@@ -21,6 +22,7 @@ pub use blocks::DeviceBlockLists;
 pub use compress::Compressor;
 pub use error::GpuError;
 pub use mustafar::{DecodeArgs, DeviceBitmapCache, DeviceMustafarCache, MustafarDecode};
+pub use sale::{SaleSelect, SaleWorkspace, SelectArgs};
 pub use tensor::DeviceTensor;
 use tessera_codegen::Target;
 
@@ -42,14 +44,19 @@ impl Gpu {
     /// a program needing `smem` bytes of dynamic shared memory: over this GPU's limit is an
     /// error, over the default an opt-in.
     pub(crate) fn load_entries<const N: usize>(&self, desc: &tessera_desc::KernelDesc, config: &tessera_desc::Config, smem: u32, entries: [&str; N]) -> Result<[cudarc::driver::CudaFunction; N], GpuError> {
+        let ptx = crate::cache::ptx(desc, config, self.target()?)?;
+        self.load_ptx(&format!("{} at {config}", desc.name), &ptx, smem, entries)
+    }
+
+    /// The entries `entries` of the module `ptx` (`what`, for errors), as `load_entries`.
+    pub(crate) fn load_ptx<const N: usize>(&self, what: &str, ptx: &str, smem: u32, entries: [&str; N]) -> Result<[cudarc::driver::CudaFunction; N], GpuError> {
         if smem > self.max_shared_bytes {
             return Err(GpuError::Invalid(format!(
-                "{} at {config} needs {smem} bytes of shared memory; {} allows {}",
-                desc.name, self.name, self.max_shared_bytes
+                "{what} needs {smem} bytes of shared memory; {} allows {}",
+                self.name, self.max_shared_bytes
             )));
         }
-        let ptx = crate::cache::ptx(desc, config, self.target()?)?;
-        let module = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(&*ptx))?;
+        let module = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx))?;
         let functions = entries.iter().map(|e| module.load_function(e)).collect::<Result<Vec<_>, _>>()?;
         if smem > DEFAULT_DYNAMIC_SHARED {
             let attr = sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;

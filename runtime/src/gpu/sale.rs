@@ -1,0 +1,238 @@
+//! SALE's block selection on the GPU (seeds.md §2.1–2.3, the two-pass variant), feeding the
+//! block-sparse kernel (`visit = blocks(..)`) lists that never leave the device:
+//!
+//! 1. once per shape ([`SaleSelect::workspace`]): the forced lists (sink, causal diagonal,
+//!    segment-aligned local window) by `sale_forced_lists`;
+//! 2. per call ([`SaleSelect::select`]): the block-sparse kernel itself over the forced lists,
+//!    for each row's LSE over its always-kept keys; `sale_theta` turns it into the thresholds
+//!    θ = LSE + ln τ_h; the selection program (`ir::select`) votes per visible tile from the
+//!    scores; `sale_lists` writes the lists of forced and voted tiles.
+//!
+//! The scores are exact (the element type's Q·Kᵀ, f32 accumulators), the selection SALE's
+//! low-bit estimate approximates; the low-bit estimate on the GPU is not built yet (the host
+//! reference has it: `reference::sale::Estimate::LowBit`).
+
+use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
+use tessera_codegen::ir::Program;
+use tessera_codegen::reference::sale::{DENSE_BELOW, SaleBlocks};
+use tessera_codegen::{SALE_ENTRIES, SALE_THREADS, compile_program, sale_ptx, select_program};
+use tessera_desc::{Config, KernelDesc, Load, Mma, Visit};
+
+use super::attention::launch_config;
+use super::blocks::DeviceBlockLists;
+use super::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
+
+/// The selection's kernels for one block-sparse kernel at one config.
+pub struct SaleSelect {
+    blocks: SaleBlocks,
+    /// The block-sparse kernel, run over the forced lists for the rows' statistics.
+    forced_pass: Attention,
+    select_program: Program,
+    select: CudaFunction,
+    theta: CudaFunction,
+    forced_lists: CudaFunction,
+    lists: CudaFunction,
+}
+
+/// What one selection reads.
+pub struct SelectArgs<'a> {
+    pub q: &'a DeviceTensor,
+    pub k: &'a DeviceTensor,
+    /// Read by the forced pass, which is the block-sparse kernel itself.
+    pub v: &'a DeviceTensor,
+    /// One threshold τ per query head; below `DENSE_BELOW` a head runs dense.
+    pub tau: &'a [f64],
+    /// The softmax scale, as the block-sparse kernel's (default 1/sqrt(head_dim)).
+    pub scale: Option<f32>,
+}
+
+/// The device buffers of one shape's selections; the selected lists stay here.
+pub struct SaleWorkspace {
+    /// q's shape and k's heads.
+    shape: [usize; 4],
+    kv_heads: usize,
+    forced: DeviceBlockLists,
+    lists: DeviceBlockLists,
+    /// The forced pass's output (unused) and LSE, the thresholds, ln τ per head, the votes.
+    o: DeviceTensor,
+    lse: CudaSlice<f32>,
+    theta: CudaSlice<f32>,
+    log_tau: CudaSlice<f32>,
+    map: CudaSlice<i32>,
+}
+
+impl SaleWorkspace {
+    /// The lists of the last [`SaleSelect::select`] (the forced lists before the first).
+    pub fn lists(&self) -> &DeviceBlockLists {
+        &self.lists
+    }
+
+    /// The forced lists alone: what every selection keeps.
+    pub fn forced(&self) -> &DeviceBlockLists {
+        &self.forced
+    }
+
+    /// The last selection's thresholds θ, `[batch, heads, seq]` (for tests and reports).
+    pub fn theta(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
+        Ok(gpu.stream.clone_dtoh(&self.theta)?)
+    }
+}
+
+fn int(name: &str, v: usize) -> Result<i32, GpuError> {
+    i32::try_from(v).map_err(|_| GpuError::Invalid(format!("{name} = {v} does not fit in i32")))
+}
+
+impl SaleSelect {
+    /// The selection for `desc` (a causal block-sparse kernel with dense loads) at `cfg`, its
+    /// local window aligned to segments of `segment` tokens (SALE's 128).
+    pub fn load(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, segment: usize) -> Result<SaleSelect, GpuError> {
+        let (Visit::Blocks(visit), Load::Dense) = (desc.visit, desc.load) else {
+            return Err(GpuError::Invalid(format!("{}: SALE's selection is for block-sparse kernels with dense loads", desc.name)));
+        };
+        if !visit.causal {
+            return Err(GpuError::Invalid(format!("{}: SALE's selection is for causal self-attention", desc.name)));
+        }
+        let blocks = SaleBlocks {
+            block_q: cfg.block_q() as usize,
+            block_k: cfg.block_kv() as usize,
+            local: visit.estimate.local as usize,
+            segment,
+            sink_blocks: visit.estimate.sink as usize,
+        };
+        if segment == 0 || !segment.is_multiple_of(blocks.block_k) || !blocks.local.is_multiple_of(blocks.block_k) {
+            return Err(GpuError::Invalid(format!(
+                "{}: the segment ({segment} tokens, positive) and the local window ({}) must be whole KV tiles of {}",
+                desc.name, blocks.local, blocks.block_k
+            )));
+        }
+        let target = gpu.target()?;
+        let forced_pass = Attention::load(gpu, desc, cfg)?;
+        // Scores alone: the instruction of the kernel's P·V does not matter, and mma.sync is
+        // every target's.
+        let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg })?;
+        let program = tessera_codegen::passes::engine::select(program, target).map_err(GpuError::Invalid)?;
+        let ptx = compile_program(&program, target)?;
+        let what = format!("{} at {cfg}", program.name);
+        let [select] = gpu.load_ptx(&what, &ptx, program.shared_bytes(), [program.name.as_str()])?;
+        let [theta, forced_lists, lists] = gpu.load_ptx("SALE's list entries", &sale_ptx(target)?, 0, SALE_ENTRIES)?;
+        Ok(SaleSelect { blocks, forced_pass, select_program: program, select, theta, forced_lists, lists })
+    }
+
+    pub fn blocks(&self) -> &SaleBlocks {
+        &self.blocks
+    }
+
+    /// Buffers for selections over q of shape `[batch, heads, seq, d]` and k with `kv_heads`
+    /// heads, with the forced lists made.
+    pub fn workspace(&self, gpu: &Gpu, q_shape: [usize; 4], kv_heads: usize) -> Result<SaleWorkspace, GpuError> {
+        let [batch, heads, seq, _] = q_shape;
+        let (nq, nk) = (seq.div_ceil(self.blocks.block_q), seq.div_ceil(self.blocks.block_k));
+        let planes = batch * heads;
+        let cells = planes.checked_mul(nq).and_then(|r| r.checked_mul(nk));
+        let cells = cells.ok_or_else(|| GpuError::Invalid(format!("a map of {planes} × {nq} × {nk} tiles overflows")))?;
+        int("map entries", cells)?;
+        // Never a zero-length allocation (see `DeviceBlockLists::upload`).
+        let alloc_i32 = |n: usize| gpu.stream.alloc_zeros::<i32>(n.max(1));
+        let alloc_f32 = |n: usize| gpu.stream.alloc_zeros::<f32>(n.max(1));
+        let mut ws = SaleWorkspace {
+            shape: q_shape,
+            kv_heads,
+            forced: DeviceBlockLists::from_device((planes, nq, nk), alloc_i32(cells)?, alloc_i32(planes * nq)?),
+            lists: DeviceBlockLists::from_device((planes, nq, nk), alloc_i32(cells)?, alloc_i32(planes * nq)?),
+            o: DeviceTensor::poisoned(gpu, self.forced_pass.desc.dtype, q_shape)?,
+            lse: alloc_f32(planes * seq)?,
+            theta: alloc_f32(planes * seq)?,
+            log_tau: alloc_f32(heads)?,
+            map: alloc_i32(cells)?,
+        };
+        self.launch_lists(gpu, &self.forced_lists, &mut ws, true)?;
+        Ok(ws)
+    }
+
+    /// Selects the blocks of `x`; the lists land in `ws`.
+    pub fn select(&self, gpu: &Gpu, ws: &mut SaleWorkspace, x: SelectArgs<'_>) -> Result<(), GpuError> {
+        let SelectArgs { q, k, v, tau, scale } = x;
+        if q.shape != ws.shape || k.shape[1] != ws.kv_heads {
+            return Err(GpuError::Invalid(format!(
+                "the workspace is for q {:?} and {} KV heads; got q {:?}, k {:?}",
+                ws.shape, ws.kv_heads, q.shape, k.shape
+            )));
+        }
+        let [batch, heads, seq, d] = q.shape;
+        if k.shape[2] != seq {
+            return Err(GpuError::Invalid(format!("SALE's selection is for self-attention: q has {seq} tokens, k {}", k.shape[2])));
+        }
+        if tau.len() != heads {
+            return Err(GpuError::Invalid(format!("{} thresholds for {heads} query heads", tau.len())));
+        }
+        if let Some(t) = tau.iter().find(|t| !(t.is_finite() && **t >= 0.0)) {
+            return Err(GpuError::Invalid(format!("threshold {t} is not a finite, non-negative number")));
+        }
+        // Checks every tensor against the kernel and each other (and the scale) as it runs.
+        self.forced_pass.run(gpu, AttentionArgs { q, k, v, o: &mut ws.o, lse: Some(&mut ws.lse), scale, grid: None, blocks: Some(&ws.forced) })?;
+        let log_tau: Vec<f32> = tau.iter().map(|&t| if t < DENSE_BELOW { f32::NEG_INFINITY } else { t.ln() as f32 }).collect();
+        gpu.stream.memcpy_htod(&log_tau, &mut ws.log_tau)?;
+        let total = batch * heads * seq;
+        if total == 0 {
+            return Ok(());
+        }
+        let (rows_i, heads_i, total_i) = (int("seq", seq)?, int("heads", heads)?, int("elements", total)?);
+        let cfg = LaunchConfig { grid_dim: (total.div_ceil(SALE_THREADS as usize) as u32, 1, 1), block_dim: (SALE_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let mut launch = gpu.stream.launch_builder(&self.theta);
+        launch.arg(&ws.lse).arg(&ws.log_tau).arg(&mut ws.theta).arg(&rows_i).arg(&heads_i).arg(&total_i);
+        // SAFETY: THETA_PARAMS in order and type; lse and theta hold `total` f32 (the
+        // workspace's shape, checked against q above) and log_tau one per query head.
+        unsafe { launch.launch(cfg) }?;
+
+        let sizes = [int("batch", batch)?, heads_i, int("kv_heads", ws.kv_heads)?, rows_i, rows_i];
+        if let Some(cfg) = launch_config(&self.select_program, sizes, [rows_i, 1, 1])? {
+            let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
+            let mut launch = gpu.stream.launch_builder(&self.select);
+            // KERNEL_PARAMS: q, k, v (unread), o (the map), lse (θ, read), sizes, scale, grid.
+            launch.arg(&q.data).arg(&k.data).arg(&k.data).arg(&mut ws.map).arg(&ws.theta);
+            launch.arg(&rows_i).arg(&rows_i).arg(&heads_i).arg(&sizes[2]).arg(&scale).arg(&rows_i).arg(&1i32).arg(&1i32);
+            // SAFETY: q and k passed the forced pass's checks against this kernel's tiles and
+            // head_dim; the map holds planes × q_tiles × kv_tiles entries of this config's tiles
+            // and θ one per query row; the program reads nothing else.
+            unsafe { launch.launch(cfg) }?;
+        }
+        self.launch_lists(gpu, &self.lists, ws, false)
+    }
+
+    /// Runs a list entry (`forced`: `sale_forced_lists` into `ws.forced`, else `sale_lists`
+    /// into `ws.lists`).
+    fn launch_lists(&self, gpu: &Gpu, entry: &CudaFunction, ws: &mut SaleWorkspace, forced: bool) -> Result<(), GpuError> {
+        let [batch, heads, seq, _] = ws.shape;
+        let (nq, nk) = (seq.div_ceil(self.blocks.block_q), seq.div_ceil(self.blocks.block_k));
+        let rows = batch * heads * nq;
+        if rows == 0 {
+            return Ok(());
+        }
+        let b = &self.blocks;
+        let tiles = |tokens: usize| tokens / b.block_k;
+        let scalars = [
+            int("rows", rows)?,
+            int("q_tiles", nq)?,
+            int("kv_tiles", nk)?,
+            int("seq", seq)?,
+            int("block_q", b.block_q)?,
+            int("block_kv", b.block_k)?,
+            int("sink", b.sink_blocks)?,
+            int("local", tiles(b.local))?,
+            int("segment", tiles(b.segment))?,
+        ];
+        let warps = (SALE_THREADS / 32) as usize;
+        let cfg = LaunchConfig { grid_dim: (rows.div_ceil(warps) as u32, 1, 1), block_dim: (SALE_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let out = if forced { &mut ws.forced } else { &mut ws.lists };
+        let mut launch = gpu.stream.launch_builder(entry);
+        launch.arg(&ws.map).arg(&mut out.list).arg(&mut out.count);
+        for s in &scalars {
+            launch.arg(s);
+        }
+        // SAFETY: LISTS_PARAMS in order and type; the map and lists hold rows × kv_tiles
+        // entries and the counts one per row (allocated by `workspace` for this shape); the
+        // forced entry does not read the map; segment is positive (checked at load).
+        unsafe { launch.launch(cfg) }?;
+        Ok(())
+    }
+}
