@@ -13,7 +13,7 @@ use super::{config_of, find_kernel};
 use super::table::Table;
 use crate::Error;
 use crate::gpu::Gpu;
-use crate::gpu::bench::{BenchShape, Measurement, bench_attention, default_reps};
+use crate::gpu::bench::{BenchShape, Measurement, bench_attention, bench_selection, default_reps};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,6 +67,11 @@ pub struct Args {
     /// and TFLOP/s count the pairs the map keeps.
     #[arg(long, value_name = "F", value_parser = density)]
     density: Option<f64>,
+    /// For a block-sparse kernel: also time SALE's selection on the GPU (forced pass,
+    /// thresholds, selection, lists) with this τ for every head, on the same inputs; its row
+    /// (`<kernel>:select`) counts the scores' FLOPs and reports the density it kept.
+    #[arg(long, value_name = "TAU", requires = "density", value_parser = super::sale::parse_tau)]
+    tau: Option<f64>,
     /// Print one JSON object per line (the device first, then one per row) instead of a table.
     #[arg(long)]
     json: bool,
@@ -139,7 +144,17 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
             let seq = shape.seq;
             let reps = args.reps.unwrap_or(default_reps(seq));
             let density = args.density.filter(|_| matches!(desc.visit, Visit::Blocks(_)));
-            match bench_attention(&gpu, desc, configs, shape, density, args.warmup, reps) {
+            let selection = |measured: Vec<Measurement>| -> Result<Vec<Measurement>, crate::gpu::GpuError> {
+                let Some(tau) = args.tau.filter(|_| density.is_some()) else { return Ok(measured) };
+                // After the kernel's rows, so that each kernel's rows stay together.
+                let configs: Vec<Config> = measured.iter().map(|m| m.config).collect();
+                let mut rows = measured;
+                for config in configs {
+                    rows.push(bench_selection(&gpu, desc, config, shape, tau, args.warmup, reps)?);
+                }
+                Ok(rows)
+            };
+            match bench_attention(&gpu, desc, configs, shape, density, args.warmup, reps).and_then(selection) {
                 Ok(measured) => {
                     if args.json {
                         // Line by line as they come: a long sweep shows progress.
@@ -228,19 +243,22 @@ fn report(
         "{}: batch {}, heads {}; median ms, L2 flushed; TFLOP/s from 4·D per visited pair (dense S², causal S²/2)",
         gpu.name, args.batch, args.heads
     )?;
-    let mut table = Table::new(vec!["kernel", "seq", "config", "ms", "TFLOP/s"]);
+    let sparse = rows.iter().any(|m| m.density.is_some());
+    let mut columns = vec!["kernel", "seq", "config", "ms", "TFLOP/s"];
+    if sparse {
+        columns.push("kept");
+    }
+    let mut table = Table::new(columns);
     for m in rows {
         let (ms, tflops) = match (&m.timing, m.tflops()) {
             (Ok(t), Some(tflops)) => (format!("{:.4}", t.median_ms), format!("{tflops:.1}")),
             _ => ("-".to_string(), "FAILED".to_string()),
         };
-        table.row(vec![
-            m.kernel.to_string(),
-            m.shape.seq.to_string(),
-            m.config.to_string(),
-            ms,
-            tflops,
-        ]);
+        let mut row = vec![m.kernel.clone(), m.shape.seq.to_string(), m.config.to_string(), ms, tflops];
+        if sparse {
+            row.push(m.density.map_or("-".into(), |d| format!("{:.1}%", 100.0 * d)));
+        }
+        table.row(row);
     }
     table.write(out)?;
 

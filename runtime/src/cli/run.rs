@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use cudarc::driver::CudaSlice;
 use tessera_codegen::reference::Shape;
-use tessera_desc::{Config, ConfigError, Dtype, KernelDesc, Layout, Load, Visit, Window, WindowAxis};
+use tessera_desc::{ConfigError, Dtype, KernelDesc, Layout, Load, Visit, Window, WindowAxis};
 
 use super::{config_of, find_kernel};
 use crate::{Error, catalog};
@@ -160,14 +160,26 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     let cfg = config_of(desc, args.config.as_deref())?;
     let inputs = io::read_inputs(&args.inputs, desc)?;
     let extents = token_grid(desc, &inputs.dims, grid)?;
-    // A block-sparse kernel's map, selected before a GPU is opened.
-    let selection = match desc.visit {
-        Visit::Blocks(_) => Some(args.sale.select(desc, &cfg, &inputs, args.scale)?),
-        _ => None,
-    };
+    // A block-sparse kernel's map: selected on the host before a GPU is opened, or its flags
+    // checked there for the selection on the GPU.
+    let blocks = matches!(desc.visit, Visit::Blocks(_));
+    let host_selection = if blocks { args.sale.select_on_host(desc, &cfg, &inputs, args.scale)? } else { None };
     let gpu = Gpu::open(0)?;
-    let lists = selection.as_ref().map(|s| DeviceBlockLists::upload(&gpu, &s.lists)).transpose()?;
-    let (o, lse) = launch(&gpu, desc, &cfg, &inputs, (grid, lists.as_ref()), args.lse, args.scale)?;
+    // First: a config the GPU cannot run fails before anything is allocated.
+    let attn = Attention::load(&gpu, desc, &cfg)?;
+    let x = upload(&gpu, desc, &inputs)?;
+    let (host_lists, workspace);
+    let (lists, selected) = if !blocks {
+        (None, None)
+    } else if let Some(s) = &host_selection {
+        host_lists = DeviceBlockLists::upload(&gpu, &s.lists)?;
+        (Some(&host_lists), Some((s.density, s.metadata.clone())))
+    } else {
+        let (ws, density, metadata) = args.sale.select_on_gpu(&gpu, desc, &cfg, (&x[0], &x[1], &x[2]), args.scale)?;
+        workspace = ws;
+        (Some(workspace.lists()), Some((density, metadata)))
+    };
+    let (o, lse) = launch(&gpu, &attn, &inputs, &x, (grid, lists), args.lse, args.scale)?;
 
     let mut tensors = vec![("o", &o)];
     if let Some(lse) = &lse {
@@ -186,12 +198,12 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     if let Some(scale) = args.scale {
         metadata.push(("scale", scale.to_string()));
     }
-    if let Some(selection) = &selection {
-        metadata.extend(selection.metadata.iter().cloned());
+    if let Some((_, selection)) = &selected {
+        metadata.extend(selection.iter().cloned());
     }
     io::write_tensors(&args.output, &tensors, &metadata)?;
-    if let Some(selection) = &selection {
-        writeln!(out, "{}: kept {:.1}% of the causally visible blocks", desc.name, 100.0 * selection.density).map_err(Error::Stdout)?;
+    if let Some((density, _)) = &selected {
+        writeln!(out, "{}: kept {:.1}% of the causally visible blocks", desc.name, 100.0 * density).map_err(Error::Stdout)?;
     }
     writeln!(
         out,
@@ -230,25 +242,26 @@ fn token_grid(desc: &KernelDesc, shape: &Shape, grid: Option<&[usize]>) -> Resul
     Ok(Some(extents[..w.dims as usize].to_vec()))
 }
 
-/// Uploads the inputs, runs the kernel once and downloads `o` and, if asked for, `lse`.
+/// q, k and v on the device, in the kernel's element type.
+fn upload(gpu: &Gpu, desc: &KernelDesc, inputs: &AttentionInputs) -> Result<[DeviceTensor; 3], GpuError> {
+    let dims = inputs.dims;
+    let up = |t: &HostTensor, shape| DeviceTensor::from_bits(gpu, desc.dtype, shape, &t.bits());
+    Ok([up(&inputs.q, dims.q_shape())?, up(&inputs.k, dims.kv_shape())?, up(&inputs.v, dims.kv_shape())?])
+}
+
+/// Runs the kernel once on the uploaded `x` and downloads `o` and, if asked for, `lse`.
 fn launch(
     gpu: &Gpu,
-    desc: &KernelDesc,
-    cfg: &Config,
+    attn: &Attention,
     inputs: &AttentionInputs,
+    [q, k, v]: &[DeviceTensor; 3],
     (grid, blocks): (Option<&[usize]>, Option<&DeviceBlockLists>),
     want_lse: bool,
     scale: Option<f32>,
 ) -> Result<(HostTensor, Option<HostTensor>), GpuError> {
-    // First: a config the GPU cannot run fails before anything is allocated.
-    let attn = Attention::load(gpu, desc, cfg)?;
     let dims = inputs.dims;
-    let upload = |t: &HostTensor, shape| DeviceTensor::from_bits(gpu, desc.dtype, shape, &t.bits());
-    let q = upload(&inputs.q, dims.q_shape())?;
-    let k = upload(&inputs.k, dims.kv_shape())?;
-    let v = upload(&inputs.v, dims.kv_shape())?;
     // NaN-filled, so that anything the kernel fails to write shows in the file.
-    let mut o = DeviceTensor::poisoned(gpu, desc.dtype, dims.q_shape())?;
+    let mut o = DeviceTensor::poisoned(gpu, attn.desc.dtype, dims.q_shape())?;
     let lse_len: usize = dims.lse_shape().iter().product();
     let mut lse: Option<CudaSlice<f32>> = match want_lse {
         true => Some(gpu.stream.clone_htod(&vec![f32::NAN; lse_len])?),
@@ -258,9 +271,9 @@ fn launch(
     attn.run(
         gpu,
         AttentionArgs {
-            q: &q,
-            k: &k,
-            v: &v,
+            q,
+            k,
+            v,
             o: &mut o,
             lse: lse.as_mut(),
             scale,

@@ -1,8 +1,9 @@
 //! `tessera run` for block-sparse kernels (`visit = blocks(..)`, and `tessera run sale`): the
 //! block map comes from SALE's selection (seeds.md §2.3: always-kept sink and local blocks, the
-//! Relative Attention Score against τ per head, from the estimate the flags name), made on the
-//! host by the float64 reference until the GPU estimation kernel exists, so practical up to a
-//! few thousand tokens; the block-sparse kernel then runs on the GPU over it.
+//! Relative Attention Score against τ per head). By default it runs on the GPU from exact
+//! scores (`gpu::SaleSelect`: the lists never leave the device); `--select-on host` runs the
+//! float64 reference instead, from the exact scores or a low-bit estimate, practical up to a
+//! few thousand tokens. The block-sparse kernel then runs on the GPU over the lists.
 
 use tessera_codegen::format::BlockLists;
 use tessera_codegen::format::lowbit::LowBit;
@@ -11,6 +12,7 @@ use tessera_codegen::reference::sale::{Estimate, SALE_BLOCKS, SaleBlocks, sale_s
 use tessera_desc::{Config, KernelDesc, Visit};
 
 use crate::Error;
+use crate::gpu::{DeviceTensor, Gpu, SaleSelect, SaleWorkspace, SelectArgs};
 use crate::io::AttentionInputs;
 
 /// The kernel `tessera run sale` runs.
@@ -24,16 +26,28 @@ pub struct SaleArgs {
     #[arg(long, num_args = 1.., default_values_t = [0.004], value_parser = parse_tau)]
     tau: Vec<f64>,
     /// Scores that select blocks (block-sparse kernels only): `exact`, or the low-bit estimate
-    /// `int4` (SALE's), `int8`, `e4m3` [default: the kernel's `estimate(bits)`].
+    /// `int4` (SALE's), `int8`, `e4m3` (with --select-on host; the GPU selection uses exact
+    /// scores) [default: exact on the GPU, the kernel's `estimate(bits)` on the host].
     #[arg(long, value_parser = parse_estimate)]
     estimate: Option<Estimate>,
+    /// Where the blocks are selected (block-sparse kernels only): `gpu`, or `host` (the float64
+    /// reference).
+    #[arg(long, value_enum, default_value_t = SelectOn::Gpu)]
+    select_on: SelectOn,
     /// Tokens per segment of the middle region, which the local window grows to align with
     /// (block-sparse kernels only; a multiple of the KV tile).
     #[arg(long, default_value_t = SALE_BLOCKS.segment)]
     segment: usize,
 }
 
-fn parse_tau(s: &str) -> Result<f64, String> {
+/// Where a block-sparse kernel's blocks are selected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelectOn {
+    Gpu,
+    Host,
+}
+
+pub(super) fn parse_tau(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
         _ => Err(format!("`{s}` is not a threshold (a finite number, at least 0)")),
@@ -59,16 +73,30 @@ pub(super) fn estimate_name(estimate: Estimate) -> &'static str {
     }
 }
 
+/// The output file's metadata entries.
+type Metadata = Vec<(&'static str, String)>;
+
 /// What was selected, for the output file's metadata and the report.
 pub struct Selection {
     pub lists: BlockLists,
     pub density: f64,
-    pub metadata: Vec<(&'static str, String)>,
+    pub metadata: Metadata,
 }
 
 impl SaleArgs {
-    /// SALE's block map of `inputs` in `cfg`'s tiles, as block lists.
-    pub fn select(&self, desc: &KernelDesc, cfg: &Config, inputs: &AttentionInputs, scale: Option<f32>) -> Result<Selection, Error> {
+    /// The thresholds for `heads` query heads: one for all, or one each.
+    fn taus(&self, heads: usize) -> Result<Vec<f64>, String> {
+        match self.tau.as_slice() {
+            [one] => Ok(vec![*one; heads]),
+            many if many.len() == heads => Ok(many.to_vec()),
+            many => Err(format!("{} thresholds for {heads} query heads", many.len())),
+        }
+    }
+
+    /// SALE's blocks of `inputs` in `cfg`'s tiles, selected on the host now (`--select-on
+    /// host`), or `None` after checking the flags against the kernel and the inputs, so that
+    /// [`SaleArgs::select_on_gpu`] fails only for GPU reasons.
+    pub fn select_on_host(&self, desc: &KernelDesc, cfg: &Config, inputs: &AttentionInputs, scale: Option<f32>) -> Result<Option<Selection>, Error> {
         let problem = |m: String| Error::Problem(format!("{}: {m}", desc.name));
         let Visit::Blocks(visit) = desc.visit else {
             return Err(problem("not a block-sparse kernel".into()));
@@ -77,11 +105,19 @@ impl SaleArgs {
             return Err(problem("SALE's selection is for causal self-attention; this kernel is not causal".into()));
         }
         let dims: Shape = inputs.dims;
-        let taus = match self.tau.as_slice() {
-            [one] => vec![*one; dims.heads],
-            many if many.len() == dims.heads => many.to_vec(),
-            many => return Err(problem(format!("{} thresholds for {} query heads", many.len(), dims.heads))),
-        };
+        let taus = self.taus(dims.heads).map_err(problem)?;
+        if self.select_on == SelectOn::Gpu {
+            if let Some(e @ Estimate::LowBit(_)) = self.estimate {
+                return Err(problem(format!(
+                    "the GPU selection uses exact scores; the {} estimate selects on the host (--select-on host)",
+                    estimate_name(e)
+                )));
+            }
+            if dims.seq_q != dims.seq_kv {
+                return Err(problem(format!("SALE's selection is for self-attention: q has {} tokens, k {}", dims.seq_q, dims.seq_kv)));
+            }
+            return Ok(None);
+        }
         let estimate = self.estimate.unwrap_or(match visit.estimate.bits {
             4 => Estimate::LowBit(LowBit::Int4),
             _ => Estimate::LowBit(LowBit::Int8),
@@ -99,14 +135,32 @@ impl SaleArgs {
         let kept = sale_select(&dims, &blocks, &taus, estimate, scale, &q, &k).map_err(problem)?;
         let (nq, nk) = (dims.seq_q.div_ceil(blocks.block_q), dims.seq_kv.div_ceil(blocks.block_k));
         let lists = BlockLists::from_kept(dims.batch * dims.heads, nq, nk, &kept).map_err(problem)?;
-        // Over the causally visible blocks, as `SaleOutput::density` counts.
-        let visible: usize = (0..nq).map(|qb| ((qb + 1) * blocks.block_q).min(dims.seq_q).div_ceil(blocks.block_k)).sum();
-        let density = kept.iter().filter(|&&k| k).count() as f64 / (visible * dims.batch * dims.heads).max(1) as f64;
-        let metadata = vec![
-            ("tau", format!("{taus:?}")),
-            ("estimate", estimate_name(estimate).to_string()),
-            ("density", format!("{density:.4}")),
-        ];
-        Ok(Selection { lists, density, metadata })
+        let density = density(&lists.count, &blocks, dims.seq_q);
+        Ok(Some(Selection { lists, density, metadata: metadata(&taus, estimate, density) }))
     }
+
+    /// SALE's blocks of `q`, `k` selected on `gpu` (`gpu::SaleSelect`, exact scores): the
+    /// workspace holding the lists, the kept density and the output file's metadata.
+    pub fn select_on_gpu(&self, gpu: &Gpu, desc: &KernelDesc, cfg: &Config, (q, k, v): (&DeviceTensor, &DeviceTensor, &DeviceTensor), scale: Option<f32>) -> Result<(SaleWorkspace, f64, Metadata), Error> {
+        let taus = self.taus(q.shape[1]).map_err(|m| Error::Problem(format!("{}: {m}", desc.name)))?;
+        let select = SaleSelect::load(gpu, desc, cfg, self.segment)?;
+        let mut ws = select.workspace(gpu, q.shape, k.shape[1])?;
+        select.select(gpu, &mut ws, SelectArgs { q, k, v, tau: &taus, scale })?;
+        let counts = ws.lists().download(gpu)?.count;
+        let density = density(&counts, select.blocks(), q.shape[2]);
+        Ok((ws, density, metadata(&taus, Estimate::Exact, density)))
+    }
+}
+
+/// Kept tiles over the causally visible ones, as `SaleOutput::density` counts them, from the
+/// lists' counts (`[planes, q_tiles]`).
+fn density(counts: &[i32], blocks: &SaleBlocks, seq: usize) -> f64 {
+    let nq = seq.div_ceil(blocks.block_q);
+    let visible: usize = (0..nq).map(|qb| ((qb + 1) * blocks.block_q).min(seq).div_ceil(blocks.block_k)).sum();
+    let planes = counts.len() / nq.max(1);
+    counts.iter().map(|&c| c.max(0) as usize).sum::<usize>() as f64 / (visible * planes).max(1) as f64
+}
+
+fn metadata(taus: &[f64], estimate: Estimate, density: f64) -> Metadata {
+    vec![("tau", format!("{taus:?}")), ("estimate", estimate_name(estimate).to_string()), ("density", format!("{density:.4}"))]
 }

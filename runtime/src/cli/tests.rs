@@ -308,10 +308,14 @@ fn block_sparse_kernels_need_a_map_before_the_gpu() {
     let m = err(&["bench", "dense_bf16_d128", "--density", "0.2"]);
     assert!(m.contains("none is named"), "{m}");
     assert!(parse_error(&["bench", "sale_causal_bf16_d128", "--density", "1.5"]).contains("not in (0, 1]"));
+    // The selection is timed beside the kernel, which needs its map.
+    assert!(parse_error(&["bench", "sale_causal_bf16_d128", "--tau", "0.004"]).contains("--density"));
+    assert!(parse_error(&["bench", "sale_causal_bf16_d128", "--density", "0.2", "--tau", "nan"]).contains("not a threshold"));
 }
 
-/// `run sale` selects the blocks on the host (SALE's rule, from the estimate the flags name)
-/// before a GPU is opened; wrong thresholds or estimates are errors there.
+/// `run sale` checks its selection flags before a GPU is opened (and with `--select-on host`
+/// selects there, from the estimate the flags name); wrong thresholds or estimates, or a
+/// low-bit estimate for the GPU's exact selection, are errors there.
 #[test]
 fn run_sale_selects_its_blocks_before_the_gpu() {
     use crate::io::{FileDtype, HostTensor, write_tensors};
@@ -333,8 +337,11 @@ fn run_sale_selects_its_blocks_before_the_gpu() {
     assert!(m.contains("3 thresholds for 2 query heads"), "{m}");
     assert!(parse_error(&["run", "sale", "--inputs", "x", "-o", "y", "--estimate", "int3"]).contains("unknown estimate"));
     assert!(parse_error(&["run", "sale", "--inputs", "x", "-o", "y", "--tau", "nan"]).contains("not a threshold"));
+    let m = run(&["--tau", "0.01", "--estimate", "int8"]);
+    assert!(m.contains("--select-on host"), "{m}");
     if let Some(expected) = no_gpu_error() {
-        assert_eq!(run(&["--tau", "0.01", "--estimate", "int8"]), expected);
+        assert_eq!(run(&["--tau", "0.01", "--estimate", "int8", "--select-on", "host"]), expected);
+        assert_eq!(run(&["--tau", "0.01"]), expected);
     }
 }
 

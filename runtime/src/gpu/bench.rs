@@ -4,6 +4,7 @@
 
 use cudarc::driver::sys::CUevent_flags;
 use tessera_codegen::reference::Axis;
+use tessera_codegen::reference::sale::SALE_BLOCKS;
 use tessera_desc::{Config, KernelDesc, Visit};
 
 use super::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
@@ -107,12 +108,15 @@ impl BenchShape {
 /// One config of one kernel on one shape.
 #[derive(Clone, Debug)]
 pub struct Measurement {
-    pub kernel: &'static str,
+    /// The kernel's name (`<name>:select` for SALE's selection of a block-sparse kernel).
+    pub kernel: String,
     pub shape: BenchShape,
     pub config: Config,
     /// Why the config could not be loaded on this GPU (e.g. too much shared memory), if so.
     pub timing: Result<Timing, String>,
     pub flops: f64,
+    /// A block-sparse kernel's: the fraction of causally visible tiles its map keeps.
+    pub density: Option<f64>,
 }
 
 impl Measurement {
@@ -126,12 +130,15 @@ impl Measurement {
         let BenchShape { batch, heads, seq, .. } = self.shape;
         let grid = self.shape.extents();
         let (kernel, config) = (
-            json_string(self.kernel),
+            json_string(&self.kernel),
             json_string(&self.config.to_string()),
         );
-        let head = format!(
+        let mut head = format!(
             "{{\"kernel\": {kernel}, \"batch\": {batch}, \"heads\": {heads}, \"seq\": {seq}, \"grid\": {grid:?}, \"config\": {config}"
         );
+        if let Some(d) = self.density {
+            head.push_str(&format!(", \"density\": {}", json_number(d, 4)));
+        }
         match &self.timing {
             Ok(t) => format!(
                 "{head}, \"ms\": {}, \"min_ms\": {}, \"reps\": {}, \"tflops\": {}}}",
@@ -218,14 +225,45 @@ pub fn bench_attention(
             Err(e) => Err(e.to_string()),
         };
         out.push(Measurement {
-            kernel: desc.name,
+            kernel: desc.name.to_string(),
             shape,
             config,
             timing,
             flops,
+            density,
         });
     }
     Ok(out)
+}
+
+/// Times SALE's selection for `desc` at `config` (`SaleSelect::select`: the forced pass, the
+/// thresholds, the selection program and the lists; the forced lists are made once, outside
+/// the timing) with τ = `tau` for every head, on the uniform inputs `bench_attention` uses. Its
+/// FLOPs are the scores' alone, 2·D per causally visible pair; its density is what it kept.
+pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, tau: f64, warmup: usize, reps: usize) -> Result<Measurement, GpuError> {
+    let d = desc.head_dim as usize;
+    let dims = [shape.batch, shape.heads, shape.seq, d];
+    let n: usize = dims.iter().product();
+    let input = |seed: u64| DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, shape.seq as u64 + seed));
+    let (q, k, v) = (input(1)?, input(2)?, input(3)?);
+    let taus = vec![tau; shape.heads];
+    let (timing, density) = match super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment) {
+        Ok(select) => {
+            let mut ws = select.workspace(gpu, dims, shape.heads)?;
+            let args = || super::SelectArgs { q: &q, k: &k, v: &v, tau: &taus, scale: None };
+            let timing = time(gpu, warmup, reps, || select.select(gpu, &mut ws, args()))?;
+            let counts = ws.lists().download(gpu)?.count;
+            let b = select.blocks();
+            let nq = shape.seq.div_ceil(b.block_q);
+            let visible: usize = (0..nq).map(|qb| ((qb + 1) * b.block_q).min(shape.seq).div_ceil(b.block_k)).sum();
+            let kept: usize = counts.iter().map(|&c| c.max(0) as usize).sum();
+            (Ok(timing), Some(kept as f64 / (visible * shape.batch * shape.heads).max(1) as f64))
+        }
+        Err(e) => (Err(e.to_string()), None),
+    };
+    let causal = tessera_desc::KernelDesc { visit: Visit::Causal, ..*desc };
+    let flops = attention_flops(&causal, shape.batch, shape.heads, shape.seq, shape.seq, shape.extents()) / 2.0;
+    Ok(Measurement { kernel: format!("{}:select", desc.name), shape, config, timing, flops, density })
 }
 
 /// `n` values in [-1, 1) from SplitMix64: timing needs realistic values, not a statistics-grade
@@ -290,7 +328,7 @@ mod tests {
     #[test]
     fn measurements_are_valid_json_lines() {
         let m = Measurement {
-            kernel: "dense_bf16_d64",
+            kernel: "dense_bf16_d64".into(),
             shape: BenchShape {
                 batch: 1,
                 heads: 32,
@@ -304,6 +342,7 @@ mod tests {
                 reps: 30,
             }),
             flops: 4.0 * 32.0 * 1024.0 * 1024.0 * 64.0,
+            density: None,
         };
         assert_eq!(
             m.json(),
@@ -311,6 +350,8 @@ mod tests {
              \"grid\": [1024, 1, 1], \"config\": \"block_q=128,block_kv=64,warps=8,stages=2\", \"ms\": 0.5000, \
              \"min_ms\": 0.2500, \"reps\": 30, \"tflops\": 17.2}"
         );
+        let sparse = Measurement { kernel: "sale_causal_bf16_d128:select".into(), density: Some(0.25), ..m.clone() };
+        assert!(sparse.json().contains("\"config\": \"block_q=128,block_kv=64,warps=8,stages=2\", \"density\": 0.2500, \"ms\""), "{}", sparse.json());
         let failed = Measurement {
             timing: Err("needs \"too much\"\nshared memory".into()),
             ..m
