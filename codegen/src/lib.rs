@@ -16,7 +16,7 @@ mod target;
 pub use error::CodegenError;
 pub use llvm::{
     COMPRESS_THREADS, KERNEL_PARAMS, LISTS_PARAMS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SALE_ENTRIES, SALE_THREADS, SCATTER_PARAMS, TABLE_PARAMS,
-    THETA_PARAMS, compress_entries, kernel_params,
+    SCALE_PARAMS, THETA_PARAMS, compress_entries, kernel_params,
 };
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
@@ -65,10 +65,11 @@ pub fn decode_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, Co
 }
 
 /// The block-selection program of a block-sparse kernel (`ir::select`): SALE's kept flag per
-/// visible tile from exact scores and per-row thresholds, after every pass.
-pub fn select_program(desc: &KernelDesc, cfg: &Config) -> Result<ir::Program, CodegenError> {
+/// visible tile from `scores` (exact, or the int8 estimate) and per-row thresholds, after
+/// every pass.
+pub fn select_program(desc: &KernelDesc, cfg: &Config, scores: ir::select::Scores) -> Result<ir::Program, CodegenError> {
     desc.check_config(cfg)?;
-    passes::run_all(ir::select::build(desc, cfg).map_err(CodegenError::Ir)?).map_err(CodegenError::Ir)
+    passes::run_all(ir::select::build(desc, cfg, scores).map_err(CodegenError::Ir)?).map_err(CodegenError::Ir)
 }
 
 /// The program a kernel is lowered from: a bitmap-load kernel is a decode kernel (the

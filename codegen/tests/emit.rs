@@ -1,6 +1,7 @@
 //! Every config of a kernel space lowers to PTX that ptxas accepts for both targets, without
 //! spills, with the instructions the lowering means to use.
 
+use tessera_codegen::ir::select::Scores;
 use tessera_codegen::{Stage, Target, canon, emit, ptxas};
 use tessera_desc::{Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit, Window, WindowAxis};
 
@@ -204,18 +205,27 @@ fn the_sale_list_entries_assemble() {
 }
 
 /// SALE's selection programs (`ir::select`) assemble without spills on both targets, for SALE's
-/// 64×32 tiles and larger ones, bf16 and f16, with their vote as one CTA-wide OR reduction.
+/// 64×32 tiles and larger ones, bf16 and f16, exact and int8 scores, with their vote as one
+/// CTA-wide OR reduction; the int8 estimate multiplies with `m16n8k32` s8 products, half as
+/// many as the exact scores' k16 steps.
 #[test]
 fn selection_programs_assemble() {
     use tessera_desc::{Blocks, Config, Estimate};
     let have_ptxas = ptxas_or_skip();
-    for (dtype, d, cfg) in [(Dtype::Bf16, 128, Config::line(64, 32, 4, 2)), (Dtype::F16, 64, Config::line(128, 64, 8, 3)), (Dtype::Bf16, 128, Config::line(128, 64, 4, 2))] {
+    let configs = [(Dtype::Bf16, 128, Config::line(64, 32, 4, 2)), (Dtype::F16, 64, Config::line(128, 64, 8, 3)), (Dtype::Bf16, 128, Config::line(128, 64, 4, 2))];
+    for ((dtype, d, cfg), scores) in configs.into_iter().flat_map(|c| [(c, Scores::Exact), (c, Scores::Int8)]) {
         let mut kernel = desc(Visit::Blocks(Blocks { causal: true, estimate: Estimate::SALE }), dtype, d);
         kernel.schedule = Schedule::line(Param::Fixed(cfg.block_q()), Param::Fixed(cfg.block_kv()), Param::Fixed(cfg.warps), Param::Fixed(cfg.stages));
-        let program = tessera_codegen::select_program(&kernel, &cfg).unwrap();
+        let program = tessera_codegen::select_program(&kernel, &cfg, scores).unwrap();
         for target in Target::ALL {
             let ptx = tessera_codegen::compile_program(&program, target).unwrap();
             assert_eq!(canon::count_prefix(&ptx, "bar.red.or.pred"), 1, "{cfg} {target}: one vote per tile in the loop");
+            // Products per KV tile: (rows per warp / 16) · (block_kv / 8) · (d / k) for k = 16
+            // (exact) or 32 (int8 codes), once in the loop (the pipeline peels no step).
+            let (int8, sync) = (canon::count_prefix(&ptx, "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"), canon::count_prefix(&ptx, "mma.sync.aligned.m16n8k16"));
+            let products = (cfg.block_q() / cfg.warps / 16) * (cfg.block_kv() / 8) * d / if scores == Scores::Int8 { 32 } else { 16 };
+            let want = if scores == Scores::Int8 { (products as usize, 0) } else { (0, products as usize) };
+            assert_eq!((int8, sync), want, "{scores:?} {cfg} {target}: products");
             if have_ptxas {
                 let res = ptxas::assemble(&ptx, target.name()).unwrap();
                 let k = &res.kernels[0];

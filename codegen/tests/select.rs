@@ -8,8 +8,11 @@
 //! the reference decides by `exp(s − m) / l ≥ τ` rather than `s ≥ LSE + ln τ`, so a tile whose
 //! margin is within `TOLERANCE` of 0 may go either way; every other tile must agree exactly.
 
-use tessera_codegen::interp::{self, Launch, UNWRITTEN};
-use tessera_codegen::ir::Program;
+use tessera_codegen::ir::select::Scores;
+use tessera_codegen::format::int4::{self, Grouping};
+use tessera_codegen::format::lowbit::{self, LowBit};
+use tessera_codegen::interp::{self, Launch, LowBitRows, UNWRITTEN};
+use tessera_codegen::ir::{Operands, Program};
 use tessera_codegen::reference::sale::{Estimate, SaleBlocks, forced_map, sale_select};
 use tessera_codegen::reference::structured::structured_inputs;
 use tessera_codegen::reference::{BlockGrid, Mask, Shape, block_sparse_attention};
@@ -70,7 +73,7 @@ impl Case {
         let grid = BlockGrid { block_q: blocks.block_q, block_k: blocks.block_k, causal: true };
         // V does not enter the LSE; K stands in for it.
         let lse = block_sparse_attention(&shape, &grid, &forced, scale, &q64, &k64, &k64).unwrap().lse;
-        let program = select_program(&desc(dtype), &cfg).unwrap();
+        let program = select_program(&desc(dtype), &cfg, Scores::Exact).unwrap();
         Case { shape, blocks, scale, q, k, q64, k64, lse, program }
     }
 
@@ -277,16 +280,184 @@ fn bad_launches_are_errors() {
     assert!(other.run(&vec![0.0; n]).is_err());
     // A selection program needs a block-sparse description.
     let dense = KernelDesc { visit: Visit::Causal, ..desc(Dtype::Bf16) };
-    assert!(select_program(&dense, &Config::line(32, 32, 2, 2)).is_err());
+    assert!(select_program(&dense, &Config::line(32, 32, 2, 2), Scores::Exact).is_err());
 }
 
 #[test]
 fn the_program_prints_its_vote_and_pipelines_k_alone() {
-    let program = select_program(&desc(Dtype::Bf16), &Config::line(64, 32, 4, 2)).unwrap();
+    let program = select_program(&desc(Dtype::Bf16), &Config::line(64, 32, 4, 2), Scores::Exact).unwrap();
     let text = program.to_string();
     for piece in ["load_rows theta <- theta[", "= any(scale * S >= theta per row)", "store_map map["] {
         assert!(text.contains(piece), "{piece} missing from\n{text}");
     }
     // K only: no V tile, and the loop was pipelined over two Ks stages.
     assert!(!text.contains("Vs") && text.contains("shared Ks: 32x64 bf16 x2"), "{text}");
+}
+
+/// SALE's int8 estimate (`Scores::Int8`) of one problem: the codes, scales and corrections made
+/// on the host (`format::int4::smooth`, `lowbit::quantize` with the fragment groupings), the
+/// program's votes checked against float64 margins of the same estimate, and against the
+/// reference's int8 selection.
+struct Int8Case<'a> {
+    case: &'a Case,
+    program: Program,
+    q8: Vec<f32>,
+    k8: Vec<f32>,
+    q_scale: Vec<f32>,
+    k_scale: Vec<f32>,
+    qmk: Vec<f32>,
+    qk_mean: Vec<f32>,
+}
+
+impl<'a> Int8Case<'a> {
+    fn new(case: &'a Case, cfg: Config, dtype: Dtype) -> Int8Case<'a> {
+        let (s, d) = (&case.shape, case.shape.head_dim);
+        let [mut q8, mut k8, mut q_scale, mut k_scale, mut qmk, mut qk_mean]: [Vec<f32>; 6] = Default::default();
+        let mut keys = Vec::new();
+        for plane in case.k.chunks(s.seq_kv * d) {
+            let (mean, smoothed) = int4::smooth(plane, d).unwrap();
+            let codes = lowbit::quantize(&smoothed, d, Grouping::KeyFragments { block: case.blocks.block_k }, LowBit::Int8).unwrap();
+            k8.extend(codes.codes.iter().copied());
+            k_scale.extend((0..s.seq_kv).map(|j| codes.scale(j)));
+            keys.push((mean, smoothed));
+        }
+        for (p, plane) in case.q.chunks(s.seq_q * d).enumerate() {
+            let (mean, smoothed) = int4::smooth(plane, d).unwrap();
+            let codes = lowbit::quantize(&smoothed, d, Grouping::QueryFragments, LowBit::Int8).unwrap();
+            q8.extend(codes.codes.iter().copied());
+            q_scale.extend((0..s.seq_q).map(|i| codes.scale(i)));
+            let (mean_k, smoothed_k) = &keys[(p / s.heads) * s.kv_heads + (p % s.heads) / s.group_size()];
+            qmk.extend(int4::correction(&mean, smoothed_k).unwrap());
+            qk_mean.extend(plane.chunks(d).map(|row| row.iter().zip(mean_k).map(|(a, b)| a * b).sum::<f32>()));
+        }
+        let program = select_program(&desc(dtype), &cfg, Scores::Int8).unwrap();
+        Int8Case { case, program, q8, k8, q_scale, k_scale, qmk, qk_mean }
+    }
+
+    fn run(&self, theta: &[f32]) -> Vec<i32> {
+        let s = &self.case.shape;
+        let launch = Launch {
+            batch: s.batch,
+            heads: s.heads,
+            kv_heads: s.kv_heads,
+            seq_q: s.seq_q,
+            seq_kv: s.seq_kv,
+            grid: [s.seq_q, 1, 1],
+            scale: self.case.scale as f32,
+            q: &self.q8,
+            k: &self.k8,
+            v: &self.k8,
+            k_bitmap: None,
+            v_bitmap: None,
+            compressed: s.seq_kv,
+            splits: 1,
+            blocks: None,
+        };
+        let scales = LowBitRows { q_scale: &self.q_scale, k_scale: &self.k_scale, qmk: &self.qmk, qk_mean: &self.qk_mean };
+        interp::select_low_bit(&self.program, &launch, theta, scales).unwrap()
+    }
+
+    /// `scale · ŝ_ij` in float64 from the codes, scales and corrections the program reads.
+    fn estimate(&self, plane: usize, i: usize, j: usize) -> f64 {
+        let (s, d) = (&self.case.shape, self.case.shape.head_dim);
+        let kv_plane = (plane / s.heads) * s.kv_heads + (plane % s.heads) / s.group_size();
+        let (qi, kj) = (plane * s.seq_q + i, kv_plane * s.seq_kv + j);
+        let dot: f64 = (0..d).map(|c| self.q8[qi * d + c] as f64 * self.k8[kj * d + c] as f64).sum();
+        let unit = self.q_scale[qi] as f64 * self.k_scale[kj] as f64;
+        self.case.scale * (unit * dot + self.qmk[plane * s.seq_kv + j] as f64 + self.qk_mean[qi] as f64)
+    }
+
+    /// Votes at thresholds `tau` against the margins of the estimate (every visible tile, up to
+    /// near-ties) and the reference's int8 selection (agreement on the non-forced tiles);
+    /// returns (non-forced tiles, of them kept, of them agreeing with the reference, near-ties).
+    fn check(&self, tau: &[f64]) -> (usize, usize, usize, usize) {
+        let c = self.case;
+        let b = &c.blocks;
+        let theta = c.theta(&tau.iter().map(|t| t.ln()).collect::<Vec<_>>());
+        let votes = self.run(&theta.iter().map(|&t| t as f32).collect::<Vec<_>>());
+        let want = sale_select(&c.shape, b, tau, Estimate::LowBit(LowBit::Int8), c.scale, &c.q64, &c.k64).unwrap();
+        let forced = forced_map(b, c.planes(), c.shape.seq_q);
+        let (nq, nk) = c.tiles();
+        let (mut compared, mut kept, mut agree, mut ties) = (0, 0, 0, 0);
+        for (at, &vote) in votes.iter().enumerate() {
+            let (plane, qb, kb) = (at / (nq * nk), (at / nk) % nq, at % nk);
+            if !c.visible(qb, kb) {
+                assert_eq!(vote, UNWRITTEN, "plane {plane}, tile ({qb}, {kb}): past the causal range, written");
+                continue;
+            }
+            let mut margin = f64::NEG_INFINITY;
+            for i in qb * b.block_q..((qb + 1) * b.block_q).min(c.shape.seq_q) {
+                for j in kb * b.block_k..((kb + 1) * b.block_k).min(c.keys(i)) {
+                    margin = margin.max(self.estimate(plane, i, j) - theta[plane * c.shape.seq_q + i]);
+                }
+            }
+            let near = margin.abs() <= TOLERANCE;
+            ties += near as usize;
+            assert!(near || vote == (margin >= 0.0) as i32, "tau {tau:?}, plane {plane}, tile ({qb}, {kb}): vote {vote} at margin {margin}");
+            if !forced[at] {
+                compared += 1;
+                kept += vote as usize;
+                agree += ((vote == 1) == want[at]) as usize;
+            }
+        }
+        (compared, kept, agree, ties)
+    }
+}
+
+#[test]
+fn int8_votes_follow_the_estimate_and_sales_int8_selection() {
+    let sale = SaleBlocks { block_q: 64, block_k: 32, local: 128, segment: 128, sink_blocks: 1 };
+    let cfg = Config::line(64, 32, 4, 2);
+    let case = Case::new(shape(1, 4, 2, 600), sale, cfg, Dtype::Bf16, 5);
+    let int8 = Int8Case::new(&case, cfg, Dtype::Bf16);
+    for tau in [0.05, 0.005, 0.0005] {
+        let (compared, kept, agree, ties) = int8.check(&[tau; 4]);
+        println!("tau {tau}: {kept} of {compared} kept, {agree} agree with the reference, {ties} near-ties");
+        assert!(compared >= 50 && ties * 50 <= compared, "tau {tau}: {compared} tiles, {ties} near-ties");
+        assert!(kept < compared, "tau {tau}: every tile kept");
+        // The reference smooths in float64 before quantizing: a code may differ by one step.
+        assert!(agree * 100 >= compared * 98, "tau {tau}: {agree} of {compared} agree with the reference");
+    }
+    // Other tiles, f16, two batches, GQA 2:1.
+    let blocks = SaleBlocks { block_q: 32, block_k: 64, local: 64, segment: 64, sink_blocks: 1 };
+    let cfg = Config::line(32, 64, 2, 3);
+    let case = Case::new(shape(2, 2, 1, 333), blocks, cfg, Dtype::F16, 11);
+    Int8Case::new(&case, cfg, Dtype::F16).check(&[0.02, 0.001]);
+}
+
+#[test]
+fn the_int8_program_prints_its_dequantization_and_needs_its_scales() {
+    let blocks = SaleBlocks { block_q: 32, block_k: 32, local: 64, segment: 64, sink_blocks: 1 };
+    let cfg = Config::line(32, 32, 2, 2);
+    let case = Case::new(shape(1, 2, 1, 100), blocks, cfg, Dtype::Bf16, 2);
+    let int8 = Int8Case::new(&case, cfg, Dtype::Bf16);
+    let text = int8.program.to_string();
+    for piece in ["dequantize S = S * q_scale * k_scale[", "+ qmk[", "load_rows qk_mean <- qk_mean["] {
+        assert!(text.contains(piece), "{piece} missing from\n{text}");
+    }
+    assert_eq!(int8.program.operands, Operands::Int8);
+    let n = case.planes() * case.shape.seq_q;
+    // Without scales, or with scales of the wrong length, the launch is an error.
+    let s = &case.shape;
+    let l = Launch {
+        batch: s.batch,
+        heads: s.heads,
+        kv_heads: s.kv_heads,
+        seq_q: s.seq_q,
+        seq_kv: s.seq_kv,
+        grid: [s.seq_q, 1, 1],
+        scale: case.scale as f32,
+        q: &int8.q8,
+        k: &int8.k8,
+        v: &int8.k8,
+        k_bitmap: None,
+        v_bitmap: None,
+        compressed: s.seq_kv,
+        splits: 1,
+        blocks: None,
+    };
+    let theta = vec![0.0; n];
+    assert!(interp::select(&int8.program, &l, &theta).is_err());
+    let short = LowBitRows { qmk: &int8.qmk[1..], q_scale: &int8.q_scale, k_scale: &int8.k_scale, qk_mean: &int8.qk_mean };
+    assert!(interp::select_low_bit(&int8.program, &l, &theta, short).is_err());
 }

@@ -41,12 +41,6 @@ impl LowBit {
         }
     }
 
-    /// Whether products accumulate in integers (so the estimate's correction term is rounded to
-    /// the accumulator's units, as SALE's kernel does) or in f32.
-    pub fn is_integer(self) -> bool {
-        self != LowBit::E4m3
-    }
-
     /// The nearest value of the format's grid to `x` (already scaled), ties to even, saturated.
     pub fn round(self, x: f32) -> f32 {
         match self {

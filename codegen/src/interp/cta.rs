@@ -2,9 +2,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::{Launch, Output};
+use super::{Launch, Output, SelectRows};
 use crate::format::{BitmapCache, TileOrder};
-use crate::ir::{BufId, CopyEngine, Expr, FragId, GlobalTile, Operand, Program, Stmt, Tensor, Var};
+use crate::ir::{BufId, CopyEngine, Expr, FragId, GlobalTile, Operand, Operands, Program, Stmt, Tensor, Var};
 use crate::semantics::{F32, round_to, softmax};
 
 struct PendingCopy {
@@ -16,8 +16,8 @@ struct PendingCopy {
 pub struct Cta<'a> {
     program: &'a Program,
     launch: &'a Launch<'a>,
-    /// A selection program's per-row thresholds (`Tensor::Theta`), `[batch, heads, seq_q]`.
-    theta: &'a [f32],
+    /// A selection program's per-token inputs (`Tensor::Theta`, and a low-bit one's scales).
+    rows: SelectRows<'a>,
     vars: HashMap<Var, i32>,
     /// Per buffer: `stages × rows × cols`, NaN until a copy lands.
     shared: Vec<Vec<f32>>,
@@ -32,12 +32,12 @@ pub struct Cta<'a> {
 }
 
 impl<'a> Cta<'a> {
-    pub fn new(program: &'a Program, launch: &'a Launch<'a>, theta: &'a [f32], vars: HashMap<Var, i32>) -> Self {
+    pub fn new(program: &'a Program, launch: &'a Launch<'a>, rows: SelectRows<'a>, vars: HashMap<Var, i32>) -> Self {
         let bq = program.config.block_q() as usize;
         Cta {
             program,
             launch,
-            theta,
+            rows,
             vars,
             shared: program
                 .shared
@@ -121,6 +121,9 @@ impl<'a> Cta<'a> {
                 let v = self.vote(*s, *rows);
                 self.vars.insert(*var, v);
             }
+            Stmt::Dequantize { s, row_scale, row_bias, col_scale, col_bias } => {
+                self.dequantize(*s, (*row_scale, *row_bias), col_scale, col_bias)?
+            }
             Stmt::StoreMap { index, value } => {
                 let (at, v) = (self.eval(index)?, self.eval(value)?);
                 let len = out.kept.len();
@@ -164,7 +167,11 @@ impl<'a> Cta<'a> {
             Tensor::V => (l.v, l.kv_heads, l.seq_kv),
             Tensor::O | Tensor::Lse => (&[], l.heads, l.seq_q),
             Tensor::OSplit | Tensor::LseSplit => (&[], l.heads, l.seq_q * l.splits),
-            Tensor::Theta => (self.theta, l.heads, l.seq_q),
+            Tensor::Theta => (self.rows.theta, l.heads, l.seq_q),
+            Tensor::QScale => (self.rows.low_bit.map_or(&[], |s| s.q_scale), l.heads, l.seq_q),
+            Tensor::KScale => (self.rows.low_bit.map_or(&[], |s| s.k_scale), l.kv_heads, l.seq_kv),
+            Tensor::Qmk => (self.rows.low_bit.map_or(&[], |s| s.qmk), l.heads, l.seq_kv),
+            Tensor::QkMean => (self.rows.low_bit.map_or(&[], |s| s.qk_mean), l.heads, l.seq_q),
         }
     }
 
@@ -222,7 +229,11 @@ impl<'a> Cta<'a> {
                     CopyEngine::CpAsync => {
                         let at = base + token * cols;
                         for (t, &x) in row.iter_mut().zip(&data[at..at + cols]) {
-                            *t = round_to(self.program.dtype, x);
+                            *t = match self.program.operands {
+                                Operands::Dtype => round_to(self.program.dtype, x),
+                                // What an int8 store of the code holds.
+                                Operands::Int8 => x.round_ties_even().clamp(-128.0, 127.0),
+                            };
                         }
                     }
                     CopyEngine::Bitmap(order) => self.decode_row(src, order, plane, token, row)?,
@@ -389,6 +400,32 @@ impl<'a> Cta<'a> {
                 None => pad,
             };
             self.frags[frag.0][r] = value;
+        }
+        Ok(())
+    }
+
+    /// One f32 per column of a `cols`-column fragment from `src` (whose row is the column), 0
+    /// for columns outside it.
+    fn load_cols(&self, src: &GlobalTile, cols: usize) -> Result<Vec<f32>, String> {
+        let (data, _, tokens) = self.tensor(src.tensor);
+        let base = self.base(src, 1)?;
+        (0..cols)
+            .map(|c| match self.token(src, c, tokens)? {
+                Some(token) => data.get(base + token).copied().ok_or_else(|| format!("{} has no row {}", src.tensor.name(), base + token)),
+                None => Ok(0.0),
+            })
+            .collect()
+    }
+
+    fn dequantize(&mut self, s: FragId, (row_scale, row_bias): (FragId, FragId), col_scale: &GlobalTile, col_bias: &GlobalTile) -> Result<(), String> {
+        let n = self.program.frag(s).cols as usize;
+        let (scale, bias) = (self.load_cols(col_scale, n)?, self.load_cols(col_bias, n)?);
+        for r in 0..self.program.config.block_q() as usize {
+            let (rs, rb) = (self.frags[row_scale.0][r], self.frags[row_bias.0][r]);
+            for c in 0..n {
+                let x = &mut self.frags[s.0][r * n + c];
+                *x = *x * rs * scale[c] + bias[c] + rb;
+            }
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ mod decode;
 mod select;
 
 pub use decode::{DecodeInputs, decode, merge_splits};
-pub use select::{UNWRITTEN, select};
+pub use select::{LowBitRows, SelectRows, UNWRITTEN, select, select_low_bit};
 
 use std::collections::HashMap;
 
@@ -55,11 +55,11 @@ pub struct Output {
 }
 
 pub fn run(program: &Program, launch: &Launch) -> Result<Output, String> {
-    run_with(program, launch, &[])
+    run_with(program, launch, SelectRows::default())
 }
 
-/// `run` with the per-row thresholds of a selection program (`Tensor::Theta`).
-fn run_with(program: &Program, launch: &Launch, theta: &[f32]) -> Result<Output, String> {
+/// `run` with the per-token inputs of a selection program (`Tensor::Theta`, ...).
+fn run_with(program: &Program, launch: &Launch, rows: SelectRows) -> Result<Output, String> {
     let d = program.head_dim as usize;
     let (b, h, hk) = (launch.batch, launch.heads, launch.kv_heads);
     if h == 0 || hk == 0 || h % hk != 0 {
@@ -86,8 +86,22 @@ fn run_with(program: &Program, launch: &Launch, theta: &[f32]) -> Result<Output,
             }
         }
     }
-    if program.reads_rows() && theta.len() != b * h * launch.seq_q {
-        return Err(format!("theta has {} elements, the shape needs {}", theta.len(), b * h * launch.seq_q));
+    if program.reads_rows() && rows.theta.len() != b * h * launch.seq_q {
+        return Err(format!("theta has {} elements, the shape needs {}", rows.theta.len(), b * h * launch.seq_q));
+    }
+    if program.reads_scales() {
+        let s = rows.low_bit.ok_or("the program dequantizes low-bit scores, but the launch passed no scales")?;
+        let (q_rows, k_rows) = (b * h * launch.seq_q, b * hk * launch.seq_kv);
+        for (name, got, want) in [
+            ("q_scale", s.q_scale.len(), q_rows),
+            ("k_scale", s.k_scale.len(), k_rows),
+            ("qmk", s.qmk.len(), b * h * launch.seq_kv),
+            ("qk_mean", s.qk_mean.len(), q_rows),
+        ] {
+            if got != want {
+                return Err(format!("{name} has {got} elements, the shape needs {want}"));
+            }
+        }
     }
     if program.reads_tables() {
         let lists = launch.blocks.ok_or("the kernel reads block lists, but the launch passed none")?;
@@ -116,12 +130,12 @@ fn run_with(program: &Program, launch: &Launch, theta: &[f32]) -> Result<Output,
         .collect::<Result<_, _>>()?;
 
     // Poisoned: anything the program forgets to write stays NaN and fails comparisons.
-    let rows = b * h * launch.seq_q;
+    let out_rows = b * h * launch.seq_q;
     let mut out = Output {
-        o: vec![f32::NAN; rows * d],
-        lse: vec![f32::NAN; rows],
-        o_split: vec![f32::NAN; rows * launch.splits * d],
-        lse_split: vec![f32::NAN; rows * launch.splits],
+        o: vec![f32::NAN; out_rows * d],
+        lse: vec![f32::NAN; out_rows],
+        o_split: vec![f32::NAN; out_rows * launch.splits * d],
+        lse_split: vec![f32::NAN; out_rows * launch.splits],
         kept: Vec::new(),
     };
     if program.writes_map() {
@@ -133,7 +147,7 @@ fn run_with(program: &Program, launch: &Launch, theta: &[f32]) -> Result<Output,
             for x in 0..grid[0] {
                 let mut vars = sizes.clone();
                 vars.extend([(Var::Cta(0), x), (Var::Cta(1), y), (Var::Cta(2), z)]);
-                cta::Cta::new(program, launch, theta, vars)
+                cta::Cta::new(program, launch, rows, vars)
                     .run(&mut out)
                     .map_err(|e| format!("CTA ({x}, {y}, {z}): {e}"))?;
             }

@@ -20,7 +20,7 @@
 use tessera_desc::{Config, KernelDesc, Load, Visit};
 
 use super::from_desc::{FRAG_S, buffers, finish, kv_step, start};
-use super::{CopyEngine, Expr, GlobalTile, Locals, Program, Stmt, Tensor, Var};
+use super::{CopyEngine, Expr, GlobalTile, Locals, Operands, Program, Stmt, Tensor, Var};
 use crate::format::TileOrder;
 
 /// A decode launch's sizes in the program's terms.
@@ -221,6 +221,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
     Ok(Program {
         name: desc.name.to_string(),
         dtype: desc.dtype,
+        operands: Operands::Dtype,
         head_dim: d,
         config: *cfg,
         grid: [Var::Splits.into(), Var::Heads.into(), Var::Batch.into()],

@@ -8,7 +8,7 @@ use crate::format::TileOrder;
 
 use super::geometry::TileBox;
 use super::{
-    BufId, CopyEngine, Expr, Frag, FragId, FragKind, GlobalTile, Locals, MmaEngine, Operand, Program,
+    BufId, CopyEngine, Expr, Frag, FragId, FragKind, GlobalTile, Locals, MmaEngine, Operand, Operands, Program,
     Shared, Stmt, Tensor, Var,
 };
 
@@ -42,6 +42,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
     Program {
         name: desc.name.to_string(),
         dtype: desc.dtype,
+        operands: Operands::Dtype,
         head_dim: d,
         config: *cfg,
         grid: [q_box.total(), Var::Heads.into(), Var::Batch.into()],

@@ -42,6 +42,16 @@ pub enum Tensor {
     /// A selection program's per-row score thresholds, `[batch, heads, seq_q]` f32, read by
     /// `Stmt::LoadRows` (`ir::select`).
     Theta,
+    /// A low-bit selection's scales (`ir::select`, `Operands::Int8`), one f32 per token: of the
+    /// query codes `[batch, heads, seq_q]` and of the key codes `[batch, kv_heads, seq_kv]`.
+    QScale,
+    KScale,
+    /// A low-bit selection's per-key correction `q̄_h · (k_j − k̄)` of the query mean, per query
+    /// head: `[batch, heads, seq_kv]` f32.
+    Qmk,
+    /// A low-bit selection's per-query shift `q_i · k̄` back from mean-smoothed keys to the
+    /// keys the thresholds were computed with: `[batch, heads, seq_q]` f32.
+    QkMean,
 }
 
 impl Tensor {
@@ -55,6 +65,10 @@ impl Tensor {
             Tensor::OSplit => "o_split",
             Tensor::LseSplit => "lse_split",
             Tensor::Theta => "theta",
+            Tensor::QScale => "q_scale",
+            Tensor::KScale => "k_scale",
+            Tensor::Qmk => "qmk",
+            Tensor::QkMean => "qk_mean",
         }
     }
 }
@@ -178,6 +192,11 @@ pub enum Stmt {
     /// scores `s` has `scale · s ≥ rows[row]` (f32 product, then an ordered compare: NaN never
     /// passes), else 0. Masked elements are -inf and pass only a threshold of -inf.
     Vote { var: Var, s: FragId, rows: FragId },
+    /// Turns the int32 dot products of low-bit codes in `s` into score estimates: element
+    /// (row, col) becomes `s · row_scale[row] · col_scale[col] + col_bias[col] + row_bias[row]`
+    /// (f32, in this order), the column values read from the tiles `col_scale` and `col_bias`
+    /// whose row `Var::Row` is the column (0 past their valid rows).
+    Dequantize { s: FragId, row_scale: FragId, row_bias: FragId, col_scale: GlobalTile, col_bias: GlobalTile },
     /// Writes the int32 `value` at flat index `index` of the launch's output block map (one
     /// store per CTA, not per thread).
     StoreMap { index: Expr, value: Expr },
@@ -202,11 +221,23 @@ impl Locals {
     }
 }
 
+/// What the shared tiles and the mma operands hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operands {
+    /// Values of the program's element type (`Program::dtype`).
+    Dtype,
+    /// Signed 8-bit codes (a low-bit selection's Q and K): products by `mma.sync.m16n8k32.s8`
+    /// into int32 accumulators, which the fragments hold as f32 (exact below 2^24, so for any
+    /// head_dim up to 1040).
+    Int8,
+}
+
 /// A CTA program and the launch shape it expects.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
     pub name: String,
     pub dtype: Dtype,
+    pub operands: Operands,
     pub head_dim: u32,
     pub config: Config,
     /// Grid size along x, y, z as expressions of the launch's sizes.
@@ -269,9 +300,23 @@ impl Program {
         self.any_stmt(&|s| matches!(s, Stmt::LoadRows { .. }))
     }
 
+    /// Whether the program reads a low-bit selection's scales (`Stmt::Dequantize`): its kernel
+    /// then takes them as parameters (`SCALE_PARAMS`).
+    pub fn reads_scales(&self) -> bool {
+        self.any_stmt(&|s| matches!(s, Stmt::Dequantize { .. }))
+    }
+
+    /// Bytes of one shared-tile element.
+    pub fn elem_bytes(&self) -> u32 {
+        match self.operands {
+            Operands::Dtype => self.dtype.bytes(),
+            Operands::Int8 => 1,
+        }
+    }
+
     /// Bytes of dynamic shared memory once `passes::smem` has placed the buffers.
     pub fn shared_bytes(&self) -> u32 {
-        let elem = self.dtype.bytes();
+        let elem = self.elem_bytes();
         self.shared
             .iter()
             .map(|b| b.offset.unwrap_or(0) + b.rows * b.cols * b.stages * elem)
@@ -292,6 +337,7 @@ fn reads_table(s: &Stmt) -> bool {
         Stmt::Mask { keep, when, .. } => keep.reads_table() || when.reads_table(),
         Stmt::Store { dst, .. } | Stmt::StoreLse { dst, .. } | Stmt::LoadRows { src: dst, .. } => tile(dst),
         Stmt::StoreMap { index, value } => index.reads_table() || value.reads_table(),
+        Stmt::Dequantize { col_scale, col_bias, .. } => tile(col_scale) || tile(col_bias),
         Stmt::VisitTiles { visit, plane, q_origin, .. } => {
             matches!(visit, Visit::Blocks(_)) || plane.reads_table() || q_origin.iter().any(Expr::reads_table)
         }

@@ -112,6 +112,15 @@ impl Printer<'_> {
                 writeln!(f, "{pad}let {var} = any(scale * {} >= {} per row)", frag(*s), frag(*rows))
             }
             Stmt::StoreMap { index, value } => writeln!(f, "{pad}store_map map[{index}] = {value}"),
+            Stmt::Dequantize { s, row_scale, row_bias, col_scale, col_bias } => writeln!(
+                f,
+                "{pad}dequantize {} = {0} * {} * {} + {} + {}",
+                frag(*s),
+                frag(*row_scale),
+                self.tile(col_scale),
+                self.tile(col_bias),
+                frag(*row_bias)
+            ),
             Stmt::VisitTiles { visit, var, plane, q_origin, body } => {
                 let origin: Vec<String> = q_origin.iter().map(Expr::to_string).collect();
                 write!(f, "{pad}visit {} {var} for the query tile at ({}) of plane {plane}", visit.name(), origin.join(", "))?;

@@ -1,5 +1,6 @@
 //! The block-selection program of a block-sparse kernel (`visit = blocks(..)`): SALE's choice of
-//! the KV tiles each query tile keeps (seeds.md §2.1–2.3), made on the GPU from exact scores.
+//! the KV tiles each query tile keeps (seeds.md §2.1–2.3), made on the GPU from exact scores or
+//! from SALE's low-bit estimate of them.
 //!
 //! SALE keeps a block when some causally visible element (i, j) of it has
 //! `exp(ŝ_ij − m_i) / l_i ≥ τ`, with m_i, l_i the max and sum of row i over the always-kept
@@ -14,21 +15,37 @@
 //!   causal mask (-inf on hidden elements), then `kept = any(scale · S ≥ θ_row)` and one int32
 //!   store of `kept` to the output map `[batch · heads, q_tiles, kv_tiles]`.
 //!
+//! With `Scores::Int8`, Q and K are SALE's int8 codes of the mean-smoothed queries and keys
+//! (fragment-grouped scales, expanded to one per token) and S their int32 dot products, which
+//! `Stmt::Dequantize` turns into `ŝ_ij = sq_i·sk_j·S_ij + q̄·(k_j − k̄) + q_i·k̄ ≈ q_i·k_j`: the
+//! last term undoes the key smoothing, so θ from the forced pass over the unsmoothed keys
+//! applies as it is.
+//!
 //! Forced tiles are voted like any other (their flag is what the scores say); the caller ORs in
-//! the forced map, which stays host-side with SALE's segment-aligned local window. Tiles past a
-//! query tile's causal range are not written: the caller zeroes the map (or reads only visible
-//! tiles).
+//! the forced map (`sale_lists` on the GPU). Tiles past a query tile's causal range are not
+//! written.
 
 use tessera_desc::{Config, KernelDesc, Load, Visit};
 
 use super::from_desc::{FRAG_S, QueryTile, load_q, qk_buffers, scores_frag, scores_step};
 use super::geometry::TileBox;
-use super::{CopyEngine, Expr, Frag, FragId, FragKind, Locals, Program, Stmt, Tensor, Var};
+use super::{CopyEngine, Expr, Frag, FragId, FragKind, Locals, Operands, Program, Stmt, Tensor, Var};
 
-/// The θ rows of the query tile.
+/// The θ rows of the query tile, and a low-bit selection's row scales and shifts.
 const FRAG_THETA: FragId = FragId(1);
+const FRAG_Q_SCALE: FragId = FragId(2);
+const FRAG_QK_MEAN: FragId = FragId(3);
 
-pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
+/// Where a selection's scores come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scores {
+    /// Q·Kᵀ in the kernel's element type.
+    Exact,
+    /// SALE's estimate from int8 codes (the low-bit format Hopper multiplies natively).
+    Int8,
+}
+
+pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program, String> {
     let causal = match (desc.visit, desc.load) {
         (Visit::Blocks(b), Load::Dense) => b.causal,
         _ => {
@@ -48,9 +65,20 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
     let (qt, mut body) = QueryTile::bind(&q_box, &mut locals);
     let (map_row, j, kept) = (locals.fresh("map_row"), locals.fresh("j"), locals.fresh("kept"));
 
-    let k = qt.tile(Tensor::K, qt.kv_head, &kv_box, &kv_box.visit_origin());
-    let mut step = scores_step((k, CopyEngine::CpAsync), Vec::new(), Some(Stmt::VisitMask { frag: FRAG_S }));
+    let kv_origin = kv_box.visit_origin();
+    let k = qt.tile(Tensor::K, qt.kv_head, &kv_box, &kv_origin);
+    let mut step = scores_step((k, CopyEngine::CpAsync), Vec::new(), None);
+    if scores == Scores::Int8 {
+        step.push(Stmt::Dequantize {
+            s: FRAG_S,
+            row_scale: FRAG_Q_SCALE,
+            row_bias: FRAG_QK_MEAN,
+            col_scale: qt.tile(Tensor::KScale, qt.kv_head, &kv_box, &kv_origin),
+            col_bias: qt.tile(Tensor::Qmk, qt.head, &kv_box, &kv_origin),
+        });
+    }
     step.extend([
+        Stmt::VisitMask { frag: FRAG_S },
         Stmt::Vote { var: kept, s: FRAG_S, rows: FRAG_THETA },
         Stmt::StoreMap { index: Expr::var(map_row).mul(kv_box.count(0)).add(Var::KvTile(0)), value: kept.into() },
         // The next iteration's copy overwrites Ks: every warp must be done reading it.
@@ -64,16 +92,28 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         src: qt.tile(Tensor::Theta, qt.head, &q_box, &qt.origin),
         pad: f32::INFINITY,
     });
+    let mut frags = vec![scores_frag(bkv), Frag { name: "theta", cols: 1, kind: FragKind::RowStat }];
+    if scores == Scores::Int8 {
+        for (frag, tensor, name) in [(FRAG_Q_SCALE, Tensor::QScale, "q_scale"), (FRAG_QK_MEAN, Tensor::QkMean, "qk_mean")] {
+            body.push(Stmt::LoadRows { frag, src: qt.tile(tensor, qt.head, &q_box, &qt.origin), pad: 0.0 });
+            frags.push(Frag { name, cols: 1, kind: FragKind::RowStat });
+        }
+    }
     body.push(Stmt::VisitTiles { visit, var: j, plane: qt.plane(), q_origin: qt.origin.clone(), body: step });
 
+    let (suffix, operands) = match scores {
+        Scores::Exact => ("select", Operands::Dtype),
+        Scores::Int8 => ("estimate_int8", Operands::Int8),
+    };
     Ok(Program {
-        name: format!("{}_select", desc.name),
+        name: format!("{}_{suffix}", desc.name),
         dtype: desc.dtype,
+        operands,
         head_dim: d,
         config: *cfg,
         grid: [q_box.total(), Var::Heads.into(), Var::Batch.into()],
         shared: qk_buffers(bq, bkv, d),
-        frags: vec![scores_frag(bkv), Frag { name: "theta", cols: 1, kind: FragKind::RowStat }],
+        frags,
         body,
         locals,
     })
@@ -96,7 +136,7 @@ mod tests {
             load: Load::Dense,
             schedule: Schedule::line(Param::Fixed(64), Param::Fixed(32), Param::Fixed(4), Param::Fixed(2)),
         };
-        let program = crate::select_program(&desc, &Config::line(64, 32, 4, 2)).unwrap();
+        let program = crate::select_program(&desc, &Config::line(64, 32, 4, 2), super::Scores::Exact).unwrap();
         for target in Target::ALL {
             let ptx = crate::llvm::compile(&program, target, crate::llvm::Output::Ptx).unwrap();
             // The vote is one CTA-wide OR reduction; thresholds come in through the lse slot.

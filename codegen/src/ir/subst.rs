@@ -41,6 +41,13 @@ impl Stmt {
             Stmt::StoreLse { m, l, dst } => Stmt::StoreLse { m: *m, l: *l, dst: dst.subst(var, with) },
             Stmt::LoadRows { frag, src, pad } => Stmt::LoadRows { frag: *frag, src: src.subst(var, with), pad: *pad },
             Stmt::StoreMap { index, value } => Stmt::StoreMap { index: e(index), value: e(value) },
+            Stmt::Dequantize { s, row_scale, row_bias, col_scale, col_bias } => Stmt::Dequantize {
+                s: *s,
+                row_scale: *row_scale,
+                row_bias: *row_bias,
+                col_scale: col_scale.subst(var, with),
+                col_bias: col_bias.subst(var, with),
+            },
             Stmt::VisitTiles { visit, var: v, plane, q_origin, body: b } => Stmt::VisitTiles {
                 visit: *visit,
                 var: *v,

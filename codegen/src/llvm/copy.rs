@@ -5,9 +5,9 @@
 use inkwell::IntPredicate;
 use inkwell::values::{IntValue, PointerValue};
 
-use super::layout::CHUNK_ELEMS;
 use super::lower::{Lowerer, Res};
 use super::memo::Memo;
+use crate::CodegenError;
 use crate::ir::{BufId, Expr, GlobalTile, Tensor, Var};
 
 impl<'ctx> Lowerer<'ctx, '_> {
@@ -27,7 +27,21 @@ impl<'ctx> Lowerer<'ctx, '_> {
             }
             // A selection program's thresholds come through the `lse` slot (`llvm::select`).
             Tensor::Theta => (p.lse, var(Var::Heads)?, var(Var::SeqQ)?),
+            Tensor::QScale | Tensor::KScale | Tensor::Qmk | Tensor::QkMean => {
+                let scales = p.scales.ok_or_else(|| CodegenError::Ir(format!("{} read by a program without scale parameters", t.name())))?;
+                match t {
+                    Tensor::QScale => (scales[0], var(Var::Heads)?, var(Var::SeqQ)?),
+                    Tensor::KScale => (scales[1], var(Var::KvHeads)?, var(Var::SeqKv)?),
+                    Tensor::Qmk => (scales[2], var(Var::Heads)?, var(Var::SeqKv)?),
+                    _ => (scales[3], var(Var::Heads)?, var(Var::SeqQ)?),
+                }
+            }
         })
+    }
+
+    /// Elements per 16-byte chunk of a shared tile.
+    pub fn chunk_elems(&self) -> u32 {
+        16 / self.program.elem_bytes()
     }
 
     /// Index (in rows, i64) of row 0 of (batch, head) in a `[batch, heads, tokens, ..]` tensor.
@@ -44,7 +58,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// Byte offset of `stage` of a shared buffer.
     pub fn stage_base(&self, buf: BufId, stage: &Expr) -> Res<IntValue<'ctx>> {
         let sb = self.program.shared(buf);
-        let stage_bytes = (sb.rows * sb.cols * self.program.dtype.bytes()) as i64;
+        let stage_bytes = (sb.rows * sb.cols * self.program.elem_bytes()) as i64;
         let stage = self.expr(stage)?;
         let off = self.b.build_int_mul(stage, self.i32(stage_bytes), "")?;
         Ok(self.b.build_int_add(off, self.i32(sb.offset.unwrap_or(0) as i64), "")?)
@@ -54,7 +68,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// sits in it (the layout of `layout::BLOCK_ROW_BYTES`).
     pub fn chunk_offset(&self, buf: BufId, base: IntValue<'ctx>, row: IntValue<'ctx>, chunk: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
         let sb = self.program.shared(buf);
-        let (block_chunks, pitch) = (sb.block_cols / CHUNK_ELEMS, sb.block_cols * self.program.dtype.bytes());
+        let (block_chunks, pitch) = (sb.block_cols / self.chunk_elems(), sb.block_cols * self.program.elem_bytes());
         let b = &self.b;
         let row_start = b.build_int_add(base, b.build_int_mul(row, self.i32(pitch as i64), "")?, "")?;
         // One block (whole rows) needs no block arithmetic: the module stays as small as it was
@@ -86,8 +100,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
     pub fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile) -> Res<()> {
         let sb = self.program.shared(dst);
         let (rows, cols) = (sb.rows, sb.cols);
-        let chunks_per_row = cols / CHUNK_ELEMS;
-        let row_bytes = (cols * self.program.dtype.bytes()) as i64;
+        let chunks_per_row = cols / self.chunk_elems();
+        let row_bytes = (cols * self.program.elem_bytes()) as i64;
         let total = rows * chunks_per_row;
         let threads = self.program.threads();
         let base = self.stage_base(dst, stage)?;

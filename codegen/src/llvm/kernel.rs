@@ -122,7 +122,11 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
     } else {
         None
     };
-    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale, scale_log2, caches, tables };
+    let scales = match names.iter().position(|&n| n == super::SCALE_PARAMS[0]) {
+        Some(at) => Some([ptr(at as u32)?, ptr(at as u32 + 1)?, ptr(at as u32 + 2)?, ptr(at as u32 + 3)?]),
+        None => None,
+    };
+    let params = Params { q: ptr(0)?, k: ptr(1)?, v: ptr(2)?, o: ptr(3)?, lse: ptr(4)?, scale, scale_log2, caches, tables, scales };
 
     let mut l = Lowerer {
         ctx,

@@ -37,6 +37,8 @@ pub struct Params<'ctx> {
     pub tables: HashMap<Table, PointerValue<'ctx>>,
     /// K's and V's bitmap-compressed caches, for kernels that read them (`BITMAP_PARAMS`).
     pub caches: Option<[CacheParams<'ctx>; 2]>,
+    /// A low-bit selection's q_scale, k_scale, qmk and qk_mean (`SCALE_PARAMS`).
+    pub scales: Option<[PointerValue<'ctx>; 4]>,
 }
 
 /// The arrays of one bitmap-compressed cache (`crate::format::BitmapCache`).
@@ -352,6 +354,9 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 self.vars.insert(*var, kept);
             }
             Stmt::StoreMap { index, value } => self.store_map(index, value)?,
+            Stmt::Dequantize { s, row_scale, row_bias, col_scale, col_bias } => {
+                self.dequantize(*s, (*row_scale, *row_bias), col_scale, col_bias)?
+            }
         }
         Ok(())
     }

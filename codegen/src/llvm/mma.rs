@@ -5,10 +5,10 @@
 use inkwell::values::{BasicValueEnum, IntValue, PointerValue};
 use tessera_desc::Dtype;
 
-use super::layout::{CHUNK_ELEMS, LdmatrixRole};
+use super::layout::LdmatrixRole;
 use super::lower::{Lowerer, Res, SHARED};
 use crate::CodegenError;
-use crate::ir::{BufId, Expr, FragId, Operand};
+use crate::ir::{BufId, Expr, FragId, Operand, Operands};
 
 /// A shared operand's addressing for this lane (`layout::BLOCK_ROW_BYTES`). Within a block row
 /// the lane's chunk of an even logical chunk `c` is `(c & !7) | ((c & 7) ^ lane_xor)` (lane_xor
@@ -33,8 +33,8 @@ enum ASource<'ctx> {
 impl<'ctx> Lowerer<'ctx, '_> {
     fn shared_operand(&self, buf: BufId, stage: &Expr, role: LdmatrixRole) -> Res<SharedOperand<'ctx>> {
         let sb = self.program.shared(buf);
-        let pitch = sb.block_cols * self.program.dtype.bytes();
-        let (block_chunks, block_bytes) = (sb.block_cols / CHUNK_ELEMS, sb.rows * pitch);
+        let pitch = sb.block_cols * self.program.elem_bytes();
+        let (block_chunks, block_bytes) = (sb.block_cols / self.chunk_elems(), sb.rows * pitch);
         let b = &self.b;
         let (row, chunk) = role.lane_offset();
         let (row, chunk) = (self.expr(&row)?, self.expr(&chunk)?);
@@ -54,7 +54,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// `ldmatrix.x4` of the 16×16 block at (`row`, `col`) of a shared operand.
     fn ldmatrix(&self, op: &SharedOperand<'ctx>, row: IntValue<'ctx>, col: u32) -> Res<[IntValue<'ctx>; 4]> {
         let b = &self.b;
-        let chunk = col / CHUNK_ELEMS;
+        let chunk = col / self.chunk_elems();
         let (block, within) = (chunk / op.block_chunks, chunk % op.block_chunks);
         let base = op.bases[((within & 7) / 2) as usize];
         let off = b.build_int_mul(row, self.i32(op.pitch as i64), "")?;
@@ -73,10 +73,12 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(regs)
     }
 
-    /// One `mma.sync.m16n8k16` with f32 accumulators.
+    /// One `mma.sync.m16n8k16` with f32 accumulators (`m16n8k32` of int8 codes with int32
+    /// accumulators for `Operands::Int8`).
     fn mma_sync(&self, a: &[IntValue<'ctx>; 4], b0: IntValue<'ctx>, b1: IntValue<'ctx>, c: &mut [BasicValueEnum<'ctx>]) -> Res<()> {
-        let (name, ops): (&str, Vec<BasicValueEnum<'ctx>>) = match self.program.dtype {
-            Dtype::F16 => {
+        let (name, ops): (&str, Vec<BasicValueEnum<'ctx>>) = match (self.program.operands, self.program.dtype) {
+            (Operands::Int8, _) => ("llvm.nvvm.mma.m16n8k32.row.col.s8", a.iter().chain([&b0, &b1]).map(|v| (*v).into()).collect()),
+            (Operands::Dtype, Dtype::F16) => {
                 let h2 = self.ctx.f16_type().vec_type(2);
                 let cast = |v: IntValue<'ctx>| self.b.build_bit_cast(v, h2, "");
                 let mut ops = Vec::new();
@@ -85,7 +87,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 }
                 ("llvm.nvvm.mma.m16n8k16.row.col.f32.f32", ops)
             }
-            _ => {
+            (Operands::Dtype, _) => {
                 let ops = a.iter().chain([&b0, &b1]).map(|v| (*v).into()).collect();
                 ("llvm.nvvm.mma.m16n8k16.row.col.bf16", ops)
             }
@@ -115,13 +117,28 @@ impl<'ctx> Lowerer<'ctx, '_> {
             Operand::Frag(p) => ASource::Frag(*p),
             Operand::Shared { .. } => return Err(CodegenError::Ir("mma: A must be [m][k]".into())),
         };
+        let int8 = self.program.operands == Operands::Int8;
+        if int8 && (*kn || matches!(a_src, ASource::Frag(_))) {
+            return Err(CodegenError::Ir("mma: int8 operands come from [m][k] and [n][k] shared tiles".into()));
+        }
+        // Elements per mma k step: 16 bytes per ldmatrix row chunk pair of 16-bit values, or 32
+        // int8 codes.
+        let k_step = 32 / self.program.elem_bytes();
+        // int8 products accumulate in int32 registers; the fragment keeps f32 (exact, see
+        // `Operands::Int8`), converted around the product chain.
+        if int8 {
+            let i32t = self.ctx.i32_type();
+            for v in self.frags[acc.0].iter_mut() {
+                *v = self.b.build_float_to_signed_int(v.into_float_value(), i32t, "")?.into();
+            }
+        }
         let slabs = self.slabs();
         let n_tiles = n / 8;
-        for kk in 0..k / 16 {
+        for kk in 0..k / k_step {
             let mut a_regs = Vec::new();
             for slab in 0..slabs {
                 a_regs.push(match &a_src {
-                    ASource::Shared(op) => self.ldmatrix(op, self.slab_row(slab)?, kk * 16)?,
+                    ASource::Shared(op) => self.ldmatrix(op, self.slab_row(slab)?, kk * k_step)?,
                     ASource::Frag(p) => {
                         let base = ((slab * (self.program.frag(*p).cols / 16) + kk) * 4) as usize;
                         let r = &self.frags[p.0][base..base + 4];
@@ -131,7 +148,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
             }
             for np in 0..n / 16 {
                 // B rows run along k for V ([k][n]) and along n for K ([n][k]).
-                let (row, col) = if *kn { (kk * 16, np * 16) } else { (np * 16, kk * 16) };
+                let (row, col) = if *kn { (kk * 16, np * 16) } else { (np * 16, kk * k_step) };
                 let bregs = self.ldmatrix(&b_op, self.i32(row as i64), col)?;
                 for (slab, a_r) in a_regs.iter().enumerate() {
                     for half in 0..2 {
@@ -142,6 +159,12 @@ impl<'ctx> Lowerer<'ctx, '_> {
                         self.frags[acc.0][base..base + 4].copy_from_slice(&c);
                     }
                 }
+            }
+        }
+        if int8 {
+            let f32t = self.ctx.f32_type();
+            for v in self.frags[acc.0].iter_mut() {
+                *v = self.b.build_signed_int_to_float(v.into_int_value(), f32t, "")?.into();
             }
         }
         Ok(())

@@ -57,11 +57,17 @@ pub const MERGE_PARAMS: [&str; 6] = ["o_split", "lse_split", "o", "lse", "splits
 /// Other kernels keep their parameters, so their launches do not change.
 pub const TABLE_PARAMS: [&str; 2] = ["kv_list", "kv_count"];
 
+/// Parameters after `KERNEL_PARAMS` of a low-bit selection program (`ir::Operands::Int8`,
+/// whose q and k are int8 codes): f32 device pointers to the scales and corrections of
+/// `ir::Tensor::{QScale, KScale, Qmk, QkMean}`, in that order.
+pub const SCALE_PARAMS: [&str; 4] = ["q_scale", "k_scale", "qmk", "qk_mean"];
+
 /// The parameter names of `program`'s attention kernel, in launch order.
 pub fn kernel_params(program: &Program) -> Vec<&'static str> {
     let bitmaps = if program.reads_bitmaps() { &BITMAP_PARAMS[..] } else { &[] };
     let tables = if program.reads_tables() { &TABLE_PARAMS[..] } else { &[] };
-    KERNEL_PARAMS.iter().chain(bitmaps).chain(tables).copied().collect()
+    let scales = if program.reads_scales() { &SCALE_PARAMS[..] } else { &[] };
+    KERNEL_PARAMS.iter().chain(bitmaps).chain(tables).chain(scales).copied().collect()
 }
 
 /// The IR passes before the NVPTX backend, chosen by the module's size. `default<O3>` gives the

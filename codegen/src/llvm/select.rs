@@ -59,6 +59,52 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(self.b.build_int_z_extend(all.into_int_value(), self.ctx.i32_type(), "")?)
     }
 
+    /// `s = s · row_scale · col_scale + col_bias + row_bias` per element (`Stmt::Dequantize`),
+    /// in the interpreter's order; each lane reads the column values of the columns it holds
+    /// (two per n8 tile) straight from global memory, 0 outside the tiles.
+    pub fn dequantize(&mut self, s: FragId, (row_scale, row_bias): (FragId, FragId), col_scale: &GlobalTile, col_bias: &GlobalTile) -> Res<()> {
+        let cols = self.program.frag(s).cols;
+        let columns = |l: &mut Self, src: &GlobalTile| -> Res<Vec<FloatValue<'ctx>>> {
+            let (ptr, _, _) = l.tensor(src.tensor)?;
+            let head_rows = l.head_rows(src)?;
+            let f32t = l.ctx.f32_type();
+            let mut memo = Memo::default();
+            let mut out = Vec::new();
+            for nt in 0..cols / 8 {
+                for j in 0..2 {
+                    let col = l.b.build_int_add(l.b.build_int_mul(l.lane.t, l.i32(2), "")?, l.i32((nt * 8 + j) as i64), "")?;
+                    let (token, inside) = l.row_token(src, col, &mut memo)?;
+                    let safe = l.b.build_select(inside, token, l.i32(0), "")?.into_int_value();
+                    let index = l.b.build_int_add(head_rows, l.b.build_int_s_extend(safe, l.ctx.i64_type(), "")?, "")?;
+                    let bytes = l.b.build_int_mul(index, l.ctx.i64_type().const_int(4, false), "")?;
+                    let v = super::lower::load_aligned(&l.b, f32t.into(), l.byte_ptr(ptr, bytes)?, 4)?.into_float_value();
+                    out.push(l.b.build_select(inside, v, l.f32(0.0), "")?.into_float_value());
+                }
+            }
+            Ok(out)
+        };
+        let (scale, bias) = (columns(self, col_scale)?, columns(self, col_bias)?);
+        for slab in 0..self.slabs() {
+            for h in 0..2 {
+                let at = (slab * 2 + h) as usize;
+                let rs = self.frags[row_scale.0][at].into_float_value();
+                let rb = self.frags[row_bias.0][at].into_float_value();
+                for nt in 0..cols / 8 {
+                    for j in 0..2 {
+                        let i = self.acc_index(cols, slab, nt, 2 * h + j);
+                        let c = (nt * 2 + j) as usize;
+                        let x = self.frags[s.0][i].into_float_value();
+                        let x = self.b.build_float_mul(x, rs, "")?;
+                        let x = self.b.build_float_mul(x, scale[c], "")?;
+                        let x = self.b.build_float_add(x, bias[c], "")?;
+                        self.frags[s.0][i] = self.b.build_float_add(x, rb, "")?.into();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `map[index] = value`, by thread 0 (the value is the same in every thread).
     pub fn store_map(&mut self, index: &Expr, value: &Expr) -> Res<()> {
         let (index, value) = (self.expr(index)?, self.expr(value)?);

@@ -275,17 +275,10 @@ fn estimator<'a>(estimate: Estimate, scale: f64, q: &'a [f64], ks: &'a [f64], d:
             let correction = int4::correction(&mean_q, &ks)?;
             let ql = lowbit::quantize(&qs, d, Grouping::QueryFragments, format)?;
             let kl = lowbit::quantize(&ks, d, Grouping::KeyFragments { block: block_k }, format)?;
-            Box::new(move |i, j| {
-                // An integer kernel adds the correction to the int32 accumulator, rounded in its
-                // units; an FP8 one adds it to the f32 accumulator as it is.
-                let unit = ql.scale(i) as f64 * kl.scale(j) as f64;
-                let corr = match unit > 0.0 {
-                    false => 0.0,
-                    true if format.is_integer() => (correction[j] as f64 / unit).round_ties_even(),
-                    true => correction[j] as f64 / unit,
-                };
-                scale * unit * (ql.dot(i, &kl, j) + corr)
-            })
+            // The correction is added after the scales, unrounded, as tessera's estimation
+            // kernel adds it in f32 (the authors' int4 kernel rounds it to the int32
+            // accumulator's units first, a difference below half a code step).
+            Box::new(move |i, j| scale * (ql.scale(i) as f64 * kl.scale(j) as f64 * ql.dot(i, &kl, j) + correction[j] as f64))
         }
     })
 }

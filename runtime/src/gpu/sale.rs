@@ -12,6 +12,7 @@
 //! low-bit estimate approximates; the low-bit estimate on the GPU is not built yet (the host
 //! reference has it: `reference::sale::Estimate::LowBit`).
 
+use tessera_codegen::ir::select::Scores;
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 use tessera_codegen::ir::Program;
 use tessera_codegen::reference::sale::{DENSE_BELOW, SaleBlocks};
@@ -109,7 +110,7 @@ impl SaleSelect {
         let forced_pass = Attention::load(gpu, desc, cfg)?;
         // Scores alone: the instruction of the kernel's P·V does not matter, and mma.sync is
         // every target's.
-        let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg })?;
+        let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg }, Scores::Exact)?;
         let program = tessera_codegen::passes::engine::select(program, target).map_err(GpuError::Invalid)?;
         let ptx = compile_program(&program, target)?;
         let what = format!("{} at {cfg}", program.name);

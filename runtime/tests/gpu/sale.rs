@@ -6,6 +6,7 @@
 //! (sinks, local patterns, planted retrievals) so that the selection keeps some middle tiles
 //! and skips others; ragged lengths, GQA, a dense head (τ = 0), SALE's tiles and the catalog's.
 
+use tessera_codegen::ir::select::Scores;
 use tessera_codegen::format::BlockLists;
 use tessera_codegen::interp::{self, Launch};
 use tessera_codegen::reference::sale::{Estimate, SaleBlocks, forced_map, sale_select};
@@ -45,7 +46,7 @@ fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64) {
     assert_eq!(forced.kept(), forced_want, "{at}: forced lists");
 
     // The host's lists from the interpreter's votes under the GPU's thresholds.
-    let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg }).unwrap();
+    let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg }, Scores::Exact).unwrap();
     let theta = ws.theta(gpu).unwrap();
     let launch = Launch {
         batch: shape.batch,
