@@ -15,6 +15,7 @@ mod target;
 
 pub use error::CodegenError;
 pub use llvm::{COMPRESS_THREADS, KERNEL_PARAMS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, TABLE_PARAMS, compress_entries, kernel_params};
+pub use llvm::{COLSUM_PARAMS, MEAN_PARAMS, QUANT_K_PARAMS, QUANT_Q_PARAMS, QUANT_THREADS, quantize_entries};
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
 
@@ -99,6 +100,12 @@ pub fn merge_entry_name(desc: &KernelDesc) -> String {
 /// PTX of Mustafar's GPU pruning + compression for `head_dim` (entries `compress_entries`).
 pub fn compress_ptx(head_dim: u32, target: Target) -> Result<String, CodegenError> {
     llvm::compile_compress(head_dim, target)
+}
+
+/// PTX of SALE's int8 quantization of Q and K for `head_dim`, bf16 and f16 (entries
+/// `quantize_entries`; the values `format::smoothed::SmoothedInt8` defines).
+pub fn quantize_ptx(head_dim: u32, target: Target) -> Result<String, CodegenError> {
+    llvm::compile_quantize(head_dim, target)
 }
 
 /// The PTX of a tile program built by hand or by one of the builders (`select_program`, ...),
