@@ -9,6 +9,7 @@ pub mod checks;
 mod compress;
 mod error;
 mod mustafar;
+mod quantize;
 mod tensor;
 mod tuned;
 
@@ -21,6 +22,7 @@ pub use blocks::DeviceBlockLists;
 pub use compress::Compressor;
 pub use error::GpuError;
 pub use mustafar::{DecodeArgs, DeviceBitmapCache, DeviceMustafarCache, MustafarDecode};
+pub use quantize::{DeviceQuantized, Quantizer};
 pub use tensor::DeviceTensor;
 use tessera_codegen::Target;
 
