@@ -156,7 +156,7 @@ impl DeviceQuantized {
 
 impl Quantizer {
     pub fn load(gpu: &Gpu, head_dim: usize) -> Result<Quantizer, GpuError> {
-        let d = u32::try_from(head_dim).map_err(|_| GpuError::Invalid(format!("head_dim {head_dim}")))?;
+        let d = u32::try_from(head_dim).map_err(|_| GpuError::Invalid(format!("head_dim = {head_dim} does not fit in u32")))?;
         let ptx = quantize_ptx(d, gpu.target()?)?;
         let module = gpu.ctx.load_module(Ptx::from_src(ptx))?;
         let entries = |dtype| -> Result<(CudaFunction, Entries), GpuError> {
@@ -200,10 +200,10 @@ impl Quantizer {
         if q_planes > MAX_PLANES {
             return Err(GpuError::Invalid(format!("{q_planes} planes (batch × heads): at most {MAX_PLANES}")));
         }
-        // Indices the kernels compute in i32: tokens rounded up to a whole span, query heads.
+        // The kernels round tokens up to whole spans (16 queries, a block of keys) in i32; query
+        // planes (at most MAX_PLANES) are i32 too.
         int("seq_q + 16", shape.seq_q + 16)?;
         int("seq_kv + block", shape.seq_kv + block)?;
-        int("query heads", q_planes)?;
         let group = int("group", shape.group_size())?;
         if q_planes == 0 {
             return Ok(());
