@@ -15,8 +15,9 @@ mod target;
 
 pub use error::CodegenError;
 pub use llvm::{
-    COMPRESS_THREADS, KERNEL_PARAMS, LISTS_PARAMS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SALE_ENTRIES, SALE_THREADS, SCATTER_PARAMS, TABLE_PARAMS,
-    SCALE_PARAMS, THETA_PARAMS, compress_entries, kernel_params,
+    COLSUM_PARAMS, COMPRESS_THREADS, KERNEL_PARAMS, LISTS_PARAMS, MEAN_PARAMS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, QUANT_K_PARAMS, QUANT_Q_PARAMS,
+    QUANT_THREADS, SALE_ENTRIES, SALE_THREADS, SCALE_PARAMS, SCATTER_PARAMS, TABLE_PARAMS, THETA_PARAMS, compress_entries, kernel_params,
+    quantize_entries,
 };
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
@@ -109,6 +110,12 @@ pub fn compress_ptx(head_dim: u32, target: Target) -> Result<String, CodegenErro
 /// (`SALE_ENTRIES`: thresholds, forced-only lists, selected lists).
 pub fn sale_ptx(target: Target) -> Result<String, CodegenError> {
     llvm::compile_sale(target)
+}
+
+/// PTX of SALE's int8 quantization of Q and K for `head_dim`, bf16 and f16 (entries
+/// `quantize_entries`; the values `format::smoothed::SmoothedInt8` defines).
+pub fn quantize_ptx(head_dim: u32, target: Target) -> Result<String, CodegenError> {
+    llvm::compile_quantize(head_dim, target)
 }
 
 /// The PTX of a tile program built by hand or by one of the builders (`select_program`, ...),

@@ -204,6 +204,44 @@ fn the_sale_list_entries_assemble() {
     }
 }
 
+/// SALE's int8 quantization module: its seven entries for each head dim (both dtypes share the
+/// means entry), on both targets, assemble without spills or local memory. The bit-exact GPU
+/// test relies on IEEE f32 arithmetic: every f32 subtraction, product and division is rounded
+/// `.rn` (ptxas may not contract or approximate them), no denormal flushing, and the codes round
+/// with `cvt.rni`.
+#[test]
+fn the_quantization_entries_assemble() {
+    let have_ptxas = ptxas_or_skip();
+    for d in [64, 128, 32, 256] {
+        for target in Target::ALL {
+            let ptx = tessera_codegen::quantize_ptx(d, target).unwrap();
+            let mut names: Vec<String> = Dtype::ALL.into_iter().flat_map(|dt| tessera_codegen::quantize_entries(dt, d)).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), 7);
+            for name in &names {
+                assert!(ptx.contains(&format!(".entry {name}(")), "d{d} {target}: no entry {name}");
+            }
+            assert!(!ptx.contains(".local"), "d{d} {target}: local memory");
+            let ops = canon::opcodes(&ptx);
+            for op in ["sub.f32", "mul.f32", "div.f32", "div.approx", "div.full", "fma.rn.f32"] {
+                assert!(!ops.iter().any(|o| o.starts_with(op)), "d{d} {target}: {op}");
+            }
+            assert!(!ops.iter().any(|o| o.contains(".ftz")), "d{d} {target}: flushes denormals");
+            assert!(canon::count_prefix(&ptx, "cvt.rni.s32.f32") >= 4 * d as usize / 32, "d{d} {target}: codes not rounded by cvt.rni");
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, target.name()).unwrap();
+                for k in &res.kernels {
+                    eprintln!("d{d} {target} {}: {} regs", k.name, k.registers);
+                    assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "d{d} {target} {}", k.name);
+                }
+                assert_eq!(res.kernels.len(), 7, "d{d} {target}");
+            }
+        }
+    }
+    assert!(tessera_codegen::quantize_ptx(96, Target::Sm80).is_err());
+}
+
 /// SALE's selection programs (`ir::select`) assemble without spills on both targets, for SALE's
 /// 64×32 tiles and larger ones, bf16 and f16, exact and int8 scores, with their vote as one
 /// CTA-wide OR reduction; the int8 estimate multiplies with `m16n8k32` s8 products, half as

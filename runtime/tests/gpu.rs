@@ -9,6 +9,8 @@ mod blocks;
 mod compress;
 #[path = "gpu/mustafar.rs"]
 mod mustafar;
+#[path = "gpu/quantize.rs"]
+mod quantize;
 #[path = "gpu/sale.rs"]
 mod sale;
 

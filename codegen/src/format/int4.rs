@@ -57,6 +57,13 @@ fn check_rows(len: usize, d: usize) -> Result<(), String> {
 /// and the smoothed values. Softmax ignores the per-row constant this shifts Q·Kᵀ by for K; for
 /// Q the estimate adds back `mean_q · k_j` per key (`correction`).
 pub fn smooth(x: &[f32], d: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let mean = mean(x, d)?;
+    let smoothed = subtract_mean(x, &mean)?;
+    Ok((mean, smoothed))
+}
+
+/// The mean over the rows of a `rows × d` head, summed in f64 (zeros for no rows).
+pub fn mean(x: &[f32], d: usize) -> Result<Vec<f32>, String> {
     check_rows(x.len(), d)?;
     let rows = x.len() / d;
     let mut mean = vec![0.0f64; d];
@@ -65,9 +72,14 @@ pub fn smooth(x: &[f32], d: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
             *m += v as f64;
         }
     }
-    let mean: Vec<f32> = mean.iter().map(|m| (m / rows.max(1) as f64) as f32).collect();
-    let smoothed = x.chunks(d).flat_map(|row| row.iter().zip(&mean).map(|(v, m)| v - m).collect::<Vec<_>>()).collect();
-    Ok((mean, smoothed))
+    Ok(mean.iter().map(|m| (m / rows.max(1) as f64) as f32).collect())
+}
+
+/// `x - mean` row by row, one f32 subtraction per element: what a GPU quantizer computes from
+/// its own means, so that codes made from them can be checked exactly.
+pub fn subtract_mean(x: &[f32], mean: &[f32]) -> Result<Vec<f32>, String> {
+    check_rows(x.len(), mean.len())?;
+    Ok(x.chunks(mean.len()).flat_map(|row| row.iter().zip(mean).map(|(v, m)| v - m)).collect())
 }
 
 /// The estimate's per-key correction for smoothed queries: `mean_q · k_j` for each smoothed key.

@@ -2,7 +2,8 @@
 //!
 //! [`blocks`] is the kept-block lists a block-sparse kernel reads.
 //! [`int4`] is SALE's 4-bit quantization of Q and K for its block-selection estimate, [`lowbit`]
-//! the quantizer it shares with the int8 and FP8 alternatives.
+//! the quantizer it shares with the int8 and FP8 alternatives, [`smoothed`] the int8 operands of
+//! a whole problem as the GPU quantizer writes them.
 //! [`prune`] is Mustafar's per-token magnitude pruning; [`cache`] the decode loop's cache of
 //! compressed chunks and a dense recent window; [`bitmap`] the bitmap-compressed tile format, bit for bit as the authors' compressor writes it (seeds.md §1.2), so caches made by
 //! either can be checked against the other. These are the CPU definitions: the reference and the
@@ -14,6 +15,7 @@ pub mod cache;
 pub mod int4;
 pub mod lowbit;
 pub mod prune;
+pub mod smoothed;
 
 pub use bitmap::{BitmapCache, TileOrder};
 pub use blocks::BlockLists;

@@ -15,13 +15,13 @@
 //!    memory) and writes each tile's kept values in element order at its offset. Padding slots
 //!    stay as the zeroed buffer has them.
 
+use inkwell::IntPredicate;
 use inkwell::context::Context;
-use inkwell::module::{Linkage, Module};
-use inkwell::values::{IntValue, PointerValue};
-use inkwell::{AddressSpace, IntPredicate};
+use inkwell::module::Module;
+use inkwell::values::{BasicValueEnum, IntValue, PointerValue};
 
 use super::kernel::sreg;
-use super::lower::{Res, SHARED, counted_loop};
+use super::lower::{Res, counted_loop};
 use super::standalone::Standalone;
 use crate::CodegenError;
 use crate::format::bitmap::TILE;
@@ -56,24 +56,10 @@ type Kernel<'ctx, 'a> = Standalone<'ctx, 'a>;
 
 /// What the compression entries add to a standalone entry.
 impl<'ctx> Kernel<'ctx, '_> {
-    /// A CTA-wide shared array of `len` `elem_bytes`-byte elements, private to this entry.
-    fn shared(&self, name: &str, len: u32, elem_bytes: u32) -> PointerValue<'ctx> {
-        let ty = self.ctx.i8_type().array_type(len * elem_bytes);
-        let g = self.module.add_global(ty, Some(AddressSpace::from(SHARED)), &format!("{}_{name}", self.func.get_name().to_string_lossy()));
-        g.set_linkage(Linkage::Internal);
-        g.set_initializer(&ty.get_undef());
-        g.set_alignment(16);
-        g.as_pointer_value()
-    }
-
     /// The sum of `v` over the warp's 32 lanes, in every lane.
-    fn warp_sum(&self, mut v: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
-        for offset in [16, 8, 4, 2, 1] {
-            let args = [self.i32(-1).into(), v.into(), self.i32(offset).into(), self.i32(0x1f).into()];
-            let other = self.call("llvm.nvvm.shfl.sync.bfly.i32", &[], &args)?.into_int_value();
-            v = self.b.build_int_add(v, other, "")?;
-        }
-        Ok(v)
+    fn warp_sum(&self, v: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        let add = |k: &Self, a: BasicValueEnum<'ctx>, b: BasicValueEnum<'ctx>| Ok(k.b.build_int_add(a.into_int_value(), b.into_int_value(), "")?.into());
+        Ok(self.warp_reduce(v.into(), add)?.into_int_value())
     }
 
     /// Prunes the 64-token block `at.block` of plane `at.plane` into `tile` (`[64][pitch]` shared, 16-bit): warp

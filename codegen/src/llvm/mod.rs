@@ -12,6 +12,7 @@ mod memo;
 mod merge;
 pub use merge::name as merge_name;
 mod mma;
+mod quantize;
 mod sale;
 mod select;
 mod softmax;
@@ -47,6 +48,7 @@ pub const BITMAP_PARAMS: [&str; 9] = [
 
 pub use sale::{LISTS_PARAMS, NAMES as SALE_ENTRIES, SALE_THREADS, THETA_PARAMS};
 pub use compress::{COMPRESS_THREADS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, names as compress_entries};
+pub use quantize::{COLSUM_PARAMS, MEAN_PARAMS, QUANT_K_PARAMS, QUANT_Q_PARAMS, QUANT_THREADS, names as quantize_entries};
 
 /// Parameters of a decode kernel's merge entry (`<name>_merge`, see `merge`): the split
 /// workspace, the output (`[batch, heads, 1, head_dim]` of the element type) and LSE (f32,
@@ -131,6 +133,11 @@ pub fn compile_compress(head_dim: u32, target: Target) -> Result<String, Codegen
 /// The PTX of SALE's threshold and list entries (`sale`).
 pub fn compile_sale(target: Target) -> Result<String, CodegenError> {
     compile_module("sale_select", target, Output::Ptx, sale::lower)
+}
+
+/// The PTX of SALE's int8 quantization kernels for `head_dim` (`quantize`), both dtypes.
+pub fn compile_quantize(head_dim: u32, target: Target) -> Result<String, CodegenError> {
+    compile_module("sale_quantize", target, Output::Ptx, |ctx, module| quantize::lower(ctx, module, head_dim))
 }
 
 /// A module built by `build`, verified, optimised and printed for `target`.

@@ -2,14 +2,15 @@
 //! entries): the builder positioned in the entry block, the thread index, and the few
 //! operations such entries are written with.
 
+use inkwell::AddressSpace;
 use inkwell::builder::Builder;
 use inkwell::context::Context;
-use inkwell::module::Module;
+use inkwell::module::{Linkage, Module};
 use inkwell::types::BasicTypeEnum;
 use inkwell::values::{BasicValue, BasicValueEnum, FunctionValue, IntValue, PointerValue};
 
 use super::kernel::{entry, sreg};
-use super::lower::{Blocks, Res, load_aligned};
+use super::lower::{Blocks, Res, SHARED, load_aligned};
 use crate::CodegenError;
 
 pub struct Standalone<'ctx, 'a> {
@@ -80,6 +81,30 @@ impl<'ctx, 'a> Standalone<'ctx, 'a> {
             inkwell::values::ValueKind::Basic(v) => Ok(v),
             _ => Err(CodegenError::Llvm(format!("{name} returned no value"))),
         }
+    }
+
+    /// A CTA-wide shared array of `len` `elem_bytes`-byte elements, private to this entry.
+    pub fn shared(&self, name: &str, len: u32, elem_bytes: u32) -> PointerValue<'ctx> {
+        let ty = self.ctx.i8_type().array_type(len * elem_bytes);
+        let g = self.module.add_global(ty, Some(AddressSpace::from(SHARED)), &format!("{}_{name}", self.func.get_name().to_string_lossy()));
+        g.set_linkage(Linkage::Internal);
+        g.set_initializer(&ty.get_undef());
+        g.set_alignment(16);
+        g.as_pointer_value()
+    }
+
+    /// `v` (i32 or f32) combined over the warp's 32 lanes by `op`, in every lane (a butterfly).
+    pub fn warp_reduce(
+        &self,
+        mut v: BasicValueEnum<'ctx>,
+        op: impl Fn(&Self, BasicValueEnum<'ctx>, BasicValueEnum<'ctx>) -> Res<BasicValueEnum<'ctx>>,
+    ) -> Res<BasicValueEnum<'ctx>> {
+        let shuffle = if v.is_float_value() { "llvm.nvvm.shfl.sync.bfly.f32" } else { "llvm.nvvm.shfl.sync.bfly.i32" };
+        for offset in [16, 8, 4, 2, 1] {
+            let other = self.call(shuffle, &[], &[self.i32(-1).into(), v, self.i32(offset).into(), self.i32(0x1f).into()])?;
+            v = op(self, v, other)?;
+        }
+        Ok(v)
     }
 
     pub fn barrier(&self) -> Res<()> {
