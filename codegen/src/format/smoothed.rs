@@ -1,9 +1,11 @@
 //! SALE's estimate operands for a whole problem in int8 (seeds.md §2.2): Q and K smoothed by
 //! their per-head means, quantized with the fragment groupings (`Grouping::QueryFragments` for
 //! Q, `KeyFragments { block }` for K), each row's scale written out, and the per-key correction
-//! `q̄_h · Ks_j` for every query head. This is what the GPU quantizer (`llvm::quantize`) writes;
-//! given its means, the codes and scales here are its bytes exactly. A selection kernel then
-//! estimates `ŝ_ij = q_scale_i · k_scale_j · (q8_i · k8_j) + qmk_j`.
+//! `q̄_h · Ks_j` for every query head, and each query's `q_i · k̄` of its KV head. This is what
+//! the GPU quantizer (`llvm::quantize`) writes; given its means, the codes and scales here are
+//! its bytes exactly. A selection kernel then estimates
+//! `ŝ_ij = q_scale_i · k_scale_j · (q8_i · k8_j) + qmk_j + qk_mean_i`, which approximates
+//! `q_i · k_j` itself: the last term undoes the keys' smoothing.
 //!
 //! Int8 because `mma.sync` s8 is native on Hopper, where s4 and e4m3 are emulated (`lowbit`).
 
@@ -26,6 +28,8 @@ pub struct SmoothedInt8 {
     pub k_scale: Vec<f32>,
     /// `q̄_h · Ks_j` for query head h and key j of its KV head: `[batch, heads, seq_kv]`.
     pub qmk: Vec<f32>,
+    /// `q_i · k̄` for query i and the mean of its KV head's keys: `[batch · heads, seq_q]`.
+    pub qk_mean: Vec<f32>,
     /// Means over tokens: `[batch · heads, d]` and `[batch · kv_heads, d]`.
     pub q_mean: Vec<f32>,
     pub k_mean: Vec<f32>,
@@ -75,16 +79,20 @@ impl SmoothedInt8 {
             q_scale: Vec::with_capacity(q_planes * shape.seq_q),
             k_scale: Vec::with_capacity(k_planes * shape.seq_kv),
             qmk: Vec::with_capacity(q_planes * shape.seq_kv),
+            qk_mean: Vec::with_capacity(q_planes * shape.seq_q),
             q_mean: Vec::new(),
             k_mean: Vec::new(),
         };
-        for p in 0..q_planes {
-            let qs = int4::subtract_mean(plane(q, shape.seq_q * d, p), &q_mean[p * d..(p + 1) * d])?;
-            let quantized = lowbit::quantize(&qs, d, Grouping::QueryFragments, LowBit::Int8)?;
-            out.push_q(&quantized);
-        }
         // Query planes are KV planes × group, so KV plane p's heads are planes p·group + g.
         let group = shape.group_size();
+        for p in 0..q_planes {
+            let rows = plane(q, shape.seq_q * d, p);
+            let qs = int4::subtract_mean(rows, &q_mean[p * d..(p + 1) * d])?;
+            let quantized = lowbit::quantize(&qs, d, Grouping::QueryFragments, LowBit::Int8)?;
+            out.push_q(&quantized);
+            let kv = p / group;
+            out.qk_mean.extend(int4::correction(&k_mean[kv * d..(kv + 1) * d], rows)?);
+        }
         for p in 0..k_planes {
             let ks = int4::subtract_mean(plane(k, shape.seq_kv * d, p), &k_mean[p * d..(p + 1) * d])?;
             let quantized = lowbit::quantize(&ks, d, Grouping::KeyFragments { block }, LowBit::Int8)?;
@@ -160,6 +168,10 @@ mod tests {
                 }
                 assert_eq!(got.q_mean[p * d..(p + 1) * d], mean[..]);
                 q_means.push(mean);
+                let kv = p / group;
+                let k_mean = int4::smooth(&k[kv * s.seq_kv * d..(kv + 1) * s.seq_kv * d], d).unwrap().0;
+                let want = int4::correction(&k_mean, &q[p * s.seq_q * d..(p + 1) * s.seq_q * d]).unwrap();
+                assert_eq!(got.qk_mean[p * s.seq_q..(p + 1) * s.seq_q], want[..], "{s:?} qk_mean plane {p}");
             }
             for p in 0..s.batch * s.kv_heads {
                 let (mean, ks) = int4::smooth(&k[p * s.seq_kv * d..(p + 1) * s.seq_kv * d], d).unwrap();
@@ -203,8 +215,8 @@ mod tests {
         }
     }
 
-    /// The estimate a selection kernel forms from these operands is the smoothed score
-    /// `Q_i · Ks_j`, within the rounding of the codes (half a step each).
+    /// The estimate a selection kernel forms from these operands is the score `Q_i · K_j`,
+    /// within the rounding of the codes (half a step each).
     #[test]
     fn the_estimate_approximates_q_dot_smoothed_k() {
         let (s, block) = (shape(1, 4, 2, 37, 70, 64), 32);
@@ -217,10 +229,10 @@ mod tests {
                 for j in 0..s.seq_kv {
                     let qi = |c: usize| q[(h * s.seq_q + i) * d + c] as f64;
                     let ks = |c: usize| k[(p * s.seq_kv + j) * d + c] as f64 - got.k_mean[p * d + c] as f64;
-                    let exact: f64 = (0..d).map(|c| qi(c) * ks(c)).sum();
+                    let exact: f64 = (0..d).map(|c| qi(c) * k[(p * s.seq_kv + j) * d + c] as f64).sum();
                     let dot: f64 = (0..d).map(|c| got.q8[(h * s.seq_q + i) * d + c] as f64 * got.k8[(p * s.seq_kv + j) * d + c] as f64).sum();
                     let (sq, sk) = (got.q_scale[h * s.seq_q + i] as f64, got.k_scale[p * s.seq_kv + j] as f64);
-                    let estimate = sq * sk * dot + got.qmk[h * s.seq_kv + j] as f64;
+                    let estimate = sq * sk * dot + got.qmk[h * s.seq_kv + j] as f64 + got.qk_mean[h * s.seq_q + i] as f64;
                     // |q̃·k̃ − qs·ks| ≤ Σ_c |qs_c|·sk/2 + |ks_c|·sq/2 + sq·sk/4.
                     let qs = |c: usize| qi(c) - got.q_mean[h * d + c] as f64;
                     let bound: f64 = (0..d).map(|c| qs(c).abs() * sk / 2.0 + ks(c).abs() * sq / 2.0 + sq * sk / 4.0).sum::<f64>() + 1e-3;

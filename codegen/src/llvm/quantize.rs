@@ -10,8 +10,9 @@
 //!    Fixed orders rather than atomics: the means, hence every code, are the same on every run.
 //! 3. `sale_quant_q_{dt}_d{D}` and `sale_quant_k_{dt}_d{D}`: one warp per scale group. It reads
 //!    the group's rows twice, for max |x − mean| and then for the codes (the second time mostly
-//!    from L1), and writes each row's scale; K's entry also writes `q̄_h · Ks_j` for every query
-//!    head h of the KV head. Group (s, k) holds rows `span·s + 8a + (k << pair) + c` for
+//!    from L1), and writes each row's scale; Q's entry also writes `q_i · k̄` of the query's KV
+//!    head (so K's means come first), K's entry `q̄_h · Ks_j` for every query head h of the KV
+//!    head. Group (s, k) holds rows `span·s + 8a + (k << pair) + c` for
 //!    a < span/8, c < 2^pair: Q has span 16 and pair 0 (rows r and r + 8 of 16), K span `block`
 //!    and pair 1 (the keys t with (t mod 8)/2 = k), the groupings of `format::int4::Grouping`.
 //!
@@ -41,14 +42,15 @@ pub const COLSUM_PARAMS: [&str; 4] = ["x", "partial", "tokens", "chunk"];
 /// per plane, chunks per plane.
 pub const MEAN_PARAMS: [&str; 4] = ["partial", "mean", "tokens", "chunks"];
 /// Parameters of `sale_quant_q_{dt}_d{D}`: Q, its means, the codes (i8, as Q) and per-row
-/// scales (`[planes, tokens]` f32) out, tokens per plane, scale groups per CTA.
-pub const QUANT_Q_PARAMS: [&str; 6] = ["x", "mean", "codes", "scales", "tokens", "groups_per_cta"];
+/// scales (`[planes, tokens]` f32) out, K's means and each query's `q_i · k̄` out (`[planes,
+/// tokens]` f32), tokens per plane, the GQA group, scale groups per CTA.
+pub const QUANT_Q_PARAMS: [&str; 9] = ["x", "mean", "codes", "scales", "k_mean", "qk_mean", "tokens", "group", "groups_per_cta"];
 /// Parameters of `sale_quant_k_{dt}_d{D}`: as `QUANT_Q_PARAMS` for K, with Q's means and the
 /// correction out (`[planes · group, tokens]` f32) after the scales, and after the tokens the
 /// block (keys per KV tile, a multiple of 8) and the GQA group.
 pub const QUANT_K_PARAMS: [&str; 10] = ["x", "mean", "codes", "scales", "q_mean", "qmk", "tokens", "block", "group", "groups_per_cta"];
 
-const POINTERS: [&str; 7] = ["x", "partial", "mean", "codes", "scales", "q_mean", "qmk"];
+const POINTERS: [&str; 9] = ["x", "partial", "mean", "codes", "scales", "q_mean", "qmk", "k_mean", "qk_mean"];
 
 /// The entries' names for `dtype` and `head_dim`: column sums, means, Q's codes, K's codes.
 pub fn names(dtype: Dtype, head_dim: u32) -> [String; 4] {
@@ -229,9 +231,9 @@ fn quant<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, dtype: Dtype, d: u32, 
     let int = |k: &Kernel<'ctx, '_>, name| param(k, params, name).map(|v| v.into_int_value());
     let (x, mean, codes, scales) = (ptr(&k, "x")?, ptr(&k, "mean")?, ptr(&k, "codes")?, ptr(&k, "scales")?);
     let (tokens, per_cta) = (int(&k, "tokens")?, int(&k, "groups_per_cta")?);
-    let (pair, span, correction) = match side {
-        Side::Query => (0, k.i32(16), None),
-        Side::Key => (1, int(&k, "block")?, Some((ptr(&k, "q_mean")?, ptr(&k, "qmk")?, int(&k, "group")?))),
+    let (pair, span, correction, shift) = match side {
+        Side::Query => (0, k.i32(16), None, Some((ptr(&k, "k_mean")?, ptr(&k, "qk_mean")?, int(&k, "group")?))),
+        Side::Key => (1, int(&k, "block")?, Some((ptr(&k, "q_mean")?, ptr(&k, "qmk")?, int(&k, "group")?)), None),
     };
     let (f32t, n) = (ctx.f32_type(), d / 32);
     let per_span = 8 >> pair;
@@ -246,6 +248,11 @@ fn quant<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, dtype: Dtype, d: u32, 
     // Groups w, w + 4, ... of the CTA's (at least one group, so the count is not negative).
     let groups = k.b.build_right_shift(k.b.build_int_add(k.b.build_int_sub(here, warp, "")?, k.i32(WARPS - 1), "")?, k.i32(2), false, "")?;
     let mean_lane = load_f32_row(&k, mean, plane, lane, d)?;
+    // A query plane's KV head: query planes are KV planes × group.
+    let shift = match shift {
+        Some((k_mean, qk_mean, group)) => Some((load_f32_row(&k, k_mean, k.b.build_int_unsigned_div(plane, group, "")?, lane, d)?, qk_mean)),
+        None => None,
+    };
     let is_lane0 = k.b.build_int_compare(IntPredicate::EQ, lane, k.i32(0), "")?;
     let top = f32t.const_float(LowBit::Int8.max() as f64);
     counted_loop(&mut k, groups, &[], |k, i, _| {
@@ -298,13 +305,19 @@ fn quant<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, dtype: Dtype, d: u32, 
             let first = k.b.build_int_add(k.b.build_int_mul(at, ctx.i64_type().const_int(d as u64, false), "")?, k.i64(k.b.build_int_mul(lane, k.i32(n as i64), "")?)?, "")?;
             k.store(k.at(codes, first, 1)?, vector(k, &bytes)?, n)?;
             k.when(is_lane0, |k| k.store(k.at(scales, at, 4)?, scale, 4))?;
+            let add = |k: &Kernel<'ctx, '_>, a: BasicValueEnum<'ctx>, b: BasicValueEnum<'ctx>| Ok(k.b.build_float_add(a.into_float_value(), b.into_float_value(), "")?.into());
+            if let Some((k_mean, qk_mean)) = &shift {
+                // q_i · k̄ from the unsmoothed values, as `int4::correction` of them.
+                let raw = load_row(k, x, at, lane, dtype, d)?;
+                let products = raw.iter().zip(k_mean).map(|(&v, &m)| k.b.build_float_mul(m, v, "")).collect::<Result<Vec<_>, _>>()?;
+                let dot = k.warp_reduce(sum(k, &products)?.into(), add)?;
+                k.when(is_lane0, |k| k.store(k.at(*qk_mean, at, 4)?, dot, 4))?;
+            }
             if let Some((q_mean, qmk, group)) = correction {
                 counted_loop(k, group, &[], |k, h, _| {
                     let head = k.b.build_int_add(k.b.build_int_mul(plane, group, "")?, h, "")?;
                     let products = load_f32_row(k, q_mean, head, lane, d)?.into_iter().zip(&values).map(|(qm, &v)| k.b.build_float_mul(qm, v, "")).collect::<Result<Vec<_>, _>>()?;
-                    let dot = sum(k, &products)?;
-                    let add = |k: &Kernel<'ctx, '_>, a: BasicValueEnum<'ctx>, b: BasicValueEnum<'ctx>| Ok(k.b.build_float_add(a.into_float_value(), b.into_float_value(), "")?.into());
-                    let dot = k.warp_reduce(dot.into(), add)?;
+                    let dot = k.warp_reduce(sum(k, &products)?.into(), add)?;
                     let at = mad64(k, head, tokens, row)?;
                     k.when(is_lane0, |k| k.store(k.at(qmk, at, 4)?, dot, 4))?;
                     Ok(vec![])

@@ -4,8 +4,8 @@
 //! bit for bit given the means).
 //!
 //! Six launches and nothing copied back: for Q, then K, the column sums by chunks of tokens and
-//! the means; then Q's codes and scales; then K's codes, scales and correction, which read Q's
-//! means.
+//! the means; then Q's codes, scales and shifts `q_i · k̄`, which read K's means; then K's
+//! codes, scales and correction, which read Q's means.
 
 use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use cudarc::nvrtc::Ptx;
@@ -50,6 +50,7 @@ pub struct DeviceQuantized {
     pub(crate) q_scale: CudaSlice<f32>,
     pub(crate) k_scale: CudaSlice<f32>,
     pub(crate) qmk: CudaSlice<f32>,
+    pub(crate) qk_mean: CudaSlice<f32>,
     pub(crate) q_mean: CudaSlice<f32>,
     pub(crate) k_mean: CudaSlice<f32>,
 }
@@ -117,6 +118,7 @@ impl DeviceQuantized {
             q_scale: floats(n.q_rows)?,
             k_scale: floats(n.k_rows)?,
             qmk: floats(n.qmk)?,
+            qk_mean: floats(n.q_rows)?,
             q_mean: floats(n.q_mean)?,
             k_mean: floats(n.k_mean)?,
         })
@@ -148,6 +150,7 @@ impl DeviceQuantized {
             q_scale: download(gpu, &self.q_scale, n.q_rows)?,
             k_scale: download(gpu, &self.k_scale, n.k_rows)?,
             qmk: download(gpu, &self.qmk, n.qmk)?,
+            qk_mean: download(gpu, &self.qk_mean, n.q_rows)?,
             q_mean: download(gpu, &self.q_mean, n.q_mean)?,
             k_mean: download(gpu, &self.k_mean, n.k_mean)?,
         })
@@ -216,10 +219,12 @@ impl Quantizer {
             let grid = LaunchConfig { grid_dim: (int("CTAs", groups.div_ceil(per_cta))? as u32, q_planes as u32, 1), block_dim: (QUANT_THREADS, 1, 1), shared_mem_bytes: 0 };
             let per_cta = int("groups per CTA", per_cta)?;
             let mut launch = gpu.stream.launch_builder(&entries.quant_q);
-            launch.arg(&q.data).arg(&out.q_mean).arg(&mut out.q8).arg(&mut out.q_scale).arg(&tokens).arg(&per_cta);
+            launch.arg(&q.data).arg(&out.q_mean).arg(&mut out.q8).arg(&mut out.q_scale).arg(&out.k_mean).arg(&mut out.qk_mean);
+            launch.arg(&tokens).arg(&group).arg(&per_cta);
             // SAFETY: arguments in the order and types of QUANT_Q_PARAMS; q holds q_planes ×
             // seq_q × d values (checked in `shape`), the outputs were sized from the same shape
-            // (checked above), and the grid covers the groups of seq_q tokens, q_planes planes.
+            // (checked above), k_mean holds the q_planes / group KV planes' means, and the grid
+            // covers the groups of seq_q tokens, q_planes planes.
             unsafe { launch.launch(grid) }?;
         }
         if shape.seq_kv > 0 {

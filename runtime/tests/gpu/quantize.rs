@@ -1,5 +1,5 @@
 //! SALE's int8 quantization on the GPU against the host definition (`SmoothedInt8`): codes and
-//! per-row scales bit for bit given the GPU's means; the means and the correction within 1e-5
+//! per-row scales bit for bit given the GPU's means; the means, the correction and the shift within 1e-5
 //! of the host's, relative to the magnitudes summed (their summation orders differ). Fresh random
 //! inputs each run (seed printed) with per-channel offsets and outliers, poisoned outputs,
 //! ragged lengths (1, 77, 1000, 4099) and blocks that do not divide them, GQA, Q and K of
@@ -68,6 +68,17 @@ fn correction_magnitudes(s: &Shape, k: &[f32], want: &SmoothedInt8) -> Vec<f64> 
     out
 }
 
+/// Σ_c |q_ic · k̄_c| per query row: the scale of a shift's rounding error.
+fn shift_magnitudes(s: &Shape, q: &[f32], want: &SmoothedInt8) -> Vec<f64> {
+    let (d, group) = (s.head_dim, s.group_size());
+    (0..s.batch * s.heads * s.seq_q)
+        .map(|r| {
+            let p = r / s.seq_q / group;
+            (0..d).map(|c| (q[r * d + c] as f64 * want.k_mean[p * d + c] as f64).abs()).sum()
+        })
+        .collect()
+}
+
 fn check(gpu: &Gpu, quantizer: &Quantizer, rng: &mut StdRng, dtype: Dtype, s: Shape, block: usize) {
     let at = format!("{dtype} {s:?} block {block}");
     let d = s.head_dim;
@@ -88,6 +99,7 @@ fn check(gpu: &Gpu, quantizer: &Quantizer, rng: &mut StdRng, dtype: Dtype, s: Sh
     same(&format!("{at}: q scales"), &got.q_scale, &want.q_scale);
     same(&format!("{at}: k scales"), &got.k_scale, &want.k_scale);
     close(&format!("{at}: qmk"), &got.qmk, &want.qmk, &correction_magnitudes(&s, &k, &want));
+    close(&format!("{at}: qk_mean"), &got.qk_mean, &want.qk_mean, &shift_magnitudes(&s, &q, &want));
 
     // No atomics: a second run writes the same bits.
     let again = quantizer.quantize(gpu, &qd, &kd, block).unwrap().download(gpu).unwrap();
