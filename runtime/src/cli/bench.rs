@@ -14,6 +14,7 @@ use super::table::Table;
 use crate::Error;
 use crate::gpu::Gpu;
 use crate::gpu::bench::{BenchShape, Measurement, bench_attention, bench_selection, default_reps};
+use tessera_codegen::ir::select::Scores;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -68,8 +69,10 @@ pub struct Args {
     #[arg(long, value_name = "F", value_parser = density)]
     density: Option<f64>,
     /// For a block-sparse kernel: also time SALE's selection on the GPU (forced pass,
-    /// thresholds, selection, lists) with this τ for every head, on the same inputs; its row
-    /// (`<kernel>:select`) counts the scores' FLOPs and reports the density it kept.
+    /// thresholds, quantization, selection, lists) with this τ for every head, on the same
+    /// inputs, from the int8 estimate and from exact scores; their rows
+    /// (`<kernel>:select-int8`, `:select-exact`) count the scores' FLOPs and report the density
+    /// each kept.
     #[arg(long, value_name = "TAU", requires = "density", value_parser = super::sale::parse_tau)]
     tau: Option<f64>,
     /// Print one JSON object per line (the device first, then one per row) instead of a table.
@@ -149,8 +152,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
                 // After the kernel's rows, so that each kernel's rows stay together.
                 let configs: Vec<Config> = measured.iter().map(|m| m.config).collect();
                 let mut rows = measured;
-                for config in configs {
-                    rows.push(bench_selection(&gpu, desc, config, shape, tau, args.warmup, reps)?);
+                for scores in [Scores::Int8, Scores::Exact] {
+                    for &config in &configs {
+                        rows.push(bench_selection(&gpu, desc, config, shape, (tau, scores), args.warmup, reps)?);
+                    }
                 }
                 Ok(rows)
             };

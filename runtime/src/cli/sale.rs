@@ -1,9 +1,10 @@
 //! `tessera run` for block-sparse kernels (`visit = blocks(..)`, and `tessera run sale`): the
 //! block map comes from SALE's selection (seeds.md §2.3: always-kept sink and local blocks, the
-//! Relative Attention Score against τ per head). By default it runs on the GPU from exact
-//! scores (`gpu::SaleSelect`: the lists never leave the device); `--select-on host` runs the
-//! float64 reference instead, from the exact scores or a low-bit estimate, practical up to a
-//! few thousand tokens. The block-sparse kernel then runs on the GPU over the lists.
+//! Relative Attention Score against τ per head). By default it runs on the GPU from SALE's
+//! int8 estimate, or exact scores (`gpu::SaleSelect`: the lists never leave the device);
+//! `--select-on host` runs the float64 reference instead, from the exact scores or any low-bit
+//! estimate, practical up to a few thousand tokens. The block-sparse kernel then runs on the GPU
+//! over the lists.
 
 use tessera_codegen::format::BlockLists;
 use tessera_codegen::format::lowbit::LowBit;
@@ -13,6 +14,7 @@ use tessera_desc::{Config, KernelDesc, Visit};
 
 use crate::Error;
 use crate::gpu::{DeviceTensor, Gpu, SaleSelect, SaleWorkspace, SelectArgs};
+use tessera_codegen::ir::select::Scores;
 use crate::io::AttentionInputs;
 
 /// The kernel `tessera run sale` runs.
@@ -26,8 +28,8 @@ pub struct SaleArgs {
     #[arg(long, num_args = 1.., default_values_t = [0.004], value_parser = parse_tau)]
     tau: Vec<f64>,
     /// Scores that select blocks (block-sparse kernels only): `exact`, or the low-bit estimate
-    /// `int4` (SALE's), `int8`, `e4m3` (with --select-on host; the GPU selection uses exact
-    /// scores) [default: exact on the GPU, the kernel's `estimate(bits)` on the host].
+    /// `int4` (SALE's), `int8`, `e4m3` (the GPU selects from `exact` or `int8`) [default: int8
+    /// on the GPU, the kernel's `estimate(bits)` on the host].
     #[arg(long, value_parser = parse_estimate)]
     estimate: Option<Estimate>,
     /// Where the blocks are selected (block-sparse kernels only): `gpu`, or `host` (the float64
@@ -107,12 +109,7 @@ impl SaleArgs {
         let dims: Shape = inputs.dims;
         let taus = self.taus(dims.heads).map_err(problem)?;
         if self.select_on == SelectOn::Gpu {
-            if let Some(e @ Estimate::LowBit(_)) = self.estimate {
-                return Err(problem(format!(
-                    "the GPU selection uses exact scores; the {} estimate selects on the host (--select-on host)",
-                    estimate_name(e)
-                )));
-            }
+            self.gpu_scores().map_err(problem)?;
             if dims.seq_q != dims.seq_kv {
                 return Err(problem(format!("SALE's selection is for self-attention: q has {} tokens, k {}", dims.seq_q, dims.seq_kv)));
             }
@@ -139,16 +136,31 @@ impl SaleArgs {
         Ok(Some(Selection { lists, density, metadata: metadata(&taus, estimate, density) }))
     }
 
-    /// SALE's blocks of `q`, `k` selected on `gpu` (`gpu::SaleSelect`, exact scores): the
-    /// workspace holding the lists, the kept density and the output file's metadata.
+    /// The scores the GPU selects from: the int8 estimate unless `--estimate exact`; int4 and
+    /// FP8 estimates select on the host only (their `mma.sync` is emulated on Hopper).
+    fn gpu_scores(&self) -> Result<Scores, String> {
+        match self.estimate {
+            None | Some(Estimate::LowBit(LowBit::Int8)) => Ok(Scores::Int8),
+            Some(Estimate::Exact) => Ok(Scores::Exact),
+            Some(e) => Err(format!("the GPU selects from exact scores or the int8 estimate; the {} estimate selects on the host (--select-on host)", estimate_name(e))),
+        }
+    }
+
+    /// SALE's blocks of `q`, `k` selected on `gpu` (`gpu::SaleSelect`): the workspace holding
+    /// the lists, the kept density and the output file's metadata.
     pub fn select_on_gpu(&self, gpu: &Gpu, desc: &KernelDesc, cfg: &Config, (q, k, v): (&DeviceTensor, &DeviceTensor, &DeviceTensor), scale: Option<f32>) -> Result<(SaleWorkspace, f64, Metadata), Error> {
         let taus = self.taus(q.shape[1]).map_err(|m| Error::Problem(format!("{}: {m}", desc.name)))?;
-        let select = SaleSelect::load(gpu, desc, cfg, self.segment)?;
+        let scores = self.gpu_scores().map_err(|m| Error::Problem(format!("{}: {m}", desc.name)))?;
+        let select = SaleSelect::load(gpu, desc, cfg, self.segment, scores)?;
         let mut ws = select.workspace(gpu, q.shape, k.shape[1])?;
         select.select(gpu, &mut ws, SelectArgs { q, k, v, tau: &taus, scale })?;
         let counts = ws.lists().download(gpu)?.count;
         let density = density(&counts, select.blocks(), q.shape[2]);
-        Ok((ws, density, metadata(&taus, Estimate::Exact, density)))
+        let estimate = match scores {
+            Scores::Exact => Estimate::Exact,
+            Scores::Int8 => Estimate::LowBit(LowBit::Int8),
+        };
+        Ok((ws, density, metadata(&taus, estimate, density)))
     }
 }
 

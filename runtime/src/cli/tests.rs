@@ -314,8 +314,8 @@ fn block_sparse_kernels_need_a_map_before_the_gpu() {
 }
 
 /// `run sale` checks its selection flags before a GPU is opened (and with `--select-on host`
-/// selects there, from the estimate the flags name); wrong thresholds or estimates, or a
-/// low-bit estimate for the GPU's exact selection, are errors there.
+/// selects there, from the estimate the flags name); wrong thresholds or estimates, or an
+/// estimate the GPU does not make (int4, FP8), are errors there.
 #[test]
 fn run_sale_selects_its_blocks_before_the_gpu() {
     use crate::io::{FileDtype, HostTensor, write_tensors};
@@ -337,11 +337,13 @@ fn run_sale_selects_its_blocks_before_the_gpu() {
     assert!(m.contains("3 thresholds for 2 query heads"), "{m}");
     assert!(parse_error(&["run", "sale", "--inputs", "x", "-o", "y", "--estimate", "int3"]).contains("unknown estimate"));
     assert!(parse_error(&["run", "sale", "--inputs", "x", "-o", "y", "--tau", "nan"]).contains("not a threshold"));
-    let m = run(&["--tau", "0.01", "--estimate", "int8"]);
+    // The GPU selects from exact scores or the int8 estimate.
+    let m = run(&["--tau", "0.01", "--estimate", "int4"]);
     assert!(m.contains("--select-on host"), "{m}");
     if let Some(expected) = no_gpu_error() {
-        assert_eq!(run(&["--tau", "0.01", "--estimate", "int8", "--select-on", "host"]), expected);
+        assert_eq!(run(&["--tau", "0.01", "--estimate", "int4", "--select-on", "host"]), expected);
         assert_eq!(run(&["--tau", "0.01"]), expected);
+        assert_eq!(run(&["--tau", "0.01", "--estimate", "exact"]), expected);
     }
 }
 

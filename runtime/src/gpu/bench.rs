@@ -4,6 +4,7 @@
 
 use cudarc::driver::sys::CUevent_flags;
 use tessera_codegen::reference::Axis;
+use tessera_codegen::ir::select::Scores;
 use tessera_codegen::reference::sale::SALE_BLOCKS;
 use tessera_desc::{Config, KernelDesc, Visit};
 
@@ -236,18 +237,19 @@ pub fn bench_attention(
     Ok(out)
 }
 
-/// Times SALE's selection for `desc` at `config` (`SaleSelect::select`: the forced pass, the
-/// thresholds, the selection program and the lists; the forced lists are made once, outside
-/// the timing) with τ = `tau` for every head, on the uniform inputs `bench_attention` uses. Its
-/// FLOPs are the scores' alone, 2·D per causally visible pair; its density is what it kept.
-pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, tau: f64, warmup: usize, reps: usize) -> Result<Measurement, GpuError> {
+/// Times SALE's selection for `desc` at `config` from `scores` (`SaleSelect::select`: the
+/// forced pass, the thresholds, for int8 the quantization, the selection program and the lists;
+/// the forced lists are made once, outside the timing) with τ = `tau` for every head, on the
+/// uniform inputs `bench_attention` uses. Its FLOPs are the scores' alone, 2·D per causally
+/// visible pair; its density is what it kept.
+pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, (tau, scores): (f64, Scores), warmup: usize, reps: usize) -> Result<Measurement, GpuError> {
     let d = desc.head_dim as usize;
     let dims = [shape.batch, shape.heads, shape.seq, d];
     let n: usize = dims.iter().product();
     let input = |seed: u64| DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, shape.seq as u64 + seed));
     let (q, k, v) = (input(1)?, input(2)?, input(3)?);
     let taus = vec![tau; shape.heads];
-    let (timing, density) = match super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment) {
+    let (timing, density) = match super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment, scores) {
         Ok(select) => {
             let mut ws = select.workspace(gpu, dims, shape.heads)?;
             let args = || super::SelectArgs { q: &q, k: &k, v: &v, tau: &taus, scale: None };
@@ -263,7 +265,11 @@ pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: Benc
     };
     let causal = tessera_desc::KernelDesc { visit: Visit::Causal, ..*desc };
     let flops = attention_flops(&causal, shape.batch, shape.heads, shape.seq, shape.seq, shape.extents()) / 2.0;
-    Ok(Measurement { kernel: format!("{}:select", desc.name), shape, config, timing, flops, density })
+    let name = match scores {
+        Scores::Exact => "select-exact",
+        Scores::Int8 => "select-int8",
+    };
+    Ok(Measurement { kernel: format!("{}:{name}", desc.name), shape, config, timing, flops, density })
 }
 
 /// `n` values in [-1, 1) from SplitMix64: timing needs realistic values, not a statistics-grade
@@ -350,7 +356,7 @@ mod tests {
              \"grid\": [1024, 1, 1], \"config\": \"block_q=128,block_kv=64,warps=8,stages=2\", \"ms\": 0.5000, \
              \"min_ms\": 0.2500, \"reps\": 30, \"tflops\": 17.2}"
         );
-        let sparse = Measurement { kernel: "sale_causal_bf16_d128:select".into(), density: Some(0.25), ..m.clone() };
+        let sparse = Measurement { kernel: "sale_causal_bf16_d128:select-int8".into(), density: Some(0.25), ..m.clone() };
         assert!(sparse.json().contains("\"config\": \"block_q=128,block_kv=64,warps=8,stages=2\", \"density\": 0.2500, \"ms\""), "{}", sparse.json());
         let failed = Measurement {
             timing: Err("needs \"too much\"\nshared memory".into()),

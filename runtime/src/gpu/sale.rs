@@ -8,20 +8,21 @@
 //!    θ = LSE + ln τ_h; the selection program (`ir::select`) votes per visible tile from the
 //!    scores; `sale_lists` writes the lists of forced and voted tiles.
 //!
-//! The scores are exact (the element type's Q·Kᵀ, f32 accumulators), the selection SALE's
-//! low-bit estimate approximates; the low-bit estimate on the GPU is not built yet (the host
-//! reference has it: `reference::sale::Estimate::LowBit`).
+//! The scores are exact (`Scores::Exact`: the element type's Q·Kᵀ, f32 accumulators) or SALE's
+//! int8 estimate of them (`Scores::Int8`: `gpu::Quantizer` smooths and quantizes Q and K first,
+//! then the selection program multiplies the codes with `mma.sync` s8).
 
 use tessera_codegen::ir::select::Scores;
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchConfig, PushKernelArg};
 use tessera_codegen::ir::Program;
+use tessera_codegen::reference::Shape;
 use tessera_codegen::reference::sale::{DENSE_BELOW, SaleBlocks};
 use tessera_codegen::{SALE_ENTRIES, SALE_THREADS, compile_program, sale_ptx, select_program};
 use tessera_desc::{Config, KernelDesc, Load, Mma, Visit};
 
 use super::attention::launch_config;
 use super::blocks::DeviceBlockLists;
-use super::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
+use super::{Attention, AttentionArgs, DeviceQuantized, DeviceTensor, Gpu, GpuError, Quantizer};
 
 /// The selection's kernels for one block-sparse kernel at one config.
 pub struct SaleSelect {
@@ -30,6 +31,8 @@ pub struct SaleSelect {
     forced_pass: Attention,
     select_program: Program,
     select: CudaFunction,
+    /// The int8 estimate's quantizer (`None` for exact scores).
+    quantizer: Option<Quantizer>,
     theta: CudaFunction,
     forced_lists: CudaFunction,
     lists: CudaFunction,
@@ -60,6 +63,8 @@ pub struct SaleWorkspace {
     theta: CudaSlice<f32>,
     log_tau: CudaSlice<f32>,
     map: CudaSlice<i32>,
+    /// The int8 estimate's operands (`Scores::Int8`).
+    quantized: Option<DeviceQuantized>,
 }
 
 impl SaleWorkspace {
@@ -73,6 +78,11 @@ impl SaleWorkspace {
         &self.forced
     }
 
+    /// The last int8 selection's codes, scales and corrections.
+    pub fn quantized(&self) -> Option<&DeviceQuantized> {
+        self.quantized.as_ref()
+    }
+
     /// The last selection's thresholds θ, `[batch, heads, seq]` (for tests and reports).
     pub fn theta(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
         Ok(gpu.stream.clone_dtoh(&self.theta)?)
@@ -84,9 +94,9 @@ fn int(name: &str, v: usize) -> Result<i32, GpuError> {
 }
 
 impl SaleSelect {
-    /// The selection for `desc` (a causal block-sparse kernel with dense loads) at `cfg`, its
-    /// local window aligned to segments of `segment` tokens (SALE's 128).
-    pub fn load(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, segment: usize) -> Result<SaleSelect, GpuError> {
+    /// The selection for `desc` (a causal block-sparse kernel with dense loads) at `cfg` from
+    /// `scores`, its local window aligned to segments of `segment` tokens (SALE's 128).
+    pub fn load(gpu: &Gpu, desc: &KernelDesc, cfg: &Config, segment: usize, scores: Scores) -> Result<SaleSelect, GpuError> {
         let (Visit::Blocks(visit), Load::Dense) = (desc.visit, desc.load) else {
             return Err(GpuError::Invalid(format!("{}: SALE's selection is for block-sparse kernels with dense loads", desc.name)));
         };
@@ -110,13 +120,17 @@ impl SaleSelect {
         let forced_pass = Attention::load(gpu, desc, cfg)?;
         // Scores alone: the instruction of the kernel's P·V does not matter, and mma.sync is
         // every target's.
-        let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg }, Scores::Exact)?;
+        let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg }, scores)?;
         let program = tessera_codegen::passes::engine::select(program, target).map_err(GpuError::Invalid)?;
         let ptx = compile_program(&program, target)?;
         let what = format!("{} at {cfg}", program.name);
         let [select] = gpu.load_ptx(&what, &ptx, program.shared_bytes(), [program.name.as_str()])?;
         let [theta, forced_lists, lists] = gpu.load_ptx("SALE's list entries", &sale_ptx(target)?, 0, SALE_ENTRIES)?;
-        Ok(SaleSelect { blocks, forced_pass, select_program: program, select, theta, forced_lists, lists })
+        let quantizer = match scores {
+            Scores::Exact => None,
+            Scores::Int8 => Some(Quantizer::load(gpu, desc.head_dim as usize)?),
+        };
+        Ok(SaleSelect { blocks, forced_pass, select_program: program, select, quantizer, theta, forced_lists, lists })
     }
 
     pub fn blocks(&self) -> &SaleBlocks {
@@ -145,6 +159,13 @@ impl SaleSelect {
             theta: alloc_f32(planes * seq)?,
             log_tau: alloc_f32(heads)?,
             map: alloc_i32(cells)?,
+            quantized: match &self.quantizer {
+                None => None,
+                Some(_) => {
+                    let shape = Shape { batch, heads, kv_heads, seq_q: seq, seq_kv: seq, head_dim: q_shape[3] };
+                    Some(DeviceQuantized::poisoned(gpu, &shape, self.blocks.block_k)?)
+                }
+            },
         };
         self.launch_lists(gpu, &self.forced_lists, &mut ws, true)?;
         Ok(ws)
@@ -185,16 +206,28 @@ impl SaleSelect {
         // workspace's shape, checked against q above) and log_tau one per query head.
         unsafe { launch.launch(cfg) }?;
 
+        if let (Some(quantizer), Some(out)) = (&self.quantizer, &mut ws.quantized) {
+            quantizer.quantize_into(gpu, q, k, out)?;
+        }
         let sizes = [int("batch", batch)?, heads_i, int("kv_heads", ws.kv_heads)?, rows_i, rows_i];
         if let Some(cfg) = launch_config(&self.select_program, sizes, [rows_i, 1, 1])? {
             let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
             let mut launch = gpu.stream.launch_builder(&self.select);
-            // KERNEL_PARAMS: q, k, v (unread), o (the map), lse (θ, read), sizes, scale, grid.
-            launch.arg(&q.data).arg(&k.data).arg(&k.data).arg(&mut ws.map).arg(&ws.theta);
+            // KERNEL_PARAMS: q, k (or their codes), v (unread), o (the map), lse (θ, read),
+            // sizes, scale, grid; then an int8 selection's SCALE_PARAMS.
+            match &ws.quantized {
+                None => launch.arg(&q.data).arg(&k.data).arg(&k.data),
+                Some(x) => launch.arg(&x.q8).arg(&x.k8).arg(&x.k8),
+            };
+            launch.arg(&mut ws.map).arg(&ws.theta);
             launch.arg(&rows_i).arg(&rows_i).arg(&heads_i).arg(&sizes[2]).arg(&scale).arg(&rows_i).arg(&1i32).arg(&1i32);
+            if let Some(x) = &ws.quantized {
+                launch.arg(&x.q_scale).arg(&x.k_scale).arg(&x.qmk).arg(&x.qk_mean);
+            }
             // SAFETY: q and k passed the forced pass's checks against this kernel's tiles and
-            // head_dim; the map holds planes × q_tiles × kv_tiles entries of this config's tiles
-            // and θ one per query row; the program reads nothing else.
+            // head_dim (and their codes and scales were made for the workspace's shape, which
+            // is theirs); the map holds planes × q_tiles × kv_tiles entries of this config's
+            // tiles and θ one per query row; the program reads nothing else.
             unsafe { launch.launch(cfg) }?;
         }
         self.launch_lists(gpu, &self.lists, ws, false)

@@ -1,14 +1,16 @@
-//! SALE's selection on the GPU (`gpu::SaleSelect`) against the host: the forced lists equal
-//! `forced_map`'s exactly; the selected lists equal the interpreter's votes under the GPU's own
-//! thresholds plus the forced tiles (up to votes that f32 accumulation order can flip at the
-//! threshold), agree with the float64 selection from exact scores, and, fed to the
+//! SALE's selection on the GPU (`gpu::SaleSelect`), from exact scores and from the int8
+//! estimate, against the host: the forced lists equal `forced_map`'s exactly; the selected lists
+//! equal the interpreter's votes under the GPU's own thresholds (and codes) plus the forced
+//! tiles (up to votes that f32 accumulation order can flip at the threshold), agree with the
+//! float64 selection from the same kind of scores, and, fed to the
 //! block-sparse kernel, give attention over exactly the tiles they list. Structured inputs
 //! (sinks, local patterns, planted retrievals) so that the selection keeps some middle tiles
 //! and skips others; ragged lengths, GQA, a dense head (τ = 0), SALE's tiles and the catalog's.
 
 use tessera_codegen::ir::select::Scores;
 use tessera_codegen::format::BlockLists;
-use tessera_codegen::interp::{self, Launch};
+use tessera_codegen::format::lowbit::LowBit;
+use tessera_codegen::interp::{self, Launch, LowBitRows};
 use tessera_codegen::reference::sale::{Estimate, SaleBlocks, forced_map, sale_select};
 use tessera_codegen::reference::structured::structured_inputs;
 use tessera_codegen::reference::{self, BlockGrid, Shape};
@@ -22,9 +24,9 @@ use crate::common::gpu;
 
 const TAUS: [f64; 4] = [0.004, 0.02, 0.0, 0.001];
 
-fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64) {
+fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64, scores: Scores) {
     let desc = catalog::find("sale_causal_bf16_d128").expect("the catalog has the block-sparse kernel");
-    let at = format!("{cfg} {shape:?}");
+    let at = format!("{scores:?} {cfg} {shape:?}");
     let x = structured_inputs(&shape, seed).unwrap();
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
     let (q, k, v) = (f32s(&x.q), f32s(&x.k), f32s(&x.v));
@@ -33,7 +35,7 @@ fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64) {
     let (qd, kd, vd) = (up(&q, shape.heads), up(&k, shape.kv_heads), up(&v, shape.kv_heads));
     let tau: Vec<f64> = (0..shape.heads).map(|h| TAUS[h % TAUS.len()]).collect();
 
-    let select = SaleSelect::load(gpu, desc, cfg, 128).unwrap();
+    let select = SaleSelect::load(gpu, desc, cfg, 128, scores).unwrap();
     let blocks: SaleBlocks = *select.blocks();
     let mut ws = select.workspace(gpu, qd.shape, shape.kv_heads).unwrap();
     select.select(gpu, &mut ws, SelectArgs { q: &qd, k: &kd, v: &vd, tau: &tau, scale: None }).unwrap();
@@ -45,9 +47,15 @@ fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64) {
     let forced_want = forced_map(&blocks, planes, shape.seq_q);
     assert_eq!(forced.kept(), forced_want, "{at}: forced lists");
 
-    // The host's lists from the interpreter's votes under the GPU's thresholds.
-    let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg }, Scores::Exact).unwrap();
+    // The host's lists from the interpreter's votes under the GPU's thresholds (and codes).
+    let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg }, scores).unwrap();
     let theta = ws.theta(gpu).unwrap();
+    let quantized = ws.quantized().map(|x| x.download(gpu).unwrap());
+    let codes = |c: &[i8]| c.iter().map(|&v| v as f32).collect::<Vec<_>>();
+    let (q_in, k_in) = match &quantized {
+        Some(x) => (codes(&x.q8), codes(&x.k8)),
+        None => (q.clone(), k.clone()),
+    };
     let launch = Launch {
         batch: shape.batch,
         heads: shape.heads,
@@ -56,16 +64,22 @@ fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64) {
         seq_kv: shape.seq_kv,
         grid: [shape.seq_q, 1, 1],
         scale: 1.0 / (shape.head_dim as f32).sqrt(),
-        q: &q,
-        k: &k,
-        v: &k,
+        q: &q_in,
+        k: &k_in,
+        v: &k_in,
         k_bitmap: None,
         v_bitmap: None,
         compressed: 0,
         splits: 1,
         blocks: None,
     };
-    let votes = interp::select(&program, &launch, &theta).unwrap();
+    let votes = match &quantized {
+        Some(x) => {
+            let rows = LowBitRows { q_scale: &x.q_scale, k_scale: &x.k_scale, qmk: &x.qmk, qk_mean: &x.qk_mean };
+            interp::select_low_bit(&program, &launch, &theta, rows).unwrap()
+        }
+        None => interp::select(&program, &launch, &theta).unwrap(),
+    };
     let host: Vec<bool> = forced_want.iter().zip(&votes).map(|(&f, &v)| f || v == 1).collect();
     let got = lists.kept();
     assert!(forced_want.iter().zip(&got).all(|(&f, &g)| !f || g), "{at}: a forced tile is missing");
@@ -82,12 +96,16 @@ fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64) {
         }
     }
 
-    // The float64 selection from exact scores, on the values the GPU reads.
+    // The float64 selection from the same kind of scores, on the values the GPU reads.
     let r = |x: &[f32]| x.iter().map(|&v| round_to(desc.dtype, v) as f64).collect::<Vec<_>>();
     let (q64, k64, v64) = (r(&q), r(&k), r(&v));
     let scale = 1.0 / (shape.head_dim as f64).sqrt();
-    let exact = sale_select(&shape, &blocks, &tau, Estimate::Exact, scale, &q64, &k64).unwrap();
-    let agree = exact.iter().zip(&got).filter(|(a, b)| a == b).count() as f64 / exact.len() as f64;
+    let estimate = match scores {
+        Scores::Exact => Estimate::Exact,
+        Scores::Int8 => Estimate::LowBit(LowBit::Int8),
+    };
+    let want = sale_select(&shape, &blocks, &tau, estimate, scale, &q64, &k64).unwrap();
+    let agree = want.iter().zip(&got).filter(|(a, b)| a == b).count() as f64 / want.len() as f64;
     println!("{at}: {:.2}% of tiles agree with the float64 selection", 100.0 * agree);
     assert!(agree >= 0.97, "{at}: only {agree} of the tiles agree with the float64 selection");
 
@@ -112,7 +130,9 @@ fn gpu_selection_matches_the_host() {
     let shape = |batch, heads, kv_heads, seq| Shape { batch, heads, kv_heads, seq_q: seq, seq_kv: seq, head_dim: 128 };
     for cfg in [Config::line(64, 32, 4, 2), desc.default_config().unwrap()] {
         for (i, s) in [shape(1, 4, 2, 700), shape(2, 2, 1, 130), shape(1, 4, 4, 9)].into_iter().enumerate() {
-            check(&gpu, &cfg, s, seed.wrapping_add(i as u64));
+            for scores in [Scores::Exact, Scores::Int8] {
+                check(&gpu, &cfg, s, seed.wrapping_add(i as u64), scores);
+            }
         }
     }
 }
@@ -122,10 +142,10 @@ fn bad_selection_arguments_are_errors() {
     let Some(gpu) = gpu() else { return };
     let desc = catalog::find("sale_causal_bf16_d128").unwrap();
     let cfg = Config::line(64, 32, 4, 2);
-    assert!(SaleSelect::load(&gpu, desc, &cfg, 100).is_err(), "a segment of partial tiles");
+    assert!(SaleSelect::load(&gpu, desc, &cfg, 100, Scores::Exact).is_err(), "a segment of partial tiles");
     let dense = catalog::find("dense_bf16_d128").unwrap();
-    assert!(SaleSelect::load(&gpu, dense, &dense.default_config().unwrap(), 128).is_err(), "not block-sparse");
-    let select = SaleSelect::load(&gpu, desc, &cfg, 128).unwrap();
+    assert!(SaleSelect::load(&gpu, dense, &dense.default_config().unwrap(), 128, Scores::Exact).is_err(), "not block-sparse");
+    let select = SaleSelect::load(&gpu, desc, &cfg, 128, Scores::Int8).unwrap();
     let t = |heads, seq| DeviceTensor::from_f32(&gpu, desc.dtype, [1, heads, seq, 128], &vec![0.5; heads * seq * 128]).unwrap();
     let (q, k) = (t(2, 100), t(1, 100));
     let mut ws = select.workspace(&gpu, q.shape, 1).unwrap();
