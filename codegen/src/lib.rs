@@ -2,6 +2,7 @@
 //! tile IR, a float64 reference, and the tools that check PTX without a GPU.
 
 pub mod canon;
+pub mod cost;
 pub mod format;
 mod error;
 pub mod interp;

@@ -7,7 +7,7 @@ use crate::ir::Program;
 pub const ALIGN: u32 = 1024;
 
 pub fn place(mut program: Program) -> Program {
-    let elem = program.dtype.bytes();
+    let elem = program.elem_bytes();
     let mut next = 0;
     for buf in &mut program.shared {
         buf.offset = Some(next);

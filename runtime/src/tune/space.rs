@@ -2,7 +2,8 @@
 //!
 //! The space is the description's `configs()` (already free of invalid combinations). Of those,
 //! a config is pruned when it cannot run on the device (shared memory over the per-block
-//! limit) or when ptxas reports heavy spilling. Spilling is judged by a threshold, not at zero:
+//! limit), when ptxas reports heavy spilling, or, for a neighborhood kernel, when its tiles
+//! waste far more work on the problem's grid than the space's best (`cost::window_efficiency`). Spilling is judged by a threshold, not at zero:
 //! on H100 some configs that spill a few hundred bytes (a handful of values kept in local
 //! memory, which stays in L1) are among the fastest, because the larger tile they buy
 //! outweighs the spill traffic; configs that spill kilobytes are never competitive.
@@ -38,6 +39,33 @@ pub fn shared_memory_pruned(
         Ok(_) => None,
         Err(e) => Some(format!("codegen: {e}")),
     }
+}
+
+/// A config is pruned when its useful fraction of computed pairs is below this share of the
+/// space's best: generous, because the fraction ignores what tile size does to the rate (the
+/// measured H100 winner of NATTEN's 3-D case sits at 0.78 of the space's best fraction).
+pub const USEFUL_WORK_SHARE: f64 = 0.5;
+
+/// Why each of `configs` wastes too much of a neighborhood kernel's work on the grid `extents`
+/// to be worth timing (`None` where it does not, and for every config of other kernels).
+pub fn useful_work_pruned(desc: &KernelDesc, configs: &[Config], extents: &[usize]) -> Vec<Option<String>> {
+    let useful: Vec<Option<f64>> = configs
+        .iter()
+        .map(|c| tessera_codegen::cost::window_efficiency(desc, c, extents).ok().flatten())
+        .collect();
+    let best = useful.iter().flatten().copied().fold(0.0, f64::max);
+    useful
+        .iter()
+        .map(|u| match u {
+            Some(u) if *u < USEFUL_WORK_SHARE * best => Some(format!(
+                "{:.0}% of its tile products are useful on this grid, under {:.0}% of the best config's {:.0}%",
+                100.0 * u,
+                100.0 * USEFUL_WORK_SHARE,
+                100.0 * best
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Why a config spills too much to be worth timing, if it does.

@@ -133,7 +133,16 @@ pub fn sweep(
         .0
         .remove(&id)
         .unwrap_or_else(|| Entry::new(key.clone()));
-    let todo = super::space::to_run(&space, Some(&entry), options.retune);
+    let mut todo = super::space::to_run(&space, Some(&entry), options.retune);
+    // Judged against the whole space, so that a resumed sweep prunes as a fresh one would.
+    let wasteful: Vec<(Config, String)> = space
+        .iter()
+        .zip(super::space::useful_work_pruned(desc, &space, &problem.extents()))
+        .filter_map(|(c, why)| Some((*c, why?)))
+        .filter(|(c, _)| todo.contains(c))
+        .collect();
+    todo.retain(|c| !wasteful.iter().any(|(w, _)| w == c));
+    let ran = todo.len() + wasteful.len();
     let space_names: Vec<String> = space.iter().map(Config::to_string).collect();
     entry.extend_space(space_names.iter().map(String::as_str));
     let recorder = Recorder::new(store, id.clone(), entry);
@@ -141,7 +150,7 @@ pub fn sweep(
         id,
         entry: Entry::new(key),
         space: space.len(),
-        ran: todo.len(),
+        ran,
         counts: Counts::default(),
         stopped_by_budget: false,
         spills_unchecked: None,
@@ -153,7 +162,7 @@ pub fn sweep(
         store_error: None,
         store_path: store.path().map(PathBuf::from),
     };
-    if todo.is_empty() {
+    if ran == 0 {
         summary.entry = recorder.into_entry().0;
         summary.wall = start.elapsed();
         return Ok(summary);
@@ -175,7 +184,7 @@ pub fn sweep(
     );
     summary.codegen = start.elapsed();
     let mut ready = Vec::new();
-    let mut pruned = Vec::new();
+    let mut pruned: Vec<_> = wasteful.into_iter().map(|(config, reason)| (config, Record::now(*problem, Outcome::Pruned { reason }))).collect();
     for Prepared {
         config,
         pruned: why,

@@ -131,3 +131,23 @@ fn a_sweep_runs_only_configs_without_a_record() {
     assert!(to_run(&space, Some(&full), false).is_empty());
     assert_eq!(to_run(&space, Some(&full), true), space);
 }
+
+/// Neighborhood configs that waste more than half the work of the space's best on the
+/// problem's grid are pruned, with both fractions in the reason; NATTEN's 3-D case keeps its
+/// whole catalog space, a 1-D window its long query tiles, and other kernels are never judged.
+#[test]
+fn neighborhood_configs_that_waste_most_of_their_work_are_pruned() {
+    use super::super::space::useful_work_pruned;
+    let na3d = crate::catalog::find("na3d_w18x24x24_f16_d128").unwrap();
+    let space = na3d.configs();
+    assert!(useful_work_pruned(na3d, &space, &[30, 48, 80]).iter().all(Option::is_none));
+    // A 1-D window of 13 (dilation 2) on 10 000 tokens: 64-token query tiles compute about 7
+    // keys per useful one, 1024-token tiles about 80.
+    let na1d = crate::catalog::find("na1d_w13_d2_bf16_d128").unwrap();
+    let configs = [Config::line(64, 32, 4, 2), Config::line(1024, 32, 4, 2)];
+    let why = useful_work_pruned(na1d, &configs, &[10_000]);
+    assert!(why[0].is_none(), "{why:?}");
+    let reason = why[1].as_deref().unwrap_or_default();
+    assert!(reason.contains("useful on this grid") && reason.contains("best config's"), "{reason}");
+    assert!(useful_work_pruned(dense(), &dense().configs(), &[4096]).iter().all(Option::is_none));
+}
