@@ -7,12 +7,13 @@
 //!
 //! Both counts factor over the axes (boxes are products of per-axis tiles; a neighborhood is a
 //! conjunction of per-axis rules), so each is a product of per-axis sums. The computed keys come
-//! from the same `passes::window` spans the kernel's loop bounds are built from, the held keys
-//! from `reference::rule`.
+//! from the same tiles (`ir::geometry`, dilation groups included) and `passes::window` spans the
+//! kernel's loop bounds are built from, the held keys from `reference::rule`.
 
 use tessera_desc::{Config, KernelDesc, Visit};
 
 use crate::ir::Expr;
+use crate::ir::geometry::TileBox;
 use crate::passes::window::AxisRule;
 use crate::reference::Axis;
 
@@ -31,15 +32,17 @@ pub fn window_efficiency(desc: &KernelDesc, cfg: &Config, extents: &[usize]) -> 
         held *= (0..extent).map(|x| reference.key_range(x).len() as f64).sum::<f64>();
         let extent_i = i32::try_from(extent).map_err(|_| format!("extent {extent} does not fit in i32"))?;
         let rule = AxisRule { axis: ax, extent: extent_i.into() };
-        let (qt, kt) = (cfg.q_tile[a] as usize, cfg.kv_tile[a] as usize);
-        let eval = |e: &Expr| e.eval(&|_| None).map(|v| v.max(0) as usize);
+        // This axis's tiles as a line of their own (the spans along one axis depend on it alone).
+        let line = |t: u32| TileBox { dims: 1, extents: [extent_i.into(), 1.into(), 1.into()], shape: [t, 1, 1], groups: [ax.dilation.max(1), 1, 1] };
+        let (q, kv) = (line(cfg.q_tile[a]), line(cfg.kv_tile[a]));
+        let eval = |e: &Expr| e.eval(&|_| None);
         let mut keys = 0.0;
-        for first in (0..extent).step_by(qt.max(1)) {
-            let last = (first + qt).min(extent) - 1;
-            let (begin, end) = rule.key_span(&(first as i32).into(), &(last as i32).into());
-            let (begin, end) = (eval(&begin)?, eval(&end)?);
-            let tiles = end.div_ceil(kt).saturating_sub(begin / kt);
-            keys += (qt * tiles * kt) as f64;
+        for i in 0..eval(&q.count(0))? {
+            let first = q.tile_origin(0, i.into());
+            let last = q.last(std::slice::from_ref(&first), 0);
+            let (begin, end) = rule.tile_span(0, &kv, &first, &last);
+            let tiles = (eval(&end)? - eval(&begin)?).max(0);
+            keys += (cfg.q_tile[a] as i64 * tiles as i64 * cfg.kv_tile[a] as i64) as f64;
         }
         computed *= keys;
     }
@@ -88,27 +91,26 @@ mod tests {
             let dims = extents.len();
             let rules: Vec<_> = axes.iter().zip(&extents).map(|(a, &l)| Axis { extent: l, window: a.size as usize, dilation: a.dilation as usize, stride: a.stride as usize, causal: a.causal }.rule().unwrap()).collect();
             // Per axis and query tile: (its rows, the KV tile rows it visits).
-            let tiles: Vec<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> = (0..dims)
-                .map(|a| {
-                    let rule = AxisRule { axis: axes[a], extent: (extents[a] as i32).into() };
-                    let (qt, kt) = (q[a] as usize, kv[a] as usize);
-                    (0..extents[a])
-                        .step_by(qt)
-                        .map(|f| {
-                            let (b, e) = rule.key_span(&(f as i32).into(), &(((f + qt).min(extents[a]) - 1) as i32).into());
-                            let (b, e) = (b.eval(&|_| None).unwrap() as usize, e.eval(&|_| None).unwrap() as usize);
-                            (f..f + qt, b / kt * kt..e.div_ceil(kt) * kt)
-                        })
-                        .collect()
-                })
-                .collect();
+            // The kernel's own tile program: its loop over the KV box of every query tile, run
+            // with the launch's sizes, counts the pairs its products compute.
+            let visit = desc.visit;
+            let c = cfg(q, kv);
+            let (q_box, kv_box) = (TileBox::queries(visit, &c), TileBox::keys(visit, &c));
+            let grid = |v: crate::ir::Var| match v {
+                crate::ir::Var::Grid(a) => Some(extents.get(a as usize).copied().unwrap_or(1) as i32),
+                _ => None,
+            };
+            let eval = |e: &Expr| e.eval(&grid).unwrap();
             let mut computed = 0usize;
-            let mut boxes = vec![vec![]];
-            for axis_tiles in &tiles {
-                boxes = boxes.into_iter().flat_map(|b: Vec<_>| axis_tiles.iter().map(move |t| [b.clone(), vec![t.clone()]].concat())).collect();
-            }
-            for b in &boxes {
-                computed += b.iter().map(|(rows, keys)| rows.len() * keys.len()).product::<usize>();
+            for t in 0..eval(&q_box.total()) {
+                let origin = q_box.origin_of(t.into());
+                let mut pairs = c.block_q() as usize;
+                for a in 0..dims {
+                    let rule = AxisRule { axis: axes[a], extent: q_box.extents[a].clone() };
+                    let (b, e) = rule.tile_span(a, &kv_box, &origin[a], &q_box.last(&origin, a));
+                    pairs *= (eval(&e) - eval(&b)).max(0) as usize * kv[a] as usize;
+                }
+                computed += pairs;
             }
             let cells: Vec<Vec<usize>> = extents.iter().fold(vec![vec![]], |acc, &l| acc.into_iter().flat_map(|c| (0..l).map(move |x| [c.clone(), vec![x]].concat())).collect());
             let held = cells.iter().flat_map(|qc| cells.iter().map(move |kc| (qc, kc))).filter(|(qc, kc)| rules.iter().enumerate().all(|(a, r)| r.allowed(qc[a], kc[a]))).count();

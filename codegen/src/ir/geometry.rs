@@ -3,6 +3,13 @@
 //! Dense and causal kernels see their tokens as a line (queries and keys with lengths of their
 //! own); neighborhood kernels tile the launch's grid of extents `grid_x × grid_y × grid_z`,
 //! row-major, so a tile row is a token of a box and a tile of consecutive tokens is the 1-D case.
+//!
+//! Along a dilated axis (dilation d) a tile holds consecutive *positions* of one dilation group,
+//! the coordinates `g + d·p`: a query only sees keys of its own group, so a tile of contiguous
+//! coordinates would compute d − 1 hidden keys for every visible one. Each group is cut into
+//! tiles as if it were an axis of `ceil(extent / d)` tokens (a shorter group's last tiles hold
+//! rows past the grid, which do not exist); tile `i` along the axis is tile `i % per_group` of
+//! group `i / per_group`. This is NATTEN's token permutation for dilation, done by addressing.
 
 use tessera_desc::{Config, Visit};
 
@@ -14,6 +21,8 @@ pub struct TileBox {
     pub dims: usize,
     pub extents: [Expr; 3],
     pub shape: [u32; 3],
+    /// Dilation per axis (1 on lines and undilated axes): tiles hold one dilation group each.
+    pub groups: [u32; 3],
 }
 
 impl TileBox {
@@ -31,19 +40,38 @@ impl TileBox {
                 dims: w.dims as usize,
                 extents: [Var::Grid(0).into(), Var::Grid(1).into(), Var::Grid(2).into()],
                 shape,
+                groups: w.axes.map(|a| a.dilation.max(1)),
             },
-            _ => TileBox { dims: 1, extents: [line.into(), 1.into(), 1.into()], shape },
+            _ => TileBox { dims: 1, extents: [line.into(), 1.into(), 1.into()], shape, groups: [1; 3] },
         }
     }
 
     /// The origin of the KV tile a `VisitTiles` body is on, in `Var::KvTile` coordinates.
     pub fn visit_origin(&self) -> Vec<Expr> {
-        (0..self.dims).map(|a| Expr::var(Var::KvTile(a as u8)).mul(self.shape[a] as i32)).collect()
+        (0..self.dims).map(|a| self.tile_origin(a, Var::KvTile(a as u8).into())).collect()
+    }
+
+    /// Tiles along axis `a` per dilation group.
+    pub fn per_group(&self, a: usize) -> Expr {
+        self.extents[a].clone().ceil_div(self.groups[a] as i32).ceil_div(self.shape[a] as i32)
     }
 
     /// Tiles along axis `a`.
     pub fn count(&self, a: usize) -> Expr {
-        self.extents[a].clone().ceil_div(self.shape[a] as i32)
+        match self.groups[a] {
+            1 => self.extents[a].clone().ceil_div(self.shape[a] as i32),
+            d => self.per_group(a).mul(d as i32),
+        }
+    }
+
+    /// The first grid coordinate along axis `a` of the tile with index `i` along it.
+    pub fn tile_origin(&self, a: usize, i: Expr) -> Expr {
+        let (t, d) = (self.shape[a] as i32, self.groups[a] as i32);
+        if d == 1 {
+            return i.mul(t);
+        }
+        let per_group = self.per_group(a);
+        i.clone().div(per_group.clone()).add(i.rem(per_group).mul(t * d))
     }
 
     /// Tiles in the whole grid.
@@ -62,7 +90,7 @@ impl TileBox {
                 if a > 0 {
                     index = index.rem(self.count(a));
                 }
-                index.mul(self.shape[a] as i32)
+                self.tile_origin(a, index)
             })
             .collect()
     }
@@ -75,7 +103,7 @@ impl TileBox {
         if a > 0 {
             local = local.rem(self.shape[a] as i32);
         }
-        origin[a].clone().add(local)
+        origin[a].clone().add(local.mul(self.groups[a] as i32))
     }
 
     /// The token (row-major grid index) of row `row` of the tile at `origin`.
@@ -92,9 +120,15 @@ impl TileBox {
         })
     }
 
-    /// The last grid coordinate along `a` of a real row of the tile at `origin`.
+    /// The last grid coordinate along `a` of a real row of the tile at `origin` (the tile's
+    /// group holds `ceil((extent − origin) / d)` coordinates from its origin on).
     pub fn last(&self, origin: &[Expr], a: usize) -> Expr {
-        origin[a].clone().add(self.shape[a] as i32).min(self.extents[a].clone()).sub(1)
+        let (t, d) = (self.shape[a] as i32, self.groups[a] as i32);
+        if d == 1 {
+            return origin[a].clone().add(t).min(self.extents[a].clone()).sub(1);
+        }
+        let rows = self.extents[a].clone().sub(origin[a].clone()).add(d - 1).div(d).min(t);
+        origin[a].clone().add(rows.sub(1).mul(d))
     }
 }
 
@@ -105,10 +139,18 @@ mod tests {
 
     const AXIS: WindowAxis = WindowAxis { size: 3, dilation: 1, stride: 1, causal: false };
 
-    /// Every token of a ragged 3-D grid is the row of exactly one tile, at the right place.
+    /// Every token of a ragged 3-D grid is the row of exactly one tile, at the right place,
+    /// with and without dilation groups; a dilated tile's rows are all of one group, and its
+    /// last row is the `last` coordinate.
     #[test]
     fn tiles_cover_the_grid_once() {
-        let visit = Visit::Window(Window { dims: 3, axes: [AXIS; 3] });
+        for dilation in [[1, 1, 1], [2, 3, 1], [1, 2, 3]] {
+            let axes = dilation.map(|d| WindowAxis { dilation: d, ..AXIS });
+            cover_once(Visit::Window(Window { dims: 3, axes }), dilation);
+        }
+    }
+
+    fn cover_once(visit: Visit, dilation: [u32; 3]) {
         let cfg = Config { q_tile: [2, 4, 2], kv_tile: [1, 1, 16], warps: 1, stages: 1, mma: Mma::Sync };
         let grid = [5, 7, 3];
         let tiles = TileBox::queries(visit, &cfg);
@@ -127,6 +169,11 @@ mod tests {
                     let token = eval(&tiles.token(&origin, row));
                     assert_eq!(token, (c[0] * 7 + c[1]) * 3 + c[2]);
                     seen[token as usize] += 1;
+                    for a in 0..3 {
+                        let d = dilation[a] as i32;
+                        assert_eq!(c[a] % d, eval(&origin[a]) % d, "{dilation:?}: a row outside its tile's group");
+                        assert!(c[a] <= eval(&tiles.last(&origin, a)), "{dilation:?}: a row past the tile's last");
+                    }
                 }
             }
         }

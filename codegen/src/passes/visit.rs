@@ -74,12 +74,7 @@ impl Tiles {
                 vec![(0.into(), keys.ceil_div(bkv).min(self.kv.count(0)))]
             }
             Visit::Window(w) => (0..self.kv.dims)
-                .map(|a| {
-                    let (first, last) = (self.q_origin[a].clone(), self.q.last(&self.q_origin, a));
-                    let (begin, end) = self.rule(&w, a).key_span(&first, &last);
-                    let t = self.kv.shape[a] as i32;
-                    (begin.div(t), end.ceil_div(t).min(self.kv.count(a)))
-                })
+                .map(|a| self.rule(&w, a).tile_span(a, &self.kv, &self.q_origin[a], &self.q.last(&self.q_origin, a)))
                 .collect(),
             _ => return Err(unsupported(self.visit)),
         })
@@ -108,7 +103,8 @@ impl Tiles {
         let (start, end) = (self.kv_origin[a].clone(), self.kv_origin[a].clone().add(self.kv.shape[a] as i32));
         let past_end = self.kv.extents[a].clone().lt(end.clone());
         if w.axes[a].dilation > 1 {
-            // Dilation groups interleave, so every tile mixes visible and hidden keys.
+            // Judged by the mask alone: the tiles are of one dilation group, but the window
+            // bounds would have to be taken in the group's positions.
             return Expr::Const(1);
         }
         // Windows move right with the query: the tile is inside every row's window iff it

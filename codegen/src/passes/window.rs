@@ -8,6 +8,7 @@
 use tessera_desc::WindowAxis;
 
 use crate::ir::Expr;
+use crate::ir::geometry::TileBox;
 
 pub struct AxisRule {
     pub axis: WindowAxis,
@@ -68,20 +69,23 @@ impl AxisRule {
         same_group.and(self.start(&pq, &lg).le(pk.clone())).and(pk.lt(self.end(&pq, &lg)))
     }
 
-    /// Key coordinates `[begin, end)` covering the windows of queries `q_first..=q_last`. Bounds
-    /// grow with the position and with the group length, so the first query's position in the
-    /// shortest group and the last query's in the longest bound every group.
-    pub fn key_span(&self, q_first: &Expr, q_last: &Expr) -> (Expr, Expr) {
-        let d = self.d();
+    /// The KV tiles `[begin, end)` along this axis (indices among `kv`'s tiles) holding the
+    /// keys of the windows of the query tile that starts at coordinate `q_first` and whose last
+    /// real row is `q_last` (both of one dilation group, `ir::geometry`): the positions
+    /// `[start(first), end(last))` of that group, in the group's KV tiles. Window bounds grow
+    /// with the position, so the first and last queries bound the tile's.
+    pub fn tile_span(&self, a: usize, kv: &TileBox, q_first: &Expr, q_last: &Expr) -> (Expr, Expr) {
+        let (t, d) = (kv.shape[a] as i32, self.d());
         if d == 1 {
             let lg = self.extent.clone();
-            return (self.start(q_first, &lg), self.end(q_last, &lg));
+            let (begin, end) = (self.start(q_first, &lg), self.end(q_last, &lg));
+            return (begin.div(t), end.ceil_div(t).min(kv.count(a)));
         }
-        let shortest = self.extent.clone().div(d);
-        let longest = self.extent.clone().add(d - 1).div(d);
-        let begin = self.start(&q_first.clone().div(d), &shortest).mul(d);
-        let end = self.end(&q_last.clone().div(d), &longest).mul(d).min(self.extent.clone());
-        (begin, end)
+        let group = q_first.clone().rem(d);
+        let lg = self.group_len(group.clone());
+        let (begin, end) = (self.start(&q_first.clone().div(d), &lg), self.end(&q_last.clone().div(d), &lg));
+        let base = group.mul(kv.per_group(a));
+        (base.clone().add(begin.div(t)), base.add(end.ceil_div(t)))
     }
 }
 
@@ -116,13 +120,26 @@ mod tests {
                                     assert_eq!(got, reference.allowed(q, k), "L={l} w={w} d={d} s={s} causal={causal} q={q} k={k}");
                                 }
                             }
-                            for q0 in 0..l {
-                                for q1 in q0..l.min(q0 + 5) {
-                                    let (b, e) = rule.key_span(&(q0 as i32).into(), &(q1 as i32).into());
-                                    let (b, e) = (eval(&b, l as i32) as usize, eval(&e, l as i32) as usize);
-                                    for q in q0..=q1 {
-                                        for k in reference.keys(q) {
-                                            assert!(b <= k && k < e, "L={l} w={w} d={d} s={s} causal={causal}: key {k} of query {q} outside [{b}, {e})");
+                            // Every key a query sees lies in a KV tile of its query tile's span.
+                            for (qt, kt) in [(1, 1), (2, 3), (4, 2)] {
+                                let boxes = |t: u32| TileBox { dims: 1, extents: [Var::SeqKv.into(), 1.into(), 1.into()], shape: [t, 1, 1], groups: [d as u32, 1, 1] };
+                                let (q_box, kv_box) = (boxes(qt), boxes(kt));
+                                for i in 0..eval(&q_box.count(0), l as i32) {
+                                    let first = q_box.tile_origin(0, i.into());
+                                    let last = q_box.last(std::slice::from_ref(&first), 0);
+                                    let (b, e) = rule.tile_span(0, &kv_box, &first, &last);
+                                    let (b, e) = (eval(&b, l as i32), eval(&e, l as i32));
+                                    for r in 0..qt as i32 {
+                                        let q = eval(&q_box.coord(std::slice::from_ref(&first), 0, r.into()), l as i32);
+                                        if q >= l as i32 {
+                                            continue;
+                                        }
+                                        for k in reference.keys(q as usize) {
+                                            let covered = (b..e).any(|j| {
+                                                let o = kv_box.tile_origin(0, j.into());
+                                                (0..kt as i32).any(|c| eval(&kv_box.coord(std::slice::from_ref(&o), 0, c.into()), l as i32) == k as i32)
+                                            });
+                                            assert!(covered, "L={l} w={w} d={d} s={s} causal={causal} tiles {qt}/{kt}: key {k} of query {q} outside tiles [{b}, {e})");
                                         }
                                     }
                                 }
