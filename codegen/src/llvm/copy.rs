@@ -80,7 +80,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
             let block = b.build_int_mul(block, self.i32((sb.rows * pitch) as i64), "")?;
             (b.build_int_add(row_start, block, "")?, b.build_int_unsigned_rem(chunk, self.i32(block_chunks as i64), "")?)
         };
-        let swizzled = b.build_xor(within, b.build_and(row, self.i32(7), "")?, "")?;
+        let (shift, mask) = super::layout::row_swizzle(block_chunks);
+        let swizzled = b.build_xor(within, b.build_and(b.build_right_shift(row, self.i32(shift as i64), false, "")?, self.i32(mask as i64), "")?, "")?;
         Ok(b.build_int_add(row_start, b.build_int_mul(swizzled, self.i32(16), "")?, "")?)
     }
 

@@ -20,6 +20,17 @@ pub const CHUNK_ELEMS: u32 = 8;
 /// is the same formula, checked here.
 pub const BLOCK_ROW_BYTES: u32 = 128;
 
+/// How row `r` permutes the chunks of a block row of `block_chunks` 16-byte chunks: chunk `c`
+/// sits at `c ^ ((r >> shift) & mask)` among them. 128-byte block rows (and wider) XOR with
+/// `r % 8`; narrower ones (int8 codes of 64 channels: 64 bytes) with `(r / 2) % 4`, so that
+/// eight consecutive rows still cover the eight 16-byte bank groups. Row bases that are
+/// multiples of 8 drop out of both, which ldmatrix's per-lane addressing relies on. Returns
+/// (shift, mask).
+pub fn row_swizzle(block_chunks: u32) -> (u32, u32) {
+    let chunks = block_chunks.clamp(1, 8);
+    ((8 / chunks).trailing_zeros(), chunks - 1)
+}
+
 /// The tile row and chunk that `lane` addresses in `ldmatrix.x4`, relative to the operand's
 /// first row and chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,27 +95,30 @@ mod tests {
         row * 1000 + col
     }
 
-    fn chunk_offset(rows: u32, block_cols: u32, row: u32, chunk: u32) -> u32 {
-        let (block_chunks, pitch) = (block_cols / CHUNK_ELEMS, block_cols * 2);
+    /// The lowering's placement (`Lowerer::chunk_offset`), in chunks of 16 bytes.
+    fn chunk_offset(rows: u32, block_chunks: u32, row: u32, chunk: u32) -> u32 {
         let (block, within) = (chunk / block_chunks, chunk % block_chunks);
-        block * rows * pitch + row * pitch + ((within & !7) | ((within & 7) ^ (row % 8))) * 16
+        let (shift, mask) = row_swizzle(block_chunks);
+        let pitch = block_chunks * 16;
+        block * rows * pitch + row * pitch + ((within & !mask) | ((within & mask) ^ ((row >> shift) & mask))) * 16
     }
 
     /// Every chunk of a tile has its own place inside the tile, and the eight rows of one
-    /// column that an ldmatrix phase reads fall on eight different 16-byte bank groups.
+    /// column that an ldmatrix phase reads fall on eight different 16-byte bank groups: for
+    /// 128-byte block rows of 16-bit values, wider tiles in blocks, and 64-byte rows (int8
+    /// codes of 64 channels).
     #[test]
     fn chunk_offsets_are_a_permutation_without_bank_conflicts() {
-        for (rows, cols, block_cols) in [(64, 64, 64), (128, 128, 64), (128, 128, 128), (32, 128, 64), (16, 64, 64)] {
-            let chunks = cols / CHUNK_ELEMS;
+        for (rows, chunks, block_chunks) in [(64, 8, 8), (128, 16, 8), (128, 16, 16), (32, 16, 8), (16, 8, 8), (64, 4, 4), (32, 4, 4)] {
             let mut seen: Vec<u32> =
-                (0..rows).flat_map(|r| (0..chunks).map(move |c| chunk_offset(rows, block_cols, r, c))).collect();
+                (0..rows).flat_map(|r| (0..chunks).map(move |c| chunk_offset(rows, block_chunks, r, c))).collect();
             seen.sort();
-            assert_eq!(seen, (0..rows * chunks).map(|i| 16 * i).collect::<Vec<_>>(), "{rows}x{cols}/{block_cols}");
+            assert_eq!(seen, (0..rows * chunks).map(|i| 16 * i).collect::<Vec<_>>(), "{rows}x{chunks}/{block_chunks}");
             for r0 in (0..rows).step_by(8) {
                 for c in 0..chunks {
-                    let mut groups: Vec<u32> = (r0..r0 + 8).map(|r| chunk_offset(rows, block_cols, r, c) / 16 % 8).collect();
+                    let mut groups: Vec<u32> = (r0..r0 + 8).map(|r| chunk_offset(rows, block_chunks, r, c) / 16 % 8).collect();
                     groups.sort();
-                    assert_eq!(groups, (0..8).collect::<Vec<_>>(), "{rows}x{cols}/{block_cols} rows {r0}.. chunk {c}");
+                    assert_eq!(groups, (0..8).collect::<Vec<_>>(), "{rows}x{chunks}/{block_chunks} rows {r0}.. chunk {c}");
                 }
             }
         }

@@ -249,9 +249,12 @@ pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: Benc
     let input = |seed: u64| DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, shape.seq as u64 + seed));
     let (q, k, v) = (input(1)?, input(2)?, input(3)?);
     let taus = vec![tau; shape.heads];
-    let (timing, density) = match super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment, scores) {
-        Ok(select) => {
-            let mut ws = select.workspace(gpu, dims, shape.heads)?;
+    // A selection that cannot load or allocate its buffers (at 128K tokens they are large) is
+    // a failed row; a failed launch ends the run, as in `bench_attention`.
+    let loaded = super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment, scores)
+        .and_then(|select| Ok((select.workspace(gpu, dims, shape.heads)?, select)));
+    let (timing, density) = match loaded {
+        Ok((mut ws, select)) => {
             let args = || super::SelectArgs { q: &q, k: &k, v: &v, tau: &taus, scale: None };
             let timing = time(gpu, warmup, reps, || select.select(gpu, &mut ws, args()))?;
             let counts = ws.lists().download(gpu)?.count;

@@ -27,6 +27,7 @@ use super::{Attention, AttentionArgs, DeviceQuantized, DeviceTensor, Gpu, GpuErr
 /// The selection's kernels for one block-sparse kernel at one config.
 pub struct SaleSelect {
     blocks: SaleBlocks,
+    scores: Scores,
     /// The block-sparse kernel, run over the forced lists for the rows' statistics.
     forced_pass: Attention,
     select_program: Program,
@@ -55,6 +56,13 @@ pub struct SaleWorkspace {
     /// q's shape and k's heads.
     shape: [usize; 4],
     kv_heads: usize,
+    /// What the workspace was made for: a selection of other blocks or scores must not use it
+    /// (its forced lists, or the arguments its buffers give the selection program, would be
+    /// another selection's).
+    blocks: SaleBlocks,
+    scores: Scores,
+    /// The thresholds `log_tau` holds, uploaded again only when they change.
+    taus: Vec<f64>,
     forced: DeviceBlockLists,
     lists: DeviceBlockLists,
     /// The forced pass's output (unused) and LSE, the thresholds, ln τ per head, the votes.
@@ -130,7 +138,7 @@ impl SaleSelect {
             Scores::Exact => None,
             Scores::Int8 => Some(Quantizer::load(gpu, desc.head_dim as usize)?),
         };
-        Ok(SaleSelect { blocks, forced_pass, select_program: program, select, quantizer, theta, forced_lists, lists })
+        Ok(SaleSelect { blocks, scores, forced_pass, select_program: program, select, quantizer, theta, forced_lists, lists })
     }
 
     pub fn blocks(&self) -> &SaleBlocks {
@@ -152,6 +160,9 @@ impl SaleSelect {
         let mut ws = SaleWorkspace {
             shape: q_shape,
             kv_heads,
+            blocks: self.blocks,
+            scores: self.scores,
+            taus: Vec::new(),
             forced: DeviceBlockLists::from_device((planes, nq, nk), alloc_i32(cells)?, alloc_i32(planes * nq)?),
             lists: DeviceBlockLists::from_device((planes, nq, nk), alloc_i32(cells)?, alloc_i32(planes * nq)?),
             o: DeviceTensor::poisoned(gpu, self.forced_pass.desc.dtype, q_shape)?,
@@ -168,12 +179,20 @@ impl SaleSelect {
             },
         };
         self.launch_lists(gpu, &self.forced_lists, &mut ws, true)?;
+        gpu.stream.memcpy_dtod(&ws.forced.list, &mut ws.lists.list)?;
+        gpu.stream.memcpy_dtod(&ws.forced.count, &mut ws.lists.count)?;
         Ok(ws)
     }
 
     /// Selects the blocks of `x`; the lists land in `ws`.
     pub fn select(&self, gpu: &Gpu, ws: &mut SaleWorkspace, x: SelectArgs<'_>) -> Result<(), GpuError> {
         let SelectArgs { q, k, v, tau, scale } = x;
+        if (ws.blocks, ws.scores) != (self.blocks, self.scores) {
+            return Err(GpuError::Invalid(format!(
+                "the workspace is for a selection from {:?} scores over {:?}; this one is from {:?} over {:?}",
+                ws.scores, ws.blocks, self.scores, self.blocks
+            )));
+        }
         if q.shape != ws.shape || k.shape[1] != ws.kv_heads {
             return Err(GpuError::Invalid(format!(
                 "the workspace is for q {:?} and {} KV heads; got q {:?}, k {:?}",
@@ -192,8 +211,12 @@ impl SaleSelect {
         }
         // Checks every tensor against the kernel and each other (and the scale) as it runs.
         self.forced_pass.run(gpu, AttentionArgs { q, k, v, o: &mut ws.o, lse: Some(&mut ws.lse), scale, grid: None, blocks: Some(&ws.forced) })?;
-        let log_tau: Vec<f32> = tau.iter().map(|&t| if t < DENSE_BELOW { f32::NEG_INFINITY } else { t.ln() as f32 }).collect();
-        gpu.stream.memcpy_htod(&log_tau, &mut ws.log_tau)?;
+        // A pageable copy waits for the work before it: once per thresholds, not per call.
+        if ws.taus != tau {
+            let log_tau: Vec<f32> = tau.iter().map(|&t| if t < DENSE_BELOW { f32::NEG_INFINITY } else { t.ln() as f32 }).collect();
+            gpu.stream.memcpy_htod(&log_tau, &mut ws.log_tau)?;
+            ws.taus = tau.to_vec();
+        }
         let total = batch * heads * seq;
         if total == 0 {
             return Ok(());

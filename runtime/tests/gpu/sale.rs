@@ -156,4 +156,12 @@ fn bad_selection_arguments_are_errors() {
     assert!(run(&t(2, 99), &k, &[0.01, 0.01]).is_err(), "q of another shape than the workspace's");
     assert!(run(&q, &t(1, 99), &[0.01, 0.01]).is_err(), "k of another length");
     assert!(run(&q, &k, &[0.01, 0.01]).is_ok());
+    // A workspace of an int8 selection does not serve an exact one (its buffers would be the
+    // wrong arguments), nor one of other tiles.
+    let exact = SaleSelect::load(&gpu, desc, &cfg, 128, Scores::Exact).unwrap();
+    let args = SelectArgs { q: &q, k: &k, v: &k, tau: &[0.01, 0.01], scale: None };
+    assert!(exact.select(&gpu, &mut ws, args).is_err(), "an int8 workspace for an exact selection");
+    // Before any selection the workspace's lists are the forced ones.
+    let fresh = exact.workspace(&gpu, q.shape, 1).unwrap();
+    assert_eq!(fresh.lists().download(&gpu).unwrap(), fresh.forced().download(&gpu).unwrap());
 }
