@@ -79,24 +79,8 @@ impl Case {
     }
 
     fn launch(&self) -> Launch<'_> {
-        let s = &self.shape;
-        Launch {
-            batch: s.batch,
-            heads: s.heads,
-            kv_heads: s.kv_heads,
-            seq_q: s.seq_q,
-            seq_kv: s.seq_kv,
-            grid: [s.seq_q, 1, 1],
-            scale: 1.0 / (s.head_dim as f32).sqrt(),
-            q: &self.q,
-            k: &self.k,
-            v: &self.v,
-            k_bitmap: None,
-            v_bitmap: None,
-            compressed: s.seq_kv,
-            splits: 1,
-            blocks: Some(&self.lists),
-        }
+        let scale = 1.0 / (self.shape.head_dim as f32).sqrt();
+        Launch { blocks: Some(&self.lists), ..Launch::new(&self.shape, scale, &self.q, &self.k, &self.v) }
     }
 
     fn reference(&self, cfg: &Config, causal: bool, dtype: Dtype) -> reference::Output {

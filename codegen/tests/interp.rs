@@ -38,24 +38,8 @@ impl Case {
     }
 
     fn launch(&self) -> Launch<'_> {
-        let s = &self.shape;
-        Launch {
-            batch: s.batch,
-            heads: s.heads,
-            kv_heads: s.kv_heads,
-            seq_q: s.seq_q,
-            seq_kv: s.seq_kv,
-            grid: self.grid,
-            scale: 1.0 / (s.head_dim as f32).sqrt(),
-            q: &self.q,
-            k: &self.k,
-            v: &self.v,
-            k_bitmap: None,
-            v_bitmap: None,
-            compressed: s.seq_kv,
-            splits: 1,
-            blocks: None,
-        }
+        let scale = 1.0 / (self.shape.head_dim as f32).sqrt();
+        Launch { grid: self.grid, ..Launch::new(&self.shape, scale, &self.q, &self.k, &self.v) }
     }
 
     fn reference(&self, mask: Mask, dtype: Dtype) -> reference::Output {

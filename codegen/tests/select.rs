@@ -107,24 +107,8 @@ impl Case {
     }
 
     fn run(&self, theta: &[f32]) -> Result<Vec<i32>, String> {
-        let s = &self.shape;
-        let launch = Launch {
-            batch: s.batch,
-            heads: s.heads,
-            kv_heads: s.kv_heads,
-            seq_q: s.seq_q,
-            seq_kv: s.seq_kv,
-            grid: [s.seq_q, 1, 1],
-            scale: self.scale as f32,
-            q: &self.q,
-            k: &self.k,
-            v: &self.k,
-            k_bitmap: None,
-            v_bitmap: None,
-            compressed: s.seq_kv,
-            splits: 1,
-            blocks: None,
-        };
+        // V does not enter a selection; K stands in for it.
+        let launch = Launch::new(&self.shape, self.scale as f32, &self.q, &self.k, &self.k);
         interp::select(&self.program, &launch, theta)
     }
 
@@ -335,26 +319,13 @@ impl<'a> Int8Case<'a> {
     }
 
     fn run(&self, theta: &[f32]) -> Vec<i32> {
-        let s = &self.case.shape;
-        let launch = Launch {
-            batch: s.batch,
-            heads: s.heads,
-            kv_heads: s.kv_heads,
-            seq_q: s.seq_q,
-            seq_kv: s.seq_kv,
-            grid: [s.seq_q, 1, 1],
-            scale: self.case.scale as f32,
-            q: &self.q8,
-            k: &self.k8,
-            v: &self.k8,
-            k_bitmap: None,
-            v_bitmap: None,
-            compressed: s.seq_kv,
-            splits: 1,
-            blocks: None,
-        };
+        let launch = self.launch();
         let scales = LowBitRows { q_scale: &self.q_scale, k_scale: &self.k_scale, qmk: &self.qmk, qk_mean: &self.qk_mean };
         interp::select_low_bit(&self.program, &launch, theta, scales).unwrap()
+    }
+
+    fn launch(&self) -> Launch<'_> {
+        Launch::new(&self.case.shape, self.case.scale as f32, &self.q8, &self.k8, &self.k8)
     }
 
     /// `scale · ŝ_ij` in float64 from the codes, scales and corrections the program reads.
@@ -438,24 +409,7 @@ fn the_int8_program_prints_its_dequantization_and_needs_its_scales() {
     assert_eq!(int8.program.operands, Operands::Int8);
     let n = case.planes() * case.shape.seq_q;
     // Without scales, or with scales of the wrong length, the launch is an error.
-    let s = &case.shape;
-    let l = Launch {
-        batch: s.batch,
-        heads: s.heads,
-        kv_heads: s.kv_heads,
-        seq_q: s.seq_q,
-        seq_kv: s.seq_kv,
-        grid: [s.seq_q, 1, 1],
-        scale: case.scale as f32,
-        q: &int8.q8,
-        k: &int8.k8,
-        v: &int8.k8,
-        k_bitmap: None,
-        v_bitmap: None,
-        compressed: s.seq_kv,
-        splits: 1,
-        blocks: None,
-    };
+    let l = int8.launch();
     let theta = vec![0.0; n];
     assert!(interp::select(&int8.program, &l, &theta).is_err());
     let short = LowBitRows { qmk: &int8.qmk[1..], q_scale: &int8.q_scale, k_scale: &int8.k_scale, qk_mean: &int8.qk_mean };

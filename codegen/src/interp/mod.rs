@@ -41,6 +41,30 @@ pub struct Launch<'a> {
     pub blocks: Option<&'a crate::format::BlockLists>,
 }
 
+impl<'a> Launch<'a> {
+    /// A launch over `shape`'s dense tensors: its tokens a line (`grid` `[seq_q, 1, 1]`), no
+    /// compressed caches or block map, one split. Struct update adds the rest.
+    pub fn new(shape: &crate::reference::Shape, scale: f32, q: &'a [f32], k: &'a [f32], v: &'a [f32]) -> Launch<'a> {
+        Launch {
+            batch: shape.batch,
+            heads: shape.heads,
+            kv_heads: shape.kv_heads,
+            seq_q: shape.seq_q,
+            seq_kv: shape.seq_kv,
+            grid: [shape.seq_q, 1, 1],
+            scale,
+            q,
+            k,
+            v,
+            k_bitmap: None,
+            v_bitmap: None,
+            compressed: shape.seq_kv,
+            splits: 1,
+            blocks: None,
+        }
+    }
+}
+
 pub struct Output {
     /// `[batch, heads, seq_q, head_dim]`, values rounded to the element type.
     pub o: Vec<f32>,

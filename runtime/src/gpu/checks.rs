@@ -189,15 +189,11 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut fill = |n: usize| (0..n).map(|_| round_to(desc.dtype, rng.random_range(-1.0f32..1.0))).collect::<Vec<f32>>();
             let (q, k, v) = (fill(t.q.len), fill(t.k.len), fill(t.v.len));
-            let launch = Launch {
-                batch: b, heads: h, kv_heads: hk, seq_q: sq, seq_kv: skv, grid: [sq, 1, 1],
-                scale: 1.0 / (d as f32).sqrt(), q: &q, k: &k, v: &v,
-                k_bitmap: None, v_bitmap: None, compressed: 0, splits: 1, blocks: None,
-            };
+            let shape = Shape { batch: b, heads: h, kv_heads: hk, seq_q: sq, seq_kv: skv, head_dim: d };
+            let launch = Launch::new(&shape, 1.0 / (d as f32).sqrt(), &q, &k, &v);
             let program = tessera_codegen::tile_program(desc, &cfg).unwrap();
             let got = interp::run(&program, &launch);
             prop_assert!(got.is_ok(), "{:?}", got.err());
-            let shape = Shape { batch: b, heads: h, kv_heads: hk, seq_q: sq, seq_kv: skv, head_dim: d };
             let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
             let want = reference::of_desc(desc, &shape, &[sq], 1.0 / (d as f64).sqrt(), &wide(&q), &wide(&k), &wide(&v)).unwrap();
             let err = reference::rel_error(&wide(&got.unwrap().o), &want.o);

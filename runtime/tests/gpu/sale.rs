@@ -56,23 +56,7 @@ fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64, scores: Scores) {
         Some(x) => (codes(&x.q8), codes(&x.k8)),
         None => (q.clone(), k.clone()),
     };
-    let launch = Launch {
-        batch: shape.batch,
-        heads: shape.heads,
-        kv_heads: shape.kv_heads,
-        seq_q: shape.seq_q,
-        seq_kv: shape.seq_kv,
-        grid: [shape.seq_q, 1, 1],
-        scale: 1.0 / (shape.head_dim as f32).sqrt(),
-        q: &q_in,
-        k: &k_in,
-        v: &k_in,
-        k_bitmap: None,
-        v_bitmap: None,
-        compressed: 0,
-        splits: 1,
-        blocks: None,
-    };
+    let launch = Launch::new(&shape, 1.0 / (shape.head_dim as f32).sqrt(), &q_in, &k_in, &k_in);
     let votes = match &quantized {
         Some(x) => {
             let rows = LowBitRows { q_scale: &x.q_scale, k_scale: &x.k_scale, qmk: &x.qmk, qk_mean: &x.qk_mean };
