@@ -65,15 +65,16 @@ catalog! {
 )]
 pub struct Na2dW80x80F16D128;
 
-// The 3-D case's boxes: the measured H100 winner (1×8×8 over 2×4×8) first, then the shapes
-// that waste least on its grid (`cost::window_efficiency`: 2×8×4 over 2×4×4 computes 74% useful
-// pairs against the winner's 57%), not yet timed.
+// 3-D boxes (both 3-D kernels share the space, as `grid_schedule` hands it to `run na`): the
+// measured H100 winners (1×8×8 over 2×4×8; causal: over 1×8×8) first, and the shapes that waste
+// least on the 18×24×24 case's grid (`cost::window_efficiency`: 2×8×4 over 2×4×4 computes 74%
+// useful pairs against the winner's 57%), not yet timed.
 #[tessera_dsl::attention(
     name = "na3d_w18x24x24_f16_d128",
     head_dim = 128,
     dtype = f16,
     visit = window(size = [18, 24, 24]),
-    tile = (q = ([1, 2], 8, [8, 4]), kv = ([2, 1], 4, [8, 4])),
+    tile = (q = ([1, 2], 8, [8, 4]), kv = ([2, 1], [4, 8], [8, 4])),
     tune = (warps = 4, stages = [2, 3]),
 )]
 pub struct Na3dW18x24x24F16D128;
@@ -93,7 +94,7 @@ pub struct Na2dW13x13D2Bf16D128;
     head_dim = 128,
     dtype = bf16,
     visit = window(size = [7, 15, 15], causal = [true, false, false]),
-    tile = (q = (1, 8, [16, 8]), kv = ([2, 1], [4, 8], 8)),
+    tile = (q = ([1, 2], 8, [8, 4]), kv = ([2, 1], [4, 8], [8, 4])),
     tune = (warps = 4, stages = [2, 3]),
 )]
 pub struct Na3dW7x15x15C100Bf16D128;

@@ -306,6 +306,29 @@ impl Program {
         self.any_stmt(&|s| matches!(s, Stmt::Dequantize { .. }))
     }
 
+    /// Warps split the query tile in 16-row slabs; a warp owns `slabs()` of them.
+    pub fn slabs(&self) -> u32 {
+        self.config.block_q() / (16 * self.config.warps.max(1))
+    }
+
+    /// Registers per lane of a fragment of `kind` and `cols` columns: 4 f32 per n8 tile
+    /// (accumulators), 4 packed i32 per k16 step (operands), 2 f32 (rows g and g+8) per slab
+    /// (row statistics).
+    pub fn frag_registers(&self, kind: FragKind, cols: u32) -> u32 {
+        self.slabs()
+            * match kind {
+                FragKind::Acc => cols / 8 * 4,
+                FragKind::Operand => cols / 16 * 4,
+                FragKind::RowStat => 2,
+            }
+    }
+
+    /// Registers per thread all register fragments take: a floor under the kernel's register
+    /// use (addresses, loop state and temporaries come on top).
+    pub fn fragment_registers(&self) -> u32 {
+        self.frags.iter().map(|f| self.frag_registers(f.kind, f.cols)).sum()
+    }
+
     /// Bytes of one shared-tile element.
     pub fn elem_bytes(&self) -> u32 {
         match self.operands {

@@ -39,6 +39,15 @@ impl<'ctx> Lowerer<'ctx, '_> {
         })
     }
 
+    /// What row `row` XORs its chunk index with in a block row of `block_chunks` chunks
+    /// (`layout::row_swizzle`); no shift instruction for 128-byte rows, whose module sizes (and
+    /// with them the pass list, `llvm::passes`) stay as they were.
+    pub fn row_swizzle(&self, row: IntValue<'ctx>, block_chunks: u32) -> Res<IntValue<'ctx>> {
+        let (shift, mask) = super::layout::row_swizzle(block_chunks);
+        let row = if shift == 0 { row } else { self.b.build_right_shift(row, self.i32(shift as i64), false, "")? };
+        Ok(self.b.build_and(row, self.i32(mask as i64), "")?)
+    }
+
     /// Elements per 16-byte chunk of a shared tile.
     pub fn chunk_elems(&self) -> u32 {
         16 / self.program.elem_bytes()
@@ -80,8 +89,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
             let block = b.build_int_mul(block, self.i32((sb.rows * pitch) as i64), "")?;
             (b.build_int_add(row_start, block, "")?, b.build_int_unsigned_rem(chunk, self.i32(block_chunks as i64), "")?)
         };
-        let (shift, mask) = super::layout::row_swizzle(block_chunks);
-        let swizzled = b.build_xor(within, b.build_and(b.build_right_shift(row, self.i32(shift as i64), false, "")?, self.i32(mask as i64), "")?, "")?;
+        let swizzled = b.build_xor(within, self.row_swizzle(row, block_chunks)?, "")?;
         Ok(b.build_int_add(row_start, b.build_int_mul(swizzled, self.i32(16), "")?, "")?)
     }
 

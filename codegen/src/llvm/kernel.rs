@@ -149,7 +149,7 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
                 crate::ir::FragKind::Operand => i32t.into(),
                 _ => ctx.f32_type().into(),
             };
-            vec![undef(ty); l.frag_len(f.kind, f.cols) as usize]
+            vec![undef(ty); program.frag_registers(f.kind, f.cols) as usize]
         })
         .collect();
     l.block(&program.body)?;

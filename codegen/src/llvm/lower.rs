@@ -16,7 +16,7 @@ use inkwell::{AddressSpace, IntPredicate};
 use super::bitmap::BitmapCopy;
 use super::intrinsics;
 use crate::CodegenError;
-use crate::ir::{BinOp, CopyEngine, Expr, FragKind, MmaEngine, Program, Stmt, Table, Var};
+use crate::ir::{BinOp, CopyEngine, Expr, MmaEngine, Program, Stmt, Table, Var};
 
 pub type Res<T> = Result<T, CodegenError>;
 
@@ -151,7 +151,7 @@ pub struct Lowerer<'ctx, 'a> {
     pub lane: Lane<'ctx>,
     pub smem: PointerValue<'ctx>,
     pub vars: HashMap<Var, IntValue<'ctx>>,
-    /// Per fragment, this lane's registers (see `frag_len`).
+    /// Per fragment, this lane's registers (see `Program::frag_registers`).
     pub frags: Vec<Vec<BasicValueEnum<'ctx>>>,
     /// Whether products read shared memory through the async proxy (wgmma), so that copies
     /// that land must be fenced for it.
@@ -195,18 +195,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
 
     /// Warps split the query tile in 16-row slabs; a warp owns `slabs()` of them.
     pub fn slabs(&self) -> u32 {
-        self.program.config.block_q() / (16 * self.program.config.warps)
-    }
-
-    /// Registers per lane of a fragment: 4 f32 per n8 tile (accumulators), 4 packed i32 per k16
-    /// step (operands), 2 f32 (rows g and g+8) per slab (row statistics).
-    pub fn frag_len(&self, kind: FragKind, cols: u32) -> u32 {
-        self.slabs()
-            * match kind {
-                FragKind::Acc => cols / 8 * 4,
-                FragKind::Operand => cols / 16 * 4,
-                FragKind::RowStat => 2,
-            }
+        self.program.slabs()
     }
 
     /// The CTA-local first row of this warp's `slab`: slab s of warp w is rows

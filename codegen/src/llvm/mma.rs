@@ -40,9 +40,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let (row, chunk) = (self.expr(&row)?, self.expr(&chunk)?);
         // Operand row bases are multiples of 8 and chunk bases even, so the swizzled chunk of
         // (base_row + row, base_chunk + chunk) is base_chunk ^ (chunk ^ swizzle(row)).
-        let (shift, mask) = super::layout::row_swizzle(block_chunks);
-        let swizzle = b.build_and(b.build_right_shift(row, self.i32(shift as i64), false, "")?, self.i32(mask as i64), "")?;
-        let lane_xor = b.build_xor(chunk, swizzle, "")?;
+        let lane_xor = b.build_xor(chunk, self.row_swizzle(row, block_chunks)?, "")?;
         let lane_base = b.build_int_add(self.stage_base(buf, stage)?, b.build_int_mul(row, self.i32(pitch as i64), "")?, "")?;
         let mut bases = [self.smem; 4];
         for (e, base) in bases.iter_mut().enumerate() {

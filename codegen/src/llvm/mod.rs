@@ -116,7 +116,12 @@ pub enum Output {
 }
 
 pub fn compile(program: &Program, target: Target, output: Output) -> Result<String, CodegenError> {
-    compile_module(&program.name, target, output, |ctx, module| {
+    // wgmma modules take the lean list at any size: `default<O3>` spent 5× the lean list's
+    // time on them (58 vs 11 ms for dense d128 128×64, 4 warps, on the 2-core build machine,
+    // where the backend takes another 50), which put the 4-warp wgmma twins over the 100 ms
+    // codegen budget; what O3 buys them on a GPU is not measured.
+    let wgmma = program.any_stmt(&|s| matches!(s, crate::ir::Stmt::Mma { engine: crate::ir::MmaEngine::Wgmma, .. }));
+    compile_module(&program.name, target, output, wgmma, |ctx, module| {
         kernel::lower(ctx, module, program)?;
         if program.splits_keys() {
             merge::lower(ctx, module, program)?;
@@ -127,24 +132,26 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
 
 /// The PTX of the Mustafar compression kernels for `head_dim` (`compress`).
 pub fn compile_compress(head_dim: u32, target: Target) -> Result<String, CodegenError> {
-    compile_module("mustafar_compress", target, Output::Ptx, |ctx, module| compress::lower(ctx, module, head_dim))
+    compile_module("mustafar_compress", target, Output::Ptx, false, |ctx, module| compress::lower(ctx, module, head_dim))
 }
 
 /// The PTX of SALE's threshold and list entries (`sale`).
 pub fn compile_sale(target: Target) -> Result<String, CodegenError> {
-    compile_module("sale_select", target, Output::Ptx, sale::lower)
+    compile_module("sale_select", target, Output::Ptx, false, sale::lower)
 }
 
 /// The PTX of SALE's int8 quantization kernels for `head_dim` (`quantize`), both dtypes.
 pub fn compile_quantize(head_dim: u32, target: Target) -> Result<String, CodegenError> {
-    compile_module("sale_quantize", target, Output::Ptx, |ctx, module| quantize::lower(ctx, module, head_dim))
+    compile_module("sale_quantize", target, Output::Ptx, false, |ctx, module| quantize::lower(ctx, module, head_dim))
 }
 
-/// A module built by `build`, verified, optimised and printed for `target`.
+/// A module built by `build`, verified, optimised (with the lean pass list if `lean`, else by
+/// its size) and printed for `target`.
 fn compile_module(
     name: &str,
     target: Target,
     output: Output,
+    lean: bool,
     build: impl for<'ctx> FnOnce(&'ctx Context, &inkwell::module::Module<'ctx>) -> Result<(), CodegenError>,
 ) -> Result<String, CodegenError> {
     static INIT: Once = Once::new();
@@ -173,7 +180,8 @@ fn compile_module(
 
     build(&ctx, &module)?;
     module.verify().map_err(llvm)?;
-    module.run_passes(passes(&module), &machine, PassBuilderOptions::create()).map_err(llvm)?;
+    let passes = if lean { LEAN } else { passes(&module) };
+    module.run_passes(passes, &machine, PassBuilderOptions::create()).map_err(llvm)?;
     if output == Output::LlvmIr {
         return Ok(module.print_to_string().to_string());
     }

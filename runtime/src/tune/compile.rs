@@ -6,7 +6,7 @@ use std::path::Path;
 use tessera_codegen::Target;
 use tessera_desc::{Config, KernelDesc};
 
-use super::space::{shared_memory_pruned, spills_pruned};
+use super::space::{program_pruned, spills_pruned};
 
 /// A config after the CPU half: ready for the GPU, or pruned with the reason.
 pub struct Prepared {
@@ -26,7 +26,7 @@ pub fn prepare(
     done: &(dyn Fn(&Config) + Sync),
 ) -> Vec<Prepared> {
     crate::parallel::map(configs, |config| {
-        let pruned = shared_memory_pruned(desc, config, max_shared_bytes)
+        let pruned = program_pruned(desc, config, max_shared_bytes)
             .or_else(|| compile(desc, config, target, ptxas).err());
         done(config);
         Prepared {

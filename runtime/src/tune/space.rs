@@ -2,7 +2,8 @@
 //!
 //! The space is the description's `configs()` (already free of invalid combinations). Of those,
 //! a config is pruned when it cannot run on the device (shared memory over the per-block
-//! limit), when ptxas reports heavy spilling, or, for a neighborhood kernel, when its tiles
+//! limit), when its register fragments alone exceed a thread's registers, when ptxas reports
+//! heavy spilling, or, for a neighborhood kernel, when its tiles
 //! waste far more work on the problem's grid than the space's best (`cost::window_efficiency`). Spilling is judged by a threshold, not at zero:
 //! on H100 some configs that spill a few hundred bytes (a handful of values kept in local
 //! memory, which stays in L1) are among the fastest, because the larger tile they buy
@@ -24,8 +25,14 @@ pub fn space(desc: &KernelDesc, target: Target) -> Vec<Config> {
     desc.configs_with(target.mma_families())
 }
 
-/// Why a config cannot run within the device's shared memory, if it cannot.
-pub fn shared_memory_pruned(
+/// Registers a thread can have.
+pub const MAX_REGISTERS: u32 = 255;
+
+/// Why a config cannot run well before it is compiled, if it cannot: shared memory over the
+/// device's limit, or register fragments alone over a thread's registers (such a config spills
+/// at least the excess, kilobytes per CTA, and is pruned by ptxas's report anyway; finding it
+/// from the tile program saves its codegen, the slowest of the space).
+pub fn program_pruned(
     desc: &KernelDesc,
     cfg: &Config,
     max_shared_bytes: u32,
@@ -35,6 +42,10 @@ pub fn shared_memory_pruned(
             "shared memory {} KiB > {} KiB",
             program.shared_bytes().div_ceil(1024),
             max_shared_bytes / 1024
+        )),
+        Ok(program) if program.fragment_registers() > MAX_REGISTERS => Some(format!(
+            "its register fragments alone take {} registers per thread (at most {MAX_REGISTERS})",
+            program.fragment_registers()
         )),
         Ok(_) => None,
         Err(e) => Some(format!("codegen: {e}")),

@@ -3,7 +3,7 @@ use tessera_codegen::ptxas::KernelResources;
 use tessera_desc::Config;
 
 use super::super::compile::prepare;
-use super::super::space::{SPILL_LIMIT_BYTES, shared_memory_pruned, spills_pruned, to_run};
+use super::super::space::{SPILL_LIMIT_BYTES, program_pruned, spills_pruned, to_run};
 use super::{dense, entry, key};
 
 fn cfg(block_q: u32, block_kv: u32, warps: u32, stages: u32) -> Config {
@@ -18,27 +18,35 @@ fn configs_over_the_shared_memory_limit_are_pruned() {
             .unwrap()
             .shared_bytes()
     };
+    let for_smem = |why: Option<String>| why.is_some_and(|w| w.starts_with("shared memory"));
     // H100's opt-in limit: the whole catalog space fits.
     let h100 = 227 * 1024;
-    assert!(
-        desc.configs()
-            .iter()
-            .all(|c| shared_memory_pruned(desc, c, h100).is_none())
-    );
+    assert!(desc.configs().iter().all(|c| !for_smem(program_pruned(desc, c, h100))));
     // A 100 KiB card: exactly the configs that need more are pruned, with the figures.
     let small = 100 * 1024;
     for c in desc.configs() {
-        let pruned = shared_memory_pruned(desc, &c, small);
-        assert_eq!(pruned.is_some(), smem(&c) > small, "{c}: {pruned:?}");
+        let pruned = program_pruned(desc, &c, small);
+        assert_eq!(for_smem(pruned.clone()), smem(&c) > small, "{c}: {pruned:?}");
     }
     let big = cfg(128, 128, 8, 3);
     assert_eq!(
-        shared_memory_pruned(desc, &big, small).unwrap(),
+        program_pruned(desc, &big, small).unwrap(),
         format!("shared memory {} KiB > 100 KiB", smem(&big) / 1024)
     );
     // A config outside the space is pruned by codegen's own check, not run.
-    let outside = shared_memory_pruned(desc, &cfg(32, 64, 2, 1), h100).unwrap();
+    let outside = program_pruned(desc, &cfg(32, 64, 2, 1), h100).unwrap();
     assert!(outside.starts_with("codegen: "), "{outside}");
+}
+
+/// A config whose register fragments alone exceed a thread's 255 registers (128×128 tiles on
+/// 4 warps: S, P and O take 328) is pruned before codegen; 128×64 on 4 warps (224) is not.
+#[test]
+fn configs_whose_fragments_exceed_the_registers_are_pruned_before_codegen() {
+    let desc = dense();
+    let why = program_pruned(desc, &cfg(128, 128, 4, 2), u32::MAX).unwrap();
+    assert!(why.contains("328 registers per thread"), "{why}");
+    assert_eq!(program_pruned(desc, &cfg(128, 64, 4, 2), u32::MAX), None);
+    assert_eq!(program_pruned(desc, &cfg(128, 128, 8, 2), u32::MAX), None);
 }
 
 #[test]
@@ -74,8 +82,8 @@ fn ptxas() -> Option<std::path::PathBuf> {
 fn ptxas_spills_prune_heavy_spillers_on_sm90a_and_keep_light_ones() {
     let Some(ptxas) = ptxas() else { return };
     let desc = dense();
-    let light = cfg(128, 64, 4, 2); // ~230 bytes of spills on sm_90a
-    let heavy = cfg(128, 128, 4, 2); // ~1.7 KB
+    let light = cfg(128, 64, 4, 2); // ~220 bytes of spills on sm_90a
+    let heavy = cfg(128, 64, 4, 3); // ~270 bytes
     let clean = cfg(128, 64, 8, 2); // the default: none
     let configs = [light, heavy, clean];
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -103,9 +111,10 @@ fn ptxas_spills_prune_heavy_spillers_on_sm90a_and_keep_light_ones() {
     );
     assert_eq!(verdicts[2], (clean, None));
 
-    // Without ptxas nothing is judged on spills.
-    let unchecked = prepare(desc, &[heavy], Target::Sm90a, 227 * 1024, None, &|_| {});
+    // Without ptxas nothing is judged on spills; fragments over the registers still are.
+    let unchecked = prepare(desc, &[heavy, cfg(128, 128, 4, 2)], Target::Sm90a, 227 * 1024, None, &|_| {});
     assert_eq!(unchecked[0].pruned, None);
+    assert!(unchecked[1].pruned.as_deref().is_some_and(|w| w.contains("registers")));
 }
 
 #[test]
