@@ -60,6 +60,8 @@ pub struct Attention {
     pub config: Config,
     program: Program,
     function: CudaFunction,
+    /// The ordinal of the GPU the kernel was loaded on.
+    device: usize,
 }
 
 
@@ -78,6 +80,7 @@ impl Attention {
             config: *config,
             program,
             function,
+            device: gpu.ctx.ordinal(),
         })
     }
 
@@ -123,10 +126,16 @@ impl Attention {
     /// Returns [batch, heads, kv_heads, seq_q, seq_kv] and the grid extents as i32 after
     /// checking every argument (`checks::check_launch`).
     fn check(&self, a: &AttentionArgs<'_>) -> Result<([i32; 5], [i32; 3]), GpuError> {
-        let meta = |t: &DeviceTensor| Meta { dtype: t.dtype, shape: t.shape, len: t.data.len() };
+        let meta = |t: &DeviceTensor| Meta { dtype: t.dtype, shape: t.shape, len: t.data.len(), device: t.data.ordinal() };
+        let device = self.device;
+        let others = [("lse", a.lse.as_ref().map(|l| l.ordinal())), ("blocks", a.blocks.map(|l| l.list.ordinal()))];
+        if let Some((arg, Some(got))) = others.into_iter().find(|(_, d)| d.is_some_and(|d| d != device)) {
+            return Err(GpuError::Mismatch { arg, what: "GPU (the kernel's)", expected: device.to_string(), got: got.to_string() });
+        }
         super::checks::check_launch(
             &self.desc,
             &self.config,
+            device,
             self.program.reads_tables(),
             Tensors { q: meta(a.q), k: meta(a.k), v: meta(a.v), o: meta(a.o) },
             a.lse.as_ref().map(|l| l.len()),

@@ -9,12 +9,13 @@ use super::GpuError;
 use super::attention::grid_extents;
 
 /// What a device tensor says of itself: its element type, its `[batch, heads, tokens,
-/// head_dim]` shape, and how many elements its allocation holds.
+/// head_dim]` shape, how many elements its allocation holds, and the ordinal of the GPU it is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
     pub dtype: tessera_desc::Dtype,
     pub shape: [usize; 4],
     pub len: usize,
+    pub device: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -30,11 +31,14 @@ fn mismatch(arg: &'static str, what: &'static str, expected: impl ToString, got:
 }
 
 /// Returns [batch, heads, kv_heads, seq_q, seq_kv] and the grid extents as i32 when a launch of
-/// `desc` at `config` on these tensors (the LSE output's length, a neighborhood's grid and a
-/// block-sparse kernel's list dimensions, when given) is sound, else the first thing wrong.
+/// `desc` at `config` on GPU `device` with these tensors (the LSE output's length, a
+/// neighborhood's grid and a block-sparse kernel's list dimensions, when given) is sound, else
+/// the first thing wrong.
+#[allow(clippy::too_many_arguments)]
 pub fn check_launch(
     desc: &KernelDesc,
     config: &Config,
+    device: usize,
     takes_lists: bool,
     t: Tensors,
     lse_len: Option<usize>,
@@ -42,6 +46,10 @@ pub fn check_launch(
     lists: Option<(usize, usize, usize)>,
 ) -> Result<([i32; 5], [i32; 3]), GpuError> {
     for (arg, m) in [("q", t.q), ("k", t.k), ("v", t.v), ("o", t.o)] {
+        // Another GPU's pointer is not this context's memory.
+        if m.device != device {
+            return Err(mismatch(arg, "GPU (the kernel's)", device, m.device));
+        }
         if m.dtype != desc.dtype {
             return Err(mismatch(arg, "dtype", desc.dtype, m.dtype));
         }
@@ -102,7 +110,8 @@ pub fn check_launch(
 }
 
 /// The checks against the kernel's own model: over random tensor metadata, mostly consistent
-/// and sometimes wrong in one place (a batch, a head count, a length, a dtype, an LSE length),
+/// and sometimes wrong in one place (a batch, a head count, a length, a dtype, an LSE length,
+/// a tensor on another GPU),
 /// every launch the checks accept runs in the interpreter on buffers of exactly the lengths the
 /// tensors claim, and matches the float64 reference; what they refuse never runs. (The
 /// interpreter rejects any buffer shorter or longer than the launch's sizes, so "accepted"
@@ -130,6 +139,7 @@ mod tests {
         KDtype,
         LseLen,
         KvHeads,
+        VDevice,
     }
 
     fn fault() -> impl Strategy<Value = Fault> {
@@ -142,6 +152,7 @@ mod tests {
             1 => Just(Fault::KDtype),
             1 => Just(Fault::LseLen),
             1 => Just(Fault::KvHeads),
+            1 => Just(Fault::VDevice),
         ]
     }
 
@@ -159,7 +170,7 @@ mod tests {
             let desc = catalog::find(kernel).unwrap();
             let cfg = desc.parse_config("block_q=64,block_kv=32,warps=4,stages=2").unwrap();
             let (heads, d) = (kv_heads * group, desc.head_dim as usize);
-            let meta = |dtype, shape: [usize; 4]| Meta { dtype, shape, len: shape.iter().product() };
+            let meta = |dtype, shape: [usize; 4]| Meta { dtype, shape, len: shape.iter().product(), device: 0 };
             let mut t = Tensors {
                 q: meta(desc.dtype, [batch, heads, seq_q, d]),
                 k: meta(desc.dtype, [batch, kv_heads, seq_kv, d]),
@@ -175,6 +186,7 @@ mod tests {
                 Fault::QLen => t.q.len -= 1,
                 Fault::KDtype => t.k.dtype = if desc.dtype == Dtype::Bf16 { Dtype::F16 } else { Dtype::Bf16 },
                 Fault::LseLen => lse += 1,
+                Fault::VDevice => t.v.device = 1,
                 Fault::KvHeads => {
                     // Heads that q's do not divide into.
                     t.k.shape[1] = heads + 1;
@@ -182,7 +194,7 @@ mod tests {
                     t.v = t.k;
                 }
             }
-            let checked = check_launch(desc, &cfg, false, t, Some(lse), None, None);
+            let checked = check_launch(desc, &cfg, 0, false, t, Some(lse), None, None);
             prop_assert_eq!(checked.is_ok(), matches!(fault, Fault::None), "{:?}: {:?}", fault, checked);
             let Ok(([b, h, hk, sq, skv], _)) = checked else { return Ok(()) };
             let (b, h, hk, sq, skv) = (b as usize, h as usize, hk as usize, sq as usize, skv as usize);

@@ -199,6 +199,8 @@ pub struct MustafarDecode {
     decode: CudaFunction,
     merge: CudaFunction,
     sms: usize,
+    /// The ordinal of the GPU the entries were loaded on.
+    device: usize,
     /// The split workspace (partial outputs and LSEs), grown as launches need.
     workspace: Option<(CudaSlice<f32>, CudaSlice<f32>)>,
 }
@@ -227,6 +229,7 @@ impl MustafarDecode {
             decode,
             merge,
             sms,
+            device: gpu.ctx.ordinal(),
             workspace: None,
         })
     }
@@ -332,6 +335,9 @@ impl MustafarDecode {
             ("window k", &c.window_k),
             ("window v", &c.window_v),
         ] {
+            if t.data.ordinal() != self.device {
+                return Err(mismatch(arg, "GPU (the kernel's)", self.device, t.data.ordinal()));
+            }
             if t.dtype != desc.dtype {
                 return Err(mismatch(arg, "dtype", desc.dtype.name(), t.dtype.name()));
             }
@@ -365,6 +371,9 @@ impl MustafarDecode {
             ("k cache", &c.k, TileOrder::Keys),
             ("v cache", &c.v, TileOrder::Values),
         ] {
+            if cache.bitmaps.ordinal() != self.device {
+                return Err(mismatch(arg, "GPU (the kernel's)", self.device, cache.bitmaps.ordinal()));
+            }
             let want = (order, desc.dtype, b * c.kv_heads, d, c.k.tokens);
             let got = (
                 cache.order,
