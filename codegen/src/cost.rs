@@ -77,44 +77,52 @@ mod tests {
         Config { q_tile: q, kv_tile: kv, ..Config::line(64, 64, 4, 2) }
     }
 
-    /// The counts by brute force on small grids: every (query, key) pair of every query box
-    /// and the box of KV tiles the kernel's spans give it, against the pairs the reference
-    /// allows among all (query, key) pairs of the grid.
+    /// The counts by brute force on small grids: the computed pairs from the kernel's own tile
+    /// program after every pass (per CTA, the trip count of its KV loop as its `let`s evaluate
+    /// at the launch's sizes, times a query tile's rows and a KV tile's keys), the held pairs
+    /// from every (query, key) pair of the grid against the reference rule.
     #[test]
     fn matches_a_count_of_the_visited_pairs() {
+        use crate::ir::{Stmt, Var};
         for (extents, axes, q, kv) in [
-            (vec![37], vec![WindowAxis { size: 9, dilation: 2, stride: 1, causal: false }], [8, 1, 1], [16, 1, 1]),
+            (vec![37], vec![WindowAxis { size: 9, dilation: 2, stride: 1, causal: false }], [16, 1, 1], [16, 1, 1]),
             (vec![20, 13], vec![axis(5), WindowAxis { size: 4, dilation: 1, stride: 2, causal: true }], [4, 4, 1], [8, 2, 1]),
-            (vec![6, 7, 9], vec![axis(3), axis(4), WindowAxis { size: 3, dilation: 2, stride: 1, causal: false }], [2, 2, 4], [1, 4, 2]),
+            (vec![6, 7, 9], vec![axis(3), axis(4), WindowAxis { size: 3, dilation: 2, stride: 1, causal: false }], [2, 2, 4], [1, 4, 4]),
         ] {
-            let desc = kernel(&axes);
-            let dims = extents.len();
-            let rules: Vec<_> = axes.iter().zip(&extents).map(|(a, &l)| Axis { extent: l, window: a.size as usize, dilation: a.dilation as usize, stride: a.stride as usize, causal: a.causal }.rule().unwrap()).collect();
-            // Per axis and query tile: (its rows, the KV tile rows it visits).
-            // The kernel's own tile program: its loop over the KV box of every query tile, run
-            // with the launch's sizes, counts the pairs its products compute.
-            let visit = desc.visit;
-            let c = cfg(q, kv);
-            let (q_box, kv_box) = (TileBox::queries(visit, &c), TileBox::keys(visit, &c));
-            let grid = |v: crate::ir::Var| match v {
-                crate::ir::Var::Grid(a) => Some(extents.get(a as usize).copied().unwrap_or(1) as i32),
+            let c = Config { warps: 1, ..cfg(q, kv) };
+            let schedule = Schedule { q_tile: q.map(Param::Fixed), kv_tile: kv.map(Param::Fixed), warps: Param::Fixed(1), stages: Param::Fixed(c.stages) };
+            let desc = KernelDesc { schedule, ..kernel(&axes) };
+            let program = crate::tile_program(&desc, &c).unwrap();
+            let tokens: usize = extents.iter().product();
+            let sizes = |v: Var| match v {
+                Var::Grid(a) => Some(extents.get(a as usize).copied().unwrap_or(1) as i32),
+                Var::SeqQ | Var::SeqKv => Some(tokens as i32),
+                Var::Heads | Var::KvHeads | Var::Batch => Some(1),
                 _ => None,
             };
-            let eval = |e: &Expr| e.eval(&grid).unwrap();
             let mut computed = 0usize;
-            for t in 0..eval(&q_box.total()) {
-                let origin = q_box.origin_of(t.into());
-                let mut pairs = c.block_q() as usize;
-                for a in 0..dims {
-                    let rule = AxisRule { axis: axes[a], extent: q_box.extents[a].clone() };
-                    let (b, e) = rule.tile_span(a, &kv_box, &origin[a], &q_box.last(&origin, a));
-                    pairs *= (eval(&e) - eval(&b)).max(0) as usize * kv[a] as usize;
+            for cta in 0..program.grid[0].eval(&sizes).unwrap() {
+                let mut vars: std::collections::HashMap<Var, i32> = [(Var::Cta(0), cta), (Var::Cta(1), 0), (Var::Cta(2), 0)].into();
+                let lookup = |vars: &std::collections::HashMap<Var, i32>, v: Var| vars.get(&v).copied().or_else(|| sizes(v));
+                for stmt in &program.body {
+                    match stmt {
+                        Stmt::Let { var, value } => {
+                            let x = value.eval(&|v| lookup(&vars, v)).unwrap();
+                            vars.insert(*var, x);
+                        }
+                        Stmt::For { begin, end, .. } => {
+                            let trips = end.eval(&|v| lookup(&vars, v)).unwrap() - begin.eval(&|v| lookup(&vars, v)).unwrap();
+                            computed += trips.max(0) as usize * (c.block_q() * c.block_kv()) as usize;
+                            break;
+                        }
+                        _ => {}
+                    }
                 }
-                computed += pairs;
             }
+            let rules: Vec<_> = axes.iter().zip(&extents).map(|(a, &l)| Axis { extent: l, window: a.size as usize, dilation: a.dilation as usize, stride: a.stride as usize, causal: a.causal }.rule().unwrap()).collect();
             let cells: Vec<Vec<usize>> = extents.iter().fold(vec![vec![]], |acc, &l| acc.into_iter().flat_map(|c| (0..l).map(move |x| [c.clone(), vec![x]].concat())).collect());
             let held = cells.iter().flat_map(|qc| cells.iter().map(move |kc| (qc, kc))).filter(|(qc, kc)| rules.iter().enumerate().all(|(a, r)| r.allowed(qc[a], kc[a]))).count();
-            let got = window_efficiency(&desc, &cfg(q, kv), &extents).unwrap().unwrap();
+            let got = window_efficiency(&desc, &c, &extents).unwrap().unwrap();
             assert!((got - held as f64 / computed as f64).abs() < 1e-12, "{extents:?}: {got} vs {held}/{computed}");
         }
     }

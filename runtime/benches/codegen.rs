@@ -53,10 +53,20 @@ fn main() -> ExitCode {
     let mut total = (0.0, 0usize);
     for desc in kernels {
         // What a sweep compiles: its space less the configs pruned before codegen (those over
-        // a thread's registers; shared memory is a device's, so not judged here).
-        let (configs, skipped): (Vec<_>, Vec<_>) = tessera_runtime::tune::space::space(desc, target)
-            .into_iter()
-            .partition(|c| tessera_runtime::tune::space::program_pruned(desc, c, u32::MAX).is_none());
+        // a thread's registers; shared memory is a device's, so not judged here). A config
+        // whose program cannot be built is an error, as its codegen would be.
+        let mut configs = Vec::new();
+        let mut skipped = 0;
+        for c in tessera_runtime::tune::space::space(desc, target) {
+            match tessera_runtime::tune::space::program_pruned(desc, &c, u32::MAX) {
+                None => configs.push(c),
+                Some(why) if why.starts_with("codegen") => {
+                    eprintln!("{} ({c}): {why}", desc.name);
+                    return ExitCode::FAILURE;
+                }
+                Some(_) => skipped += 1,
+            }
+        }
         // LLVM's one-time target initialisation is paid by the first call of a process, not
         // by each config: time it apart.
         let t = Instant::now();
@@ -70,7 +80,7 @@ fn main() -> ExitCode {
             "{} on {target}: {} configs ({} pruned before codegen), {reps} reps each; first call of the process {:.1} ms",
             desc.name,
             configs.len(),
-            skipped.len(),
+            skipped,
             t.elapsed().as_secs_f64() * 1e3
         );
         println!(

@@ -323,10 +323,13 @@ impl Program {
             }
     }
 
-    /// Registers per thread all register fragments take: a floor under the kernel's register
-    /// use (addresses, loop state and temporaries come on top).
+    /// Registers per thread the register fragments need at once: a floor under the kernel's
+    /// register use (addresses, loop state and temporaries come on top). Operand fragments do
+    /// not count: the softmax packs them from the scores slab by slab as the scores die, and
+    /// they die in the product that reads them, so they never outlive the accumulator they
+    /// replace, which is at least twice their size.
     pub fn fragment_registers(&self) -> u32 {
-        self.frags.iter().map(|f| self.frag_registers(f.kind, f.cols)).sum()
+        self.frags.iter().filter(|f| f.kind != FragKind::Operand).map(|f| self.frag_registers(f.kind, f.cols)).sum()
     }
 
     /// Bytes of one shared-tile element.

@@ -155,7 +155,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let Operand::Shared { buf: b_buf, stage: b_stage, kn } = b else {
             return Err(CodegenError::Ir("wgmma: B must be a shared tile".into()));
         };
-        if self.program.shared.iter().any(|s| s.block_cols * self.program.dtype.bytes() != BLOCK_ROW_BYTES) {
+        if self.program.shared.iter().any(|s| s.block_cols * self.program.elem_bytes() != BLOCK_ROW_BYTES) {
             return Err(CodegenError::Ir("wgmma: shared tiles must be in 128-byte blocks (passes::engine)".into()));
         }
         let b_rows = self.program.shared(*b_buf).rows;

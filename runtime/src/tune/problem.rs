@@ -260,8 +260,8 @@ fn check_grid(desc: &KernelDesc, w: &Window) -> Vec<usize> {
 
 /// Per axis, the smallest extent that holds the window's span (size × dilation) plus `margin`
 /// tiles of the largest extent on that axis, and at least that tile and a ragged one, and that
-/// no tile extent of the space divides, so that every config's last tile on every axis is
-/// partial.
+/// no tile extent of the space (nor a dilation) divides, so that every config's last tile on
+/// every axis is partial and dilation groups differ in length.
 fn axis_extents(desc: &KernelDesc, w: &Window, margin: usize) -> Vec<usize> {
     let s = &desc.schedule;
     let tiles = |a: usize| -> Vec<usize> {
@@ -279,7 +279,9 @@ fn axis_extents(desc: &KernelDesc, w: &Window, margin: usize) -> Vec<usize> {
             let largest = tiles.iter().copied().max().unwrap_or(1);
             let span = axis.size as usize * axis.dilation as usize;
             let mut extent = (span + margin * largest).max(largest + 3);
-            while tiles.iter().any(|&t| t > 1 && extent.is_multiple_of(t)) {
+            // Dilation groups of unequal lengths too: the tiles of a short group end early.
+            let d = axis.dilation as usize;
+            while tiles.iter().any(|&t| t > 1 && extent.is_multiple_of(t)) || (d > 1 && extent.is_multiple_of(d)) {
                 extent += 1;
             }
             extent

@@ -58,13 +58,20 @@ pub fn program_pruned(
 pub const USEFUL_WORK_SHARE: f64 = 0.5;
 
 /// Why each of `configs` wastes too much of a neighborhood kernel's work on the grid `extents`
-/// to be worth timing (`None` where it does not, and for every config of other kernels).
-pub fn useful_work_pruned(desc: &KernelDesc, configs: &[Config], extents: &[usize]) -> Vec<Option<String>> {
+/// to be worth timing (`None` where it does not, and for every config of other kernels),
+/// against the best of those that can run on a device with `max_shared_bytes`
+/// (`program_pruned`), so that a config that cannot run does not set the bar.
+pub fn useful_work_pruned(desc: &KernelDesc, configs: &[Config], extents: &[usize], max_shared_bytes: u32) -> Vec<Option<String>> {
     let useful: Vec<Option<f64>> = configs
         .iter()
         .map(|c| tessera_codegen::cost::window_efficiency(desc, c, extents).ok().flatten())
         .collect();
-    let best = useful.iter().flatten().copied().fold(0.0, f64::max);
+    let best = useful
+        .iter()
+        .zip(configs)
+        .filter(|(_, c)| program_pruned(desc, c, max_shared_bytes).is_none())
+        .filter_map(|(u, _)| *u)
+        .fold(0.0, f64::max);
     useful
         .iter()
         .map(|u| match u {

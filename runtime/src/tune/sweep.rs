@@ -137,7 +137,7 @@ pub fn sweep(
     // Judged against the whole space, so that a resumed sweep prunes as a fresh one would.
     let wasteful: Vec<(Config, String)> = space
         .iter()
-        .zip(super::space::useful_work_pruned(desc, &space, &problem.extents()))
+        .zip(super::space::useful_work_pruned(desc, &space, &problem.extents(), gpu.max_shared_bytes))
         .filter_map(|(c, why)| Some((*c, why?)))
         .filter(|(c, _)| todo.contains(c))
         .collect();

@@ -192,7 +192,7 @@ fn the_check_grid_holds_the_window_and_is_ragged_for_every_tile() {
     };
     // A small window gets one largest tile (16) of room beyond its span (26); large ones only
     // their span, plus what makes each extent ragged for every tile of the axis.
-    assert_eq!(grid("na2d_w13x13_d2x2_bf16_d128").as_deref(), Some("42x42"));
+    assert_eq!(grid("na2d_w13x13_d2x2_bf16_d128").as_deref(), Some("43x43"));
     assert_eq!(grid("na2d_w80x80_f16_d128").as_deref(), Some("81x81"));
     assert_eq!(grid("na3d_w18x24x24_f16_d128").as_deref(), Some("19x25x25"));
     assert_eq!(
@@ -245,7 +245,7 @@ fn every_kind_of_kernel_has_a_reference_for_the_check() {
         assert!(p.check_for(desc).unwrap_err().contains("block map"), "{}", desc.name);
     }
     let kernels: Vec<&KernelDesc> =
-        tunable.into_iter().filter(|d| reference_pairs(d, &p) <= 300_000).collect();
+        tunable.into_iter().filter(|d| reference_pairs(d, &p) <= 350_000).collect();
     let kinds: std::collections::HashSet<(&str, u8)> = kernels
         .iter()
         .map(|d| match d.visit {
