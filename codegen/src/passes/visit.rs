@@ -99,20 +99,19 @@ impl Tiles {
         })
     }
 
+    /// Windows move right with the query: the KV tile is inside every row's window iff it
+    /// starts after the last row's window start and ends before the first row's end, and lies
+    /// inside the axis. In positions of the query tile's dilation group (the KV tile's too:
+    /// `tile_span` visits no other group), which are the coordinates on an undilated axis.
     fn axis_partial(&self, w: &Window, a: usize) -> Expr {
-        let (start, end) = (self.kv_origin[a].clone(), self.kv_origin[a].clone().add(self.kv.shape[a] as i32));
-        let past_end = self.kv.extents[a].clone().lt(end.clone());
-        if w.axes[a].dilation > 1 {
-            // Judged by the mask alone: the tiles are of one dilation group, but the window
-            // bounds would have to be taken in the group's positions.
-            return Expr::Const(1);
-        }
-        // Windows move right with the query: the tile is inside every row's window iff it
-        // starts after the last row's window start and ends before the first row's end.
-        let rule = self.rule(w, a);
-        let extent = self.kv.extents[a].clone();
-        let latest_start = rule.start(&self.q.last(&self.q_origin, a), &extent);
-        let earliest_end = rule.end(&self.q_origin[a], &extent);
+        let (rule, d) = (self.rule(w, a), w.axes[a].dilation as i32);
+        let position = |x: Expr| if d == 1 { x } else { x.div(d) };
+        let group_len = if d == 1 { self.kv.extents[a].clone() } else { rule.group_len(self.q_origin[a].clone().rem(d)) };
+        let start = position(self.kv_origin[a].clone());
+        let end = start.clone().add(self.kv.shape[a] as i32);
+        let past_end = group_len.clone().lt(end.clone());
+        let latest_start = rule.start(&position(self.q.last(&self.q_origin, a)), &group_len);
+        let earliest_end = rule.end(&position(self.q_origin[a].clone()), &group_len);
         past_end.or(start.lt(latest_start)).or(earliest_end.lt(end))
     }
 }
