@@ -1,6 +1,7 @@
 //! The Mustafar family, defined as a user would: decode attention that reads K and V from a
 //! bitmap-compressed (pruned) cache, `load = bitmap(k, v)`, its PTX for every target at the
-//! default config (the split-KV decode entry and its `_merge` entry), and what ptxas says.
+//! default config (the split-KV decode entry and its `_merge` entry), and what ptxas says; then
+//! the module that prunes and compresses a cache on the GPU.
 //!
 //! `cargo run --release --example mustafar`
 //! (On a GPU: `tessera run mustafar` / `tessera bench mustafar`, see the README.)
@@ -23,5 +24,7 @@ use tessera::Kernel;
 pub struct MustafarDecodeBf16;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    common::check_all(&[&MustafarDecodeBf16::DESC])
+    // Beside the decode kernel, what writes the cache on the GPU (`gpu::Compressor`).
+    let d = MustafarDecodeBf16::DESC.head_dim;
+    common::check_all(&[&MustafarDecodeBf16::DESC], &|target| Ok(vec![("pruning + compression", tessera::codegen::compress_ptx(d, target)?)]))
 }

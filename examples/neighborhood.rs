@@ -42,5 +42,5 @@ pub struct Na2d;
 pub struct Na3d;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    common::check_all(&[&Na1d::DESC, &Na2d::DESC, &Na3d::DESC])
+    common::check_all(&[&Na1d::DESC, &Na2d::DESC, &Na3d::DESC], &|_| Ok(Vec::new()))
 }

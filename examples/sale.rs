@@ -35,41 +35,22 @@ pub struct SaleBf16;
 pub struct SaleF16Wide;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    common::check_all(&[&SaleBf16::DESC, &SaleF16Wide::DESC])?;
-    selection_modules(&SaleBf16::DESC)
+    common::check_all(&[&SaleBf16::DESC, &SaleF16Wide::DESC], &selection_modules(&SaleBf16::DESC)?)
 }
 
-/// The selection's modules for `desc` at its default config, on every target, through ptxas
-/// where it is installed.
-fn selection_modules(desc: &tessera::KernelDesc) -> Result<(), Box<dyn Error>> {
+/// The modules `gpu::SaleSelect` loads beside `desc` at its default config: the int8
+/// estimate's selection program, the quantizer, the threshold and list entries.
+fn selection_modules(desc: &tessera::KernelDesc) -> Result<impl Fn(tessera::Target) -> common::Built, Box<dyn Error>> {
     use tessera::codegen::ir::select::Scores;
-    use tessera::codegen::{compile_program, ptxas, quantize_ptx, sale_ptx, select_program};
+    use tessera::codegen::{compile_program, quantize_ptx, sale_ptx, select_program};
     let cfg = desc.default_config().ok_or("empty tuning space")?;
     let program = select_program(desc, &tessera::Config { mma: tessera::Mma::Sync, ..cfg }, Scores::Int8)?;
-    let ptxas = ptxas::find().ok();
-    println!("{}'s GPU selection at {cfg}:", desc.name);
-    let mut failures = Vec::new();
-    for target in tessera::Target::ALL {
-        let modules = [
-            ("int8 estimate", compile_program(&program, target)?),
-            ("quantizer", quantize_ptx(desc.head_dim, target)?),
-            ("thresholds and lists", sale_ptx(target)?),
-        ];
-        for (what, ptx) in modules {
-            let mut line = format!("  {target} {what}: {} PTX lines", ptx.lines().count());
-            if let Some(ptxas) = &ptxas {
-                match ptxas::assemble_with(ptxas, &ptx, target.name()) {
-                    Ok(res) => {
-                        let spilled: u32 = res.kernels.iter().map(|k| k.spill_stores + k.spill_loads).sum();
-                        let registers = res.kernels.iter().map(|k| k.registers).max().unwrap_or(0);
-                        line += &format!("; {} entries, up to {registers} registers, {spilled} B spilled", res.kernels.len());
-                    }
-                    Err(e) => failures.push(format!("{what} on {target}: {e}")),
-                }
-            }
-            println!("{line}");
-        }
-    }
-    println!("These did not run on a GPU either (tessera_runtime::gpu::SaleSelect runs them).");
-    if failures.is_empty() { Ok(()) } else { Err(failures.join("\n").into()) }
+    let head_dim = desc.head_dim;
+    Ok(move |target| -> common::Built {
+        Ok(vec![
+            ("SALE int8 estimate", compile_program(&program, target)?),
+            ("SALE quantizer", quantize_ptx(head_dim, target)?),
+            ("SALE thresholds and lists", sale_ptx(target)?),
+        ])
+    })
 }

@@ -6,8 +6,13 @@ use std::error::Error;
 use tessera::codegen::{canon, ptxas};
 use tessera::{KernelDesc, Stage, Target};
 
-/// Summarizes each kernel; returns an error listing every ptxas failure or spill.
-pub fn check_all(kernels: &[&KernelDesc]) -> Result<(), Box<dyn Error>> {
+/// The standalone modules a family loads beside its kernels for one target: (what, PTX).
+pub type Built = Result<Vec<(&'static str, String)>, Box<dyn Error>>;
+pub type Modules<'a> = &'a dyn Fn(Target) -> Built;
+
+/// Summarizes each kernel, then each standalone module `modules` makes; returns an error
+/// listing every ptxas failure.
+pub fn check_all(kernels: &[&KernelDesc], modules: Modules<'_>) -> Result<(), Box<dyn Error>> {
     // Without ptxas the PTX is still generated, just not assembled.
     let ptxas = match ptxas::find() {
         Ok(path) => Some(path),
@@ -20,6 +25,7 @@ pub fn check_all(kernels: &[&KernelDesc]) -> Result<(), Box<dyn Error>> {
     for desc in kernels {
         summarize(desc, ptxas.as_deref(), &mut failures)?;
     }
+    check_modules(modules, ptxas.as_deref(), &mut failures)?;
     // Honest about scope: nothing here touched a GPU.
     println!("This example stops at PTX and ptxas; nothing above ran on a GPU. Loading and");
     println!("launching kernels on a GPU: tessera_runtime::gpu (see runtime/tests/gpu.rs).");
@@ -78,5 +84,27 @@ fn summarize(
         println!("{line}");
     }
     println!();
+    Ok(())
+}
+
+/// The standalone modules through ptxas where it is installed: their entries, most registers,
+/// spills.
+fn check_modules(modules: Modules<'_>, ptxas: Option<&std::path::Path>, failures: &mut Vec<String>) -> Result<(), Box<dyn Error>> {
+    for target in Target::ALL {
+        for (what, ptx) in modules(target)? {
+            let mut line = format!("{what} ({target}): {} PTX lines", ptx.lines().count());
+            if let Some(ptxas) = ptxas {
+                match ptxas::assemble_with(ptxas, &ptx, target.name()) {
+                    Ok(res) => {
+                        let spilled: u32 = res.kernels.iter().map(|k| k.spill_stores + k.spill_loads).sum();
+                        let registers = res.kernels.iter().map(|k| k.registers).max().unwrap_or(0);
+                        line += &format!("; {} entries, up to {registers} registers, {spilled} B spilled", res.kernels.len());
+                    }
+                    Err(e) => failures.push(format!("{what} on {target}: {e}")),
+                }
+            }
+            println!("{line}");
+        }
+    }
     Ok(())
 }
