@@ -290,22 +290,32 @@ pub fn calibration_error(sparse: &[f64], dense: &[f64]) -> f64 {
 }
 
 /// SALE's per-head threshold calibration (seeds.md §2.4): from τ = 0.008, halve a head's τ
-/// while `error(head, τ)` (e.g. [`calibration_error`]) is not below `target` (`θ · seq`; a NaN
-/// error is not below it); at τ ≤ 1e-4 the head becomes dense (τ = 0). `error` runs the sparse
-/// attention of one head — the float64 reference here, the GPU kernel in `tessera calibrate`.
-pub fn calibrate(heads: usize, target: f64, mut error: impl FnMut(usize, f64) -> f64) -> Vec<f64> {
-    (0..heads)
-        .map(|h| {
-            let mut tau = 0.008;
-            while error(h, tau).partial_cmp(&target) != Some(std::cmp::Ordering::Less) {
-                tau /= 2.0;
-                if tau <= 1e-4 {
-                    return 0.0;
-                }
+/// while its error (e.g. [`calibration_error`]) is not below `target` (`θ · seq`; a NaN error is
+/// not below it); at τ ≤ 1e-4 the head becomes dense (τ = 0). Heads are independent, so all of
+/// them step together: `errors(taus, pending)` runs the sparse attention with one threshold per
+/// head and returns each pending head's error (what it returns for the others is not read) —
+/// the float64 reference one head at a time on the CPU, one launch for all heads on the GPU.
+pub fn calibrate(heads: usize, target: f64, mut errors: impl FnMut(&[f64], &[bool]) -> Vec<f64>) -> Vec<f64> {
+    let mut taus = vec![0.008; heads];
+    let mut pending = vec![true; heads];
+    while pending.contains(&true) {
+        let got = errors(&taus, &pending);
+        for h in 0..heads {
+            if !pending[h] {
+                continue;
             }
-            tau
-        })
-        .collect()
+            if got.get(h).and_then(|e| e.partial_cmp(&target)) == Some(std::cmp::Ordering::Less) {
+                pending[h] = false;
+                continue;
+            }
+            taus[h] /= 2.0;
+            if taus[h] <= 1e-4 {
+                taus[h] = 0.0;
+                pending[h] = false;
+            }
+        }
+    }
+    taus
 }
 
 #[cfg(test)]
@@ -414,20 +424,30 @@ mod tests {
             calibration_error(&got.out.o[h * plane..(h + 1) * plane], &dense.o[h * plane..(h + 1) * plane])
         };
         let mut tried = Vec::new();
-        let taus = calibrate(2, target, |h, tau| {
-            tried.push((h, tau));
-            error(h, tau)
+        let taus = calibrate(2, target, |taus, pending| {
+            (0..2)
+                .map(|h| match pending[h] {
+                    true => {
+                        tried.push((h, taus[h]));
+                        error(h, taus[h])
+                    }
+                    false => f64::NAN,
+                })
+                .collect()
         });
         for (h, &tau) in taus.iter().enumerate() {
             assert!(tau == 0.0 || error(h, tau) < target, "head {h}: tau {tau}");
-            // Each head started at 0.008 and only halved.
+            // Each head started at 0.008 and only halved, and stopped at the first pass.
             let steps: Vec<f64> = tried.iter().filter(|t| t.0 == h).map(|t| t.1).collect();
             assert_eq!(steps[0], 0.008);
             assert!(steps.windows(2).all(|w| w[1] == w[0] / 2.0), "{steps:?}");
+            assert!(steps[..steps.len() - 1].iter().all(|&t| error(h, t) >= target), "{steps:?}");
         }
-        // An unreachable target, or an error that is NaN, makes every head dense.
-        assert_eq!(calibrate(2, 0.0, |_, _| 1.0), vec![0.0, 0.0]);
-        assert_eq!(calibrate(1, 1.0, |_, _| f64::NAN), vec![0.0]);
+        // An unreachable target, or an error that is NaN, makes every head dense; heads settle
+        // on their own (one passes at once, one never).
+        assert_eq!(calibrate(2, 0.0, |_, _| vec![1.0; 2]), vec![0.0, 0.0]);
+        assert_eq!(calibrate(1, 1.0, |_, _| vec![f64::NAN]), vec![0.0]);
+        assert_eq!(calibrate(2, 1.0, |_, _| vec![0.5, 2.0]), vec![0.008, 0.0]);
     }
 
     /// Each low-bit estimate against the exact-score selection, over the blocks the thresholds

@@ -1,9 +1,10 @@
 //! `tessera calibrate sale`: SALE's per-head thresholds (seeds.md §2.4): from τ = 0.008, halve a
 //! head's τ while the sum of |O_sparse − O_dense| over its output is not below θ · seq; at
 //! τ ≤ 1e-4 the head runs dense (τ = 0). The sparse and dense outputs are the float64 references
-//! (`reference::sale`) on the CPU, one head at a time, until SALE's estimation kernel runs on
-//! the GPU: practical for calibration prompts of a few thousand tokens. Inputs are `q`, `k`, `v`
-//! from a safetensors file, or structured long-context inputs (`--structured`).
+//! (`reference::sale`) on the CPU, one head at a time (practical for prompts of a few thousand
+//! tokens), or with `--gpu` SALE's GPU selection and kernels, all heads at once
+//! (`calibrate_gpu`). Inputs are `q`, `k`, `v` from a safetensors file, or structured
+//! long-context inputs (`--structured`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ pub struct Args {
     /// Keys per block (SALE: 32).
     #[arg(long, default_value_t = SALE_BLOCKS.block_k)]
     block_k: usize,
+    /// Calibrate on GPU 0 with SALE's GPU selection and the block-sparse kernel against the
+    /// causal kernel (bf16, head_dim 128; the estimate exact or int8).
+    #[arg(long)]
+    gpu: bool,
 }
 
 /// Query head `h`'s planes (with its KV head's) of every batch element, as a one-head problem.
@@ -80,21 +85,51 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
     let target = args.theta * shape.seq_q as f64;
     let mut errors: Vec<Option<String>> = Vec::new();
     let mut last: Vec<(f64, f64)> = vec![(f64::NAN, 1.0); shape.heads];
-    let taus = calibrate(shape.heads, target, |h, tau| {
-        let (one, qh, kh, vh) = one_head(&shape, h, &q, &k, &v);
-        let dense = attention(&one, Mask::Causal, scale, &qh, &kh, &vh);
-        match sale_prefill(&one, &blocks, &[tau], args.estimate, scale, &qh, &kh, &vh) {
-            Ok(sparse) => {
-                let error = calibration_error(&sparse.out.o, &dense.o) / shape.batch as f64;
-                last[h] = (error, sparse.density());
-                error
+    let taus = if args.gpu {
+        let mut gpu = super::calibrate_gpu::GpuCalibration::new(&shape, (&q, &k, &v), args.estimate, (args.block_q, args.block_k))?;
+        let mut failure = None;
+        let taus = calibrate(shape.heads, target, |taus, pending| match gpu.errors(taus) {
+            Ok(got) => {
+                for (h, &(error, density)) in got.iter().enumerate().filter(|(h, _)| pending[*h]) {
+                    last[h] = (error, density);
+                }
+                got.into_iter().map(|(error, _)| error).collect()
             }
             Err(e) => {
-                errors.push(Some(e));
-                f64::NAN
+                // NaN errors halve every head to dense in a few failing calls; the first error
+                // is what is reported.
+                failure.get_or_insert(e);
+                vec![f64::NAN; taus.len()]
             }
+        });
+        if let Some(e) = failure {
+            return Err(e);
         }
-    });
+        taus
+    } else {
+        calibrate(shape.heads, target, |taus, pending| {
+            (0..shape.heads)
+                .map(|h| {
+                    if !pending[h] {
+                        return f64::NAN;
+                    }
+                    let (one, qh, kh, vh) = one_head(&shape, h, &q, &k, &v);
+                    let dense = attention(&one, Mask::Causal, scale, &qh, &kh, &vh);
+                    match sale_prefill(&one, &blocks, &[taus[h]], args.estimate, scale, &qh, &kh, &vh) {
+                        Ok(sparse) => {
+                            let error = calibration_error(&sparse.out.o, &dense.o) / shape.batch as f64;
+                            last[h] = (error, sparse.density());
+                            error
+                        }
+                        Err(e) => {
+                            errors.push(Some(e));
+                            f64::NAN
+                        }
+                    }
+                })
+                .collect()
+        })
+    };
     if let Some(Some(e)) = errors.into_iter().next() {
         return Err(Error::Problem(e));
     }

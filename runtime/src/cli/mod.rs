@@ -5,6 +5,7 @@ mod autotune;
 mod bench;
 mod cache;
 mod calibrate;
+mod calibrate_gpu;
 mod check;
 mod doctor;
 mod emit;

@@ -730,4 +730,16 @@ fn calibrate_sale_halves_thresholds_until_the_error_passes() {
     }
     assert!(tight.iter().zip(&loose).all(|(t, l)| t <= l) && tight != loose, "{tight:?}");
     assert_eq!(taus("0"), vec![0.0, 0.0]);
+    // On the GPU: SALE's kernels' head_dim and an estimate the GPU makes, said before a GPU is
+    // looked for.
+    let gpu = |extra: &[&str]| {
+        let mut args = vec!["calibrate", "sale", "--gpu", "--structured", "--seq", "256"];
+        args.extend(extra);
+        output(&args).unwrap_err().to_string()
+    };
+    assert!(gpu(&["--head-dim", "64"]).contains("head_dim 128"));
+    assert!(gpu(&["--head-dim", "128", "--estimate", "int4"]).contains("exact scores or the int8 estimate"));
+    if let Some(expected) = no_gpu_error() {
+        assert_eq!(gpu(&["--head-dim", "128"]), expected);
+    }
 }

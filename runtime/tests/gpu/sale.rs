@@ -149,3 +149,28 @@ fn bad_selection_arguments_are_errors() {
     let fresh = exact.workspace(&gpu, q.shape, 1).unwrap();
     assert_eq!(fresh.lists().download(&gpu).unwrap(), fresh.forced().download(&gpu).unwrap());
 }
+
+/// `tessera calibrate sale --gpu` against the CPU path on the same structured prompt, exact
+/// scores: each head's threshold within one halving of the float64 calibration's (the GPU's
+/// bf16 outputs and f32 scores may decide a borderline step the other way), both of the form
+/// 0.008 / 2^k or 0.
+#[test]
+fn gpu_calibration_agrees_with_the_cpu() {
+    use clap::Parser;
+    let Some(_gpu) = gpu() else { return };
+    let taus = |extra: &[&str]| -> Vec<f64> {
+        let mut args = vec!["tessera", "calibrate", "sale", "--structured", "--seq", "700", "--heads", "4", "--kv-heads", "2", "--head-dim", "128", "--estimate", "exact", "--theta", "0.3"];
+        args.extend(extra);
+        let mut out = Vec::new();
+        tessera_runtime::cli::run(tessera_runtime::cli::Cli::try_parse_from(args).unwrap(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        println!("{text}");
+        let last = text.lines().last().unwrap();
+        last.split_whitespace().skip(4).take(4).map(|t| t.parse().unwrap()).collect()
+    };
+    let (cpu, on_gpu) = (taus(&[]), taus(&["--gpu"]));
+    for (c, g) in cpu.iter().zip(&on_gpu) {
+        let near = c == g || (*c > 0.0 && *g > 0.0 && (c / g == 2.0 || g / c == 2.0)) || (c.max(*g) <= 2e-4);
+        assert!(near, "thresholds {cpu:?} (CPU) vs {on_gpu:?} (GPU)");
+    }
+}
