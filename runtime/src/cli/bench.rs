@@ -249,9 +249,13 @@ fn report(
         gpu.name, args.batch, args.heads
     )?;
     let sparse = rows.iter().any(|m| m.density.is_some());
+    let windows = rows.iter().any(|m| m.useful.is_some());
     let mut columns = vec!["kernel", "seq", "config", "ms", "TFLOP/s"];
     if sparse {
         columns.push("kept");
+    }
+    if windows {
+        columns.push("useful");
     }
     let mut table = Table::new(columns);
     for m in rows {
@@ -263,9 +267,15 @@ fn report(
         if sparse {
             row.push(m.density.map_or("-".into(), |d| format!("{:.1}%", 100.0 * d)));
         }
+        if windows {
+            row.push(m.useful.map_or("-".into(), |u| format!("{:.1}%", 100.0 * u)));
+        }
         table.row(row);
     }
     table.write(out)?;
+    if windows {
+        writeln!(out, "useful: the share of the pairs a config's tiles compute that the neighborhoods hold (TFLOP/s / useful = its rate per computed pair)")?;
+    }
 
     // Load failures carry multi-line messages, so they follow the table.
     for m in rows {

@@ -118,6 +118,9 @@ pub struct Measurement {
     pub flops: f64,
     /// A block-sparse kernel's: the fraction of causally visible tiles its map keeps.
     pub density: Option<f64>,
+    /// A neighborhood kernel's: the fraction of its tile products' pairs the neighborhoods hold
+    /// (`cost::window_efficiency`), so that TFLOP/s over it is the rate per computed pair.
+    pub useful: Option<f64>,
 }
 
 impl Measurement {
@@ -139,6 +142,9 @@ impl Measurement {
         );
         if let Some(d) = self.density {
             head.push_str(&format!(", \"density\": {}", json_number(d, 4)));
+        }
+        if let Some(u) = self.useful {
+            head.push_str(&format!(", \"useful\": {}", json_number(u, 4)));
         }
         match &self.timing {
             Ok(t) => format!(
@@ -225,6 +231,7 @@ pub fn bench_attention(
             })?),
             Err(e) => Err(e.to_string()),
         };
+        let useful = tessera_codegen::cost::window_efficiency(desc, &config, &shape.extents()[..desc.visit.grid_dims()]).ok().flatten();
         out.push(Measurement {
             kernel: desc.name.to_string(),
             shape,
@@ -232,6 +239,7 @@ pub fn bench_attention(
             timing,
             flops,
             density,
+            useful,
         });
     }
     Ok(out)
@@ -272,7 +280,7 @@ pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: Benc
         Scores::Exact => "select-exact",
         Scores::Int8 => "select-int8",
     };
-    Ok(Measurement { kernel: format!("{}:{name}", desc.name), shape, config, timing, flops, density })
+    Ok(Measurement { kernel: format!("{}:{name}", desc.name), shape, config, timing, flops, density, useful: None })
 }
 
 /// `n` values in [-1, 1) from SplitMix64: timing needs realistic values, not a statistics-grade
@@ -352,6 +360,7 @@ mod tests {
             }),
             flops: 4.0 * 32.0 * 1024.0 * 1024.0 * 64.0,
             density: None,
+            useful: None,
         };
         assert_eq!(
             m.json(),
