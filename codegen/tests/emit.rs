@@ -242,6 +242,44 @@ fn the_quantization_entries_assemble() {
     assert!(tessera_codegen::quantize_ptx(96, Target::Sm80).is_err());
 }
 
+/// On Hopper the selection programs also lower to wgmma (the kernel's `mma = wgmma` twin): the
+/// int8 estimate with `m64nNk32.s32.s8.s8` from two K-major descriptors, exact scores with
+/// `k16` bf16; ptxas assembles them without spills or notes (a note would mean serialized
+/// wgmmas).
+#[test]
+fn selection_programs_lower_to_wgmma_on_hopper() {
+    use tessera_desc::{Blocks, Config, Estimate, Mma};
+    let have_ptxas = ptxas_or_skip();
+    for (d, cfg) in [(128, Config::line(64, 32, 4, 2)), (128, Config::line(128, 64, 8, 2)), (64, Config::line(64, 64, 4, 3))] {
+        let cfg = cfg.with_mma(Mma::Wgmma);
+        let mut kernel = desc(Visit::Blocks(Blocks { causal: true, estimate: Estimate::SALE }), Dtype::Bf16, d);
+        kernel.schedule = Schedule::line(Param::Fixed(cfg.block_q()), Param::Fixed(cfg.block_kv()), Param::Fixed(cfg.warps), Param::Fixed(cfg.stages));
+        for (scores, instruction, k) in [(Scores::Int8, format!("m64n{}k32.s32.s8.s8", cfg.block_kv()), 32), (Scores::Exact, format!("m64n{}k16.f32.bf16.bf16", cfg.block_kv()), 16)] {
+            let program = tessera_codegen::select_program(&kernel, &cfg, scores).unwrap();
+            let program = match tessera_codegen::passes::engine::select(program, Target::Sm90a) {
+                // 64 int8 codes are half a 128-byte row: such a selection stays on mma.sync.
+                Err(e) if scores == Scores::Int8 && d == 64 => {
+                    assert!(e.contains("128-byte rows"), "{e}");
+                    continue;
+                }
+                other => other.unwrap(),
+            };
+            let ptx = tessera_codegen::compile_program(&program, Target::Sm90a).unwrap();
+            // One per (slab, k step) in the loop: each warpgroup's warps own slabs of 16 rows
+            // each, multiplied together as 64-row wgmmas.
+            let want = cfg.block_q() / (16 * cfg.warps) * d / k;
+            assert_eq!(canon::count_prefix(&ptx, &format!("wgmma.mma_async.sync.aligned.{instruction}")) as u32, want, "{scores:?} {cfg}");
+            assert!(!ptx.contains("mma.sync.aligned"), "{scores:?} {cfg}: mma.sync left");
+            if have_ptxas {
+                let res = ptxas::assemble(&ptx, "sm_90a").unwrap();
+                let k = &res.kernels[0];
+                assert_eq!((k.spill_stores, k.spill_loads), (0, 0), "{scores:?} {cfg}");
+                assert!(res.notes.is_empty(), "{scores:?} {cfg}: {:?}", res.notes);
+            }
+        }
+    }
+}
+
 /// SALE's selection programs (`ir::select`) assemble without spills on both targets, for SALE's
 /// 64×32 tiles and larger ones, bf16 and f16, exact and int8 scores, with their vote as one
 /// CTA-wide OR reduction; the int8 estimate multiplies with `m16n8k32` s8 products, half as

@@ -9,7 +9,7 @@ use crate::ir::{Expr, Var};
 /// Elements per 16-byte chunk (bf16/f16).
 pub const CHUNK_ELEMS: u32 = 8;
 
-/// Bytes of a block row of the wgmma layout (`WGMMA_BLOCK_COLS` 16-bit elements).
+/// Bytes of a block row of the wgmma layout (`passes::engine::WGMMA_BLOCK_BYTES`).
 ///
 /// A shared tile is stored as column blocks of `block_cols` elements (`ir::Shared`), each block
 /// `rows × block_cols` elements, and within a block row chunk `c` sits at chunk

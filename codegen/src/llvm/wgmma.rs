@@ -1,5 +1,6 @@
-//! Tile products with Hopper's `wgmma.mma_async.m64nNk16`: each warpgroup multiplies the 64
-//! rows of its slab by all of B in one instruction per k16 step, with B (and A, unless it is P
+//! Tile products with Hopper's `wgmma.mma_async.m64nNk16` (`m64nNk32.s32.s8.s8` for int8
+//! codes, `ir::Operands::Int8`): each warpgroup multiplies the 64 rows of its slab by all of B
+//! in one instruction per k step (32 bytes of a row either way), with B (and A, unless it is P
 //! in registers) read by the tensor cores straight from shared memory through 64-bit matrix
 //! descriptors (PTX ISA §9.7.15.5.1.2.2). LLVM has no intrinsic for the multiply itself, so it
 //! is inline PTX; the fences around it are intrinsics.
@@ -14,7 +15,7 @@ use tessera_desc::Dtype;
 use super::layout::BLOCK_ROW_BYTES;
 use super::lower::{Lowerer, Res};
 use crate::CodegenError;
-use crate::ir::{BufId, Expr, FragId, Operand};
+use crate::ir::{BufId, Expr, FragId, Operand, Operands};
 
 /// How a shared operand runs along memory (PTX's "major-ness").
 #[derive(Clone, Copy)]
@@ -90,20 +91,23 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// descriptor, or from four registers. Without `accumulate`, d = A·B (scale-d false) and the
     /// old registers are not inputs, so nothing has to write them between the fence and here.
     fn wgmma_async(&self, n: u32, a: WgmmaA<'ctx>, b_desc: IntValue<'ctx>, trans_b: bool, accumulate: bool, d: &mut [BasicValueEnum<'ctx>]) -> Res<()> {
-        let ty = match self.program.dtype {
-            Dtype::F16 => "f16",
-            _ => "bf16",
+        let int8 = self.program.operands == Operands::Int8;
+        let ty = match (int8, self.program.dtype) {
+            (true, _) => "s8",
+            (false, Dtype::F16) => "f16",
+            (false, _) => "bf16",
         };
         let outs = (n / 2) as usize;
-        let f32t = self.ctx.f32_type();
         let (i32t, i64t) = (self.ctx.i32_type(), self.ctx.i64_type());
+        // int8 products accumulate in int32 registers (the caller converts around the chain).
+        let (acc_t, acc_c): (inkwell::types::BasicTypeEnum<'ctx>, &str) = if int8 { (i32t.into(), "=r") } else { (self.ctx.f32_type().into(), "=f") };
         let regs = |from: usize, count: usize| (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         // Operands: the outputs, the same registers tied as inputs (when accumulating), then A,
         // B, and scale-d.
         let tied = if accumulate { outs } else { 0 };
         let mut args: Vec<BasicMetadataValueEnum<'ctx>> = d[..tied].iter().map(|v| (*v).into()).collect();
-        let mut types: Vec<BasicMetadataTypeEnum<'ctx>> = vec![f32t.into(); tied];
-        let mut constraints: Vec<String> = (0..outs).map(|_| "=f".to_string()).collect();
+        let mut types: Vec<BasicMetadataTypeEnum<'ctx>> = vec![acc_t.into(); tied];
+        let mut constraints: Vec<String> = (0..outs).map(|_| acc_c.to_string()).collect();
         constraints.extend((0..tied).map(|i| i.to_string()));
         let first_in = outs + tied;
         let a_text = match a {
@@ -126,16 +130,20 @@ impl<'ctx> Lowerer<'ctx, '_> {
         args.extend::<[BasicMetadataValueEnum<'ctx>; 2]>([b_desc.into(), self.i32(i64::from(accumulate)).into()]);
         types.extend::<[BasicMetadataTypeEnum<'ctx>; 2]>([i64t.into(), i32t.into()]);
         constraints.extend(["l".to_string(), "r".to_string()]);
-        // scale-d is a predicate: true accumulates into d.
+        // scale-d is a predicate: true accumulates into d. Integer wgmma has no scale or
+        // transpose immediates (its operands are K-major).
         let trans_a = if matches!(a, WgmmaA::Desc(_)) { "0, " } else { "" };
+        let (shape, tail) = match int8 {
+            true => (format!("m64n{n}k32.s32.s8.s8"), String::new()),
+            false => (format!("m64n{n}k16.f32.{ty}.{ty}"), format!(", 1, 1, {trans_a}{}", u32::from(trans_b))),
+        };
         let text = format!(
             "{{\n.reg .pred p;\nsetp.ne.b32 p, ${}, 0;\n\
-             wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} {{{}}}, {a_text}, ${next}, p, 1, 1, {trans_a}{};\n}}",
+             wgmma.mma_async.sync.aligned.{shape} {{{}}}, {a_text}, ${next}, p{tail};\n}}",
             next + 1,
             regs(0, outs),
-            u32::from(trans_b)
         );
-        let ret = self.ctx.struct_type(&vec![f32t.into(); outs], false);
+        let ret = self.ctx.struct_type(&vec![acc_t; outs], false);
         let fn_ty = ret.fn_type(&types, false);
         let asm = self.ctx.create_inline_asm(fn_ty, text, constraints.join(","), true, false, None, false);
         let out = self.b.build_indirect_call(fn_ty, asm, &args, "")?.try_as_basic_value();
@@ -160,11 +168,29 @@ impl<'ctx> Lowerer<'ctx, '_> {
         }
         let b_rows = self.program.shared(*b_buf).rows;
         let k = if *kn { b_rows } else { self.program.shared(*b_buf).cols };
+        let int8 = self.program.operands == Operands::Int8;
+        if int8 && (*kn || matches!(a, Operand::Frag(_))) {
+            return Err(CodegenError::Ir("wgmma: int8 operands are K-major shared tiles".into()));
+        }
+        // Elements per k step: 32 bytes of a row, 16 16-bit values or 32 int8 codes.
+        let k_step = 32 / self.program.elem_bytes();
         // Accumulators still all zero (a fresh `Fill`) start with scale-d false instead; the rest,
         // and P, were last written by ordinary instructions, which must all come before the fence
         // (pinned there, or LLVM may sink them past it and ptxas serializes the wgmmas).
         let slab_len = (n / 2) as usize;
         let fresh: Vec<bool> = self.frags[acc.0].chunks(slab_len).map(|d| d.iter().all(|v| is_zero(*v))).collect();
+        // int8 accumulators enter as int32, converted before the pin below so that nothing is
+        // computed between the fence and the wgmmas.
+        if int8 {
+            let i32t = self.ctx.i32_type();
+            for (slab, d) in self.frags[acc.0].chunks_mut(slab_len).enumerate() {
+                if !fresh[slab] {
+                    for v in d.iter_mut() {
+                        *v = self.b.build_float_to_signed_int(v.into_float_value(), i32t, "")?.into();
+                    }
+                }
+            }
+        }
         let mut pinned: Vec<BasicValueEnum<'ctx>> = Vec::new();
         for (slab, d) in self.frags[acc.0].chunks(slab_len).enumerate() {
             if !fresh[slab] {
@@ -192,7 +218,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
             let slab_base = self.i32((slab * self.program.config.warps * 16) as i64);
             let row0 = self.b.build_int_add(slab_base, self.b.build_int_mul(group_warp, self.i32(16), "")?, "")?;
             let base = self.acc_index(n, slab, 0, 0);
-            for kk in 0..k / 16 {
+            for kk in 0..k / k_step {
                 let a_op = match a {
                     Operand::Shared { buf, stage, kn: false } => WgmmaA::Desc(self.k_major(*buf, stage, row0, kk)?),
                     Operand::Frag(p) => {
@@ -211,6 +237,12 @@ impl<'ctx> Lowerer<'ctx, '_> {
         self.call("llvm.nvvm.wgmma.commit_group.sync.aligned", &[], &[])?;
         let none_pending = self.ctx.i64_type().const_zero().into();
         self.call("llvm.nvvm.wgmma.wait_group.sync.aligned", &[], &[none_pending])?;
+        if int8 {
+            let f32t = self.ctx.f32_type();
+            for v in self.frags[acc.0].iter_mut() {
+                *v = self.b.build_signed_int_to_float(v.into_int_value(), f32t, "")?.into();
+            }
+        }
         Ok(())
     }
 

@@ -8,8 +8,8 @@ use tessera_desc::Mma;
 use crate::Target;
 use crate::ir::{MmaEngine, Program, Stmt};
 
-/// 64 16-bit elements: 128-byte block rows.
-pub const WGMMA_BLOCK_COLS: u32 = 64;
+/// wgmma's canonical layout has 128-byte block rows: 64 16-bit elements, 128 int8 codes.
+pub const WGMMA_BLOCK_BYTES: u32 = 128;
 
 pub fn select(mut program: Program, target: Target) -> Result<Program, String> {
     let engine = match program.config.mma {
@@ -17,9 +17,18 @@ pub fn select(mut program: Program, target: Target) -> Result<Program, String> {
         Mma::Wgmma if target.mma_families().contains(&Mma::Wgmma) => MmaEngine::Wgmma,
         Mma::Wgmma => return Err(format!("mma = wgmma needs sm_90a (Hopper); {target} has mma.sync only")),
     };
-    // wgmma descriptors read the canonical 128-byte-swizzle layout.
+    // wgmma descriptors read the canonical 128-byte-swizzle layout: whole 128-byte block rows.
+    let block_cols = WGMMA_BLOCK_BYTES / program.elem_bytes();
+    if let Some(buf) = program.shared.iter().find(|b| !b.cols.is_multiple_of(block_cols)) {
+        return Err(format!(
+            "mma = wgmma reads tiles in 128-byte rows; {} has {} columns of {} bytes",
+            buf.name,
+            buf.cols,
+            program.elem_bytes()
+        ));
+    }
     for buf in &mut program.shared {
-        buf.block_cols = WGMMA_BLOCK_COLS;
+        buf.block_cols = block_cols;
     }
     let body = std::mem::take(&mut program.body);
     program.body = crate::passes::rewrite(body, &mut |stmt| {

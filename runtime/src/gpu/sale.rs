@@ -126,10 +126,16 @@ impl SaleSelect {
         }
         let target = gpu.target()?;
         let forced_pass = Attention::load(gpu, desc, cfg)?;
-        // Scores alone: the instruction of the kernel's P·V does not matter, and mma.sync is
-        // every target's.
-        let program = select_program(desc, &Config { mma: Mma::Sync, ..*cfg }, scores)?;
-        let program = tessera_codegen::passes::engine::select(program, target).map_err(GpuError::Invalid)?;
+        // The kernel's instruction family (wgmma on Hopper for its wgmma twins), except where
+        // wgmma cannot read the tiles (int8 codes of 64 channels are half its 128-byte rows):
+        // there the selection stays on mma.sync, every target's.
+        let engine = |cfg: &Config| -> Result<Program, GpuError> {
+            tessera_codegen::passes::engine::select(select_program(desc, cfg, scores)?, target).map_err(GpuError::Invalid)
+        };
+        let program = match engine(cfg) {
+            Err(_) if cfg.mma == Mma::Wgmma => engine(&Config { mma: Mma::Sync, ..*cfg })?,
+            other => other?,
+        };
         let ptx = compile_program(&program, target)?;
         let what = format!("{} at {cfg}", program.name);
         let [select] = gpu.load_ptx(&what, &ptx, program.shared_bytes(), [program.name.as_str()])?;

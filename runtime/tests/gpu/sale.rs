@@ -112,7 +112,12 @@ fn gpu_selection_matches_the_host() {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     println!("structured inputs from seed {seed}");
     let shape = |batch, heads, kv_heads, seq| Shape { batch, heads, kv_heads, seq_q: seq, seq_kv: seq, head_dim: 128 };
-    for cfg in [Config::line(64, 32, 4, 2), desc.default_config().unwrap()] {
+    let mut configs = vec![Config::line(64, 32, 4, 2), desc.default_config().unwrap()];
+    // On Hopper the selections of the kernel's wgmma twins run on wgmma too.
+    if gpu.compute_capability.0 == 9 {
+        configs.extend([Config::line(64, 32, 4, 2).with_mma(Mma::Wgmma), desc.default_config().unwrap().with_mma(Mma::Wgmma)]);
+    }
+    for cfg in configs {
         for (i, s) in [shape(1, 4, 2, 700), shape(2, 2, 1, 130), shape(1, 4, 4, 9)].into_iter().enumerate() {
             for scores in [Scores::Exact, Scores::Int8] {
                 check(&gpu, &cfg, s, seed.wrapping_add(i as u64), scores);
