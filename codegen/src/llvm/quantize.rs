@@ -294,7 +294,8 @@ fn quant<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, dtype: Dtype, d: u32, 
         counted_loop(k, count, &[], |k, j, _| {
             let row = row_of(k, j)?;
             let at = mad64(k, plane, tokens, row)?;
-            let values = smoothed(k, row)?;
+            let raw = load_row(k, x, at, lane, dtype, d)?;
+            let values: Vec<FloatValue<'ctx>> = raw.iter().zip(&mean_lane).map(|(&v, &m)| k.b.build_float_sub(v, m, "")).collect::<Result<_, _>>()?;
             let mut bytes = Vec::new();
             for &v in &values {
                 // cvt.rni: round half to even, saturating (NaN to 0); then onto [-127, 127].
@@ -308,7 +309,6 @@ fn quant<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, dtype: Dtype, d: u32, 
             let add = |k: &Kernel<'ctx, '_>, a: BasicValueEnum<'ctx>, b: BasicValueEnum<'ctx>| Ok(k.b.build_float_add(a.into_float_value(), b.into_float_value(), "")?.into());
             if let Some((k_mean, qk_mean)) = &shift {
                 // q_i · k̄ from the unsmoothed values, as `int4::correction` of them.
-                let raw = load_row(k, x, at, lane, dtype, d)?;
                 let products = raw.iter().zip(k_mean).map(|(&v, &m)| k.b.build_float_mul(m, v, "")).collect::<Result<Vec<_>, _>>()?;
                 let dot = k.warp_reduce(sum(k, &products)?.into(), add)?;
                 k.when(is_lane0, |k| k.store(k.at(*qk_mean, at, 4)?, dot, 4))?;

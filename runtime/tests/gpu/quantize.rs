@@ -1,6 +1,6 @@
 //! SALE's int8 quantization on the GPU against the host definition (`SmoothedInt8`): codes and
-//! per-row scales bit for bit given the GPU's means; the means, the correction and the shift within 1e-5
-//! of the host's, relative to the magnitudes summed (their summation orders differ). Fresh random
+//! per-row scales bit for bit given the GPU's means; the means, the correction and the shift within
+//! the f32 rounding of their sums, relative to the magnitudes summed (the orders differ). Fresh random
 //! inputs each run (seed printed) with per-channel offsets and outliers, poisoned outputs,
 //! ragged lengths (1, 77, 1000, 4099) and blocks that do not divide them, GQA, Q and K of
 //! different lengths, bf16 and f16, head_dim 64 and 128. Without a GPU every test prints why it
@@ -27,11 +27,13 @@ fn values(rng: &mut StdRng, dtype: Dtype, n: usize, d: usize) -> (Vec<u16>, Vec<
     (bits, x)
 }
 
-/// `|got - want| <= 1e-5 · scale` element by element.
-fn close(what: &str, got: &[f32], want: &[f32], scale: &[f64]) {
+/// `|got - want| <= (terms + 64) · 2^-24 · scale` element by element: the f32 rounding of a
+/// sum of `terms` values whose magnitudes add up to `scale`, in two summation orders.
+fn close(what: &str, got: &[f32], want: &[f32], scale: &[f64], terms: usize) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let tolerance = (terms as f64 + 64.0) * f64::from(f32::EPSILON) / 2.0;
     for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
-        assert!(((g - w) as f64).abs() <= 1e-5 * s + 1e-30, "{what}[{i}]: {g} vs {w} (scale {s})");
+        assert!(((g - w) as f64).abs() <= tolerance * s + 1e-30, "{what}[{i}]: {g} vs {w} (scale {s})");
     }
 }
 
@@ -91,15 +93,17 @@ fn check(gpu: &Gpu, quantizer: &Quantizer, rng: &mut StdRng, dtype: Dtype, s: Sh
     let got = out.download(gpu).unwrap();
 
     let (q_planes, k_planes) = (s.batch * s.heads, s.batch * s.kv_heads);
-    close(&format!("{at}: q means"), &got.q_mean, &plane_means(&q, q_planes, s.seq_q, d).unwrap(), &mean_magnitudes(&q, q_planes, s.seq_q, d));
-    close(&format!("{at}: k means"), &got.k_mean, &plane_means(&k, k_planes, s.seq_kv, d).unwrap(), &mean_magnitudes(&k, k_planes, s.seq_kv, d));
+    // The GPU's means: a warp's rows of a 512-token chunk, four warps, the chunks in order.
+    let mean_terms = |tokens: usize| 128 + 3 + tokens.div_ceil(512);
+    close(&format!("{at}: q means"), &got.q_mean, &plane_means(&q, q_planes, s.seq_q, d).unwrap(), &mean_magnitudes(&q, q_planes, s.seq_q, d), mean_terms(s.seq_q));
+    close(&format!("{at}: k means"), &got.k_mean, &plane_means(&k, k_planes, s.seq_kv, d).unwrap(), &mean_magnitudes(&k, k_planes, s.seq_kv, d), mean_terms(s.seq_kv));
     let want = SmoothedInt8::with_means(&s, block, &q, &k, got.q_mean.clone(), got.k_mean.clone()).unwrap();
     same(&format!("{at}: q codes"), &got.q8, &want.q8);
     same(&format!("{at}: k codes"), &got.k8, &want.k8);
     same(&format!("{at}: q scales"), &got.q_scale, &want.q_scale);
     same(&format!("{at}: k scales"), &got.k_scale, &want.k_scale);
-    close(&format!("{at}: qmk"), &got.qmk, &want.qmk, &correction_magnitudes(&s, &k, &want));
-    close(&format!("{at}: qk_mean"), &got.qk_mean, &want.qk_mean, &shift_magnitudes(&s, &q, &want));
+    close(&format!("{at}: qmk"), &got.qmk, &want.qmk, &correction_magnitudes(&s, &k, &want), d);
+    close(&format!("{at}: qk_mean"), &got.qk_mean, &want.qk_mean, &shift_magnitudes(&s, &q, &want), d);
 
     // No atomics: a second run writes the same bits.
     let again = quantizer.quantize(gpu, &qd, &kd, block).unwrap().download(gpu).unwrap();
@@ -117,7 +121,7 @@ fn gpu_quantization_matches_the_host_bit_for_bit() {
     let seed = std::env::var("TESSERA_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
     println!("inputs from TESSERA_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
-    for d in [128, 64] {
+    for d in [128, 64, 32, 256] {
         let quantizer = Quantizer::load(&gpu, d).unwrap();
         for (dtype, s, block) in [
             (Dtype::Bf16, shape(1, 4, 4, 77, 77, d), 32),
