@@ -94,12 +94,13 @@ impl Compressor {
         launch.arg(&counts).arg(&mut offsets).arg(&mut totals).arg(&tiles_i);
         unsafe { launch.launch(scan) }?;
         // Each plane's values start where the previous ones end, in 16-byte units.
-        let totals = gpu.stream.clone_dtoh(&totals)?;
-        let mut head_base = Vec::with_capacity(planes);
+        let totals: Vec<usize> = gpu.stream.clone_dtoh(&totals)?.into_iter().map(|t| t.max(0) as usize).collect();
+        let (mut head_base, mut starts) = (Vec::with_capacity(planes), Vec::with_capacity(planes));
         let mut pairs = 0usize;
         for &t in &totals {
             head_base.push(int("head base", pairs / 4)?);
-            pairs += t as usize;
+            starts.push(2 * pairs);
+            pairs += t;
         }
         let mut values = gpu.stream.alloc_zeros::<u16>(2 * pairs + PAD)?;
         let head_base = gpu.stream.clone_htod(&head_base)?;
@@ -109,7 +110,7 @@ impl Compressor {
         Ok(DeviceBitmapCache::from_device(
             BitmapShape { order, dtype: x.dtype, planes, tokens, head_dim: d },
             DeviceArrays { bitmaps, offsets, values, head_base },
-            2 * pairs,
+            (totals, starts),
         ))
     }
 }

@@ -6,7 +6,7 @@
 //! combines them into `o` (and `lse`). Every shape, dtype and size is checked before either.
 
 use cudarc::driver::{CudaFunction, CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, sys};
-use tessera_codegen::format::bitmap::PAD;
+use tessera_codegen::format::bitmap::{PAD, TILE};
 use tessera_codegen::format::{BitmapCache, MustafarCache, TileOrder};
 use tessera_codegen::ir::Program;
 use tessera_codegen::ir::decode::DecodeSizes;
@@ -27,6 +27,11 @@ pub struct DeviceBitmapCache {
     offsets: CudaSlice<i32>,
     values: CudaSlice<u16>,
     head_base: CudaSlice<i32>,
+    /// Value pairs per plane (each plane's last offset) and where each plane's values start
+    /// (its head base in values), kept on the host so that appending reads nothing back but
+    /// the chunk's offsets.
+    totals: Vec<usize>,
+    starts: Vec<usize>,
     /// Bytes of the format (bitmaps, offsets, padded values, head bases).
     bytes: usize,
 }
@@ -64,23 +69,87 @@ pub(super) struct DeviceArrays {
 }
 
 impl DeviceBitmapCache {
-    /// A cache whose `value_count` values (before the look-ahead padding) were written on the
-    /// device.
-    pub(super) fn from_device(shape: BitmapShape, arrays: DeviceArrays, value_count: usize) -> Self {
+    /// A cache written on the device, plane `p` holding `totals[p]` value pairs from value
+    /// `starts[p]` on.
+    pub(super) fn from_device(shape: BitmapShape, arrays: DeviceArrays, (totals, starts): (Vec<usize>, Vec<usize>)) -> Self {
         let BitmapShape { order, dtype, planes, tokens, head_dim } = shape;
-        let tiles = planes * tokens * head_dim / tessera_codegen::format::bitmap::TILE;
-        DeviceBitmapCache {
-            order,
-            dtype,
-            planes,
-            tokens,
-            head_dim,
-            bytes: 8 * tiles + 4 * (tiles + planes) + 2 * value_count + 4 * planes,
-            bitmaps: arrays.bitmaps,
-            offsets: arrays.offsets,
-            values: arrays.values,
-            head_base: arrays.head_base,
+        let (bitmaps, offsets, values, head_base) = (arrays.bitmaps, arrays.offsets, arrays.values, arrays.head_base);
+        DeviceBitmapCache { order, dtype, planes, tokens, head_dim, bytes: 0, bitmaps, offsets, values, head_base, totals, starts }.with_bytes()
+    }
+
+    fn tiles_per_plane(&self) -> usize {
+        self.tokens * self.head_dim / TILE
+    }
+
+    /// The cache with its byte count: bitmaps, offsets, values (without the look-ahead), head
+    /// bases, as `BitmapCache::bytes` counts them.
+    fn with_bytes(mut self) -> Self {
+        let tiles = self.planes * self.tiles_per_plane();
+        let values: usize = self.totals.iter().map(|t| 2 * t).sum();
+        self.bytes = 8 * tiles + 4 * (tiles + self.planes) + 2 * values + 4 * self.planes;
+        self
+    }
+
+    /// Appends `chunk`'s tokens after this cache's, plane by plane, without recompressing
+    /// anything (`BitmapCache::append` on the device): the arrays are re-laid with device
+    /// copies, and only the chunk's offsets (one chunk's worth) pass through the host to be
+    /// rebased on each plane's value count.
+    pub fn append(&mut self, gpu: &Gpu, chunk: &DeviceBitmapCache) -> Result<(), GpuError> {
+        let shape = |c: &DeviceBitmapCache| (c.order, c.dtype, c.planes, c.head_dim);
+        if shape(self) != shape(chunk) {
+            return Err(GpuError::Invalid(format!("appending a chunk of {:?} to a cache of {:?}", shape(chunk), shape(self))));
         }
+        let (planes, old, new) = (self.planes, self.tiles_per_plane(), chunk.tiles_per_plane());
+        let tiles = old + new;
+        let value_units = |totals: &[usize]| totals.iter().map(|t| 2 * t / PAD).sum::<usize>();
+        let totals: Vec<usize> = self.totals.iter().zip(&chunk.totals).map(|(a, b)| a + b).collect();
+        let units = value_units(&totals);
+        // i32 offsets and head bases, as the format and the kernel index them.
+        let fits = |n: usize| i32::try_from(n).map_err(|_| GpuError::Invalid(format!("{n} does not fit the format's i32 indices")));
+        fits(planes * (tiles + 1))?;
+        fits(units)?;
+        let mut bitmaps = gpu.stream.alloc_zeros::<u64>((planes * tiles).max(1))?;
+        let mut offsets = gpu.stream.alloc_zeros::<i32>(planes * (tiles + 1))?;
+        let mut values = gpu.stream.alloc_zeros::<u16>(units * PAD + PAD)?;
+        let chunk_offsets = gpu.stream.clone_dtoh(&chunk.offsets)?;
+        let (mut head_base, mut starts) = (Vec::with_capacity(planes), Vec::with_capacity(planes));
+        let mut at = 0usize;
+        // `src[from..from + n]` to `dst[to..to + n]` (nothing for n = 0: an empty array is a
+        // one-element placeholder).
+        fn copy<T: DeviceRepr>(gpu: &Gpu, src: &CudaSlice<T>, from: usize, dst: &mut CudaSlice<T>, to: usize, n: usize) -> Result<(), GpuError> {
+            if n > 0 {
+                gpu.stream.memcpy_dtod(&src.slice(from..from + n), &mut dst.slice_mut(to..to + n))?;
+            }
+            Ok(())
+        }
+        for p in 0..planes {
+            copy(gpu, &self.bitmaps, p * old, &mut bitmaps, p * tiles, old)?;
+            copy(gpu, &chunk.bitmaps, p * new, &mut bitmaps, p * tiles + old, new)?;
+            let row = p * (tiles + 1);
+            copy(gpu, &self.offsets, p * (old + 1), &mut offsets, row, old + 1)?;
+            let rebased: Vec<i32> = chunk_offsets[p * (new + 1) + 1..(p + 1) * (new + 1)].iter().map(|&o| fits(o as usize + self.totals[p])).collect::<Result<_, _>>()?;
+            if !rebased.is_empty() {
+                gpu.stream.memcpy_htod(&rebased, &mut offsets.slice_mut(row + old + 1..row + tiles + 1))?;
+            }
+            head_base.push(fits(at / PAD)?);
+            starts.push(at);
+            for (c, pairs) in [(&*self, self.totals[p]), (chunk, chunk.totals[p])] {
+                copy(gpu, &c.values, c.starts[p], &mut values, at, 2 * pairs)?;
+                at += 2 * pairs;
+            }
+        }
+        *self = DeviceBitmapCache {
+            tokens: self.tokens + chunk.tokens,
+            bitmaps,
+            offsets,
+            values,
+            head_base: gpu.stream.clone_htod(&head_base)?,
+            totals,
+            starts,
+            ..*self
+        }
+        .with_bytes();
+        Ok(())
     }
 
     /// The arrays back on the host, as `BitmapCache` has them (the look-ahead padding left out).
@@ -106,6 +175,7 @@ impl DeviceBitmapCache {
         cache
             .validate()
             .map_err(|e| GpuError::Invalid(format!("bitmap cache: {e}")))?;
+        let tiles = cache.tokens * cache.head_dim / TILE;
         Ok(DeviceBitmapCache {
             order: cache.order,
             dtype: cache.dtype,
@@ -117,6 +187,9 @@ impl DeviceBitmapCache {
             // The kernel's look-ahead loads read up to one 16-byte vector past the values.
             values: upload(gpu, &[&cache.values[..], &[0; PAD]].concat())?,
             head_base: upload(gpu, &cache.head_base)?,
+            // Validated: offsets and head bases are in range and non-negative.
+            totals: (0..cache.heads).map(|p| cache.offsets[p * (tiles + 1) + tiles] as usize).collect(),
+            starts: cache.head_base.iter().map(|&b| b as usize * PAD).collect(),
             bytes: cache.bytes(),
         })
     }
@@ -169,6 +242,25 @@ impl DeviceMustafarCache {
             batch,
             kv_heads,
         })
+    }
+
+    /// Appends compressed K and V chunks of the same tokens (e.g. `gpu::Compressor`'s output of
+    /// a full dense window) after the compressed region, without recompressing it. The dense
+    /// window is the caller's to refill.
+    pub fn append(&mut self, gpu: &Gpu, k: &DeviceBitmapCache, v: &DeviceBitmapCache) -> Result<(), GpuError> {
+        if k.tokens != v.tokens || (k.order, v.order) != (TileOrder::Keys, TileOrder::Values) {
+            return Err(GpuError::Invalid(format!(
+                "a chunk is K in key order and V in value order over the same tokens; got {:?} ({} tokens) and {:?} ({})",
+                k.order, k.tokens, v.order, v.tokens
+            )));
+        }
+        // Checked for both before either changes, so that a refused chunk leaves the cache whole.
+        let shape = |c: &DeviceBitmapCache| (c.dtype, c.planes, c.head_dim);
+        if shape(k) != shape(&self.k) || shape(v) != shape(&self.v) {
+            return Err(GpuError::Invalid(format!("chunks of {:?} for a cache of {:?}", shape(k), shape(&self.k))));
+        }
+        self.k.append(gpu, k)?;
+        self.v.append(gpu, v)
     }
 
     /// Bytes the cache occupies: both compressed regions (format included) and the window.

@@ -52,3 +52,44 @@ fn gpu_compression_writes_the_host_format_bit_for_bit() {
         assert!(compressor.compress(&gpu, &x, TileOrder::Keys, 1.0, PruneRule::KthSmallest).is_err());
     }
 }
+
+/// Appending on the device (`DeviceBitmapCache::append`) equals the host's append of the same
+/// chunks (`BitmapCache::append`), bit for bit: GPU-compressed chunks onto a GPU-compressed
+/// cache and onto an uploaded one, K and V orders, several planes, chunks of one and several
+/// 64-token blocks, and an empty start.
+#[test]
+fn appending_chunks_on_the_device_matches_the_host() {
+    use tessera_runtime::gpu::DeviceBitmapCache;
+    let Some(gpu) = gpu() else { return };
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    println!("inputs from seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let d = 128;
+    let compressor = Compressor::load(&gpu, d).unwrap();
+    let (dtype, planes, sparsity) = (Dtype::Bf16, 3, 0.7);
+    let mut chunk = |tokens: usize| {
+        let bits: Vec<u16> = (0..planes * tokens * d).map(|_| from_f32(dtype, rng.random_range(-2.0f32..2.0))).collect();
+        let x = DeviceTensor { data: gpu.stream.clone_htod(&bits).unwrap(), dtype, shape: [1, planes, tokens, d] };
+        (x, prune_bits(&bits, dtype, d, sparsity, PruneRule::KthSmallest))
+    };
+    let chunks = [chunk(128), chunk(64), chunk(192)];
+    for order in [TileOrder::Keys, TileOrder::Values] {
+        let host = |pruned: &[u16], tokens| BitmapCache::compress(pruned, dtype, planes, tokens, d, order).unwrap();
+        // On the device from the first chunk, and uploaded from an empty cache.
+        let mut want = host(&chunks[0].1, 128);
+        let mut on_device = compressor.compress(&gpu, &chunks[0].0, order, sparsity, PruneRule::KthSmallest).unwrap();
+        let mut uploaded = DeviceBitmapCache::upload(&gpu, &host(&[], 0)).unwrap();
+        uploaded.append(&gpu, &on_device).unwrap();
+        for (x, pruned) in &chunks[1..] {
+            let tokens = x.shape[2];
+            want.append(&host(pruned, tokens)).unwrap();
+            let next = compressor.compress(&gpu, x, order, sparsity, PruneRule::KthSmallest).unwrap();
+            on_device.append(&gpu, &next).unwrap();
+            uploaded.append(&gpu, &next).unwrap();
+        }
+        for (what, cache) in [("compressed", &on_device), ("uploaded", &uploaded)] {
+            let got = cache.download(&gpu).unwrap();
+            assert_eq!(got, want, "{order:?} {what}: the appended cache");
+        }
+    }
+}
