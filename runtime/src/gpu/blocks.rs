@@ -51,13 +51,12 @@ impl DeviceBlockLists {
     /// The lists on the host.
     pub fn download(&self, gpu: &Gpu) -> Result<BlockLists, GpuError> {
         let (planes, q_tiles, kv_tiles) = self.dims();
-        let take = |v: Vec<i32>, n: usize| v.into_iter().take(n).collect::<Vec<_>>();
         Ok(BlockLists {
             planes,
             q_tiles,
             kv_tiles,
-            list: take(gpu.stream.clone_dtoh(&self.list)?, planes * q_tiles * kv_tiles),
-            count: take(gpu.stream.clone_dtoh(&self.count)?, planes * q_tiles),
+            list: gpu.download(&self.list, planes * q_tiles * kv_tiles)?,
+            count: gpu.download(&self.count, planes * q_tiles)?,
         })
     }
 }

@@ -69,6 +69,19 @@ impl Gpu {
         functions.try_into().map_err(|_| GpuError::Invalid(format!("{} entries asked, another number loaded", N)))
     }
 
+    /// The first `n` elements of `x` on the host. Only those are copied: arrays are allocated
+    /// at least one element long (the driver refuses zero bytes) and some carry padding, which
+    /// nothing writes and compute-sanitizer's initcheck flags when read.
+    pub(crate) fn download<T: cudarc::driver::DeviceRepr + Default + Clone>(&self, x: &cudarc::driver::CudaSlice<T>, n: usize) -> Result<Vec<T>, GpuError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if n > x.len() {
+            return Err(GpuError::Invalid(format!("{n} elements asked of an array of {}", x.len())));
+        }
+        Ok(self.stream.clone_dtoh(&x.slice(..n))?)
+    }
+
     /// Opens device `ordinal`. Without a driver or a GPU this is an error that says so: cudarc
     /// loads `libcuda.so.1` lazily and panics when it is missing, so the library is looked for
     /// first.

@@ -45,12 +45,6 @@ fn upload<T: DeviceRepr + Default + Copy>(gpu: &Gpu, data: &[T]) -> Result<CudaS
         .clone_htod(if data.is_empty() { &one[..] } else { data })?)
 }
 
-/// `v`'s first `n` elements (an empty array is uploaded as one element, see `upload`).
-fn truncated<T>(mut v: Vec<T>, n: usize) -> Vec<T> {
-    v.truncate(n);
-    v
-}
-
 /// What a [`DeviceBitmapCache`] holds, besides its arrays.
 pub(super) struct BitmapShape {
     pub order: TileOrder,
@@ -111,7 +105,7 @@ impl DeviceBitmapCache {
         let mut bitmaps = gpu.stream.alloc_zeros::<u64>((planes * tiles).max(1))?;
         let mut offsets = gpu.stream.alloc_zeros::<i32>(planes * (tiles + 1))?;
         let mut values = gpu.stream.alloc_zeros::<u16>(units * PAD + PAD)?;
-        let chunk_offsets = gpu.stream.clone_dtoh(&chunk.offsets)?;
+        let chunk_offsets = gpu.download(&chunk.offsets, chunk.offsets.len())?;
         let (mut head_base, mut starts) = (Vec::with_capacity(planes), Vec::with_capacity(planes));
         let mut at = 0usize;
         // `src[from..from + n]` to `dst[to..to + n]` (nothing for n = 0: an empty array is a
@@ -156,18 +150,16 @@ impl DeviceBitmapCache {
     pub fn download(&self, gpu: &Gpu) -> Result<BitmapCache, GpuError> {
         let tiles = self.planes * self.tokens * self.head_dim / tessera_codegen::format::bitmap::TILE;
 
-        let values = gpu.stream.clone_dtoh(&self.values)?;
-        let value_count = values.len().saturating_sub(PAD);
         Ok(BitmapCache {
             order: self.order,
             dtype: self.dtype,
             heads: self.planes,
             tokens: self.tokens,
             head_dim: self.head_dim,
-            bitmaps: truncated(gpu.stream.clone_dtoh(&self.bitmaps)?, tiles),
-            offsets: truncated(gpu.stream.clone_dtoh(&self.offsets)?, tiles + self.planes),
-            values: truncated(values, value_count),
-            head_base: truncated(gpu.stream.clone_dtoh(&self.head_base)?, self.planes),
+            bitmaps: gpu.download(&self.bitmaps, tiles)?,
+            offsets: gpu.download(&self.offsets, tiles + self.planes)?,
+            values: gpu.download(&self.values, self.values.len().saturating_sub(PAD))?,
+            head_base: gpu.download(&self.head_base, self.planes)?,
         })
     }
 

@@ -70,13 +70,6 @@ fn output<T: DeviceRepr + ValidAsZeroBits>(gpu: &Gpu, n: usize) -> Result<CudaSl
     Ok(unsafe { gpu.stream.alloc::<T>(n.max(1)) }?)
 }
 
-/// The array's first `n` elements on the host.
-fn download<T: DeviceRepr + Default + Clone>(gpu: &Gpu, x: &CudaSlice<T>, n: usize) -> Result<Vec<T>, GpuError> {
-    let mut v = gpu.stream.clone_dtoh(x)?;
-    v.truncate(n);
-    Ok(v)
-}
-
 /// The array lengths of a shape: Q's and K's elements, their rows (planes × tokens), the
 /// correction's elements, and Q's and K's means.
 struct Lengths {
@@ -145,14 +138,14 @@ impl DeviceQuantized {
         Ok(SmoothedInt8 {
             shape: self.shape,
             block: self.block,
-            q8: download(gpu, &self.q8, n.q)?,
-            k8: download(gpu, &self.k8, n.k)?,
-            q_scale: download(gpu, &self.q_scale, n.q_rows)?,
-            k_scale: download(gpu, &self.k_scale, n.k_rows)?,
-            qmk: download(gpu, &self.qmk, n.qmk)?,
-            qk_mean: download(gpu, &self.qk_mean, n.q_rows)?,
-            q_mean: download(gpu, &self.q_mean, n.q_mean)?,
-            k_mean: download(gpu, &self.k_mean, n.k_mean)?,
+            q8: gpu.download(&self.q8, n.q)?,
+            k8: gpu.download(&self.k8, n.k)?,
+            q_scale: gpu.download(&self.q_scale, n.q_rows)?,
+            k_scale: gpu.download(&self.k_scale, n.k_rows)?,
+            qmk: gpu.download(&self.qmk, n.qmk)?,
+            qk_mean: gpu.download(&self.qk_mean, n.q_rows)?,
+            q_mean: gpu.download(&self.q_mean, n.q_mean)?,
+            k_mean: gpu.download(&self.k_mean, n.k_mean)?,
         })
     }
 }
