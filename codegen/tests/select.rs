@@ -271,7 +271,7 @@ fn bad_launches_are_errors() {
 fn the_program_prints_its_vote_and_pipelines_k_alone() {
     let program = select_program(&desc(Dtype::Bf16), &Config::line(64, 32, 4, 2), Scores::Exact).unwrap();
     let text = program.to_string();
-    for piece in ["load_rows theta <- theta[", "= any(scale * S >= theta per row)", "store_map map["] {
+    for piece in ["load_rows theta <- theta[", "threshold theta = theta / scale\n", "= any(max(S per row) >= theta)", "store_map map["] {
         assert!(text.contains(piece), "{piece} missing from\n{text}");
     }
     // K only: no V tile, and the loop was pipelined over two Ks stages.
@@ -403,7 +403,7 @@ fn the_int8_program_prints_its_dequantization_and_needs_its_scales() {
     let case = Case::new(shape(1, 2, 1, 100), blocks, cfg, Dtype::Bf16, 2);
     let int8 = Int8Case::new(&case, cfg, Dtype::Bf16);
     let text = int8.program.to_string();
-    for piece in ["dequantize S = S * q_scale * k_scale[", "+ qmk[", "load_rows qk_mean <- qk_mean["] {
+    for piece in ["dequantize S = fma(S, q_scale * k_scale[", ", qmk[", "load_rows qk_mean <- qk_mean[", "threshold theta = theta / scale - qk_mean"] {
         assert!(text.contains(piece), "{piece} missing from\n{text}");
     }
     assert_eq!(int8.program.operands, Operands::Int8);

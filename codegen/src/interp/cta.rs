@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use super::{Launch, Output, SelectRows};
 use crate::format::{BitmapCache, TileOrder};
 use crate::ir::{BufId, CopyEngine, Expr, FragId, GlobalTile, Operand, Operands, Program, Stmt, Tensor, Var};
-use crate::semantics::{F32, round_to, softmax};
+use crate::semantics::{Arith, F32, round_to, select, softmax};
 
 struct PendingCopy {
     buf: BufId,
@@ -121,8 +121,13 @@ impl<'a> Cta<'a> {
                 let v = self.vote(*s, *rows);
                 self.vars.insert(*var, v);
             }
-            Stmt::Dequantize { s, row_scale, row_bias, col_scale, col_bias } => {
-                self.dequantize(*s, (*row_scale, *row_bias), col_scale, col_bias)?
+            Stmt::Dequantize { s, row_scale, col_scale, col_bias } => self.dequantize(*s, *row_scale, col_scale, col_bias)?,
+            Stmt::Threshold { rows, bias } => {
+                for r in 0..self.program.config.block_q() as usize {
+                    let b = bias.map_or(0.0, |b| self.frags[b.0][r]);
+                    let t = &mut self.frags[rows.0][r];
+                    *t = select::threshold(&mut F32, *t, self.launch.scale, b);
+                }
             }
             Stmt::StoreMap { index, value } => {
                 let (at, v) = (self.eval(index)?, self.eval(value)?);
@@ -417,28 +422,27 @@ impl<'a> Cta<'a> {
             .collect()
     }
 
-    fn dequantize(&mut self, s: FragId, (row_scale, row_bias): (FragId, FragId), col_scale: &GlobalTile, col_bias: &GlobalTile) -> Result<(), String> {
+    fn dequantize(&mut self, s: FragId, row_scale: FragId, col_scale: &GlobalTile, col_bias: &GlobalTile) -> Result<(), String> {
         let n = self.program.frag(s).cols as usize;
         let (scale, bias) = (self.load_cols(col_scale, n)?, self.load_cols(col_bias, n)?);
         for r in 0..self.program.config.block_q() as usize {
-            let (rs, rb) = (self.frags[row_scale.0][r], self.frags[row_bias.0][r]);
+            let rs = self.frags[row_scale.0][r];
             for c in 0..n {
                 let x = &mut self.frags[s.0][r * n + c];
-                *x = *x * rs * scale[c] + bias[c] + rb;
+                *x = select::estimate(&mut F32, *x, rs, scale[c], bias[c]);
             }
         }
         Ok(())
     }
 
-    /// 1 iff some element has `scale · s ≥ rows[row]`, compared in f32 as the kernel does.
+    /// 1 iff some row's maximum score reaches its threshold, as the kernel decides.
     fn vote(&self, s: FragId, rows: FragId) -> i32 {
         let n = self.program.frag(s).cols as usize;
         let scores = &self.frags[s.0];
-        let passes = self.frags[rows.0]
-            .iter()
-            .enumerate()
-            .take(self.program.config.block_q() as usize)
-            .any(|(r, &theta)| scores[r * n..(r + 1) * n].iter().any(|&x| self.launch.scale * x >= theta));
+        let passes = self.frags[rows.0].iter().enumerate().take(self.program.config.block_q() as usize).any(|(r, &threshold)| {
+            let row_max = scores[r * n..(r + 1) * n].iter().fold(f32::NEG_INFINITY, |m, &x| Arith::max(&mut F32, m, x));
+            select::passes(&mut F32, row_max, threshold)
+        });
         passes as i32
     }
 }

@@ -188,15 +188,19 @@ pub enum Stmt {
     /// Loads one f32 per row of `src` into the row-statistics fragment `frag`; rows that do not
     /// exist (`valid` false) get `pad`.
     LoadRows { frag: FragId, src: GlobalTile, pad: f32 },
-    /// Binds `var`, the same in every thread of the CTA, to 1 iff some element (row, col) of the
-    /// scores `s` has `scale · s ≥ rows[row]` (f32 product, then an ordered compare: NaN never
-    /// passes), else 0. Masked elements are -inf and pass only a threshold of -inf.
+    /// Turns the thresholds θ in the row-statistics fragment `rows` into the units of the
+    /// scores a `Vote` compares: `rows[row] = θ / scale − bias[row]`
+    /// (`semantics::select::threshold`; bias 0 without `bias`).
+    Threshold { rows: FragId, bias: Option<FragId> },
+    /// Binds `var`, the same in every thread of the CTA, to 1 iff some row's maximum over the
+    /// scores `s` is ≥ `rows[row]` (`semantics::select::passes`: a NaN score never passes),
+    /// else 0. Masked elements are -inf and pass only a threshold of -inf.
     Vote { var: Var, s: FragId, rows: FragId },
     /// Turns the int32 dot products of low-bit codes in `s` into score estimates: element
-    /// (row, col) becomes `s · row_scale[row] · col_scale[col] + col_bias[col] + row_bias[row]`
-    /// (f32, in this order), the column values read from the tiles `col_scale` and `col_bias`
-    /// whose row `Var::Row` is the column (0 past their valid rows).
-    Dequantize { s: FragId, row_scale: FragId, row_bias: FragId, col_scale: GlobalTile, col_bias: GlobalTile },
+    /// (row, col) becomes `s · (row_scale[row] · col_scale[col]) + col_bias[col]`
+    /// (`semantics::select::estimate`), the column values read from the tiles `col_scale` and
+    /// `col_bias` whose row `Var::Row` is the column (0 past their valid rows).
+    Dequantize { s: FragId, row_scale: FragId, col_scale: GlobalTile, col_bias: GlobalTile },
     /// Writes the int32 `value` at flat index `index` of the launch's output block map (one
     /// store per CTA, not per thread).
     StoreMap { index: Expr, value: Expr },
@@ -376,6 +380,7 @@ fn reads_table(s: &Stmt) -> bool {
         | Stmt::VisitMask { .. }
         | Stmt::Softmax { .. }
         | Stmt::Vote { .. }
+        | Stmt::Threshold { .. }
         | Stmt::Normalize { .. } => false,
     }
 }

@@ -108,18 +108,21 @@ impl Printer<'_> {
             Stmt::LoadRows { frag: id, src, pad: fill } => {
                 writeln!(f, "{pad}load_rows {} <- {} else {fill}", frag(*id), self.tile(src))
             }
+            Stmt::Threshold { rows, bias } => match bias {
+                Some(b) => writeln!(f, "{pad}threshold {} = {0} / scale - {}", frag(*rows), frag(*b)),
+                None => writeln!(f, "{pad}threshold {} = {0} / scale", frag(*rows)),
+            },
             Stmt::Vote { var, s, rows } => {
-                writeln!(f, "{pad}let {var} = any(scale * {} >= {} per row)", frag(*s), frag(*rows))
+                writeln!(f, "{pad}let {var} = any(max({} per row) >= {})", frag(*s), frag(*rows))
             }
             Stmt::StoreMap { index, value } => writeln!(f, "{pad}store_map map[{index}] = {value}"),
-            Stmt::Dequantize { s, row_scale, row_bias, col_scale, col_bias } => writeln!(
+            Stmt::Dequantize { s, row_scale, col_scale, col_bias } => writeln!(
                 f,
-                "{pad}dequantize {} = {0} * {} * {} + {} + {}",
+                "{pad}dequantize {} = fma({0}, {} * {}, {})",
                 frag(*s),
                 frag(*row_scale),
                 self.tile(col_scale),
-                self.tile(col_bias),
-                frag(*row_bias)
+                self.tile(col_bias)
             ),
             Stmt::VisitTiles { visit, var, plane, q_origin, body } => {
                 let origin: Vec<String> = q_origin.iter().map(Expr::to_string).collect();

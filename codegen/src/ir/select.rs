@@ -10,16 +10,19 @@
 //! needs neither τ nor the forced rule:
 //!
 //! - per (batch, head, query tile): load Q and the tile's θ rows (rows past `seq_q` get +inf,
-//!   so padding never votes);
+//!   so padding never votes), turned once into thresholds on the raw scores
+//!   (`Stmt::Threshold`: θ / scale, less the row's bias), so that each score element costs one
+//!   `max` in the vote;
 //! - for every causally visible KV tile (the `Visit::Causal` loop, K only): `S = Q·Kᵀ`, the
-//!   causal mask (-inf on hidden elements), then `kept = any(scale · S ≥ θ_row)` and one int32
-//!   store of `kept` to the output map `[batch · heads, q_tiles, kv_tiles]`.
+//!   causal mask (-inf on hidden elements), then `kept = any(max_row S ≥ threshold_row)` and one
+//!   int32 store of `kept` to the output map `[batch · heads, q_tiles, kv_tiles]`.
 //!
 //! With `Scores::Int8`, Q and K are SALE's int8 codes of the mean-smoothed queries and keys
 //! (fragment-grouped scales, expanded to one per token) and S their int32 dot products, which
-//! `Stmt::Dequantize` turns into `ŝ_ij = sq_i·sk_j·S_ij + q̄·(k_j − k̄) + q_i·k̄ ≈ q_i·k_j`: the
-//! last term undoes the key smoothing, so θ from the forced pass over the unsmoothed keys
-//! applies as it is.
+//! `Stmt::Dequantize` turns into `sq_i·sk_j·S_ij + q̄·(k_j − k̄)` (one fma per element). The
+//! estimate of q_i·k_j adds `q_i·k̄`, which undoes the key smoothing so that θ from the forced
+//! pass over the unsmoothed keys applies as it is; being per row, it is subtracted from the
+//! row's threshold instead.
 //!
 //! Forced tiles are voted like any other (their flag is what the scores say); the caller ORs in
 //! the forced map (`sale_lists` on the GPU). Tiles past a query tile's causal range are not
@@ -72,7 +75,6 @@ pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program,
         step.push(Stmt::Dequantize {
             s: FRAG_S,
             row_scale: FRAG_Q_SCALE,
-            row_bias: FRAG_QK_MEAN,
             col_scale: qt.tile(Tensor::KScale, qt.kv_head, &kv_box, &kv_origin),
             col_bias: qt.tile(Tensor::Qmk, qt.head, &kv_box, &kv_origin),
         });
@@ -99,6 +101,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program,
             frags.push(Frag { name, cols: 1, kind: FragKind::RowStat });
         }
     }
+    body.push(Stmt::Threshold { rows: FRAG_THETA, bias: (scores == Scores::Int8).then_some(FRAG_QK_MEAN) });
     body.push(Stmt::VisitTiles { visit, var: j, plane: qt.plane(), q_origin: qt.origin.clone(), body: step });
 
     let (suffix, operands) = match scores {

@@ -41,10 +41,9 @@ impl Stmt {
             Stmt::StoreLse { m, l, dst } => Stmt::StoreLse { m: *m, l: *l, dst: dst.subst(var, with) },
             Stmt::LoadRows { frag, src, pad } => Stmt::LoadRows { frag: *frag, src: src.subst(var, with), pad: *pad },
             Stmt::StoreMap { index, value } => Stmt::StoreMap { index: e(index), value: e(value) },
-            Stmt::Dequantize { s, row_scale, row_bias, col_scale, col_bias } => Stmt::Dequantize {
+            Stmt::Dequantize { s, row_scale, col_scale, col_bias } => Stmt::Dequantize {
                 s: *s,
                 row_scale: *row_scale,
-                row_bias: *row_bias,
                 col_scale: col_scale.subst(var, with),
                 col_bias: col_bias.subst(var, with),
             },
@@ -66,6 +65,7 @@ impl Stmt {
             | Stmt::VisitMask { .. }
             | Stmt::Softmax { .. }
             | Stmt::Vote { .. }
+            | Stmt::Threshold { .. }
             | Stmt::Normalize { .. } => self.clone(),
         }
     }

@@ -57,6 +57,13 @@ impl<'l, 'ctx> Emit<'l, 'ctx> {
         });
         self.float(r)
     }
+
+    /// An ordered compare (false when either operand is NaN).
+    fn compare(&mut self, predicate: FloatPredicate, a: FloatValue<'ctx>, b: FloatValue<'ctx>) -> IntValue<'ctx> {
+        let r = self.b.build_float_compare(predicate, a, b, "").map_err(Into::into);
+        let f = self.ctx.bool_type().const_zero();
+        self.latch(r, f)
+    }
 }
 
 impl<'ctx> Arith for Emit<'_, 'ctx> {
@@ -96,14 +103,13 @@ impl<'ctx> Arith for Emit<'_, 'ctx> {
         self.intrinsic("llvm.nvvm.lg2.approx.ftz.f", false, &[a])
     }
     fn eq(&mut self, a: Self::F, b: Self::F) -> Self::B {
-        let r = self.b.build_float_compare(FloatPredicate::OEQ, a, b, "").map_err(Into::into);
-        let f = self.ctx.bool_type().const_zero();
-        self.latch(r, f)
+        self.compare(FloatPredicate::OEQ, a, b)
     }
     fn gt(&mut self, a: Self::F, b: Self::F) -> Self::B {
-        let r = self.b.build_float_compare(FloatPredicate::OGT, a, b, "").map_err(Into::into);
-        let f = self.ctx.bool_type().const_zero();
-        self.latch(r, f)
+        self.compare(FloatPredicate::OGT, a, b)
+    }
+    fn ge(&mut self, a: Self::F, b: Self::F) -> Self::B {
+        self.compare(FloatPredicate::OGE, a, b)
     }
     fn select(&mut self, c: Self::B, a: Self::F, b: Self::F) -> Self::F {
         let r = self.b.build_select(c, a, b, "").map(|v| v.into_float_value());

@@ -343,9 +343,8 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 self.vars.insert(*var, kept);
             }
             Stmt::StoreMap { index, value } => self.store_map(index, value)?,
-            Stmt::Dequantize { s, row_scale, row_bias, col_scale, col_bias } => {
-                self.dequantize(*s, (*row_scale, *row_bias), col_scale, col_bias)?
-            }
+            Stmt::Dequantize { s, row_scale, col_scale, col_bias } => self.dequantize(*s, *row_scale, col_scale, col_bias)?,
+            Stmt::Threshold { rows, bias } => self.threshold(*rows, *bias)?,
         }
         Ok(())
     }

@@ -162,10 +162,27 @@ impl<'ctx> Lowerer<'ctx, '_> {
             }
         }
         if int8 {
-            let f32t = self.ctx.f32_type();
-            for v in self.frags[acc.0].iter_mut() {
-                *v = self.b.build_signed_int_to_float(v.into_int_value(), f32t, "")?.into();
-            }
+            self.int_accumulators_to_f32(acc)?;
+        }
+        Ok(())
+    }
+
+    /// The int32 accumulators of `acc` as f32, exactly: a dot product of at most 256 int8 codes
+    /// has |s| ≤ 2²², and for those `bits(s + 0x4B40_0000) − 1.5·2²³` is `s` (the sum lands in
+    /// [2²³, 2²⁴], where f32 steps by 1). An integer add and a float add run at full rate, where
+    /// `cvt.rn.f32.s32` runs at a quarter and was the int8 selection's largest cost per element.
+    pub(super) fn int_accumulators_to_f32(&mut self, acc: FragId) -> Res<()> {
+        const MAGIC_BITS: u64 = 0x4B40_0000;
+        const MAGIC: f32 = 12_582_912.0;
+        if self.program.head_dim > 256 {
+            return Err(CodegenError::Ir(format!("int8 dot products over head_dim {} may not fit f32 exactly", self.program.head_dim)));
+        }
+        let (i32t, f32t) = (self.ctx.i32_type(), self.ctx.f32_type());
+        let (bits, magic) = (i32t.const_int(MAGIC_BITS, false), f32t.const_float(MAGIC as f64));
+        for v in self.frags[acc.0].iter_mut() {
+            let shifted = self.b.build_int_add(v.into_int_value(), bits, "")?;
+            let float = self.b.build_bit_cast(shifted, f32t, "")?.into_float_value();
+            *v = self.b.build_float_sub(float, magic, "")?.into();
         }
         Ok(())
     }

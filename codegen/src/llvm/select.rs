@@ -3,12 +3,14 @@
 //! parameter (f32 `[batch, heads, seq_q]`, an input here) and writes its int32 map through `o`
 //! (`KERNEL_PARAMS`; `v` is unused), so it launches with the attention kernels' signature.
 
+use inkwell::IntPredicate;
 use inkwell::values::{FloatValue, IntValue};
-use inkwell::{FloatPredicate, IntPredicate};
 
+use super::arith::Emit;
 use super::lower::{Lowerer, Res};
 use super::memo::Memo;
 use crate::ir::{Expr, FragId, GlobalTile};
+use crate::semantics::{Arith, select};
 
 impl<'ctx> Lowerer<'ctx, '_> {
     /// `frag`'s two rows per slab from `src` (one f32 per row), `pad` for rows outside the grid.
@@ -35,34 +37,52 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(())
     }
 
-    /// 1 in every thread when some element of `s` has `scale · S ≥ rows[row]` (an f32 multiply
-    /// and an ordered compare, as the interpreter evaluates it; masked elements are -inf), else
-    /// 0: each lane ORs its elements, then one `bar.red.or` over the CTA, which is also the
+    /// `rows = θ / scale − bias` for each of the lane's rows (`Stmt::Threshold`).
+    pub fn threshold(&mut self, rows: FragId, bias: Option<FragId>) -> Res<()> {
+        let mut a = Emit::new(self);
+        let mut out = Vec::new();
+        for (at, theta) in self.frags[rows.0].iter().enumerate() {
+            let b = bias.map_or(a.constant(0.0), |b| self.frags[b.0][at].into_float_value());
+            out.push(select::threshold(&mut a, theta.into_float_value(), self.params.scale, b));
+        }
+        a.finish()?;
+        for (at, t) in out.into_iter().enumerate() {
+            self.frags[rows.0][at] = t.into();
+        }
+        Ok(())
+    }
+
+    /// 1 in every thread when some row's maximum score reaches its threshold (one `max` per
+    /// element, then a compare per row, as the interpreter decides; masked elements are -inf),
+    /// else 0: each lane ORs its rows, then one `bar.red.or` over the CTA, which is also the
     /// barrier the interpreter's vote implies.
     pub fn vote(&mut self, s: FragId, rows: FragId) -> Res<IntValue<'ctx>> {
         let cols = self.program.frag(s).cols;
+        let mut a = Emit::new(self);
         let mut any = self.ctx.bool_type().const_zero();
         for slab in 0..self.slabs() {
             for h in 0..2 {
                 let threshold: FloatValue<'ctx> = self.frags[rows.0][(slab * 2 + h) as usize].into_float_value();
+                let mut row_max = a.constant(f32::NEG_INFINITY);
                 for nt in 0..cols / 8 {
                     for j in 0..2 {
                         let v = self.frags[s.0][self.acc_index(cols, slab, nt, 2 * h + j)].into_float_value();
-                        let scaled = self.b.build_float_mul(v, self.params.scale, "")?;
-                        let pass = self.b.build_float_compare(FloatPredicate::OGE, scaled, threshold, "")?;
-                        any = self.b.build_or(any, pass, "")?;
+                        row_max = a.max(row_max, v);
                     }
                 }
+                let pass = select::passes(&mut a, row_max, threshold);
+                any = self.b.build_or(any, pass, "")?;
             }
         }
+        a.finish()?;
         let all = self.call_value("llvm.nvvm.barrier.cta.red.or.aligned.all", &[], &[self.i32(0).into(), any.into()])?;
         Ok(self.b.build_int_z_extend(all.into_int_value(), self.ctx.i32_type(), "")?)
     }
 
-    /// `s = s · row_scale · col_scale + col_bias + row_bias` per element (`Stmt::Dequantize`),
-    /// in the interpreter's order; each lane reads the column values of the columns it holds
-    /// (two per n8 tile) straight from global memory, 0 outside the tiles.
-    pub fn dequantize(&mut self, s: FragId, (row_scale, row_bias): (FragId, FragId), col_scale: &GlobalTile, col_bias: &GlobalTile) -> Res<()> {
+    /// `s = s · (row_scale · col_scale) + col_bias` per element (`Stmt::Dequantize`), as the
+    /// interpreter computes it; each lane reads the column values of the columns it holds (two
+    /// per n8 tile) straight from global memory, 0 outside the tiles.
+    pub fn dequantize(&mut self, s: FragId, row_scale: FragId, col_scale: &GlobalTile, col_bias: &GlobalTile) -> Res<()> {
         let cols = self.program.frag(s).cols;
         let columns = |l: &mut Self, src: &GlobalTile| -> Res<Vec<FloatValue<'ctx>>> {
             let (ptr, _, _) = l.tensor(src.tensor)?;
@@ -84,23 +104,23 @@ impl<'ctx> Lowerer<'ctx, '_> {
             Ok(out)
         };
         let (scale, bias) = (columns(self, col_scale)?, columns(self, col_bias)?);
+        let mut a = Emit::new(self);
+        let mut out = Vec::new();
         for slab in 0..self.slabs() {
             for h in 0..2 {
-                let at = (slab * 2 + h) as usize;
-                let rs = self.frags[row_scale.0][at].into_float_value();
-                let rb = self.frags[row_bias.0][at].into_float_value();
+                let rs = self.frags[row_scale.0][(slab * 2 + h) as usize].into_float_value();
                 for nt in 0..cols / 8 {
                     for j in 0..2 {
                         let i = self.acc_index(cols, slab, nt, 2 * h + j);
                         let c = (nt * 2 + j) as usize;
-                        let x = self.frags[s.0][i].into_float_value();
-                        let x = self.b.build_float_mul(x, rs, "")?;
-                        let x = self.b.build_float_mul(x, scale[c], "")?;
-                        let x = self.b.build_float_add(x, bias[c], "")?;
-                        self.frags[s.0][i] = self.b.build_float_add(x, rb, "")?.into();
+                        out.push((i, select::estimate(&mut a, self.frags[s.0][i].into_float_value(), rs, scale[c], bias[c])));
                     }
                 }
             }
+        }
+        a.finish()?;
+        for (i, x) in out {
+            self.frags[s.0][i] = x.into();
         }
         Ok(())
     }

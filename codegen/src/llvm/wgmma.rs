@@ -238,10 +238,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let none_pending = self.ctx.i64_type().const_zero().into();
         self.call("llvm.nvvm.wgmma.wait_group.sync.aligned", &[], &[none_pending])?;
         if int8 {
-            let f32t = self.ctx.f32_type();
-            for v in self.frags[acc.0].iter_mut() {
-                *v = self.b.build_signed_int_to_float(v.into_int_value(), f32t, "")?.into();
-            }
+            self.int_accumulators_to_f32(acc)?;
         }
         Ok(())
     }

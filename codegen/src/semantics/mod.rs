@@ -3,6 +3,7 @@
 //! therefore agree by construction on every formula (guards, exp2 scaling, LSE), differing only
 //! in the accuracy of the hardware's `ex2.approx`/`lg2.approx` and in summation order.
 
+pub mod select;
 pub mod softmax;
 
 /// The operations the softmax and epilogue formulas need.
@@ -23,6 +24,8 @@ pub trait Arith {
     fn eq(&mut self, a: Self::F, b: Self::F) -> Self::B;
     /// Ordered `a > b`.
     fn gt(&mut self, a: Self::F, b: Self::F) -> Self::B;
+    /// Ordered `a ≥ b`.
+    fn ge(&mut self, a: Self::F, b: Self::F) -> Self::B;
     fn select(&mut self, c: Self::B, a: Self::F, b: Self::F) -> Self::F;
 }
 
@@ -64,6 +67,9 @@ impl Arith for F32 {
     }
     fn gt(&mut self, a: f32, b: f32) -> bool {
         a > b
+    }
+    fn ge(&mut self, a: f32, b: f32) -> bool {
+        a >= b
     }
     fn select(&mut self, c: bool, a: f32, b: f32) -> f32 {
         if c { a } else { b }
