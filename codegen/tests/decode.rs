@@ -43,6 +43,12 @@ struct Case {
 }
 
 fn run(case: &Case, seed: u64) -> f64 {
+    run_zeroed(case, seed, 0..0)
+}
+
+/// `run` with the K and V of tokens `zeros` (of every plane) set to zero: pruning keeps no
+/// element of them, so the cache's tiles over them are empty (bitmap 0, no values).
+fn run_zeroed(case: &Case, seed: u64, zeros: std::ops::Range<usize>) -> f64 {
     let mut rng = StdRng::seed_from_u64(seed);
     let (d, planes) = (case.head_dim, case.batch * case.kv_heads);
     let mut fill = |n| {
@@ -56,10 +62,15 @@ fn run(case: &Case, seed: u64) -> f64 {
             .collect::<Vec<_>>()
     };
     let q = fill(case.batch * case.heads * d);
-    let (k, v) = (
+    let (mut k, mut v) = (
         fill(planes * case.tokens * d),
         fill(planes * case.tokens * d),
     );
+    for plane in 0..planes {
+        let rows = (plane * case.tokens + zeros.start) * d..(plane * case.tokens + zeros.end) * d;
+        k[rows.clone()].fill(0.0);
+        v[rows].fill(0.0);
+    }
     let policy = CachePolicy {
         k_sparsity: 0.7,
         v_sparsity: 0.5,
@@ -74,6 +85,10 @@ fn run(case: &Case, seed: u64) -> f64 {
             .collect::<Vec<_>>()
     };
     cache.push(&bits(&k), &bits(&v), case.tokens).unwrap();
+    if zeros.len() >= 128 {
+        // Some whole 64-token tile lies in the zeroed range: the test reads empty tiles.
+        assert!(cache.k.bitmaps.contains(&0) && cache.v.bitmaps.contains(&0), "no empty tile");
+    }
     let (tc, tl) = (cache.k.tokens, cache.local_len);
     assert_eq!(tc + tl, case.tokens);
     let floats = |x: &[u16]| x.iter().map(|&b| to_f32(case.dtype, b)).collect::<Vec<_>>();
@@ -217,6 +232,27 @@ fn decode_edges() {
             err < tolerance(Dtype::F16),
             "tokens {tokens}: relative error {err}"
         );
+    }
+}
+
+/// Tokens whose K and V are all zero leave whole bitmap tiles empty (no set bit, no value); the
+/// decode reads them as zeros, matching the reference, and writes finite outputs (issue 8).
+#[test]
+fn all_pruned_tiles_read_as_zeros() {
+    for (cfg, zeros) in [(Config::line(16, 64, 1, 2), 64..192), (Config::line(64, 64, 4, 2), 0..300)] {
+        let case = Case {
+            batch: 2,
+            heads: 8,
+            kv_heads: 2,
+            tokens: 420,
+            head_dim: 64,
+            splits: 3,
+            dtype: Dtype::Bf16,
+            cfg,
+            residual: 32,
+        };
+        let err = run_zeroed(&case, 31, zeros.clone());
+        assert!(err < tolerance(Dtype::Bf16), "{cfg}, zero tokens {zeros:?}: relative error {err}");
     }
 }
 

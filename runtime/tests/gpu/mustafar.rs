@@ -1,5 +1,6 @@
 //! The Mustafar decode kernel on the GPU against the float64 reference (prune, then dense decode
-//! attention): fresh random inputs, poisoned outputs, contexts whose compressed region and
+//! attention): fresh random inputs (with a run of zero tokens, whose tiles are empty, in the
+//! longer contexts), poisoned outputs, contexts whose compressed region and
 //! window are not multiples of the split or the tile, GQA groups 4 (32 query heads over 8 KV
 //! heads) and 1, bf16 and f16, default and explicit split counts. Without a GPU every test prints
 //! why it skipped and passes. A module of the `gpu` test binary (`--test gpu mustafar`), so that
@@ -53,10 +54,18 @@ fn run_case(gpu: &Gpu, case: &Case, config: Option<&str>, seed: u64) -> (f64, f6
             .collect::<Vec<_>>()
     };
     let q = fill(case.batch * case.heads * d);
-    let (k, v) = (
+    let (mut k, mut v) = (
         fill(planes * case.tokens * d),
         fill(planes * case.tokens * d),
     );
+    // Longer contexts hold 128 zero tokens, whose cache tiles are empty (no bit, no value).
+    if case.tokens >= 1024 {
+        for plane in 0..planes {
+            let rows = (plane * case.tokens + 256) * d..(plane * case.tokens + 384) * d;
+            k[rows.clone()].fill(0.0);
+            v[rows].fill(0.0);
+        }
+    }
     let policy = CachePolicy {
         k_sparsity: 0.7,
         v_sparsity: 0.7,
