@@ -135,8 +135,9 @@ fn bitmap_loads_lower_as_decode_kernels() {
             let ptx = emit(desc, &cfg, target, Stage::Ptx).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
             assert!(ptx.contains(".entry attn(") && ptx.contains(".entry attn_merge("), "{cfg:?}");
             // Popcounts give the values' indices; stores are whole 16-byte chunks, never one
-            // element at a time, and no thread walks set bits one by one.
-            for op in ["popc.b64", "popc.b32", "ld.global.b16", "st.shared.v4.b32"] {
+            // element at a time, and no thread walks set bits one by one; the next KV step's
+            // bitmaps and values are prefetched.
+            for op in ["popc.b64", "popc.b32", "ld.global.b16", "st.shared.v4.b32", "prefetch.global.L2"] {
                 assert!(ptx.contains(op), "{cfg:?} {target}: no {op} in the bitmap gather");
             }
             for op in ["clz.b64", "st.shared.b16"] {
