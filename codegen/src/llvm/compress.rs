@@ -368,8 +368,8 @@ fn prune<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> {
     let values = k.b.build_int_compare(IntPredicate::NE, order, k.i32(0), "")?;
     // V: a thread's half token is a V tile (D = 128) or half of one (D = 64, whose bits the
     // first half's lane gathers): its bitmap needs nothing from the other threads.
-    let row = k.row_bits(&kept, d)?;
     k.when(values, |k| {
+        let row = k.row_bits(&kept, d)?;
         let (lane, warp) = k.lane_and_warp()?;
         let token = k.b.build_int_add(k.b.build_int_mul(warp, k.i32(16), "")?, k.b.build_and(lane, k.i32(15), "")?, "")?;
         let half = k.b.build_right_shift(lane, k.i32(4), false, "")?;

@@ -12,7 +12,7 @@ use super::table::Table;
 use super::{config_of, find_kernel};
 use crate::Error;
 use crate::gpu::bench::{default_reps, json_string, time};
-use crate::gpu::{Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
+use crate::gpu::{CompressStage, Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
 use crate::io::{self, FileDtype, HostTensor, TensorFile};
 
 /// How the cache is pruned and compressed (the authors' defaults), and the decode's splits.
@@ -396,6 +396,8 @@ pub fn bench(
 struct CompressionRates {
     /// `compress_into` reused workspaces: the kernels alone (no allocation, nothing read back).
     kernels_ms: f64,
+    /// Each of the three kernels alone (pruning, scan, scatter), K and V.
+    stages_ms: [f64; 3],
     /// `Compressor::compress`: the kernels, a fresh workspace's allocations, the planes' value
     /// counts read back, and the exact-length copies of the result.
     fresh_ms: f64,
@@ -406,7 +408,7 @@ struct CompressionRates {
 }
 
 impl CompressionRates {
-    const NONE: CompressionRates = CompressionRates { kernels_ms: f64::NAN, fresh_ms: f64::NAN, copy_ms: f64::NAN, input: f64::NAN };
+    const NONE: CompressionRates = CompressionRates { kernels_ms: f64::NAN, stages_ms: [f64::NAN; 3], fresh_ms: f64::NAN, copy_ms: f64::NAN, input: f64::NAN };
 
     /// GB/s of dense input in `ms`.
     fn input_rate(&self, ms: f64) -> f64 {
@@ -420,9 +422,12 @@ impl CompressionRates {
 
     fn json(&self) -> String {
         format!(
-            "\"compress_gb_per_s\": {:.1}, \"compress_ms\": {:.5}, \"compress_fresh_gb_per_s\": {:.1}, \"compress_fresh_ms\": {:.5}, \"copy_gb_per_s\": {:.1}, \"copy_ms\": {:.5}, \"compress_over_copy\": {:.3}",
+            "\"compress_gb_per_s\": {:.1}, \"compress_ms\": {:.5}, \"compress_prune_ms\": {:.5}, \"compress_scan_ms\": {:.5}, \"compress_scatter_ms\": {:.5}, \"compress_fresh_gb_per_s\": {:.1}, \"compress_fresh_ms\": {:.5}, \"copy_gb_per_s\": {:.1}, \"copy_ms\": {:.5}, \"compress_over_copy\": {:.3}",
             self.input_rate(self.kernels_ms),
             self.kernels_ms,
+            self.stages_ms[0],
+            self.stages_ms[1],
+            self.stages_ms[2],
             self.input_rate(self.fresh_ms),
             self.fresh_ms,
             self.copy_rate(),
@@ -456,6 +461,14 @@ fn compression_rates(
         compressor.compress_into(gpu, &mut wk, &dk, TileOrder::Keys, ks, rule)?;
         compressor.compress_into(gpu, &mut wv, &dv, TileOrder::Values, vs, rule)
     })?;
+    let mut stages_ms = [f64::NAN; 3];
+    for (ms, stage) in stages_ms.iter_mut().zip(CompressStage::ALL) {
+        *ms = time(gpu, warmup, reps, || {
+            compressor.stage(gpu, &mut wk, &dk, TileOrder::Keys, ks, stage)?;
+            compressor.stage(gpu, &mut wv, &dv, TileOrder::Values, vs, stage)
+        })?
+        .median_ms;
+    }
     let fresh = time(gpu, warmup, reps, || {
         compressor.compress(gpu, &dk, TileOrder::Keys, ks, rule)?;
         compressor.compress(gpu, &dv, TileOrder::Values, vs, rule).map(|_| ())
@@ -466,5 +479,5 @@ fn compression_rates(
         gpu.stream.memcpy_dtod(&dk.data, &mut copy_k)?;
         Ok(gpu.stream.memcpy_dtod(&dv.data, &mut copy_v)?)
     })?;
-    Ok(CompressionRates { kernels_ms: kernels.median_ms, fresh_ms: fresh.median_ms, copy_ms: copy.median_ms, input: 2.0 * 2.0 * (kv_heads * tokens * d) as f64 })
+    Ok(CompressionRates { kernels_ms: kernels.median_ms, stages_ms, fresh_ms: fresh.median_ms, copy_ms: copy.median_ms, input: 2.0 * 2.0 * (kv_heads * tokens * d) as f64 })
 }

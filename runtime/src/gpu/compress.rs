@@ -94,6 +94,18 @@ impl Layout {
     }
 }
 
+/// The three launches of a compression, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Prune,
+    Scan,
+    Scatter,
+}
+
+impl Stage {
+    pub(crate) const ALL: [Stage; 3] = [Stage::Prune, Stage::Scan, Stage::Scatter];
+}
+
 /// One device buffer of a workspace, allocated on first use and grown when too short.
 struct Slot<T>(Option<CudaSlice<T>>);
 
@@ -111,14 +123,12 @@ impl<T: DeviceRepr + ValidAsZeroBits> Slot<T> {
         self.0.as_ref().ok_or_else(|| GpuError::Invalid("the workspace has not compressed anything yet".into()))
     }
 
-    /// The first `n` elements, copied into an array of their own (at least one element long:
-    /// the driver refuses empty allocations).
+    /// The first `n` elements (`n > 0`: the driver refuses empty allocations), copied into an
+    /// array of their own.
     fn copy(&self, gpu: &Gpu, n: usize) -> Result<CudaSlice<T>, GpuError> {
-        let mut out = gpu.stream.alloc_zeros::<T>(n.max(1))?;
-        if n > 0 {
-            gpu.stream.memcpy_dtod(&self.get()?.slice(..n), &mut out.slice_mut(..n))?;
-        }
-        Ok(out)
+        let buf = self.get()?;
+        let view = buf.try_slice(..n).ok_or_else(|| GpuError::Invalid(format!("{n} elements asked of a workspace buffer of {}", buf.len())))?;
+        Ok(gpu.stream.clone_dtod(&view)?)
     }
 }
 
@@ -205,15 +215,30 @@ impl Compressor {
             return Err(GpuError::Invalid(format!("sparsity {sparsity} is not in [0, 1)")));
         }
         let l = Layout::new(x.shape, self.head_dim)?;
+        if x.data.len() < l.planes * l.tokens * l.head_dim {
+            return Err(GpuError::Invalid(format!("x holds {} values, its shape {:?} says more", x.data.len(), x.shape)));
+        }
         ws.last = None;
         if !l.is_empty() {
-            self.launch(gpu, ws, x, order, smallest_rank(sparsity, l.head_dim), &l)?;
+            self.launch(gpu, ws, x, order, smallest_rank(sparsity, l.head_dim), &l, &Stage::ALL)?;
         }
         ws.last = Some((order, x.dtype, l));
         Ok(())
     }
 
-    fn launch(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, order: TileOrder, rank: usize, l: &Layout) -> Result<(), GpuError> {
+    /// One of the three launches alone, for timing them one by one: the later ones read what
+    /// the earlier ones left in `ws`, so `ws` must hold a compression of `x` in `order` at
+    /// `sparsity` (which repeating a stage leaves as it was).
+    pub(crate) fn stage(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, order: TileOrder, sparsity: f64, stage: Stage) -> Result<(), GpuError> {
+        let l = Layout::new(x.shape, self.head_dim)?;
+        if l.is_empty() || ws.last != Some((order, x.dtype, l)) {
+            return Err(GpuError::Invalid("a compression stage runs on a workspace holding a compression of the same input".into()));
+        }
+        self.launch(gpu, ws, x, order, smallest_rank(sparsity, l.head_dim), &l, &[stage])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, order: TileOrder, rank: usize, l: &Layout, stages: &[Stage]) -> Result<(), GpuError> {
         let all_blocks = l.planes * l.blocks;
         let (tokens, rank, blocks_i) = (int("tokens", l.tokens)?, int("rank", rank)?, int("blocks", all_blocks)?);
         let order: i32 = match order {
@@ -225,26 +250,45 @@ impl Compressor {
             block_dim: (COMPRESS_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
+        if stages.contains(&Stage::Prune) {
+            self.prune(gpu, ws, x, l, [tokens, rank, order], blocks)?;
+        }
+        if stages.contains(&Stage::Scan) {
+            let block_start = ws.block_start.fit(gpu, all_blocks + 1)?;
+            let one = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (SCAN_THREADS, 1, 1), shared_mem_bytes: 0 };
+            let mut launch = gpu.stream.launch_builder(&self.scan);
+            launch.arg(ws.block_units.get()?).arg(&mut *block_start).arg(&blocks_i);
+            // SAFETY: as SCAN_PARAMS; block units were fitted to one per block by the pruning
+            // stage (a stage alone runs only on a workspace that held this layout), starts one
+            // more.
+            unsafe { launch.launch(one) }?;
+        }
+        if stages.contains(&Stage::Scatter) {
+            self.scatter(gpu, ws, x, l, [tokens, order], blocks)?;
+        }
+        Ok(())
+    }
+
+    fn prune(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, l: &Layout, [tokens, rank, order]: [i32; 3], blocks: LaunchConfig) -> Result<(), GpuError> {
         let bitmaps = ws.bitmaps.fit(gpu, l.planes * l.tiles)?;
-        let block_units = ws.block_units.fit(gpu, all_blocks)?;
-        // SAFETY (all three launches): arguments in the order and types of the entries'
-        // PRUNE_PARAMS / SCAN_PARAMS / SCATTER_PARAMS; x holds planes × tokens × d values (its
-        // shape, checked by `Layout::new`), and every buffer was fitted to the same layout:
-        // bitmaps planes × tiles, block units and starts one (and one more) per block, offsets
-        // planes × (tiles + 1), head bases and totals one per plane, values the bound of every
-        // value kept plus the look-ahead unit.
+        let block_units = ws.block_units.fit(gpu, l.planes * l.blocks)?;
+        // SAFETY: arguments in the order and types of PRUNE_PARAMS; x holds planes × tokens × d
+        // values (checked by `compress_into`), bitmaps and block units were fitted above.
         let mut launch = gpu.stream.launch_builder(&self.prune);
         launch.arg(&x.data).arg(&mut *bitmaps).arg(&mut *block_units).arg(&tokens).arg(&rank).arg(&order);
         unsafe { launch.launch(blocks) }?;
-        let block_start = ws.block_start.fit(gpu, all_blocks + 1)?;
-        let one = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (SCAN_THREADS, 1, 1), shared_mem_bytes: 0 };
-        let mut launch = gpu.stream.launch_builder(&self.scan);
-        launch.arg(ws.block_units.get()?).arg(&mut *block_start).arg(&blocks_i);
-        unsafe { launch.launch(one) }?;
+        Ok(())
+    }
+
+    fn scatter(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, l: &Layout, [tokens, order]: [i32; 2], blocks: LaunchConfig) -> Result<(), GpuError> {
         let offsets = ws.offsets.fit(gpu, l.planes * (l.tiles + 1))?;
         let head_base = ws.head_base.fit(gpu, l.planes)?;
         let totals = ws.totals.fit(gpu, l.planes)?;
         let values = ws.values.fit(gpu, l.values_bound())?;
+        // SAFETY: arguments in the order and types of SCATTER_PARAMS; x as for the pruning,
+        // bitmaps and block starts fitted by the stages before (planes × tiles, one more than
+        // blocks), offsets planes × (tiles + 1), head bases and totals one per plane, values the
+        // bound of every value kept plus the look-ahead unit.
         let mut launch = gpu.stream.launch_builder(&self.scatter);
         launch
             .arg(&x.data)
