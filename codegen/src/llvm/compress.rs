@@ -70,11 +70,8 @@ const fn both(half: u32) -> i64 {
     (half as i64) | ((half as i64) << 16)
 }
 
-/// One f16x2 step of the threshold search: `acc + (a < b)` per half, as f16 counts.
-const COUNT_BELOW: &str = "{\n.reg .b32 lt;\nset.lt.f16x2.f16x2 lt, $1, $2;\nadd.rn.f16x2 $0, $3, lt;\n}";
-const ADD_F16X2: &str = "add.rn.f16x2 $0, $1, $2;";
-/// The two f16 counts of an f16x2 accumulator summed, as an integer.
-const COUNT_TOTAL: &str = "{\n.reg .b16 lo, hi;\nmov.b32 {lo, hi}, $1;\nadd.rn.f16 lo, lo, hi;\ncvt.rzi.u32.f16 $0, lo;\n}";
+/// One f16x2 comparison of the threshold search: `0xffff` in each half where `a < b`.
+const MASK_BELOW: &str = "set.lt.u32.f16x2 $0, $1, $2;";
 
 /// What the compression entries add to a standalone entry.
 impl<'ctx> Kernel<'ctx, '_> {
@@ -168,13 +165,16 @@ impl<'ctx> Kernel<'ctx, '_> {
         for bit in (1..15).rev() {
             let candidate = b.build_or(t, self.i32(1 << bit), "")?;
             let c2 = b.build_int_mul(b.build_right_shift(candidate, self.i32(1), false, "")?, self.i32(both(1)), "")?;
-            // Four chains of additions rather than one long one.
+            // The masks summed as integers, two per addition (one three-input add), in four
+            // chains rather than one long one.
             let mut acc = [self.i32(0); 4];
-            for (i, &h) in halved.iter().enumerate() {
-                acc[i % 4] = self.asm(COUNT_BELOW, &[h, c2, acc[i % 4]])?;
+            for (i, two) in halved.chunks(2).enumerate() {
+                let masks = two.iter().map(|&h| self.asm(MASK_BELOW, &[h, c2])).collect::<Res<Vec<_>>>()?;
+                let sum = masks.iter().try_fold(acc[i % 4], |a, &m| b.build_int_add(a, m, ""))?;
+                acc[i % 4] = sum;
             }
-            let (a, b2) = (self.asm(ADD_F16X2, &[acc[0], acc[1]])?, self.asm(ADD_F16X2, &[acc[2], acc[3]])?);
-            let below = token_total(self.asm(COUNT_TOTAL, &[self.asm(ADD_F16X2, &[a, b2])?])?)?;
+            let sum = acc.iter().skip(1).try_fold(acc[0], |a, &s| b.build_int_add(a, s, ""))?;
+            let below = token_total(self.masks_counted(sum)?)?;
             t = b.build_select(b.build_int_compare(IntPredicate::SLT, below, rank, "")?, candidate, t, "")?.into_int_value();
         }
         let candidate = b.build_or(t, self.i32(1), "")?;
@@ -186,6 +186,18 @@ impl<'ctx> Kernel<'ctx, '_> {
         }
         let below = token_total(b.build_int_sub(self.i32(2 * mags.len() as i64), kept, "")?)?;
         Ok(b.build_select(b.build_int_compare(IntPredicate::SLT, below, rank, "")?, candidate, t, "")?.into_int_value())
+    }
+
+    /// How many halves were set in the `0xffff` half masks whose (wrapping) sum is `sum`, from
+    /// fewer than 32768 masks: a low half adds 65535, a high one -65536, so with `lo` and `hi` of them
+    /// `sum = 65535·lo - 65536·hi` exactly (no wrap at these counts), `-sum` is `lo` modulo
+    /// 65536, and `-sum - lo` is `65536·(hi - lo)`.
+    fn masks_counted(&self, sum: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        let b = &self.b;
+        let neg = b.build_int_sub(self.i32(0), sum, "")?;
+        let lo = b.build_and(neg, self.i32(0xffff), "")?;
+        let hi_minus_lo = b.build_right_shift(b.build_int_sub(neg, lo, "")?, self.i32(16), true, "")?;
+        Ok(b.build_int_add(b.build_int_mul(lo, self.i32(2), "")?, hi_minus_lo, "")?)
     }
 
     /// Per magnitude pair (15-bit halves), bits 15 and 31 set where the half is `>= t`:
