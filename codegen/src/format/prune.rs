@@ -93,7 +93,45 @@ mod tests {
         assert_eq!(prune_token(&x, 0.5, PruneRule::TopK), vec![1.0, -1.0, 0.0, 0.0]);
     }
 
+    /// How the GPU counts magnitudes below an even `c`: pairs of halved magnitudes compared with
+    /// `c >> 1` as f16x2 into `0xffff` half masks, the masks summed as wrapping integers, and
+    /// the count decoded from the sum.
+    fn below_as_f16(mags: &[u16], c: u16) -> usize {
+        let below = |m: Option<&u16>| m.is_some_and(|&m| half::f16::from_bits(m >> 1) < half::f16::from_bits(c >> 1));
+        let sum = mags.chunks(2).fold(0u32, |s, p| {
+            let lo = if below(p.first()) { 0xffff } else { 0 };
+            let hi = if below(p.get(1)) { 0xffff_0000 } else { 0 };
+            s.wrapping_add(lo).wrapping_add(hi)
+        });
+        let neg = 0u32.wrapping_sub(sum) as i32;
+        let lo = neg & 0xffff;
+        (2 * lo + ((neg - lo) >> 16)) as usize
+    }
+
+    /// The GPU's search (`llvm::compress`): bit 15 never set, bits 14..1 decided on halved
+    /// magnitudes compared as f16 values, bit 0 exactly.
+    fn kth_smallest_halved(mags: &[u16], k: usize) -> u16 {
+        let below_as_f16 = |c: u16| below_as_f16(mags, c);
+        let t = (1..15).rev().fold(0u16, |t, bit| {
+            let candidate = t | (1 << bit);
+            if below_as_f16(candidate) < k { candidate } else { t }
+        });
+        let candidate = t | 1;
+        if mags.iter().filter(|&&m| m < candidate).count() < k { candidate } else { t }
+    }
+
     proptest! {
+        /// The GPU's f16 search finds the threshold the bit-wise search does, on any 15-bit
+        /// magnitudes (subnormal, infinite and NaN patterns as f16 included) and ties.
+        #[test]
+        fn the_f16_search_is_the_bitwise_search(
+            mags in proptest::collection::vec(prop_oneof![0u16..0x8000, Just(0u16), Just(1), Just(0x3c00), Just(0x7c00), Just(0x7fff)], 1..=128),
+            k in 1usize..=128,
+        ) {
+            let k = k.min(mags.len());
+            prop_assert_eq!(kth_smallest_halved(&mags, k), kth_smallest_bits(&mags, k));
+        }
+
         /// The bit-wise threshold is the sort-based one: the kernel's rule keeps what
         /// `prune_token` keeps, on every 16-bit input that is not NaN (bf16 bits here; f16's
         /// magnitudes order the same way).

@@ -47,7 +47,7 @@ pub const BITMAP_PARAMS: [&str; 9] = [
 ];
 
 pub use sale::{LISTS_PARAMS, NAMES as SALE_ENTRIES, SALE_THREADS, THETA_PARAMS};
-pub use compress::{COMPRESS_THREADS, OFFSETS_PARAMS, PRUNE_COUNT_PARAMS, SCATTER_PARAMS, names as compress_entries};
+pub use compress::{COMPRESS_THREADS, PRUNE_PARAMS, SCAN_PARAMS, SCAN_THREADS, SCATTER_PARAMS, names as compress_entries};
 pub use quantize::{COLSUM_PARAMS, MEAN_PARAMS, QUANT_K_PARAMS, QUANT_Q_PARAMS, QUANT_THREADS, names as quantize_entries};
 
 /// Parameters of a decode kernel's merge entry (`<name>_merge`, see `merge`): the split

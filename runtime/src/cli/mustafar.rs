@@ -12,7 +12,7 @@ use super::table::Table;
 use super::{config_of, find_kernel};
 use crate::Error;
 use crate::gpu::bench::{default_reps, json_string, time};
-use crate::gpu::{Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
+use crate::gpu::{CompressStage, Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
 use crate::io::{self, FileDtype, HostTensor, TensorFile};
 
 /// How the cache is pruned and compressed (the authors' defaults), and the decode's splits.
@@ -282,7 +282,7 @@ pub fn bench(
     } else {
         writeln!(
             out,
-            "{}: {} batch {}, heads {}/{} kv, k/v sparsity {}/{}; median ms, L2 flushed; TB/s = cache bytes read / time",
+            "{}: {} batch {}, heads {}/{} kv, k/v sparsity {}/{}; median ms, L2 flushed; TB/s = cache bytes read / time; compress = K and V pruned + compressed into reused workspaces (kernels only), fresh = with allocation and read-back, in GB/s of dense input; copy = GB/s read + written",
             gpu.name, desc.name, plan.batch, plan.heads, plan.kv_heads, cache_args.k_sparsity, cache_args.v_sparsity
         )
         .map_err(Error::Stdout)?;
@@ -296,6 +296,7 @@ pub fn bench(
         "ms",
         "TB/s",
         "compress GB/s",
+        "fresh GB/s",
         "copy GB/s",
     ]);
     // GPU pruning + compression of the compressed region, the authors' rule only.
@@ -352,21 +353,22 @@ pub fn bench(
         })?;
         let (bytes, dense) = (dev_cache.bytes(), 2 * 2 * planes * context * d);
         let tbps = bytes as f64 / (timing.median_ms * 1e-3) / 1e12;
-        let (compress_gbps, copy_gbps) = match &compressor {
+        let rates = match &compressor {
             Some(c) => compression_rates(&gpu, c, cache_args, (&k, &v, plan.dtype), one.k.tokens, (plan.kv_heads, context, d), (plan.warmup, reps))?,
-            None => (f64::NAN, f64::NAN),
+            None => CompressionRates::NONE,
         };
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
         if plan.json {
             writeln!(
                 out,
-                "{{\"kernel\": {}, \"config\": {}, \"batch\": {}, \"heads\": {}, \"kv_heads\": {}, \"context\": {context}, \"splits\": {splits}, \"cache_bytes\": {bytes}, \"dense_bytes\": {dense}, \"ms\": {:.5}, \"tb_per_s\": {tbps:.3}, \"compress_gb_per_s\": {compress_gbps:.1}, \"copy_gb_per_s\": {copy_gbps:.1}}}",
+                "{{\"kernel\": {}, \"config\": {}, \"batch\": {}, \"heads\": {}, \"kv_heads\": {}, \"context\": {context}, \"splits\": {splits}, \"cache_bytes\": {bytes}, \"dense_bytes\": {dense}, \"ms\": {:.5}, \"tb_per_s\": {tbps:.3}, {}}}",
                 json_string(desc.name),
                 json_string(&cfg.to_string()),
                 plan.batch,
                 plan.heads,
                 plan.kv_heads,
-                timing.median_ms
+                timing.median_ms,
+                rates.json()
             )
             .map_err(Error::Stdout)?;
         }
@@ -378,8 +380,9 @@ pub fn bench(
             format!("{:.1}%", 100.0 * bytes as f64 / dense as f64),
             format!("{:.4}", timing.median_ms),
             format!("{tbps:.2}"),
-            format!("{compress_gbps:.0}"),
-            format!("{copy_gbps:.0}"),
+            format!("{:.0}", rates.input_rate(rates.kernels_ms)),
+            format!("{:.0}", rates.input_rate(rates.fresh_ms)),
+            format!("{:.0}", rates.copy_rate()),
         ]);
     }
     if !plan.json {
@@ -388,9 +391,55 @@ pub fn bench(
     Ok(())
 }
 
+/// GPU pruning + compression of the compressed region, K and V, against a copy of the same
+/// bytes: median times of the three ways, for the next run to say where the time goes.
+struct CompressionRates {
+    /// `compress_into` reused workspaces: the kernels alone (no allocation, nothing read back).
+    kernels_ms: f64,
+    /// Each of the three kernels alone (pruning, scan, scatter), K and V.
+    stages_ms: [f64; 3],
+    /// `Compressor::compress`: the kernels, a fresh workspace's allocations, the planes' value
+    /// counts read back, and the exact-length copies of the result.
+    fresh_ms: f64,
+    /// A device-to-device copy of the dense input.
+    copy_ms: f64,
+    /// Bytes of dense input (K and V).
+    input: f64,
+}
+
+impl CompressionRates {
+    const NONE: CompressionRates = CompressionRates { kernels_ms: f64::NAN, stages_ms: [f64::NAN; 3], fresh_ms: f64::NAN, copy_ms: f64::NAN, input: f64::NAN };
+
+    /// GB/s of dense input in `ms`.
+    fn input_rate(&self, ms: f64) -> f64 {
+        self.input / (ms * 1e-3) / 1e9
+    }
+
+    /// The copy's GB/s, read plus written.
+    fn copy_rate(&self) -> f64 {
+        2.0 * self.input_rate(self.copy_ms)
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "\"compress_gb_per_s\": {:.1}, \"compress_ms\": {:.5}, \"compress_prune_ms\": {:.5}, \"compress_scan_ms\": {:.5}, \"compress_scatter_ms\": {:.5}, \"compress_fresh_gb_per_s\": {:.1}, \"compress_fresh_ms\": {:.5}, \"copy_gb_per_s\": {:.1}, \"copy_ms\": {:.5}, \"compress_over_copy\": {:.3}",
+            self.input_rate(self.kernels_ms),
+            self.kernels_ms,
+            self.stages_ms[0],
+            self.stages_ms[1],
+            self.stages_ms[2],
+            self.input_rate(self.fresh_ms),
+            self.fresh_ms,
+            self.copy_rate(),
+            self.copy_ms,
+            self.input_rate(self.kernels_ms) / self.copy_rate(),
+        )
+    }
+}
+
 /// GPU pruning + compression of K and V's first `tokens` tokens (`[kv_heads, context, d]`
-/// host bits), in GB/s of dense input, beside a device-to-device copy of the same bytes in GB/s
-/// read plus written (the copy bandwidth issue 6 measures compression against).
+/// host bits), timed three ways (`CompressionRates`); issue 6 measures the kernels' GB/s of
+/// dense input against the copy's GB/s read plus written.
 fn compression_rates(
     gpu: &Gpu,
     compressor: &Compressor,
@@ -399,16 +448,30 @@ fn compression_rates(
     tokens: usize,
     (kv_heads, context, d): (usize, usize, usize),
     (warmup, reps): (usize, usize),
-) -> Result<(f64, f64), Error> {
+) -> Result<CompressionRates, Error> {
     if tokens == 0 {
-        return Ok((f64::NAN, f64::NAN));
+        return Ok(CompressionRates::NONE);
     }
     let region = |x: &[u16]| -> Vec<u16> { x.chunks(context * d).flat_map(|plane| plane[..tokens * d].to_vec()).collect() };
     let shape = [1, kv_heads, tokens, d];
     let (dk, dv) = (DeviceTensor::from_bits(gpu, dtype, shape, &region(k))?, DeviceTensor::from_bits(gpu, dtype, shape, &region(v))?);
-    let compress = time(gpu, warmup, reps, || {
-        compressor.compress(gpu, &dk, TileOrder::Keys, cache_args.k_sparsity, cache_args.prune)?;
-        compressor.compress(gpu, &dv, TileOrder::Values, cache_args.v_sparsity, cache_args.prune).map(|_| ())
+    let (ks, vs, rule) = (cache_args.k_sparsity, cache_args.v_sparsity, cache_args.prune);
+    let (mut wk, mut wv) = (compressor.workspace(), compressor.workspace());
+    let kernels = time(gpu, warmup.max(1), reps, || {
+        compressor.compress_into(gpu, &mut wk, &dk, TileOrder::Keys, ks, rule)?;
+        compressor.compress_into(gpu, &mut wv, &dv, TileOrder::Values, vs, rule)
+    })?;
+    let mut stages_ms = [f64::NAN; 3];
+    for (ms, stage) in stages_ms.iter_mut().zip(CompressStage::ALL) {
+        *ms = time(gpu, warmup, reps, || {
+            compressor.stage(gpu, &mut wk, &dk, TileOrder::Keys, ks, stage)?;
+            compressor.stage(gpu, &mut wv, &dv, TileOrder::Values, vs, stage)
+        })?
+        .median_ms;
+    }
+    let fresh = time(gpu, warmup, reps, || {
+        compressor.compress(gpu, &dk, TileOrder::Keys, ks, rule)?;
+        compressor.compress(gpu, &dv, TileOrder::Values, vs, rule).map(|_| ())
     })?;
     let mut copy_k = gpu.stream.alloc_zeros::<u16>(dk.data.len()).map_err(GpuError::from)?;
     let mut copy_v = gpu.stream.alloc_zeros::<u16>(dv.data.len()).map_err(GpuError::from)?;
@@ -416,6 +479,5 @@ fn compression_rates(
         gpu.stream.memcpy_dtod(&dk.data, &mut copy_k)?;
         Ok(gpu.stream.memcpy_dtod(&dv.data, &mut copy_v)?)
     })?;
-    let input = 2.0 * 2.0 * (kv_heads * tokens * d) as f64;
-    Ok((input / (compress.median_ms * 1e-3) / 1e9, 2.0 * input / (copy.median_ms * 1e-3) / 1e9))
+    Ok(CompressionRates { kernels_ms: kernels.median_ms, stages_ms, fresh_ms: fresh.median_ms, copy_ms: copy.median_ms, input: 2.0 * 2.0 * (kv_heads * tokens * d) as f64 })
 }

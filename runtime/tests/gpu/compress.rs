@@ -93,3 +93,45 @@ fn appending_chunks_on_the_device_matches_the_host() {
         }
     }
 }
+
+/// One workspace reused over inputs that grow and shrink, K and V orders, both dtypes: each
+/// result is the host's compression of that input, bit for bit. Among them, tokens whose values
+/// all tie (the rule keeps all of them: the values buffer's bound is reached) and an empty
+/// input. A refused input changes nothing; nothing compressed yet is an error.
+#[test]
+fn a_reused_workspace_compresses_each_input_as_the_host() {
+    let Some(gpu) = gpu() else { return };
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    println!("inputs from seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let d = 128;
+    let compressor = Compressor::load(&gpu, d).unwrap();
+    let mut ws = compressor.workspace();
+    assert!(ws.cache(&gpu).is_err());
+    let cases = [
+        (Dtype::Bf16, 2, 256, TileOrder::Keys, false),
+        (Dtype::F16, 3, 1024, TileOrder::Values, false),
+        (Dtype::Bf16, 1, 64, TileOrder::Values, true),
+        (Dtype::Bf16, 2, 0, TileOrder::Keys, false),
+        (Dtype::F16, 2, 192, TileOrder::Keys, true),
+        (Dtype::Bf16, 4, 512, TileOrder::Values, false),
+    ];
+    for (dtype, planes, tokens, order, tied) in cases {
+        let bits: Vec<u16> = (0..planes * tokens * d)
+            .map(|i| match tied {
+                // Every value of a token ties, but for a zero now and then.
+                true => from_f32(dtype, if i % 61 == 0 { 0.0 } else if i % 2 == 0 { 1.5 } else { -1.5 }),
+                false => from_f32(dtype, rng.random_range(-2.0f32..2.0)),
+            })
+            .collect();
+        let data = gpu.stream.clone_htod(&if bits.is_empty() { vec![0] } else { bits.clone() }).unwrap();
+        let x = DeviceTensor { data, dtype, shape: [1, planes, tokens, d] };
+        let pruned = prune_bits(&bits, dtype, d, 0.7, PruneRule::KthSmallest);
+        let want = BitmapCache::compress(&pruned, dtype, planes, tokens, d, order).unwrap();
+        compressor.compress_into(&gpu, &mut ws, &x, order, 0.7, PruneRule::KthSmallest).unwrap();
+        let got = ws.cache(&gpu).unwrap().download(&gpu).unwrap();
+        assert_eq!(got, want, "{dtype} {planes}x{tokens} {order:?} tied {tied}");
+        assert!(compressor.compress_into(&gpu, &mut ws, &x, order, 0.7, PruneRule::TopK).is_err());
+        assert_eq!(ws.cache(&gpu).unwrap().download(&gpu).unwrap(), want, "{dtype} {planes}x{tokens} {order:?}: after a refused input");
+    }
+}
