@@ -34,8 +34,8 @@ pub struct CacheArgs {
     /// Tokens compressed at a time, a multiple of 64 (`mustafar` only).
     #[arg(long, default_value_t = 256)]
     chunk: usize,
-    /// CTAs each (batch, KV head)'s context is split over (`mustafar` only) [default: one
-    /// full wave, as many CTAs as the GPU holds at once].
+    /// CTAs each (batch, KV head)'s context is split over (`mustafar` only) [default: about
+    /// four CTAs per SM].
     #[arg(long, value_parser = positive)]
     splits: Option<usize>,
 }

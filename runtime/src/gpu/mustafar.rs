@@ -176,7 +176,7 @@ impl DeviceBitmapCache {
             head_dim: cache.head_dim,
             bitmaps: upload(gpu, &cache.bitmaps)?,
             offsets: upload(gpu, &cache.offsets)?,
-            // The kernel reads up to one value past the values (`BITMAP_PARAMS`).
+            // The kernel's look-ahead loads read up to one 16-byte vector past the values.
             values: upload(gpu, &[&cache.values[..], &[0; PAD]].concat())?,
             head_base: upload(gpu, &cache.head_base)?,
             // Validated: offsets and head bases are in range and non-negative.
@@ -282,8 +282,7 @@ pub struct MustafarDecode {
     program: Program,
     decode: CudaFunction,
     merge: CudaFunction,
-    /// Decode CTAs the GPU holds at once (SMs × CTAs resident per SM).
-    slots: usize,
+    sms: usize,
     /// The ordinal of the GPU the entries were loaded on.
     device: usize,
     /// The split workspace (partial outputs and LSEs), grown as launches need.
@@ -307,28 +306,24 @@ impl MustafarDecode {
             .ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
             .max(1) as usize;
-        let resident = decode.occupancy_max_active_blocks_per_multiprocessor(program.threads(), program.shared_bytes() as usize, None)?;
         Ok(MustafarDecode {
             desc: *desc,
             config: *config,
             program,
             decode,
             merge,
-            slots: sms * resident.max(1) as usize,
+            sms,
             device: gpu.ctx.ordinal(),
             workspace: None,
         })
     }
 
-    /// Splits per (batch, KV head) that make one full wave: as many CTAs as the GPU holds at
-    /// once, or fewer, each with at least one compressed tile. Splits of equal work end
-    /// together, so one wave leaves no SM idle, where a second, partial wave (9 splits of 64
-    /// planes over 132 SMs × 2 CTAs was 2.2 waves) leaves most of them idle through its end.
-    /// Batch 1 still fills the GPU; planes beyond one wave need no split.
+    /// Splits per (batch, KV head) that give about four CTAs per SM, each with at least one
+    /// compressed tile: batch 1 still fills the GPU, large batches need no split.
     pub fn default_splits(&self, batch: usize, kv_heads: usize, compressed: usize) -> usize {
         let tiles = compressed / self.config.block_kv() as usize;
         let planes = (batch * kv_heads).max(1);
-        (self.slots / planes).min(tiles).clamp(1, 65535)
+        (4 * self.sms).div_ceil(planes).min(tiles).clamp(1, 65535)
     }
 
     /// Checks every argument against the kernel and the others, then launches both entries.
