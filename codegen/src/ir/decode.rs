@@ -229,5 +229,6 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         frags,
         body,
         locals,
+        min_ctas_per_sm: 1,
     })
 }

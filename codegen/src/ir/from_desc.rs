@@ -50,6 +50,8 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
         frags,
         body: program_body,
         locals,
+        // Shared memory bounds residency; registers follow the code (see `llvm::kernel::entry`).
+        min_ctas_per_sm: 1,
     }
 }
 

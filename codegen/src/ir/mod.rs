@@ -250,6 +250,8 @@ pub struct Program {
     pub frags: Vec<Frag>,
     pub body: Vec<Stmt>,
     pub locals: Locals,
+    /// CTAs per SM that the register budget must leave room for (ptxas's `.minnctapersm`).
+    pub min_ctas_per_sm: u32,
 }
 
 impl Program {

@@ -28,7 +28,7 @@
 //! the forced map (`sale_lists` on the GPU). Tiles past a query tile's causal range are not
 //! written.
 
-use tessera_desc::{Config, KernelDesc, Load, Visit};
+use tessera_desc::{Config, KernelDesc, Load, Mma, Visit};
 
 use super::from_desc::{FRAG_S, QueryTile, load_q, qk_buffers, scores_frag, scores_step};
 use super::geometry::TileBox;
@@ -38,6 +38,10 @@ use super::{CopyEngine, Expr, Frag, FragId, FragKind, Locals, Operands, Program,
 const FRAG_THETA: FragId = FragId(1);
 const FRAG_Q_SCALE: FragId = FragId(2);
 const FRAG_QK_MEAN: FragId = FragId(3);
+
+/// The 32-bit registers of an SM (every target's), and the budget a selection thread needs.
+const REGISTERS_PER_SM: u32 = 65_536;
+const SELECT_REGISTERS: u32 = 168;
 
 /// Where a selection's scores come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +123,14 @@ pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program,
         frags,
         body,
         locals,
+        // One CTA-wide vote per tile leaves a CTA waiting at every tile: residents overlap those
+        // waits. Three 4-warp CTAs fit about 168 registers a thread, where ptxas picks 196 for
+        // the int8 wgmma selection and spills nothing at 166 (mma.sync's int8 fragments spill
+        // at 168 on sm_80, so those programs keep ptxas's own budget).
+        min_ctas_per_sm: match cfg.mma {
+            Mma::Wgmma => (REGISTERS_PER_SM / (cfg.threads() * SELECT_REGISTERS)).clamp(1, 3),
+            Mma::Sync => 1,
+        },
     })
 }
 

@@ -16,8 +16,9 @@ use crate::ir::{MmaEngine, Program, Stmt, Var};
 const PTX_KERNEL: u32 = 71;
 
 /// A kernel entry named `name` with parameters `names` (pointers in the global space, marked
-/// `noalias`, where `pointer` says so; i32 otherwise, except `scale`, f32), `threads` per CTA.
-pub fn entry<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, name: &str, names: &[&str], pointer: &dyn Fn(&str) -> bool, threads: u32) -> Res<inkwell::values::FunctionValue<'ctx>> {
+/// `noalias`, where `pointer` says so; i32 otherwise, except `scale`, f32), `threads` per CTA,
+/// registers budgeted for `min_ctas` resident CTAs per SM.
+pub fn entry<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, name: &str, names: &[&str], pointer: &dyn Fn(&str) -> bool, (threads, min_ctas): (u32, u32)) -> Res<inkwell::values::FunctionValue<'ctx>> {
     let gptr = ctx.ptr_type(AddressSpace::from(GLOBAL));
     let types: Vec<inkwell::types::BasicMetadataTypeEnum> = names
         .iter()
@@ -28,8 +29,9 @@ pub fn entry<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, name: &str, names:
     func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.maxntid", &threads.to_string()));
     // With only `.maxntid`, ptxas picks a register budget for its own occupancy guess and spills
     // to meet it (96 registers on sm_80 for d=64); the CTA's shared memory already bounds
-    // occupancy, so ask for one resident CTA and let the registers follow the code.
-    func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.minctasm", "1"));
+    // occupancy, so kernels ask for one resident CTA and let the registers follow the code,
+    // unless their program asks for more.
+    func.add_attribute(AttributeLoc::Function, ctx.create_string_attribute("nvvm.minctasm", &min_ctas.to_string()));
     let noalias = ctx.create_enum_attribute(inkwell::attributes::Attribute::get_named_enum_kind_id("noalias"), 0);
     // Launch tables are only read: `readonly` with `noalias` lets the backend use the
     // non-coherent cache (`ld.global.nc`) for them.
@@ -64,7 +66,7 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
         let i = names.iter().position(|&m| m == n).unwrap_or(0);
         i < 5 || (i >= super::KERNEL_PARAMS.len() && n != "compressed")
     };
-    let func = entry(ctx, module, &program.name, &names, &is_pointer, program.threads())?;
+    let func = entry(ctx, module, &program.name, &names, &is_pointer, (program.threads(), program.min_ctas_per_sm))?;
     let smem = module.add_global(ctx.i8_type().array_type(0), Some(AddressSpace::from(SHARED)), "smem");
     smem.set_linkage(Linkage::External);
     // wgmma descriptors and TMA's 128-byte swizzle assume tiles start on 1024-byte boundaries
