@@ -72,7 +72,7 @@ pub struct Args {
     /// thresholds, quantization, selection, lists) with this τ for every head, on the same
     /// inputs, from the int8 estimate and from exact scores; their rows
     /// (`<kernel>:select-int8`, `:select-exact`) count the scores' FLOPs and report the density
-    /// each kept.
+    /// each kept; a `:quantize` row times the int8 quantization of Q and K alone.
     #[arg(long, value_name = "TAU", requires = "density", value_parser = super::sale::parse_tau)]
     tau: Option<f64>,
     /// Print one JSON object per line (the device first, then one per row) instead of a table.
@@ -154,7 +154,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
                 let mut rows = measured;
                 for scores in [Scores::Int8, Scores::Exact] {
                     for &config in &configs {
-                        rows.push(bench_selection(&gpu, desc, config, shape, (tau, scores), args.warmup, reps)?);
+                        rows.extend(bench_selection(&gpu, desc, config, shape, (tau, scores), args.warmup, reps)?);
                     }
                 }
                 Ok(rows)

@@ -249,8 +249,10 @@ pub fn bench_attention(
 /// forced pass, the thresholds, for int8 the quantization, the selection program and the lists;
 /// the forced lists are made once, outside the timing) with τ = `tau` for every head, on the
 /// uniform inputs `bench_attention` uses. Its FLOPs are the scores' alone, 2·D per causally
-/// visible pair; its density is what it kept.
-pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, (tau, scores): (f64, Scores), warmup: usize, reps: usize) -> Result<Measurement, GpuError> {
+/// visible pair; its density is what it kept. From the int8 estimate, a second row times the
+/// quantization of Q and K alone (`<kernel>:quantize`, no FLOPs), the part of the selection the
+/// exact scores do without.
+pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, (tau, scores): (f64, Scores), warmup: usize, reps: usize) -> Result<Vec<Measurement>, GpuError> {
     let d = desc.head_dim as usize;
     let dims = [shape.batch, shape.heads, shape.seq, d];
     let n: usize = dims.iter().product();
@@ -261,10 +263,16 @@ pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: Benc
     // a failed row; a failed launch ends the run, as in `bench_attention`.
     let loaded = super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment, scores)
         .and_then(|select| Ok((select.workspace(gpu, dims, shape.heads)?, select)));
+    let mut quantize = None;
     let (timing, density) = match loaded {
         Ok((mut ws, select)) => {
             let args = || super::SelectArgs { q: &q, k: &k, v: &v, tau: &taus, scale: None };
             let timing = time(gpu, warmup, reps, || select.select(gpu, &mut ws, args()))?;
+            if let Some(quantizer) = select.quantizer() {
+                let problem = tessera_codegen::reference::Shape { batch: shape.batch, heads: shape.heads, kv_heads: shape.heads, seq_q: shape.seq, seq_kv: shape.seq, head_dim: d };
+                let mut out = super::DeviceQuantized::poisoned(gpu, &problem, select.blocks().block_k)?;
+                quantize = Some(time(gpu, warmup, reps, || quantizer.quantize_into(gpu, &q, &k, &mut out))?);
+            }
             let counts = ws.lists().download(gpu)?.count;
             let b = select.blocks();
             let nq = shape.seq.div_ceil(b.block_q);
@@ -280,7 +288,9 @@ pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: Benc
         Scores::Exact => "select-exact",
         Scores::Int8 => "select-int8",
     };
-    Ok(Measurement { kernel: format!("{}:{name}", desc.name), shape, config, timing, flops, density, useful: None })
+    let mut rows = vec![Measurement { kernel: format!("{}:{name}", desc.name), shape, config, timing, flops, density, useful: None }];
+    rows.extend(quantize.map(|timing| Measurement { kernel: format!("{}:quantize", desc.name), shape, config, timing: Ok(timing), flops: 0.0, density: None, useful: None }));
+    Ok(rows)
 }
 
 /// `n` values in [-1, 1) from SplitMix64: timing needs realistic values, not a statistics-grade

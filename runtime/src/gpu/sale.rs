@@ -151,6 +151,11 @@ impl SaleSelect {
         &self.blocks
     }
 
+    /// The int8 estimate's quantizer (none for exact scores).
+    pub fn quantizer(&self) -> Option<&Quantizer> {
+        self.quantizer.as_ref()
+    }
+
     /// Buffers for selections over q of shape `[batch, heads, seq, d]` and k with `kv_heads`
     /// heads, with the forced lists made.
     pub fn workspace(&self, gpu: &Gpu, q_shape: [usize; 4], kv_heads: usize) -> Result<SaleWorkspace, GpuError> {
