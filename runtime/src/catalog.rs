@@ -54,17 +54,15 @@ catalog! {
 // 2-D and 3-D neighborhoods: NATTEN's benchmark cases (seeds.md §3). Their tiles are boxes of
 // the grid, so each has its own space of per-axis tile shapes: query boxes of 128 or 64 tokens
 // and KV boxes of 32 to 128. Four warps: on the H100, 8-warp mma.sync configs were 10-20%
-// slower on every one of these cases, and 256-token query boxes spilled kilobytes. The 2-D
-// kernels (which share one space, as `grid_schedule` hands it to `run na`) also try two
-// warpgroups of 64 rows each: the 80×80 case was 2% short of its bar with one warpgroup's
-// wgmma (H200), whose 128-row twin spills where the 8-warp one does not.
+// slower on every one of these cases, and 256-token query boxes spilled kilobytes; on the H200
+// two 64-row warpgroups under wgmma were too (80×80: 16.41 ms against one warpgroup's 15.12).
 #[tessera_dsl::attention(
     name = "na2d_w80x80_f16_d128",
     head_dim = 128,
     dtype = f16,
     visit = window(size = [80, 80]),
     tile = (q = ([16, 8], 8), kv = ([8, 4], [8, 16])),
-    tune = (warps = [4, 8], stages = [2, 3]),
+    tune = (warps = 4, stages = [2, 3]),
 )]
 pub struct Na2dW80x80F16D128;
 
@@ -88,7 +86,7 @@ pub struct Na3dW18x24x24F16D128;
     dtype = bf16,
     visit = window(size = [13, 13], dilation = 2),
     tile = (q = ([16, 8], 8), kv = ([8, 4], [8, 16])),
-    tune = (warps = [4, 8], stages = [2, 3]),
+    tune = (warps = 4, stages = [2, 3]),
 )]
 pub struct Na2dW13x13D2Bf16D128;
 
