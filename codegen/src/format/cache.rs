@@ -166,15 +166,19 @@ mod tests {
     /// cache. 32K tokens of one KV head at D = 128, the authors' rule, residual and chunk.
     #[test]
     fn the_cache_at_the_issue_sparsities_is_under_its_byte_bars() {
-        let (d, n) = (128, 32768);
+        let d = 128;
         let mut rng = StdRng::seed_from_u64(3);
-        let (k, v) = (tokens(&mut rng, 1, n, d), tokens(&mut rng, 1, n, d));
-        for (sparsity, bar) in [(0.7, 0.47), (0.5, 0.70)] {
-            let policy = CachePolicy { k_sparsity: sparsity, v_sparsity: sparsity, residual: 32, chunk: 256, ..POLICY };
-            let mut cache = MustafarCache::new(Dtype::F16, 1, d, policy).unwrap();
-            cache.push(&k, &v, n).unwrap();
-            let ratio = cache.bytes() as f64 / (2 * 2 * n * d) as f64;
-            assert!(ratio <= bar, "sparsity {sparsity}: {:.2}% of dense", 100.0 * ratio);
+        // The authors' chunks of 256 leave up to 287 tokens dense: 3.5% of an 8K context, which
+        // takes the cache to 47.9% there; chunks of 64 keep it under the bar from 8K on.
+        for (n, chunk) in [(32768, 256), (8192, 64)] {
+            let (k, v) = (tokens(&mut rng, 1, n, d), tokens(&mut rng, 1, n, d));
+            for (sparsity, bar) in [(0.7, 0.47), (0.5, 0.70)] {
+                let policy = CachePolicy { k_sparsity: sparsity, v_sparsity: sparsity, residual: 32, chunk, ..POLICY };
+                let mut cache = MustafarCache::new(Dtype::F16, 1, d, policy).unwrap();
+                cache.push(&k, &v, n).unwrap();
+                let ratio = cache.bytes() as f64 / (2 * 2 * n * d) as f64;
+                assert!(ratio <= bar, "{n} tokens, chunks of {chunk}, sparsity {sparsity}: {:.2}% of dense", 100.0 * ratio);
+            }
         }
     }
 
