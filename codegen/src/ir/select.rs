@@ -125,11 +125,12 @@ pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program,
         locals,
         // One CTA-wide vote per tile leaves a CTA waiting at every tile: residents overlap those
         // waits. Three 4-warp CTAs fit about 168 registers a thread, where ptxas picks 196 for
-        // the int8 wgmma selection and spills nothing at 166 (mma.sync's int8 fragments spill
-        // at 168 on sm_80, so those programs keep ptxas's own budget).
+        // the 128×64 int8 wgmma selection and spills nothing at 166. Wider KV tiles hold more
+        // scores and column values per thread (64×128 int8 spills 92 bytes at 168), and
+        // mma.sync's int8 fragments spill at 168 on sm_80: those keep ptxas's own budget.
         min_ctas_per_sm: match cfg.mma {
-            Mma::Wgmma => (REGISTERS_PER_SM / (cfg.threads() * SELECT_REGISTERS)).clamp(1, 3),
-            Mma::Sync => 1,
+            Mma::Wgmma if cfg.block_kv() <= 64 => (REGISTERS_PER_SM / (cfg.threads() * SELECT_REGISTERS)).clamp(1, 3),
+            _ => 1,
         },
     })
 }
