@@ -20,8 +20,9 @@ pub fn estimate<A: Arith>(a: &mut A, s: A::F, row_scale: A::F, col_scale: A::F, 
     a.fma(s, scale, col_bias)
 }
 
-/// Whether a row whose scores have the maximum `row_max` (`max` ignores NaN, so a NaN score
-/// never passes) keeps its tile under the row's `threshold`.
+/// Whether a row whose scores have the maximum `row_max` keeps its tile under the row's
+/// `threshold`. `max` ignores NaN, so a NaN score never passes; a row of NaN scores alone has
+/// the maximum -inf, which passes only a threshold of -inf (a dense head's).
 pub fn passes<A: Arith>(a: &mut A, row_max: A::F, threshold: A::F) -> A::B {
     a.ge(row_max, threshold)
 }

@@ -11,7 +11,7 @@ use tessera_desc::{Config, Dtype, KernelDesc};
 use super::table::Table;
 use super::{config_of, find_kernel};
 use crate::Error;
-use crate::gpu::bench::{default_reps, json_string, time};
+use crate::gpu::bench::{default_reps, json_number, json_string, time};
 use crate::gpu::{CompressStage, Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
 use crate::io::{self, FileDtype, HostTensor, TensorFile};
 
@@ -420,20 +420,21 @@ impl CompressionRates {
         2.0 * self.input_rate(self.copy_ms)
     }
 
+    /// The JSON fields, `null` where nothing was measured (no compressor, no compressed tokens).
     fn json(&self) -> String {
-        format!(
-            "\"compress_gb_per_s\": {:.1}, \"compress_ms\": {:.5}, \"compress_prune_ms\": {:.5}, \"compress_scan_ms\": {:.5}, \"compress_scatter_ms\": {:.5}, \"compress_fresh_gb_per_s\": {:.1}, \"compress_fresh_ms\": {:.5}, \"copy_gb_per_s\": {:.1}, \"copy_ms\": {:.5}, \"compress_over_copy\": {:.3}",
-            self.input_rate(self.kernels_ms),
-            self.kernels_ms,
-            self.stages_ms[0],
-            self.stages_ms[1],
-            self.stages_ms[2],
-            self.input_rate(self.fresh_ms),
-            self.fresh_ms,
-            self.copy_rate(),
-            self.copy_ms,
-            self.input_rate(self.kernels_ms) / self.copy_rate(),
-        )
+        let fields = [
+            ("compress_gb_per_s", self.input_rate(self.kernels_ms), 1),
+            ("compress_ms", self.kernels_ms, 5),
+            ("compress_prune_ms", self.stages_ms[0], 5),
+            ("compress_scan_ms", self.stages_ms[1], 5),
+            ("compress_scatter_ms", self.stages_ms[2], 5),
+            ("compress_fresh_gb_per_s", self.input_rate(self.fresh_ms), 1),
+            ("compress_fresh_ms", self.fresh_ms, 5),
+            ("copy_gb_per_s", self.copy_rate(), 1),
+            ("copy_ms", self.copy_ms, 5),
+            ("compress_over_copy", self.input_rate(self.kernels_ms) / self.copy_rate(), 3),
+        ];
+        fields.iter().map(|&(name, value, decimals)| format!("\"{name}\": {}", json_number(value, decimals))).collect::<Vec<_>>().join(", ")
     }
 }
 

@@ -330,7 +330,7 @@ pub fn json_string(s: &str) -> String {
 }
 
 /// A JSON number with `decimals` decimals; `null` for what JSON cannot hold (NaN, infinities).
-fn json_number(x: f64, decimals: usize) -> String {
+pub fn json_number(x: f64, decimals: usize) -> String {
     if x.is_finite() {
         format!("{x:.decimals$}")
     } else {

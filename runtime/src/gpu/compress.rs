@@ -60,7 +60,8 @@ impl Layout {
         }
         let planes = batch.checked_mul(kv_heads).filter(|&p| p <= MAX_PLANES);
         let planes = planes.ok_or_else(|| GpuError::Invalid(format!("{batch} × {kv_heads} planes: at most {MAX_PLANES}")))?;
-        let (blocks, tiles) = (tokens / TILE, tokens / TILE * d);
+        let blocks = tokens / TILE;
+        let tiles = blocks.checked_mul(d).ok_or_else(|| GpuError::Invalid(format!("{tokens} tokens of {d} channels overflow the tile count")))?;
         // Block starts and head bases count 16-byte units in i32, and a tile takes at most 8
         // (every value kept): bounding the worst case keeps every index in range whatever the
         // data. Offsets count pairs per plane, 4 per unit, so they fit too.

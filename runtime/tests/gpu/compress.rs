@@ -108,10 +108,11 @@ fn a_reused_workspace_compresses_each_input_as_the_host() {
     let compressor = Compressor::load(&gpu, d).unwrap();
     let mut ws = compressor.workspace();
     assert!(ws.cache(&gpu).is_err());
+    // A tied input first: every value kept fills the fresh workspace's values buffer to its bound.
     let cases = [
+        (Dtype::Bf16, 1, 64, TileOrder::Values, true),
         (Dtype::Bf16, 2, 256, TileOrder::Keys, false),
         (Dtype::F16, 3, 1024, TileOrder::Values, false),
-        (Dtype::Bf16, 1, 64, TileOrder::Values, true),
         (Dtype::Bf16, 2, 0, TileOrder::Keys, false),
         (Dtype::F16, 2, 192, TileOrder::Keys, true),
         (Dtype::Bf16, 4, 512, TileOrder::Values, false),
@@ -133,5 +134,25 @@ fn a_reused_workspace_compresses_each_input_as_the_host() {
         assert_eq!(got, want, "{dtype} {planes}x{tokens} {order:?} tied {tied}");
         assert!(compressor.compress_into(&gpu, &mut ws, &x, order, 0.7, PruneRule::TopK).is_err());
         assert_eq!(ws.cache(&gpu).unwrap().download(&gpu).unwrap(), want, "{dtype} {planes}x{tokens} {order:?}: after a refused input");
+    }
+}
+
+/// More 64-token blocks (70 planes × 64 = 4480) than the offsets scan takes in one round (4096):
+/// the carry between its rounds.
+#[test]
+fn the_scan_carries_across_rounds() {
+    let Some(gpu) = gpu() else { return };
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    println!("inputs from seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (d, planes, tokens, dtype) = (64, 70, 4096, Dtype::Bf16);
+    let compressor = Compressor::load(&gpu, d).unwrap();
+    let bits: Vec<u16> = (0..planes * tokens * d).map(|_| from_f32(dtype, rng.random_range(-2.0f32..2.0))).collect();
+    let x = DeviceTensor { data: gpu.stream.clone_htod(&bits).unwrap(), dtype, shape: [1, planes, tokens, d] };
+    let pruned = prune_bits(&bits, dtype, d, 0.7, PruneRule::KthSmallest);
+    for order in [TileOrder::Keys, TileOrder::Values] {
+        let want = BitmapCache::compress(&pruned, dtype, planes, tokens, d, order).unwrap();
+        let got = compressor.compress(&gpu, &x, order, 0.7, PruneRule::KthSmallest).unwrap().download(&gpu).unwrap();
+        assert_eq!(got, want, "{order:?}");
     }
 }
