@@ -33,7 +33,9 @@ fn kernel(visit: Visit, dtype: Dtype, head_dim: u32) -> &'static KernelDesc {
 
 /// Fresh inputs every run: the case number is mixed with a per-run seed (printed, and taken from
 /// `TESSERA_SEED` to replay a failure).
-fn run_seed() -> u64 {
+/// The run's input seed: `TESSERA_SEED`, or the clock's, printed so that a failure can be
+/// replayed; one per process, shared by every module's tests.
+pub(crate) fn run_seed() -> u64 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *SEED.get_or_init(|| {
         let seed = std::env::var("TESSERA_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {

@@ -16,9 +16,7 @@ use tessera_runtime::gpu::{Compressor, DeviceTensor};
 #[test]
 fn gpu_compression_writes_the_host_format_bit_for_bit() {
     let Some(gpu) = gpu() else { return };
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    println!("inputs from seed {seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = StdRng::seed_from_u64(crate::run_seed());
     for d in [128, 64] {
         let compressor = Compressor::load(&gpu, d).unwrap();
         for (dtype, batch, kv_heads, tokens) in [(Dtype::Bf16, 1, 3, 64), (Dtype::F16, 2, 2, 320), (Dtype::Bf16, 1, 1, 1024)] {
@@ -61,9 +59,7 @@ fn gpu_compression_writes_the_host_format_bit_for_bit() {
 fn appending_chunks_on_the_device_matches_the_host() {
     use tessera_runtime::gpu::DeviceBitmapCache;
     let Some(gpu) = gpu() else { return };
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    println!("inputs from seed {seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = StdRng::seed_from_u64(crate::run_seed());
     let d = 128;
     let compressor = Compressor::load(&gpu, d).unwrap();
     let (dtype, planes, sparsity) = (Dtype::Bf16, 3, 0.7);
@@ -101,9 +97,7 @@ fn appending_chunks_on_the_device_matches_the_host() {
 #[test]
 fn a_reused_workspace_compresses_each_input_as_the_host() {
     let Some(gpu) = gpu() else { return };
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    println!("inputs from seed {seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = StdRng::seed_from_u64(crate::run_seed());
     let d = 128;
     let compressor = Compressor::load(&gpu, d).unwrap();
     let mut ws = compressor.workspace();
@@ -142,9 +136,7 @@ fn a_reused_workspace_compresses_each_input_as_the_host() {
 #[test]
 fn the_scan_carries_across_rounds() {
     let Some(gpu) = gpu() else { return };
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    println!("inputs from seed {seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = StdRng::seed_from_u64(crate::run_seed());
     let (d, planes, tokens, dtype) = (64, 70, 4096, Dtype::Bf16);
     let compressor = Compressor::load(&gpu, d).unwrap();
     let bits: Vec<u16> = (0..planes * tokens * d).map(|_| from_f32(dtype, rng.random_range(-2.0f32..2.0))).collect();

@@ -27,19 +27,6 @@ struct Case {
 /// Configs beyond the default: one warp over a 16-row query tile.
 const ONE_WARP: &str = "block_q=16,warps=1,stages=1";
 
-fn seed() -> u64 {
-    let seed = std::env::var("TESSERA_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
-    println!("inputs from TESSERA_SEED={seed}");
-    seed
-}
-
 /// Relative errors of o and lse against the reference, at the default config or `config`.
 fn run_case(gpu: &Gpu, case: &Case, config: Option<&str>, seed: u64) -> (f64, f64) {
     let name = format!("mustafar_{}_d128", case.dtype.name());
@@ -129,7 +116,7 @@ fn run_case(gpu: &Gpu, case: &Case, config: Option<&str>, seed: u64) -> (f64, f6
 #[test]
 fn decode_matches_the_reference() {
     let Some(gpu) = gpu() else { return };
-    let base = seed();
+    let base = crate::run_seed();
     // tokens = compressed (multiples of the 256-token chunk) + a window of 32..288 tokens.
     let cases = [
         Case {
