@@ -8,8 +8,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use tessera_codegen::reference::Shape;
-use tessera_desc::{KernelDesc, Load, Param, Visit, Window};
+use tessera_desc::{KernelDesc, Param, Visit, Window};
 
+use super::decode::is_decode;
 use crate::gpu::grid_extents;
 
 /// Q is `[batch, heads, seq_q, head_dim]`, K and V `[batch, kv_heads, seq_kv, head_dim]`.
@@ -184,7 +185,7 @@ impl Problem {
     /// of its space holds; other kernels take no grid; block-sparse kernels cannot be tuned yet.
     pub fn check_for(&self, desc: &KernelDesc) -> Result<(), String> {
         self.check()?;
-        if let Load::Bitmap(_) = desc.load {
+        if is_decode(desc) {
             return self.check_decode(desc);
         }
         // The tuner checks and times kernels on inputs it makes, and it makes no block maps
@@ -251,7 +252,7 @@ impl Problem {
     pub fn check_problem(&self, desc: &KernelDesc) -> Problem {
         const SEQ: usize = 131;
         let (seq_q, seq_kv, grid) = match desc.visit {
-            _ if matches!(desc.load, Load::Bitmap(_)) => (1, DECODE_CHECK_CONTEXT, None),
+            _ if is_decode(desc) => (1, DECODE_CHECK_CONTEXT, None),
             Visit::Window(w) => {
                 let axes = check_grid(desc, &w);
                 let tokens = axes.iter().product();
