@@ -1,13 +1,16 @@
 //! The autotuner on a real GPU: a sweep finds a winner that passes the reference check, a
 //! second sweep of the same key times nothing, a budget leaves a partial entry that the next
 //! sweep completes, the launch API picks the stored winner, and a window over a 2-D grid is
-//! tuned for that grid. Each test has its own store in a temporary directory. Without a GPU
+//! tuned for that grid; the Mustafar decode kernels are tuned over a compressed cache
+//! (`gpu_tune/decode.rs`). Each test has its own store in a temporary directory. Without a GPU
 //! every test prints why it skipped and passes.
 
 // The DSL expands to `::tessera::...` paths; the description crate plays that role here.
 extern crate tessera_desc as tessera;
 
 mod common;
+#[path = "gpu_tune/decode.rs"]
+mod decode;
 
 use std::time::Duration;
 

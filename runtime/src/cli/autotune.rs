@@ -20,7 +20,8 @@ pub struct Args {
     kernel: String,
     /// The problem: batch, heads, kv heads, seq_q, seq_kv (e.g. 1,32,32,16384,16384). A window
     /// over 2 or 3 axes takes its token grid in place of the two lengths, which are its tokens
-    /// (e.g. 1,16,16,56x56 or 1,16,16,16x32x32).
+    /// (e.g. 1,16,16,56x56 or 1,16,16,16x32x32). A decode kernel (mustafar_*) takes one query
+    /// token and its context's tokens (e.g. 1,32,8,1,32768).
     #[arg(long, value_name = "B,H,HKV,SQ,SKV")]
     shape: Problem,
     /// Stop starting candidates after this many seconds (codegen included); the best so far

@@ -1,6 +1,7 @@
 //! `tessera run mustafar` and `tessera bench mustafar`: Mustafar decode over a KV cache pruned and
 //! bitmap-compressed on the host (`format::MustafarCache`, the policy from [`CacheArgs`]), on
-//! the catalog's `mustafar_{bf16,f16}_d128` kernels.
+//! the catalog's `mustafar_{bf16,f16}_d128` kernels: at `--config`, else at the tuning store's
+//! winner for the problem (`tessera autotune mustafar_*`), else at the default config.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,25 +15,27 @@ use crate::Error;
 use crate::gpu::bench::{default_reps, json_number, json_string, time};
 use crate::gpu::{CompressStage, Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
 use crate::io::{self, FileDtype, HostTensor, TensorFile};
+use crate::tune::{DECODE_POLICY, Policy, Problem};
 
-/// How the cache is pruned and compressed (the authors' defaults), and the decode's splits.
+/// How the cache is pruned and compressed (the authors' defaults, the tuner's policy), and the
+/// decode's splits.
 #[derive(Debug, clap::Args)]
 pub struct CacheArgs {
     /// Fraction of each compressed K token's elements pruned (`mustafar` only).
-    #[arg(long, default_value_t = 0.7, value_parser = sparsity)]
+    #[arg(long, default_value_t = DECODE_POLICY.k_sparsity, value_parser = sparsity)]
     k_sparsity: f64,
     /// Fraction of each compressed V token's elements pruned (`mustafar` only).
-    #[arg(long, default_value_t = 0.7, value_parser = sparsity)]
+    #[arg(long, default_value_t = DECODE_POLICY.v_sparsity, value_parser = sparsity)]
     v_sparsity: f64,
     /// Pruning rule (`mustafar` only): `kth` keeps |x| >= the k-th smallest |x| (the authors'
     /// code, one more element than `topk` without ties), `topk` exactly ceil((1-s)·D).
     #[arg(long, default_value = "kth", value_parser = parse_rule)]
     prune: PruneRule,
     /// Most recent tokens always kept dense (`mustafar` only).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DECODE_POLICY.residual)]
     residual: usize,
     /// Tokens compressed at a time, a multiple of 64 (`mustafar` only).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = DECODE_POLICY.chunk)]
     chunk: usize,
     /// CTAs each (batch, KV head)'s context is split over (`mustafar` only) [default: about
     /// four CTAs per SM].
@@ -121,6 +124,16 @@ fn kernel(dtype: Dtype) -> Result<&'static KernelDesc, Error> {
     find_kernel(&format!("mustafar_{}_d128", dtype.name()))
 }
 
+/// The decode kernel at the `config` overrides, else as `MustafarDecode::for_problem` chooses
+/// for `problem` (the store's winner, else the default config; `TESSERA_AUTOTUNE=1` tunes a
+/// key the store lacks).
+fn load(gpu: &Gpu, desc: &KernelDesc, config: Option<&str>, problem: &Problem) -> Result<MustafarDecode, Error> {
+    Ok(match config {
+        Some(_) => MustafarDecode::load(gpu, desc, &config_of(desc, config)?)?,
+        None => MustafarDecode::for_problem(gpu, desc, problem, Policy::FromEnv)?,
+    })
+}
+
 /// `tessera run mustafar`: `q` `[batch, heads, 1, 128]` and the cache's tokens `k`, `v`
 /// `[batch, kv_heads, tokens, 128]` (before pruning) from `inputs`; `o` (and `lse`) to `output`.
 pub fn run(
@@ -156,7 +169,8 @@ pub fn run(
             got: dims.seq_q.to_string(),
         });
     }
-    let cfg = config_of(desc, config)?;
+    // Checked before the cache is built and the GPU opened.
+    config_of(desc, config)?;
     let d = dims.head_dim;
     let cache = cache_args.build(
         dtype,
@@ -168,7 +182,9 @@ pub fn run(
     )?;
 
     let gpu = Gpu::open(0)?;
-    let mut decode = MustafarDecode::load(&gpu, desc, &cfg)?;
+    let problem = Problem::decode(dims.batch, dims.heads, dims.kv_heads, dims.seq_kv);
+    let mut decode = load(&gpu, desc, config, &problem)?;
+    let cfg = decode.config;
     let dev_cache = DeviceMustafarCache::upload(&gpu, &cache, dims.batch, dims.kv_heads)?;
     let shape = [dims.batch, dims.heads, 1, d];
     let qd = DeviceTensor::from_bits(&gpu, dtype, shape, &q.bits())?;
@@ -265,7 +281,7 @@ pub fn bench(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let desc = kernel(plan.dtype)?;
-    let cfg: Config = config_of(desc, plan.config)?;
+    config_of(desc, plan.config)?;
     if plan.kv_heads == 0 || !plan.heads.is_multiple_of(plan.kv_heads) {
         return Err(Error::Problem(format!(
             "--heads {} must be a multiple of --kv-heads {}",
@@ -274,7 +290,6 @@ pub fn bench(
     }
     cache_args.check(plan.dtype, desc.head_dim as usize)?;
     let gpu = Gpu::open(0)?;
-    let mut decode = MustafarDecode::load(&gpu, desc, &cfg)?;
     let d = desc.head_dim as usize;
     let planes = plan.batch * plan.kv_heads;
     if plan.json {
@@ -289,6 +304,7 @@ pub fn bench(
     }
     let mut table = Table::new(vec![
         "context",
+        "config",
         "splits",
         "cache MiB",
         "dense MiB",
@@ -326,6 +342,10 @@ pub fn bench(
             .repeat_planes(plan.batch)
             .map_err(|e| Error::Problem(format!("Mustafar cache: {e}")))?;
         let dev_cache = DeviceMustafarCache::upload(&gpu, &cache, plan.batch, plan.kv_heads)?;
+        // Per context: the store's winner depends on the context's bucket.
+        let problem = Problem::decode(plan.batch, plan.heads, plan.kv_heads, context);
+        let mut decode = load(&gpu, desc, plan.config, &problem)?;
+        let cfg: Config = decode.config;
         let shape = [plan.batch, plan.heads, 1, d];
         let q = DeviceTensor::from_bits(
             &gpu,
@@ -374,6 +394,7 @@ pub fn bench(
         }
         table.row(vec![
             context.to_string(),
+            cfg.to_string(),
             splits.to_string(),
             format!("{:.1}", mib(bytes)),
             format!("{:.1}", mib(dense)),

@@ -568,6 +568,25 @@ fn autotune_checks_the_kernel_before_the_gpu_and_says_when_there_is_none() {
     assert!(!dir.path().join("tune.json").exists());
 }
 
+/// A decode kernel's shape is one query token over a context, with a GQA group that one of its
+/// query tiles holds: anything else fails before the GPU (and before the store is touched).
+#[test]
+fn autotune_checks_a_decode_kernels_shape_before_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tune.json").to_string_lossy().into_owned();
+    let autotune = |shape: &str| output(&["autotune", "mustafar_bf16_d128", "--shape", shape, "--cache", &store]);
+    let prefill = autotune("1,32,8,4096,4096").unwrap_err().to_string();
+    assert!(prefill.contains("is a decode kernel") && prefill.contains("B,H,HKV,1,CONTEXT"), "{prefill}");
+    let grid = autotune("1,32,8,64x64").unwrap_err().to_string();
+    assert!(grid.contains("is a decode kernel"), "{grid}");
+    let wide = autotune("1,128,1,1,4096").unwrap_err().to_string();
+    assert!(wide.contains("128 query heads per KV head do not fit any query tile"), "{wide}");
+    if let Some(no_gpu) = no_gpu_error() {
+        assert_eq!(autotune("1,32,8,1,32768").unwrap_err().to_string(), no_gpu);
+    }
+    assert!(!dir.path().join("tune.json").exists());
+}
+
 /// The error of `tessera run na` on `inputs` with the flags `extra` (head_dim 64).
 fn na_error(inputs: &str, out: &str, extra: &[&str]) -> String {
     let mut args = vec!["run", "na", "--inputs", inputs, "-o", out, "--head-dim", "64"];

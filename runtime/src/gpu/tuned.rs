@@ -1,9 +1,9 @@
-//! The launch API's tuned entry point: the stored winner for the problem, tuning on first use
+//! The launch API's tuned entry points: the stored winner for the problem, tuning on first use
 //! when enabled, the kernel's default config otherwise.
 
 use tessera_desc::KernelDesc;
 
-use super::{Attention, Gpu};
+use super::{Attention, Gpu, MustafarDecode};
 use crate::tune::{self, Policy, Problem, Store, TuneError};
 
 impl Attention {
@@ -20,5 +20,20 @@ impl Attention {
     ) -> Result<Attention, TuneError> {
         let choice = tune::choose(gpu, desc, problem, policy, &Store::from_env())?;
         Ok(Attention::load(gpu, desc, &choice.config)?)
+    }
+}
+
+impl MustafarDecode {
+    /// The decode kernel `desc` loaded as [`Attention::for_problem`] loads an attention kernel,
+    /// for a decode step's `problem` ([`Problem::decode`]: batch, heads, kv_heads, and the
+    /// cache's tokens, compressed and dense, as the context).
+    pub fn for_problem(
+        gpu: &Gpu,
+        desc: &KernelDesc,
+        problem: &Problem,
+        policy: Policy,
+    ) -> Result<MustafarDecode, TuneError> {
+        let choice = tune::choose(gpu, desc, problem, policy, &Store::from_env())?;
+        Ok(MustafarDecode::load(gpu, desc, &choice.config)?)
     }
 }

@@ -13,6 +13,11 @@
 //!   how full the last box of its axis is and how much of the grid is border (where windows
 //!   shift inward and a tile visits fewer KV tiles), and a model has few grids (its image or
 //!   video sizes), so exact keys cost few sweeps. A 1-D window's length is bucketed as any.
+//!   A decode kernel's problem (`seq_q` = 1, `seq_kv` its context, bucketed) adds its planes,
+//!   batch × kv_heads, rounded up to a power of two: they are its grid's CTAs besides the
+//!   splits, and the default split count spreads each plane over about four CTAs per SM
+//!   divided by them, so they set how much context each CTA streams. (Its cache's
+//!   sparsities are left out: see `decode::POLICY`.)
 //! - The device: name, compute capability and driver version (the driver's JIT compiles the
 //!   PTX, so a new driver can change which schedule wins).
 //! - tessera's version and codegen's source fingerprint: a changed lowering invalidates timings.
@@ -22,6 +27,7 @@ use std::fmt::{self, Write as _};
 use serde::{Deserialize, Serialize};
 use tessera_desc::KernelDesc;
 
+use super::decode::is_decode;
 use super::device::DeviceInfo;
 use super::problem::{Grid, Problem};
 use crate::cache::{kernel_lines, sha256_hex, tessera_version};
@@ -42,11 +48,17 @@ pub struct Bucket {
     /// when `None`, so that the keys of problems without a grid did not change when grids came.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid: Option<Grid>,
+    /// A decode kernel's batch × kv_heads, bucketed; `None` (and absent, as `grid`) for
+    /// other kernels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planes: Option<usize>,
 }
 
 impl Bucket {
     pub fn of(desc: &KernelDesc, problem: &Problem) -> Bucket {
+        let planes = problem.batch.saturating_mul(problem.kv_heads);
         Bucket {
+            planes: is_decode(desc).then(|| bucket_len(planes)),
             seq_q: bucket_len(problem.seq_q),
             seq_kv: bucket_len(problem.seq_kv),
             head_dim: desc.head_dim,
@@ -59,7 +71,10 @@ impl Bucket {
 
 impl fmt::Display for Bucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seq_q <= {}, seq_kv <= {}, ", self.seq_q, self.seq_kv)?;
+        match self.planes {
+            Some(planes) => write!(f, "context <= {}, batch x kv_heads <= {planes}, ", self.seq_kv)?,
+            None => write!(f, "seq_q <= {}, seq_kv <= {}, ", self.seq_q, self.seq_kv)?,
+        }
         if let Some(grid) = self.grid {
             write!(f, "grid {grid}, ")?;
         }
@@ -121,6 +136,10 @@ impl KeyInfo {
         // this line cannot be misread, since it is a key without a grid.
         if let Some(grid) = b.grid {
             let _ = writeln!(t, "problem.grid={grid}");
+        }
+        // Only for decode kernels, for the same reason.
+        if let Some(planes) = b.planes {
+            let _ = writeln!(t, "problem.planes={planes}");
         }
         let _ = writeln!(t, "problem.head_dim={}", b.head_dim);
         let _ = writeln!(t, "problem.dtype={:?}", b.dtype);

@@ -9,12 +9,14 @@ use cudarc::driver::DriverError;
 use cudarc::driver::sys::cudaError_enum as Cu;
 use tessera_desc::{Config, KernelDesc};
 
+use super::decode::{is_decode, timing_cache};
+use super::launch::{Inputs, Kernel, Kv};
 use super::problem::Problem;
 use super::race::{QUICK_REPS, Race, Verdict};
 use super::record::Outcome;
-use super::verify::{self, Case, OnGpu};
+use super::verify::{self, Case};
 use crate::gpu::bench::{attention_flops, default_reps, time, uniform};
-use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError, grid_extents};
+use crate::gpu::{DeviceTensor, Gpu, GpuError, grid_extents};
 use crate::parallel::lock;
 
 /// Untimed launches before each measurement; the correctness check already ran the kernel
@@ -26,11 +28,9 @@ pub struct Bench<'g> {
     gpu: &'g Gpu,
     desc: KernelDesc,
     problem: Problem,
-    q: DeviceTensor,
-    k: DeviceTensor,
-    v: DeviceTensor,
+    inputs: Inputs,
     o: DeviceTensor,
-    check: OnGpu,
+    check: Inputs,
     flops: f64,
     reps: usize,
     /// Time spent loading modules (the driver's JIT, mostly), for the sweep's report.
@@ -50,15 +50,24 @@ impl<'g> Bench<'g> {
         };
         let p = problem;
         let extents = grid_extents(desc, p.seq_q, p.grid_arg()).map_err(GpuError::Invalid)?;
+        let q = tensor(p.q_dims(d), 11)?;
+        let inputs = if is_decode(desc) {
+            let cache = timing_cache(desc, p).map_err(GpuError::Invalid)?;
+            Inputs::with_cache(gpu, q, &cache, p.batch, p.kv_heads)?
+        } else {
+            let kv = Kv::Dense {
+                k: tensor(p.kv_dims(d), 12)?,
+                v: tensor(p.kv_dims(d), 13)?,
+            };
+            Inputs { q, kv }
+        };
         Ok(Bench {
             gpu,
             desc: *desc,
             problem: *p,
-            q: tensor(p.q_dims(d), 11)?,
-            k: tensor(p.kv_dims(d), 12)?,
-            v: tensor(p.kv_dims(d), 13)?,
+            inputs,
             o: DeviceTensor::poisoned(gpu, desc.dtype, p.q_dims(d))?,
-            check: OnGpu::upload(gpu, case)?,
+            check: verify::upload(gpu, case)?,
             flops: attention_flops(desc, p.batch, p.heads, p.seq_q, p.seq_kv, extents),
             reps: default_reps(p.seq_q.max(p.seq_kv)),
             load_time: Duration::ZERO,
@@ -83,9 +92,9 @@ impl<'g> Bench<'g> {
             }
         };
         let loading = Instant::now();
-        let loaded = Attention::load(self.gpu, &self.desc, config);
+        let loaded = Kernel::load(self.gpu, &self.desc, config);
         self.load_time += loading.elapsed();
-        let attn = match loaded {
+        let mut kernel = match loaded {
             Ok(a) => a,
             // Loading only compiles and sets attributes: nothing ran, nothing is poisoned.
             Err(e) => {
@@ -94,12 +103,12 @@ impl<'g> Bench<'g> {
                 });
             }
         };
-        match verify::check(self.gpu, &attn, case, &self.check) {
+        match verify::check(self.gpu, &mut kernel, case, &self.check) {
             Ok(Ok(())) => {}
             Ok(Err(why)) => return Ok(Outcome::Rejected { reason: why }),
             Err(e) => return rejected("check", e),
         }
-        let quick = match self.time(&attn, QUICK_REPS) {
+        let quick = match self.time(&mut kernel, QUICK_REPS) {
             Ok(t) => t,
             Err(e) => return rejected("timing", e),
         };
@@ -111,7 +120,7 @@ impl<'g> Bench<'g> {
                 reps: QUICK_REPS,
             });
         }
-        let full = match self.time(&attn, self.reps) {
+        let full = match self.time(&mut kernel, self.reps) {
             Ok(t) => t,
             Err(e) => return rejected("timing", e),
         };
@@ -133,24 +142,12 @@ impl<'g> Bench<'g> {
 
     fn time(
         &mut self,
-        attn: &Attention,
+        kernel: &mut Kernel,
         reps: usize,
     ) -> Result<crate::gpu::bench::Timing, GpuError> {
-        let (gpu, q, k, v, o) = (self.gpu, &self.q, &self.k, &self.v, &mut self.o);
+        let (gpu, inputs, o) = (self.gpu, &self.inputs, &mut self.o);
         let grid = self.problem.grid_arg();
-        time(gpu, WARMUP, reps, || {
-            let args = AttentionArgs {
-                q,
-                k,
-                v,
-                o: &mut *o,
-                lse: None,
-                scale: None,
-                grid,
-                blocks: None,
-            };
-            attn.run(gpu, args)
-        })
+        time(gpu, WARMUP, reps, || kernel.run(gpu, inputs, o, None, grid))
     }
 }
 

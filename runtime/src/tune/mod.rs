@@ -7,11 +7,14 @@
 //! on one or every GPU (`workers`) checks each against the float64 reference (`verify`) before
 //! timing it, dropping clearly slower ones after a short measurement (`race`, `measure`).
 //! Every result goes to the persistent store (`store`, `record`) as it comes (`recorder`); the
-//! launch API asks `policy::choose` for the winner.
+//! launch API asks `policy::choose` for the winner. Mustafar decode kernels go the same way,
+//! over a KV cache the tuner compresses (`decode`); `launch` runs either kind of kernel.
 
 mod compile;
+mod decode;
 mod device;
 mod key;
+mod launch;
 mod measure;
 mod policy;
 mod problem;
@@ -27,6 +30,7 @@ mod workers;
 #[cfg(test)]
 mod tests;
 
+pub use decode::POLICY as DECODE_POLICY;
 pub use device::DeviceInfo;
 pub use key::{Bucket, KeyInfo, bucket_len};
 pub use policy::{AUTOTUNE_ENV, Choice, Policy, Source, choose};

@@ -1,5 +1,6 @@
 //! The problem a schedule is tuned for: batch, heads of q and of k/v, and both sequence lengths,
-//! or for a window over 2 or 3 axes the token grid in their place.
+//! or for a window over 2 or 3 axes the token grid in their place. A decode kernel's problem is
+//! one query token per head (`seq_q = 1`) over a context of `seq_kv` cached tokens.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tessera_codegen::reference::Shape;
 use tessera_desc::{KernelDesc, Param, Visit, Window};
 
+use super::decode::is_decode;
 use crate::gpu::grid_extents;
 
 /// Q is `[batch, heads, seq_q, head_dim]`, K and V `[batch, kv_heads, seq_kv, head_dim]`.
@@ -122,6 +124,18 @@ impl Problem {
         }
     }
 
+    /// A decode step: one query token per head attending to `context` cached tokens.
+    pub fn decode(batch: usize, heads: usize, kv_heads: usize, context: usize) -> Problem {
+        Problem {
+            batch,
+            heads,
+            kv_heads,
+            seq_q: 1,
+            seq_kv: context,
+            grid: None,
+        }
+    }
+
     /// Query heads per K/V head (1 without grouped-query attention).
     pub fn group(&self) -> usize {
         self.heads / self.kv_heads.max(1)
@@ -167,9 +181,13 @@ impl Problem {
 
     /// [`Problem::check`], and what `desc` asks of a problem: a neighborhood is
     /// self-attention over one grid, which must hold the window (checked as the launch does);
-    /// other kernels take no grid; block-sparse kernels cannot be tuned yet.
+    /// a decode kernel takes one query token per head, and a GQA group that some query tile
+    /// of its space holds; other kernels take no grid; block-sparse kernels cannot be tuned yet.
     pub fn check_for(&self, desc: &KernelDesc) -> Result<(), String> {
         self.check()?;
+        if is_decode(desc) {
+            return self.check_decode(desc);
+        }
         // The tuner checks and times kernels on inputs it makes, and it makes no block maps
         // yet: say so before any GPU work rather than fail at the first launch.
         if let Visit::Blocks(_) = desc.visit {
@@ -185,6 +203,25 @@ impl Problem {
             ));
         }
         grid_extents(desc, self.seq_q, self.grid_arg()).map(drop)
+    }
+
+    fn check_decode(&self, desc: &KernelDesc) -> Result<(), String> {
+        if self.seq_q != 1 || self.grid.is_some() {
+            return Err(format!(
+                "{} is a decode kernel: one query token per head over a context, so the shape is \
+                 B,H,HKV,1,CONTEXT (got {self})",
+                desc.name
+            ));
+        }
+        let rows = desc.configs().iter().map(|c| c.block_q() as usize).max().unwrap_or(0);
+        if self.group() > rows {
+            return Err(format!(
+                "{} query heads per KV head do not fit any query tile of {} (at most {rows} rows)",
+                self.group(),
+                desc.name
+            ));
+        }
+        Ok(())
     }
 
     pub fn q_dims(&self, head_dim: usize) -> [usize; 4] {
@@ -211,10 +248,11 @@ impl Problem {
     /// over two K/V heads, and lengths that are no multiple of any tile (so the bounds checks
     /// run). Other kernels keep the ordering of seq_q against seq_kv (so a causal kernel's
     /// bottom-right alignment is exercised as in the real problem); a window gets the grid of
-    /// [`check_grid`].
+    /// [`check_grid`]; a decode kernel gets [`DECODE_CHECK_CONTEXT`] tokens.
     pub fn check_problem(&self, desc: &KernelDesc) -> Problem {
         const SEQ: usize = 131;
         let (seq_q, seq_kv, grid) = match desc.visit {
+            _ if is_decode(desc) => (1, DECODE_CHECK_CONTEXT, None),
             Visit::Window(w) => {
                 let axes = check_grid(desc, &w);
                 let tokens = axes.iter().product();
@@ -237,6 +275,12 @@ impl Problem {
         }
     }
 }
+
+/// The correctness check's context for a decode kernel: with the tuner's cache policy
+/// (`tune::decode::POLICY`: 32 tokens kept dense, 256-token chunks) two chunks are compressed,
+/// eight 64-token tiles that the default split count spreads over several CTAs (so the merge
+/// runs), and a dense window of 100 tokens, whose last tile is partial.
+pub const DECODE_CHECK_CONTEXT: usize = 612;
 
 /// Query-key pairs (tokens × window) up to which the float64 reference of a check grid takes
 /// about a second in a release build, for two heads. (It also evaluates the window rule for
@@ -299,8 +343,8 @@ impl fmt::Display for Problem {
     }
 }
 
-/// `B,H,HKV,SQ,SKV`, as `--shape` takes it; for a window over 2 or 3 axes `B,H,HKV,XxY[xZ]`:
-/// the grid in place of the two lengths, which are its tokens.
+/// `B,H,HKV,SQ,SKV`, as `--shape` takes it (a decode step is `B,H,HKV,1,CONTEXT`); for a window
+/// over 2 or 3 axes `B,H,HKV,XxY[xZ]`: the grid in place of the two lengths, which are its tokens.
 impl FromStr for Problem {
     type Err = String;
 

@@ -3,8 +3,9 @@
 //! The space is the description's `configs()` (already free of invalid combinations). Of those,
 //! a config is pruned when it cannot run on the device (shared memory over the per-block
 //! limit), when its register fragments alone exceed a thread's registers, when ptxas reports
-//! heavy spilling, or, for a neighborhood kernel, when its tiles
-//! waste far more work on the problem's grid than the space's best (`cost::window_efficiency`). Spilling is judged by a threshold, not at zero:
+//! heavy spilling, for a neighborhood kernel when its tiles waste far more work on the
+//! problem's grid than the space's best (`cost::window_efficiency`), and for a decode kernel
+//! when its query tile cannot hold the problem's GQA group. Spilling is judged by a threshold, not at zero:
 //! on H100 some configs that spill a few hundred bytes (a handful of values kept in local
 //! memory, which stays in L1) are among the fastest, because the larger tile they buy
 //! outweighs the spill traffic; configs that spill kilobytes are never competitive.
@@ -13,6 +14,8 @@ use tessera_codegen::Target;
 use tessera_codegen::ptxas::KernelResources;
 use tessera_desc::{Config, KernelDesc};
 
+use super::decode::is_decode;
+use super::problem::Problem;
 use super::record::Entry;
 
 /// Spill bytes (stores plus loads, as `ptxas -v` reports them) above which a config is pruned.
@@ -82,6 +85,25 @@ pub fn useful_work_pruned(desc: &KernelDesc, configs: &[Config], extents: &[usiz
                 100.0 * best
             )),
             _ => None,
+        })
+        .collect()
+}
+
+/// Why each of `configs` should not run on `problem` (`None` where it may): too little useful
+/// work on a neighborhood kernel's grid (`useful_work_pruned`), or a decode kernel's query
+/// tile too small for the GQA group (its rows are the query heads of one KV head).
+pub fn problem_pruned(desc: &KernelDesc, configs: &[Config], problem: &Problem, max_shared_bytes: u32) -> Vec<Option<String>> {
+    let wasteful = useful_work_pruned(desc, configs, &problem.extents(), max_shared_bytes);
+    configs
+        .iter()
+        .zip(wasteful)
+        .map(|(c, why)| {
+            let rows = c.block_q() as usize;
+            why.or_else(|| {
+                (is_decode(desc) && problem.group() > rows).then(|| {
+                    format!("its query tile of {rows} rows cannot hold the {} query heads of a KV head", problem.group())
+                })
+            })
         })
         .collect()
 }

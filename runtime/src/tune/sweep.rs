@@ -135,14 +135,14 @@ pub fn sweep(
         .unwrap_or_else(|| Entry::new(key.clone()));
     let mut todo = super::space::to_run(&space, Some(&entry), options.retune);
     // Judged against the whole space, so that a resumed sweep prunes as a fresh one would.
-    let wasteful: Vec<(Config, String)> = space
+    let unfit: Vec<(Config, String)> = space
         .iter()
-        .zip(super::space::useful_work_pruned(desc, &space, &problem.extents(), gpu.max_shared_bytes))
+        .zip(super::space::problem_pruned(desc, &space, problem, gpu.max_shared_bytes))
         .filter_map(|(c, why)| Some((*c, why?)))
         .filter(|(c, _)| todo.contains(c))
         .collect();
-    todo.retain(|c| !wasteful.iter().any(|(w, _)| w == c));
-    let ran = todo.len() + wasteful.len();
+    todo.retain(|c| !unfit.iter().any(|(w, _)| w == c));
+    let ran = todo.len() + unfit.len();
     let space_names: Vec<String> = space.iter().map(Config::to_string).collect();
     entry.extend_space(space_names.iter().map(String::as_str));
     let recorder = Recorder::new(store, id.clone(), entry);
@@ -184,7 +184,7 @@ pub fn sweep(
     );
     summary.codegen = start.elapsed();
     let mut ready = Vec::new();
-    let mut pruned: Vec<_> = wasteful.into_iter().map(|(config, reason)| (config, Record::now(*problem, Outcome::Pruned { reason }))).collect();
+    let mut pruned: Vec<_> = unfit.into_iter().map(|(config, reason)| (config, Record::now(*problem, Outcome::Pruned { reason }))).collect();
     for Prepared {
         config,
         pruned: why,

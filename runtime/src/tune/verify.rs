@@ -2,13 +2,16 @@
 //! small problem (see `Problem::check_problem`) and is compared with codegen's float64 reference.
 
 use cudarc::driver::CudaSlice;
+use tessera_codegen::format::MustafarCache;
 use tessera_codegen::reference;
 use tessera_codegen::semantics::round_to;
 use tessera_desc::KernelDesc;
 
+use super::decode::{self, is_decode};
+use super::launch::{Inputs, Kernel, Kv};
 use super::problem::Problem;
 use crate::gpu::bench::uniform;
-use crate::gpu::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
+use crate::gpu::{DeviceTensor, Gpu, GpuError};
 
 /// The tolerances of the GPU correctness tests (`tests/gpu.rs`): the output is rounded to 16
 /// bits, the logsumexp is f32.
@@ -22,6 +25,8 @@ pub struct Case {
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
+    /// A decode kernel's cache of `k` and `v`.
+    cache: Option<MustafarCache>,
     want: reference::Output,
 }
 
@@ -41,13 +46,18 @@ impl Case {
             values(small.kv_dims(d), 2),
             values(small.kv_dims(d), 3),
         );
-        let want = expected(desc, &small, &q, &k, &v)?;
+        let cache = is_decode(desc).then(|| decode::cache(desc, &small, &k, &v)).transpose()?;
+        let want = match &cache {
+            Some(c) => decode::expected(desc, &small, c, (&wide(&q), &wide(&k), &wide(&v)))?,
+            None => expected(desc, &small, &q, &k, &v)?,
+        };
         Ok(Case {
             desc: *desc,
             problem: small,
             q,
             k,
             v,
+            cache,
             want,
         })
     }
@@ -68,30 +78,28 @@ fn expected(
 }
 
 /// The case's inputs on one GPU.
-pub struct OnGpu {
-    q: DeviceTensor,
-    k: DeviceTensor,
-    v: DeviceTensor,
-}
-
-impl OnGpu {
-    pub fn upload(gpu: &Gpu, case: &Case) -> Result<OnGpu, GpuError> {
-        let (p, dt) = (&case.problem, case.desc.dtype);
-        let d = case.desc.head_dim as usize;
-        Ok(OnGpu {
-            q: DeviceTensor::from_f32(gpu, dt, p.q_dims(d), &case.q)?,
-            k: DeviceTensor::from_f32(gpu, dt, p.kv_dims(d), &case.k)?,
-            v: DeviceTensor::from_f32(gpu, dt, p.kv_dims(d), &case.v)?,
-        })
+pub fn upload(gpu: &Gpu, case: &Case) -> Result<Inputs, GpuError> {
+    let (p, dt) = (&case.problem, case.desc.dtype);
+    let d = case.desc.head_dim as usize;
+    let q = DeviceTensor::from_f32(gpu, dt, p.q_dims(d), &case.q)?;
+    match &case.cache {
+        Some(cache) => Inputs::with_cache(gpu, q, cache, p.batch, p.kv_heads),
+        None => Ok(Inputs {
+            q,
+            kv: Kv::Dense {
+                k: DeviceTensor::from_f32(gpu, dt, p.kv_dims(d), &case.k)?,
+                v: DeviceTensor::from_f32(gpu, dt, p.kv_dims(d), &case.v)?,
+            },
+        }),
     }
 }
 
 /// `Ok(Err(why))` when the candidate computes the wrong answer; `Err` when the GPU failed.
 pub fn check(
     gpu: &Gpu,
-    attn: &Attention,
+    kernel: &mut Kernel,
     case: &Case,
-    inputs: &OnGpu,
+    inputs: &Inputs,
 ) -> Result<Result<(), String>, GpuError> {
     let p = &case.problem;
     // Fresh NaN outputs per candidate: one that writes nothing must not pass on what the
@@ -100,19 +108,7 @@ pub fn check(
     let mut lse: CudaSlice<f32> = gpu
         .stream
         .clone_htod(&vec![f32::NAN; case.want.lse.len()])?;
-    attn.run(
-        gpu,
-        AttentionArgs {
-            q: &inputs.q,
-            k: &inputs.k,
-            v: &inputs.v,
-            o: &mut o,
-            lse: Some(&mut lse),
-            scale: None,
-            grid: p.grid_arg(),
-            blocks: None,
-        },
-    )?;
+    kernel.run(gpu, inputs, &mut o, Some(&mut lse), p.grid_arg())?;
     gpu.stream.synchronize()?;
     let o = o.to_f32(gpu)?;
     let lse = gpu.stream.clone_dtoh(&lse)?;

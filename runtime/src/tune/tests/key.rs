@@ -1,6 +1,6 @@
 use tessera_desc::{KernelDesc, Param};
 
-use super::super::{Bucket, KeyInfo, bucket_len};
+use super::super::{Bucket, KeyInfo, Problem, bucket_len};
 use super::{dense, device, key, problem};
 use crate::cache::sha256_hex;
 
@@ -32,6 +32,7 @@ fn the_bucket_keeps_head_dim_dtype_and_group_exact() {
             dtype: "bf16".to_string(),
             group: 4,
             grid: None,
+            planes: None,
         }
     );
 }
@@ -48,6 +49,7 @@ fn key_text_is_canonical_and_stable() {
             dtype: "bf16".to_string(),
             group: 4,
             grid: None,
+            planes: None,
         },
         device: device(13000),
         tessera: "1.2.3+f00".to_string(),
@@ -264,4 +266,61 @@ fn a_grid_adds_one_line_to_the_key_text_and_nothing_else_changes() {
         without.canonical(),
         text.replace("problem.grid=56x56\n", "")
     );
+}
+
+fn mustafar() -> &'static KernelDesc {
+    crate::catalog::find("mustafar_bf16_d128").expect("a catalog kernel")
+}
+
+/// A decode key buckets the context and batch × kv_heads; batch and kv_heads count only
+/// through their product, and the GQA group stays exact.
+#[test]
+fn a_decode_key_buckets_the_context_and_the_planes() {
+    let p = Problem::decode(3, 32, 8, 5000);
+    let b = Bucket::of(mustafar(), &p);
+    assert_eq!((b.seq_q, b.seq_kv, b.group, b.planes, b.grid), (1, 8192, 4, Some(32), None));
+    assert_eq!(
+        b.to_string(),
+        "context <= 8192, batch x kv_heads <= 32, head_dim 128, bf16, GQA group 4"
+    );
+    let id = |p: Problem| KeyInfo::new(mustafar(), &p, &device(13000)).id();
+    assert_eq!(id(p), id(Problem::decode(4, 32, 8, 8192)));
+    assert_eq!(id(p), id(Problem::decode(1, 128, 32, 4097)));
+    for other in [
+        Problem::decode(3, 32, 8, 8193),
+        Problem::decode(8, 32, 8, 5000),
+        Problem::decode(3, 64, 8, 5000),
+    ] {
+        assert_ne!(id(p), id(other), "{other}");
+    }
+    // The f16 kernel is another key.
+    let f16 = crate::catalog::find("mustafar_f16_d128").unwrap();
+    assert_ne!(id(p), KeyInfo::new(f16, &p, &device(13000)).id());
+    // Attention kernels have no planes in their bucket.
+    assert_eq!(Bucket::of(dense(), &p).planes, None);
+}
+
+#[test]
+fn planes_add_one_line_to_a_decode_key_text() {
+    let mut info = KeyInfo::new(mustafar(), &Problem::decode(1, 32, 8, 32768), &device(13000));
+    (info.kernel_hash, info.tessera) = ("ab12".to_string(), "1.2.3+f00".to_string());
+    assert_eq!(
+        info.canonical(),
+        "tessera-tune-key v1\n\
+         tessera=\"1.2.3+f00\"\n\
+         kernel=\"mustafar_bf16_d128\"\n\
+         kernel.hash=ab12\n\
+         problem.seq_q=1\n\
+         problem.seq_kv=32768\n\
+         problem.planes=8\n\
+         problem.head_dim=128\n\
+         problem.dtype=\"bf16\"\n\
+         problem.group=4\n\
+         device.name=\"Test GPU 80GB\"\n\
+         device.cc=9.0\n\
+         device.driver=13000\n"
+    );
+    let json = serde_json::to_string(&info.bucket).unwrap();
+    assert!(json.contains("\"planes\":8"), "{json}");
+    assert_eq!(serde_json::from_str::<Bucket>(&json).unwrap(), info.bucket);
 }

@@ -163,3 +163,56 @@ fn neighborhood_configs_that_waste_most_of_their_work_are_pruned() {
     assert!(reason.contains("useful on this grid") && reason.contains("best config's"), "{reason}");
     assert!(useful_work_pruned(dense(), &dense().configs(), &[4096], 227 * 1024).iter().all(Option::is_none));
 }
+
+fn mustafar() -> &'static tessera_desc::KernelDesc {
+    crate::catalog::find("mustafar_bf16_d128").unwrap()
+}
+
+/// A decode kernel's space is its schedule on every target (it has no warpgroup twins); its
+/// query tile must hold the problem's GQA group, and nothing else about the problem prunes it.
+#[test]
+fn a_decode_space_is_pruned_by_the_gqa_group() {
+    use super::super::space::{problem_pruned, space};
+    use super::super::Problem;
+    let desc = mustafar();
+    assert_eq!(space(desc, Target::Sm90a), desc.configs());
+    assert_eq!(space(desc, Target::Sm80), desc.configs());
+    let configs = desc.configs();
+    assert!(problem_pruned(desc, &configs, &Problem::decode(1, 32, 8, 32768), 227 * 1024).iter().all(Option::is_none));
+    // 32 query heads per KV head: the 16-row tiles cannot hold them.
+    let wide = problem_pruned(desc, &configs, &Problem::decode(1, 32, 1, 32768), 227 * 1024);
+    for (c, why) in configs.iter().zip(&wide) {
+        match c.block_q() {
+            16 => assert_eq!(why.as_deref(), Some("its query tile of 16 rows cannot hold the 32 query heads of a KV head")),
+            _ => assert_eq!(why, &None, "{c}"),
+        }
+    }
+    // One warp over 64 rows is the config that spills: its S and O fragments alone take 400
+    // registers a thread, so it is pruned before codegen; the rest fits H100's shared memory.
+    for c in &configs {
+        let why = program_pruned(desc, c, 227 * 1024);
+        match (c.block_q(), c.warps) {
+            (64, 1) => assert_eq!(why.as_deref(), Some("its register fragments alone take 400 registers per thread (at most 255)")),
+            _ => assert_eq!(why, None, "{c}"),
+        }
+    }
+    // Attention kernels are never judged on the group.
+    let gqa = Problem { seq_q: 4096, ..Problem::decode(1, 32, 1, 4096) };
+    assert!(problem_pruned(dense(), &dense().configs(), &gqa, 227 * 1024).iter().all(Option::is_none));
+}
+
+/// The configs left after the register check assemble without heavy spills (ptxas's report
+/// would prune them otherwise): the whole decode space but the one-warp 64-row configs runs.
+#[test]
+fn the_rest_of_the_decode_space_does_not_spill() {
+    let Some(ptxas) = ptxas() else { return };
+    let desc = mustafar();
+    let configs = desc.configs();
+    let prepared = prepare(desc, &configs, Target::Sm90a, 227 * 1024, Some(&ptxas), &|_| {});
+    for p in &prepared {
+        match &p.pruned {
+            Some(why) => assert!((p.config.block_q(), p.config.warps) == (64, 1) && why.contains("registers"), "{}: {why}", p.config),
+            None => assert_ne!((p.config.block_q(), p.config.warps), (64, 1)),
+        }
+    }
+}

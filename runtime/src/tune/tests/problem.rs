@@ -259,3 +259,39 @@ fn every_kind_of_kernel_has_a_reference_for_the_check() {
         assert!(case.is_ok(), "{}: {:?}", desc.name, case.err());
     }
 }
+
+fn mustafar() -> &'static KernelDesc {
+    catalog::find("mustafar_bf16_d128").unwrap()
+}
+
+/// A decode step is `B,H,HKV,1,CONTEXT`; the GQA group must fit the largest query tile (64
+/// rows), and the check problem keeps the group over a context with compressed tiles and a
+/// ragged dense window.
+#[test]
+fn a_decode_problem_is_one_query_token_over_a_context() {
+    let p: Problem = "2,32,8,1,32768".parse().unwrap();
+    assert_eq!(p, Problem::decode(2, 32, 8, 32768));
+    assert_eq!(p.check_for(mustafar()), Ok(()));
+    assert_eq!(Problem::decode(1, 64, 1, 100).check_for(mustafar()), Ok(()));
+    for (bad, why) in [
+        ("1,32,8,4096,4096", "is a decode kernel"),
+        ("1,32,8,2,4096", "B,H,HKV,1,CONTEXT (got 1,32,8,2,4096)"),
+        ("1,32,8,64x64", "is a decode kernel"),
+        ("1,128,1,1,4096", "128 query heads per KV head do not fit any query tile of mustafar_bf16_d128 (at most 64 rows)"),
+    ] {
+        let err = bad.parse::<Problem>().unwrap().check_for(mustafar()).unwrap_err();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+    // Dense kernels are not held to it.
+    let dense = catalog::find("dense_bf16_d128").unwrap();
+    assert_eq!(p.check_for(dense), Ok(()));
+
+    let small = p.check_problem(mustafar());
+    assert_eq!(small, Problem::decode(1, 8, 2, super::super::problem::DECODE_CHECK_CONTEXT));
+    // The tuner's policy splits it into two compressed chunks and a window of 100 tokens.
+    let n = small.kv_dims(128).iter().product();
+    let values: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+    let cache = super::super::decode::cache(mustafar(), &small, &values, &values).unwrap();
+    assert_eq!((cache.k.tokens, cache.local_len), (512, 100));
+    assert!(super::super::verify::Case::new(mustafar(), &p).is_ok());
+}

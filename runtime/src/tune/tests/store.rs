@@ -357,3 +357,22 @@ fn an_entry_of_a_grid_is_read_back_under_its_id() {
     add(&store, entries.clone());
     assert_eq!(store.load().unwrap(), entries);
 }
+
+/// A decode kernel's entry (its bucket's planes, its problem's single query token) is written
+/// and read back whole, and an attention entry beside it keeps its own key.
+#[test]
+fn a_decode_entry_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_in(dir.path());
+    let desc = crate::catalog::find("mustafar_f16_d128").unwrap();
+    let problem = super::super::Problem::decode(1, 32, 8, 32768);
+    let k = KeyInfo::new(desc, &problem, &device(13000));
+    let mut e = entry(k.clone(), &[("block_q=64,block_kv=64,warps=4,stages=2", 1, 0.05)]);
+    e.records.values_mut().for_each(|r| r.problem = problem);
+    add(&store, Entries([(k.id(), e.clone())].into()));
+    add(&store, one(1024, A, 1.0));
+    let all = store.load().unwrap();
+    assert_eq!(all.0.len(), 2);
+    assert_eq!(all.0[&k.id()], e);
+    assert_eq!(all.0[&k.id()].key.bucket.planes, Some(8));
+}
