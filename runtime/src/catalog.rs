@@ -102,9 +102,9 @@ pub struct Na3dW7x15x15C100Bf16D128;
 
 // Mustafar decode (seeds.md §1): K and V read from the bitmap-compressed cache plus its dense
 // window, one query token per head (`ir::decode`). A query tile holds one GQA group. Warps own
-// 16-row query slabs, so the choice is 4 warps over 64 rows (more threads decode bitmap tiles,
-// but 16x the mma work of a group of 4) or 1 warp over 16 rows (a quarter of the mma work, a
-// quarter of the decoding threads); 1 warp over 64 rows is in the space too and spills kilobytes
+// 16-row query slabs, so the choice is 4 warps over 64 rows (more threads decode bitmap tiles;
+// the 3 warps without a head of a group of 4 skip the products and softmax) or 1 warp over 16
+// rows (a quarter of the decoding threads); 1 warp over 64 rows is in the space too and spills kilobytes
 // (the tuner prunes it). KV tiles are single 64-token bitmap tiles.
 #[tessera_dsl::attention(
     name = "mustafar_bf16_d128",

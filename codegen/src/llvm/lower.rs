@@ -283,15 +283,42 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
         while let Some(s) = rest.first() {
             // Consecutive bitmap copies are lowered together (see `bitmap`).
             let run: Vec<BitmapCopy> = rest.iter().map_while(bitmap_copy).collect();
-            if run.is_empty() {
-                self.stmt(s)?;
-                rest = &rest[1..];
-            } else {
+            let math = self.row_math(rest);
+            if !run.is_empty() {
                 self.bitmap_copies(&run)?;
                 rest = &rest[run.len()..];
+            } else if math > 0 {
+                let (stmts, tail) = rest.split_at(math);
+                let real = self.b.build_int_compare(IntPredicate::SLT, self.slab_row(0)?, self.expr(&Expr::var(Var::SeqQ))?, "")?;
+                self.if_then(real, |l| stmts.iter().try_for_each(|s| l.stmt(s)))?;
+                rest = tail;
+            } else {
+                self.stmt(s)?;
+                rest = &rest[1..];
             }
         }
         Ok(())
+    }
+
+    /// How many statements from the start of `rest` a decode program's warps without a real
+    /// query row skip: a KV step's products, mask and softmax, which read and write only the
+    /// warp's own rows and need no other warp (mma.sync, not the warpgroup's wgmma). A GQA group
+    /// of 4 in a 64-row tile leaves 3 of 4 warps nothing to compute, and their rows are never
+    /// stored. 0 where the run holds no product (fills before the loops stay unconditional).
+    fn row_math(&self, rest: &[Stmt]) -> usize {
+        if !self.program.reads_bitmaps() {
+            return 0;
+        }
+        let n = rest
+            .iter()
+            .take_while(|s| {
+                matches!(
+                    s,
+                    Stmt::Fill { .. } | Stmt::Mma { engine: MmaEngine::MmaSync, .. } | Stmt::Mask { .. } | Stmt::Softmax { .. }
+                )
+            })
+            .count();
+        if rest[..n].iter().any(|s| matches!(s, Stmt::Mma { .. })) { n } else { 0 }
     }
 
     fn stmt(&mut self, s: &Stmt) -> Res<()> {
