@@ -12,7 +12,7 @@ use tessera_desc::{Config, Dtype, KernelDesc};
 use super::table::Table;
 use super::{config_of, find_kernel};
 use crate::Error;
-use crate::gpu::bench::{default_reps, json_number, json_string, time};
+use crate::gpu::bench::{default_reps, json_number, json_string, time, uniform};
 use crate::gpu::{CompressStage, Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
 use crate::io::{self, FileDtype, HostTensor, TensorFile};
 use crate::tune::{DECODE_POLICY, Policy, Problem};
@@ -318,20 +318,7 @@ pub fn bench(
     // GPU pruning + compression of the compressed region, the authors' rule only.
     let compressor = (cache_args.prune == PruneRule::KthSmallest).then(|| Compressor::load(&gpu, d)).transpose()?;
     for (i, &context) in plan.contexts.iter().enumerate() {
-        let random = |seed: u64, n: usize| -> Vec<u16> {
-            let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            (0..n)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    from_f32(
-                        plan.dtype,
-                        (s >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0,
-                    )
-                })
-                .collect()
-        };
+        let random = |seed: u64, n: usize| -> Vec<u16> { uniform(n, seed).into_iter().map(|x| from_f32(plan.dtype, 2.0 * x)).collect() };
         // One batch element's cache, pruned and compressed on the host, repeated over the batch:
         // the kernel's work does not depend on which random values it reads, and host
         // compression of a batch of long contexts would take minutes.
