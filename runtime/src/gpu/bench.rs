@@ -268,10 +268,8 @@ pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: Benc
         Ok((mut ws, select)) => {
             let args = || super::SelectArgs { q: &q, k: &k, v: &v, tau: &taus, scale: None };
             let timing = time(gpu, warmup, reps, || select.select(gpu, &mut ws, args()))?;
-            if let Some(quantizer) = select.quantizer() {
-                let problem = tessera_codegen::reference::Shape { batch: shape.batch, heads: shape.heads, kv_heads: shape.heads, seq_q: shape.seq, seq_kv: shape.seq, head_dim: d };
-                let mut out = super::DeviceQuantized::poisoned(gpu, &problem, select.blocks().block_k)?;
-                quantize = Some(time(gpu, warmup, reps, || quantizer.quantize_into(gpu, &q, &k, &mut out))?);
+            if scores == Scores::Int8 {
+                quantize = Some(time(gpu, warmup, reps, || select.quantize(gpu, &mut ws, &q, &k).map(|_| ()))?);
             }
             let counts = ws.lists().download(gpu)?.count;
             let b = select.blocks();

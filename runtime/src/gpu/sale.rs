@@ -93,7 +93,8 @@ impl SaleWorkspace {
 
     /// The last selection's thresholds θ, `[batch, heads, seq]` (for tests and reports).
     pub fn theta(&self, gpu: &Gpu) -> Result<Vec<f32>, GpuError> {
-        Ok(gpu.stream.clone_dtoh(&self.theta)?)
+        let [batch, heads, seq, _] = self.shape;
+        gpu.download(&self.theta, batch * heads * seq)
     }
 }
 
@@ -151,9 +152,13 @@ impl SaleSelect {
         &self.blocks
     }
 
-    /// The int8 estimate's quantizer (none for exact scores).
-    pub fn quantizer(&self) -> Option<&Quantizer> {
-        self.quantizer.as_ref()
+    /// Quantizes q and k into `ws` for the int8 estimate, the step of `select` that exact scores
+    /// do without; false (nothing done) for exact scores.
+    pub fn quantize(&self, gpu: &Gpu, ws: &mut SaleWorkspace, q: &DeviceTensor, k: &DeviceTensor) -> Result<bool, GpuError> {
+        match (&self.quantizer, &mut ws.quantized) {
+            (Some(quantizer), Some(out)) => quantizer.quantize_into(gpu, q, k, out).map(|()| true),
+            _ => Ok(false),
+        }
     }
 
     /// Buffers for selections over q of shape `[batch, heads, seq, d]` and k with `kv_heads`
@@ -240,9 +245,7 @@ impl SaleSelect {
         // workspace's shape, checked against q above) and log_tau one per query head.
         unsafe { launch.launch(cfg) }?;
 
-        if let (Some(quantizer), Some(out)) = (&self.quantizer, &mut ws.quantized) {
-            quantizer.quantize_into(gpu, q, k, out)?;
-        }
+        self.quantize(gpu, ws, q, k)?;
         let sizes = [int("batch", batch)?, heads_i, int("kv_heads", ws.kv_heads)?, rows_i, rows_i];
         if let Some(cfg) = launch_config(&self.select_program, sizes, [rows_i, 1, 1])? {
             let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
