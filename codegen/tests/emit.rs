@@ -274,6 +274,8 @@ fn selection_programs_lower_to_wgmma_on_hopper() {
             let want = cfg.block_q() / (16 * cfg.warps) * d / k;
             assert_eq!(canon::count_prefix(&ptx, &format!("wgmma.mma_async.sync.aligned.{instruction}")) as u32, want, "{scores:?} {cfg}");
             assert!(!ptx.contains("mma.sync.aligned"), "{scores:?} {cfg}: mma.sync left");
+            // The int8 estimate's vote skips, per warp, rows its bound rules out.
+            assert_eq!(ptx.contains("vote.sync.any.pred"), scores == Scores::Int8, "{scores:?} {cfg}");
             if have_ptxas {
                 let res = ptxas::assemble(&ptx, "sm_90a").unwrap();
                 let k = &res.kernels[0];

@@ -197,9 +197,13 @@ pub enum Stmt {
     /// else 0. Masked elements are -inf and pass only a threshold of -inf.
     Vote { var: Var, s: FragId, rows: FragId },
     /// Turns the int32 dot products of low-bit codes in `s` into score estimates: element
-    /// (row, col) becomes `s · (row_scale[row] · col_scale[col]) + col_bias[col]`
+    /// (row, col) becomes `s · (row_scale[row] · col_scale[col mod 8 & !1]) + col_bias[col]`
     /// (`semantics::select::estimate`), the column values read from the tiles `col_scale` and
-    /// `col_bias` whose row `Var::Row` is the column (0 past their valid rows).
+    /// `col_bias` whose row `Var::Row` is the column (0 past their valid rows). The column
+    /// scale is SALE's key-fragment group's (`format::int4::Grouping::KeyFragments` with the
+    /// tile as its block): one per lane of an n8 tile, read once. Biases past the valid rows
+    /// are unspecified in the kernel (it reads `col_bias` up to a tile past its last row
+    /// without bounds, `llvm::SCALE_PARAMS`); only masked columns lie there.
     Dequantize { s: FragId, row_scale: FragId, col_scale: GlobalTile, col_bias: GlobalTile },
     /// Writes the int32 `value` at flat index `index` of the launch's output block map (one
     /// store per CTA, not per thread).

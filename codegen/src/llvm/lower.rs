@@ -14,9 +14,10 @@ use inkwell::values::{BasicValue, BasicValueEnum, FloatValue, FunctionValue, Int
 use inkwell::{AddressSpace, IntPredicate};
 
 use super::bitmap::BitmapCopy;
+use super::select::EstimateVote;
 use super::intrinsics;
 use crate::CodegenError;
-use crate::ir::{BinOp, CopyEngine, Expr, MmaEngine, Program, Stmt, Table, Var};
+use crate::ir::{BinOp, CopyEngine, Expr, FragId, MmaEngine, Program, Stmt, Table, Var};
 
 pub type Res<T> = Result<T, CodegenError>;
 
@@ -156,6 +157,9 @@ pub struct Lowerer<'ctx, 'a> {
     /// Whether products read shared memory through the async proxy (wgmma), so that copies
     /// that land must be fenced for it.
     pub async_proxy_reads: bool,
+    /// The int32 products the last int8 product left in a fragment (f32 there): a selection's
+    /// estimate vote bounds its rows with them (`EstimateVote`).
+    pub raw_ints: Option<(FragId, Vec<IntValue<'ctx>>)>,
 }
 
 impl<'ctx, 'a> Lowerer<'ctx, 'a> {
@@ -284,7 +288,10 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
             // Consecutive bitmap copies are lowered together (see `bitmap`).
             let run: Vec<BitmapCopy> = rest.iter().map_while(bitmap_copy).collect();
             let math = self.row_math(rest);
-            if !run.is_empty() {
+            if let Some((vote, n)) = EstimateVote::after_product(rest) {
+                self.estimate_vote(&rest[0], &vote)?;
+                rest = &rest[n..];
+            } else if !run.is_empty() {
                 self.bitmap_copies(&run)?;
                 rest = &rest[run.len()..];
             } else if math > 0 {
@@ -323,7 +330,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
         if rest[..n].iter().any(|s| matches!(s, Stmt::Mma { .. })) { n } else { 0 }
     }
 
-    fn stmt(&mut self, s: &Stmt) -> Res<()> {
+    pub(super) fn stmt(&mut self, s: &Stmt) -> Res<()> {
         match s {
             Stmt::Let { var, value } => {
                 let v = self.expr(value)?;
@@ -395,12 +402,23 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
     /// Runs `then` under `cond`; fragments it changes are merged with phis. Variables bound
     /// inside stay inside.
     pub fn if_then(&mut self, cond: IntValue<'ctx>, then: impl FnOnce(&mut Self) -> Res<()>) -> Res<()> {
+        let unit = self.ctx.bool_type().const_zero();
+        self.if_then_value(cond, unit, |l| then(l).map(|()| unit)).map(|_| ())
+    }
+
+    /// As `if_then`, with the value `then` returns, or `otherwise` where `cond` is false.
+    pub fn if_then_value(
+        &mut self,
+        cond: IntValue<'ctx>,
+        otherwise: IntValue<'ctx>,
+        then: impl FnOnce(&mut Self) -> Res<IntValue<'ctx>>,
+    ) -> Res<IntValue<'ctx>> {
         let entry = self.current_block()?;
         let (then_bb, merge_bb) = (self.append_block("then"), self.append_block("endif"));
         self.b.build_conditional_branch(cond, then_bb, merge_bb)?;
         self.b.position_at_end(then_bb);
         let (vars, before) = (self.vars.clone(), self.frags.clone());
-        then(self)?;
+        let value = then(self)?;
         let then_end = self.current_block()?;
         self.b.build_unconditional_branch(merge_bb)?;
         self.b.position_at_end(merge_bb);
@@ -415,7 +433,12 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 }
             }
         }
-        Ok(())
+        if value == otherwise {
+            return Ok(value);
+        }
+        let phi = self.b.build_phi(value.get_type(), "")?;
+        phi.add_incoming(&[(&otherwise, entry), (&value, then_end)]);
+        Ok(phi.as_basic_value().into_int_value())
     }
 
     /// `for var in begin..end`, every fragment carried through a phi.

@@ -179,6 +179,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         }
         let (i32t, f32t) = (self.ctx.i32_type(), self.ctx.f32_type());
         let (bits, magic) = (i32t.const_int(MAGIC_BITS, false), f32t.const_float(MAGIC as f64));
+        self.raw_ints = Some((acc, self.frags[acc.0].iter().map(|v| v.into_int_value()).collect()));
         for v in self.frags[acc.0].iter_mut() {
             let shifted = self.b.build_int_add(v.into_int_value(), bits, "")?;
             let float = self.b.build_bit_cast(shifted, f32t, "")?.into_float_value();

@@ -61,8 +61,13 @@ pub const TABLE_PARAMS: [&str; 2] = ["kv_list", "kv_count"];
 
 /// Parameters after `KERNEL_PARAMS` of a low-bit selection program (`ir::Operands::Int8`,
 /// whose q and k are int8 codes): f32 device pointers to the scales and corrections of
-/// `ir::Tensor::{QScale, KScale, Qmk, QkMean}`, in that order.
+/// `ir::Tensor::{QScale, KScale, Qmk, QkMean}`, in that order. `qmk` is read up to `block_kv - 1`
+/// elements past its last token (a tile's columns without bounds checks), so its allocation
+/// extends that far (`QMK_PAD`).
 pub const SCALE_PARAMS: [&str; 4] = ["q_scale", "k_scale", "qmk", "qk_mean"];
+
+/// The elements past its end that a `qmk` allocation must have: the largest KV tile, less one.
+pub const QMK_PAD: usize = 255;
 
 /// The parameter names of `program`'s attention kernel, in launch order.
 pub fn kernel_params(program: &Program) -> Vec<&'static str> {

@@ -3,13 +3,14 @@
 //! parameter (f32 `[batch, heads, seq_q]`, an input here) and writes its int32 map through `o`
 //! (`KERNEL_PARAMS`; `v` is unused), so it launches with the attention kernels' signature.
 
-use inkwell::IntPredicate;
 use inkwell::values::{FloatValue, IntValue};
+use inkwell::{FloatPredicate, IntPredicate};
 
 use super::arith::Emit;
 use super::lower::{Lowerer, Res};
 use super::memo::Memo;
-use crate::ir::{Expr, FragId, GlobalTile};
+use crate::CodegenError;
+use crate::ir::{BinOp, Expr, FragId, GlobalTile, Stmt, Var};
 use crate::semantics::{Arith, select};
 
 impl<'ctx> Lowerer<'ctx, '_> {
@@ -57,6 +58,12 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// else 0: each lane ORs its rows, then one `bar.red.or` over the CTA, which is also the
     /// barrier the interpreter's vote implies.
     pub fn vote(&mut self, s: FragId, rows: FragId) -> Res<IntValue<'ctx>> {
+        let any = self.rows_pass(s, rows)?;
+        self.cta_any(any)
+    }
+
+    /// Whether one of the lane's rows passes (its part of the vote).
+    fn rows_pass(&mut self, s: FragId, rows: FragId) -> Res<IntValue<'ctx>> {
         let cols = self.program.frag(s).cols;
         let mut a = Emit::new(self);
         let mut any = self.ctx.bool_type().const_zero();
@@ -75,35 +82,25 @@ impl<'ctx> Lowerer<'ctx, '_> {
             }
         }
         a.finish()?;
+        Ok(any)
+    }
+
+    /// The OR of every thread's `any` (i1), as i32 in every thread.
+    fn cta_any(&mut self, any: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
         let all = self.call_value("llvm.nvvm.barrier.cta.red.or.aligned.all", &[], &[self.i32(0).into(), any.into()])?;
         Ok(self.b.build_int_z_extend(all.into_int_value(), self.ctx.i32_type(), "")?)
     }
 
     /// `s = s · (row_scale · col_scale) + col_bias` per element (`Stmt::Dequantize`), as the
-    /// interpreter computes it; each lane reads the column values of the columns it holds (two
-    /// per n8 tile) straight from global memory, 0 outside the tiles.
+    /// interpreter computes it.
     pub fn dequantize(&mut self, s: FragId, row_scale: FragId, col_scale: &GlobalTile, col_bias: &GlobalTile) -> Res<()> {
+        let scale = self.lane_scale(col_scale)?;
+        let bias = self.lane_columns(col_bias, self.program.frag(s).cols)?;
+        self.dequantize_with(s, row_scale, scale, &bias)
+    }
+
+    fn dequantize_with(&mut self, s: FragId, row_scale: FragId, scale: FloatValue<'ctx>, bias: &[FloatValue<'ctx>]) -> Res<()> {
         let cols = self.program.frag(s).cols;
-        let columns = |l: &mut Self, src: &GlobalTile| -> Res<Vec<FloatValue<'ctx>>> {
-            let (ptr, _, _) = l.tensor(src.tensor)?;
-            let head_rows = l.head_rows(src)?;
-            let f32t = l.ctx.f32_type();
-            let mut memo = Memo::default();
-            let mut out = Vec::new();
-            for nt in 0..cols / 8 {
-                for j in 0..2 {
-                    let col = l.b.build_int_add(l.b.build_int_mul(l.lane.t, l.i32(2), "")?, l.i32((nt * 8 + j) as i64), "")?;
-                    let (token, inside) = l.row_token(src, col, &mut memo)?;
-                    let safe = l.b.build_select(inside, token, l.i32(0), "")?.into_int_value();
-                    let index = l.b.build_int_add(head_rows, l.b.build_int_s_extend(safe, l.ctx.i64_type(), "")?, "")?;
-                    let bytes = l.b.build_int_mul(index, l.ctx.i64_type().const_int(4, false), "")?;
-                    let v = super::lower::load_aligned(&l.b, f32t.into(), l.byte_ptr(ptr, bytes)?, 4)?.into_float_value();
-                    out.push(l.b.build_select(inside, v, l.f32(0.0), "")?.into_float_value());
-                }
-            }
-            Ok(out)
-        };
-        let (scale, bias) = (columns(self, col_scale)?, columns(self, col_bias)?);
         let mut a = Emit::new(self);
         let mut out = Vec::new();
         for slab in 0..self.slabs() {
@@ -113,7 +110,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                     for j in 0..2 {
                         let i = self.acc_index(cols, slab, nt, 2 * h + j);
                         let c = (nt * 2 + j) as usize;
-                        out.push((i, select::estimate(&mut a, self.frags[s.0][i].into_float_value(), rs, scale[c], bias[c])));
+                        out.push((i, select::estimate(&mut a, self.frags[s.0][i].into_float_value(), rs, scale, bias[c])));
                     }
                 }
             }
@@ -123,6 +120,110 @@ impl<'ctx> Lowerer<'ctx, '_> {
             self.frags[s.0][i] = x.into();
         }
         Ok(())
+    }
+
+    /// The scale of the lane's columns: SALE's key scales are shared by the keys that one lane
+    /// holds in every n8 tile of a block, so the scale of its first column (2·t), 0 if that
+    /// column is past the tile's valid rows.
+    fn lane_scale(&mut self, src: &GlobalTile) -> Res<FloatValue<'ctx>> {
+        let (ptr, _, _) = self.tensor(src.tensor)?;
+        let head_rows = self.head_rows(src)?;
+        let col = self.b.build_int_mul(self.lane.t, self.i32(2), "")?;
+        let (token, inside) = self.row_token(src, col, &mut Memo::default())?;
+        let safe = self.b.build_select(inside, token, self.i32(0), "")?.into_int_value();
+        let index = self.b.build_int_add(head_rows, self.b.build_int_s_extend(safe, self.ctx.i64_type(), "")?, "")?;
+        let bytes = self.b.build_int_mul(index, self.ctx.i64_type().const_int(4, false), "")?;
+        let v = super::lower::load_aligned(&self.b, self.ctx.f32_type().into(), self.byte_ptr(ptr, bytes)?, 4)?.into_float_value();
+        Ok(self.b.build_select(inside, v, self.f32(0.0), "")?.into_float_value())
+    }
+
+    /// The lane's columns of `src` (two per n8 tile, `2·t + 8·nt + j`), read from one address
+    /// at constant offsets: the tile's columns are consecutive tokens (`token = origin + row`),
+    /// read without bounds, so past the valid rows they are whatever the padded allocation
+    /// holds there (`SCALE_PARAMS`); the mask hides those columns.
+    fn lane_columns(&mut self, src: &GlobalTile, cols: u32) -> Res<Vec<FloatValue<'ctx>>> {
+        let origin = consecutive_origin(&src.token).ok_or_else(|| {
+            CodegenError::Ir(format!("{}: column values need consecutive tokens, got {}", src.tensor.name(), src.token))
+        })?;
+        let (ptr, _, _) = self.tensor(src.tensor)?;
+        let i64t = self.ctx.i64_type();
+        let first = self.b.build_int_add(self.expr(origin)?, self.b.build_int_mul(self.lane.t, self.i32(2), "")?, "")?;
+        let index = self.b.build_int_add(self.head_rows(src)?, self.b.build_int_s_extend(first, i64t, "")?, "")?;
+        let base = self.byte_ptr(ptr, self.b.build_int_mul(index, i64t.const_int(4, false), "")?)?;
+        let f32t = self.ctx.f32_type();
+        let mut out = Vec::new();
+        for nt in 0..cols / 8 {
+            for j in 0..2 {
+                let p = self.byte_ptr(base, i64t.const_int(4 * (8 * nt + j) as u64, false))?;
+                out.push(super::lower::load_aligned(&self.b, f32t.into(), p, 4)?.into_float_value());
+            }
+        }
+        Ok(out)
+    }
+
+    /// A selection's product, int8 estimate, mask and vote (`EstimateVote`), lowered together
+    /// so that the columns' values load before the product (whose latency hides theirs) and
+    /// warps none of whose rows can reach their thresholds skip the per-element work; the vote
+    /// is the same. The bound: for a lane's row with `a = row_scale · col_scale ≥ 0` (the lane's
+    /// one column scale), its largest int32 product `M` and its columns' largest bias `b_max`,
+    /// every estimate `fma(s, a, b)` of the row is at most `fma(M, a, b_max)`, since
+    /// `s·a + b ≤ M·a + b_max` and rounding to nearest is monotone. Masked elements only loosen
+    /// it. A NaN or infinite input makes the bound NaN or +inf: then the warp computes.
+    pub fn estimate_vote(&mut self, product: &Stmt, run: &EstimateVote<'_>) -> Res<()> {
+        let scale = self.lane_scale(run.col_scale)?;
+        let bias = self.lane_columns(run.col_bias, self.program.frag(run.s).cols)?;
+        self.raw_ints = None;
+        self.stmt(product)?;
+        let raw = match self.raw_ints.take() {
+            Some((frag, raw)) if frag == run.s => raw,
+            _ => return Err(CodegenError::Ir("an estimate vote follows a product without int32 accumulators".into())),
+        };
+        let maybe = self.may_pass(run, &raw, scale, &bias)?;
+        let warp_maybe = self.call_value("llvm.nvvm.vote.any.sync", &[], &[self.i32(-1).into(), maybe.into()])?.into_int_value();
+        let none = self.ctx.bool_type().const_zero();
+        let any = self.if_then_value(warp_maybe, none, |l| {
+            l.dequantize_with(run.s, run.row_scale, scale, &bias)?;
+            if let Some(mask) = run.mask {
+                l.stmt(mask)?;
+            }
+            l.rows_pass(run.s, run.rows)
+        })?;
+        let kept = self.cta_any(any)?;
+        self.vars.insert(run.var, kept);
+        Ok(())
+    }
+
+    /// Whether some row of the lane may pass (the bound of `estimate_vote`). Maxima as trees,
+    /// not chains: their latency is on the path to the vote.
+    fn may_pass(&mut self, run: &EstimateVote<'_>, raw: &[IntValue<'ctx>], scale: FloatValue<'ctx>, bias: &[FloatValue<'ctx>]) -> Res<IntValue<'ctx>> {
+        let cols = self.program.frag(run.s).cols;
+        let f32t = self.ctx.f32_type();
+        let mut a = Emit::new(self);
+        let b_max = tree(bias.to_vec(), |x, y| Ok(a.max(x, y)))?;
+        a.finish()?;
+        let mut maybe = self.ctx.bool_type().const_zero();
+        for slab in 0..self.slabs() {
+            for h in 0..2 {
+                let at = (slab * 2 + h) as usize;
+                let row: Vec<IntValue<'ctx>> = (0..cols / 8).flat_map(|nt| [0, 1].map(|j| raw[self.acc_index(cols, slab, nt, 2 * h + j)])).collect();
+                let m = tree(row, |x, y| {
+                    let greater = self.b.build_int_compare(IntPredicate::SGT, x, y, "")?;
+                    Ok(self.b.build_select(greater, x, y, "")?.into_int_value())
+                })?;
+                let rs = self.frags[run.row_scale.0][at].into_float_value();
+                let threshold = self.frags[run.rows.0][at].into_float_value();
+                let m = self.b.build_signed_int_to_float(m, f32t, "")?;
+                let mut e = Emit::new(self);
+                let row_a = e.mul(rs, scale);
+                let bound = e.fma(m, row_a, b_max);
+                e.finish()?;
+                // Unordered: NaN bounds, or a NaN or negative scale product, compute.
+                let reach = self.b.build_float_compare(FloatPredicate::UGE, bound, threshold, "")?;
+                let unsigned = self.b.build_float_compare(FloatPredicate::ULT, row_a, self.f32(0.0), "")?;
+                maybe = self.b.build_or(maybe, self.b.build_or(reach, unsigned, "")?, "")?;
+            }
+        }
+        Ok(maybe)
     }
 
     /// `map[index] = value`, by thread 0 (the value is the same in every thread).
@@ -137,5 +238,54 @@ impl<'ctx> Lowerer<'ctx, '_> {
             l.b.build_store(p, value)?;
             Ok(())
         })
+    }
+}
+
+/// A selection's `[Mma s, Dequantize s, Mask s (optional), Vote s]`, which `Lowerer::block`
+/// lowers together (`Lowerer::estimate_vote`).
+pub struct EstimateVote<'s> {
+    s: FragId,
+    row_scale: FragId,
+    col_scale: &'s GlobalTile,
+    col_bias: &'s GlobalTile,
+    mask: Option<&'s Stmt>,
+    var: Var,
+    rows: FragId,
+}
+
+impl<'s> EstimateVote<'s> {
+    /// The run after the product into its scores at the start of `stmts`, and how many
+    /// statements the two span.
+    pub fn after_product(stmts: &'s [Stmt]) -> Option<(Self, usize)> {
+        let (Some(Stmt::Mma { acc, .. }), Some(Stmt::Dequantize { s, row_scale, col_scale, col_bias })) = (stmts.first(), stmts.get(1)) else {
+            return None;
+        };
+        let mask = stmts.get(2).filter(|m| matches!(m, Stmt::Mask { frag, .. } if frag == s));
+        let at = 2 + mask.is_some() as usize;
+        match stmts.get(at) {
+            Some(Stmt::Vote { var, s: voted, rows }) if voted == s && acc == s => {
+                Some((EstimateVote { s: *s, row_scale: *row_scale, col_scale, col_bias, mask, var: *var, rows: *rows }, at + 1))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `values` combined pairwise, level by level (at least one value).
+fn tree<T: Copy>(mut values: Vec<T>, mut combine: impl FnMut(T, T) -> Res<T>) -> Res<T> {
+    while values.len() > 1 {
+        values = values.chunks(2).map(|p| if let [x, y] = p { combine(*x, *y) } else { Ok(p[0]) }).collect::<Res<_>>()?;
+    }
+    values.pop().ok_or_else(|| CodegenError::Ir("a maximum of no values".into()))
+}
+
+/// `origin` where `token` is `origin + row` (a tile of consecutive tokens).
+fn consecutive_origin(token: &Expr) -> Option<&Expr> {
+    static ZERO: Expr = Expr::Const(0);
+    match token {
+        Expr::Var(Var::Row) => Some(&ZERO),
+        Expr::Bin(BinOp::Add, a, b) if **b == Expr::Var(Var::Row) && !a.uses(Var::Row) => Some(a),
+        Expr::Bin(BinOp::Add, a, b) if **a == Expr::Var(Var::Row) && !b.uses(Var::Row) => Some(b),
+        _ => None,
     }
 }

@@ -13,7 +13,7 @@ use super::{config_of, find_kernel};
 use super::table::Table;
 use crate::Error;
 use crate::gpu::Gpu;
-use crate::gpu::bench::{BenchShape, Measurement, bench_attention, bench_selection, default_reps};
+use crate::gpu::bench::{BenchShape, Measurement, SelectionInputs, bench_attention, bench_selection, default_reps};
 use tessera_codegen::ir::select::Scores;
 
 #[derive(Debug, clap::Args)]
@@ -71,10 +71,16 @@ pub struct Args {
     /// For a block-sparse kernel: also time SALE's selection on the GPU (forced pass,
     /// thresholds, quantization, selection, lists) with this τ for every head, on the same
     /// inputs, from the int8 estimate and from exact scores; their rows
-    /// (`<kernel>:select-int8`, `:select-exact`) count the scores' FLOPs and report the density
-    /// each kept; a `:quantize` row times the int8 quantization of Q and K alone.
-    #[arg(long, value_name = "TAU", requires = "density", value_parser = super::sale::parse_tau)]
-    tau: Option<f64>,
+    /// (`<kernel>:select-int8@τ`, `:select-exact@τ`) count the scores' FLOPs and report the
+    /// density each kept; a `:quantize` row times the int8 quantization of Q and K alone.
+    /// Several, comma-separated, time one row each.
+    #[arg(long, value_name = "TAU", requires = "density", value_parser = super::sale::parse_tau, value_delimiter = ',')]
+    tau: Vec<f64>,
+    /// Time the selection on SALE's structured long-context inputs (local patterns, a sink,
+    /// planted retrievals), which keep what τ asks for, instead of the uniform ones, whose
+    /// near-uniform attention keeps almost every tile.
+    #[arg(long, requires = "tau")]
+    structured: bool,
     /// Print one JSON object per line (the device first, then one per row) instead of a table.
     #[arg(long)]
     json: bool,
@@ -148,13 +154,16 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
             let reps = args.reps.unwrap_or(default_reps(seq));
             let density = args.density.filter(|_| matches!(desc.visit, Visit::Blocks(_)));
             let selection = |measured: Vec<Measurement>| -> Result<Vec<Measurement>, crate::gpu::GpuError> {
-                let Some(tau) = args.tau.filter(|_| density.is_some()) else { return Ok(measured) };
+                if args.tau.is_empty() || density.is_none() {
+                    return Ok(measured);
+                }
+                let inputs = if args.structured { SelectionInputs::structured(&gpu, desc, shape)? } else { SelectionInputs::uniform(&gpu, desc, shape)? };
                 // After the kernel's rows, so that each kernel's rows stay together.
                 let configs: Vec<Config> = measured.iter().map(|m| m.config).collect();
                 let mut rows = measured;
                 for scores in [Scores::Int8, Scores::Exact] {
                     for &config in &configs {
-                        rows.extend(bench_selection(&gpu, desc, config, shape, (tau, scores), args.warmup, reps)?);
+                        rows.extend(bench_selection(&gpu, desc, config, shape, &inputs, (&args.tau, scores), args.warmup, reps)?);
                     }
                 }
                 Ok(rows)

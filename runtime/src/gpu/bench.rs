@@ -5,7 +5,9 @@
 use cudarc::driver::sys::CUevent_flags;
 use tessera_codegen::reference::Axis;
 use tessera_codegen::ir::select::Scores;
+use tessera_codegen::reference::Shape;
 use tessera_codegen::reference::sale::SALE_BLOCKS;
+use tessera_codegen::reference::structured::structured_inputs;
 use tessera_desc::{Config, KernelDesc, Visit};
 
 use super::{Attention, AttentionArgs, DeviceTensor, Gpu, GpuError};
@@ -245,49 +247,85 @@ pub fn bench_attention(
     Ok(out)
 }
 
+/// The Q, K and V a selection benchmark runs on: `[batch, heads, seq, D]` each.
+pub struct SelectionInputs {
+    q: DeviceTensor,
+    k: DeviceTensor,
+    v: DeviceTensor,
+}
+
+impl SelectionInputs {
+    /// The uniform inputs `bench_attention` uses: near-uniform attention, so a selection keeps
+    /// almost every tile at any useful τ (its slowest case).
+    pub fn uniform(gpu: &Gpu, desc: &KernelDesc, shape: BenchShape) -> Result<Self, GpuError> {
+        let dims = selection_dims(desc, shape);
+        let n: usize = dims.iter().product();
+        let input = |seed: u64| DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, shape.seq as u64 + seed));
+        Ok(SelectionInputs { q: input(1)?, k: input(2)?, v: input(3)? })
+    }
+
+    /// SALE's structured long-context inputs (`reference::structured`: local patterns, a sink,
+    /// planted retrievals; seed 1), whose attention concentrates as real prompts' does, so that
+    /// a selection keeps what τ asks for.
+    pub fn structured(gpu: &Gpu, desc: &KernelDesc, shape: BenchShape) -> Result<Self, GpuError> {
+        let dims = selection_dims(desc, shape);
+        let [batch, heads, seq, head_dim] = dims;
+        let problem = Shape { batch, heads, kv_heads: heads, seq_q: seq, seq_kv: seq, head_dim };
+        let x = structured_inputs(&problem, 1).map_err(GpuError::Invalid)?;
+        let upload = |v: &[f64]| DeviceTensor::from_f32(gpu, desc.dtype, dims, &v.iter().map(|&x| x as f32).collect::<Vec<_>>());
+        Ok(SelectionInputs { q: upload(&x.q)?, k: upload(&x.k)?, v: upload(&x.v)? })
+    }
+}
+
+fn selection_dims(desc: &KernelDesc, shape: BenchShape) -> [usize; 4] {
+    [shape.batch, shape.heads, shape.seq, desc.head_dim as usize]
+}
+
 /// Times SALE's selection for `desc` at `config` from `scores` (`SaleSelect::select`: the
 /// forced pass, the thresholds, for int8 the quantization, the selection program and the lists;
-/// the forced lists are made once, outside the timing) with τ = `tau` for every head, on the
-/// uniform inputs `bench_attention` uses. Its FLOPs are the scores' alone, 2·D per causally
-/// visible pair; its density is what it kept. From the int8 estimate, a second row times the
-/// quantization of Q and K alone (`<kernel>:quantize`, no FLOPs), the part of the selection the
-/// exact scores do without.
-pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, (tau, scores): (f64, Scores), warmup: usize, reps: usize) -> Result<Vec<Measurement>, GpuError> {
-    let d = desc.head_dim as usize;
-    let dims = [shape.batch, shape.heads, shape.seq, d];
-    let n: usize = dims.iter().product();
-    let input = |seed: u64| DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, shape.seq as u64 + seed));
-    let (q, k, v) = (input(1)?, input(2)?, input(3)?);
-    let taus = vec![tau; shape.heads];
-    // A selection that cannot load or allocate its buffers (at 128K tokens they are large) is
-    // a failed row; a failed launch ends the run, as in `bench_attention`.
-    let loaded = super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment, scores)
-        .and_then(|select| Ok((select.workspace(gpu, dims, shape.heads)?, select)));
-    let mut quantize = None;
-    let (timing, density) = match loaded {
-        Ok((mut ws, select)) => {
-            let args = || super::SelectArgs { q: &q, k: &k, v: &v, tau: &taus, scale: None };
-            let timing = time(gpu, warmup, reps, || select.select(gpu, &mut ws, args()))?;
-            if scores == Scores::Int8 {
-                quantize = Some(time(gpu, warmup, reps, || select.quantize(gpu, &mut ws, &q, &k).map(|_| ()))?);
-            }
-            let counts = ws.lists().download(gpu)?.count;
-            let b = select.blocks();
-            let nq = shape.seq.div_ceil(b.block_q);
-            let visible: usize = (0..nq).map(|qb| ((qb + 1) * b.block_q).min(shape.seq).div_ceil(b.block_k)).sum();
-            let kept: usize = counts.iter().map(|&c| c.max(0) as usize).sum();
-            (Ok(timing), Some(kept as f64 / (visible * shape.batch * shape.heads).max(1) as f64))
-        }
-        Err(e) => (Err(e.to_string()), None),
-    };
+/// the forced lists are made once, outside the timing) with each τ of `taus` for every head,
+/// one row per τ (named `<kernel>:select-int8@τ`, `:select-exact@τ`). Its FLOPs are the
+/// scores' alone, 2·D per causally visible pair; its density is what it kept. From the int8
+/// estimate, a last row times the quantization of Q and K alone (`<kernel>:quantize`, no
+/// FLOPs), the part of the selection the exact scores do without.
+#[allow(clippy::too_many_arguments)]
+pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, inputs: &SelectionInputs, (taus, scores): (&[f64], Scores), warmup: usize, reps: usize) -> Result<Vec<Measurement>, GpuError> {
+    let dims = selection_dims(desc, shape);
+    let SelectionInputs { q, k, v } = inputs;
     let causal = tessera_desc::KernelDesc { visit: Visit::Causal, ..*desc };
     let flops = attention_flops(&causal, shape.batch, shape.heads, shape.seq, shape.seq, shape.extents()) / 2.0;
     let name = match scores {
         Scores::Exact => "select-exact",
         Scores::Int8 => "select-int8",
     };
-    let mut rows = vec![Measurement { kernel: format!("{}:{name}", desc.name), shape, config, timing, flops, density, useful: None }];
-    rows.extend(quantize.map(|timing| Measurement { kernel: format!("{}:quantize", desc.name), shape, config, timing: Ok(timing), flops: 0.0, density: None, useful: None }));
+    // A selection that cannot load or allocate its buffers (at 128K tokens they are large) is
+    // a failed row; a failed launch ends the run, as in `bench_attention`.
+    let loaded = super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment, scores)
+        .and_then(|select| Ok((select.workspace(gpu, dims, shape.heads)?, select)));
+    let (mut ws, select) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let timing = Err(e.to_string());
+            return Ok(vec![Measurement { kernel: format!("{}:{name}", desc.name), shape, config, timing, flops, density: None, useful: None }]);
+        }
+    };
+    let mut rows = Vec::new();
+    for &tau in taus {
+        let per_head = vec![tau; shape.heads];
+        let args = || super::SelectArgs { q, k, v, tau: &per_head, scale: None };
+        let timing = time(gpu, warmup, reps, || select.select(gpu, &mut ws, args()))?;
+        let counts = ws.lists().download(gpu)?.count;
+        let b = select.blocks();
+        let nq = shape.seq.div_ceil(b.block_q);
+        let visible: usize = (0..nq).map(|qb| ((qb + 1) * b.block_q).min(shape.seq).div_ceil(b.block_k)).sum();
+        let kept: usize = counts.iter().map(|&c| c.max(0) as usize).sum();
+        let density = Some(kept as f64 / (visible * shape.batch * shape.heads).max(1) as f64);
+        rows.push(Measurement { kernel: format!("{}:{name}@{tau}", desc.name), shape, config, timing: Ok(timing), flops, density, useful: None });
+    }
+    if scores == Scores::Int8 {
+        let timing = time(gpu, warmup, reps, || select.quantize(gpu, &mut ws, q, k).map(|_| ()))?;
+        rows.push(Measurement { kernel: format!("{}:quantize", desc.name), shape, config, timing: Ok(timing), flops: 0.0, density: None, useful: None });
+    }
     Ok(rows)
 }
 

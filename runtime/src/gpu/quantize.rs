@@ -110,7 +110,8 @@ impl DeviceQuantized {
             k8: codes(n.k)?,
             q_scale: floats(n.q_rows)?,
             k_scale: floats(n.k_rows)?,
-            qmk: floats(n.qmk)?,
+            // The selection reads a tile's corrections without bounds (`QMK_PAD`).
+            qmk: floats(n.qmk + tessera_codegen::QMK_PAD)?,
             qk_mean: floats(n.q_rows)?,
             q_mean: floats(n.q_mean)?,
             k_mean: floats(n.k_mean)?,
@@ -177,6 +178,8 @@ impl Quantizer {
     pub fn quantize(&self, gpu: &Gpu, q: &DeviceTensor, k: &DeviceTensor, block: usize) -> Result<DeviceQuantized, GpuError> {
         let shape = self.shape(q, k)?;
         let mut out = DeviceQuantized::with_arrays(&shape, block, |n| output(gpu, n), |n| output(gpu, n))?;
+        // Quantization writes qmk's tokens, not its padding, which the selection reads.
+        gpu.stream.memset_zeros(&mut out.qmk)?;
         self.quantize_into(gpu, q, k, &mut out)?;
         Ok(out)
     }
