@@ -84,6 +84,30 @@ fn grid_windows_assemble_without_spills() {
     }
 }
 
+/// A box of KV tiles is one flattened loop whose tile coordinates are the counter's quotient
+/// and remainder by the box's inner extent, known at run time: the lowering carries them
+/// through the loop (`llvm::carried`), so no integer division is left in a 2-D loop (after its
+/// first barrier) and a 3-D loop keeps only the remainder of a quotient; the masks are one per
+/// axis.
+#[test]
+fn box_loops_carry_their_coordinates() {
+    let axis = |size| WindowAxis { size, dilation: 1, stride: 1, causal: false };
+    let fixed = |t: [u32; 3]| t.map(Param::Fixed);
+    for (dims, q_tile, kv_tile, divisions) in [(2, [16, 8, 1], [8, 8, 1], 0), (3, [2, 8, 8], [2, 4, 4], 2)] {
+        let mut desc = desc(Visit::Window(Window { dims, axes: [axis(7); 3] }), Dtype::F16, 128);
+        desc.schedule = Schedule { q_tile: fixed(q_tile), kv_tile: fixed(kv_tile), warps: Param::Fixed(4), stages: Param::Fixed(2) };
+        let cfg = desc.default_config().unwrap();
+        for target in Target::ALL {
+            let ptx = emit(&desc, &cfg, target, Stage::Ptx).unwrap();
+            let in_loop = &ptx[ptx.find("bar.sync").expect("a barrier")..];
+            let found = in_loop.lines().filter(|l| l.contains("div.s32") || l.contains("rem.s32")).count();
+            assert_eq!(found, divisions, "{dims}-D {target}");
+            let ir = emit(&desc, &cfg, target, Stage::Ir).unwrap();
+            assert_eq!(ir.matches("mask S keep").count(), dims as usize, "{dims}-D {target}: one mask per axis");
+        }
+    }
+}
+
 /// A block-sparse visit takes its block lists as two more parameters (int32 pointers read
 /// through the non-coherent cache) and assembles without spills on both targets, with mma.sync
 /// and, on sm_90a, with wgmma.

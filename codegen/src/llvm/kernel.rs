@@ -143,6 +143,7 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
         frags: Vec::new(),
         async_proxy_reads: uses_wgmma(&program.body),
         raw_ints: None,
+        loops: Default::default(),
     };
     l.frags = program
         .frags

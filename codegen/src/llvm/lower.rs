@@ -3,6 +3,7 @@
 //! (`For`, `If`) carries every fragment through phis, so each statement lowering can treat
 //! fragments as plain values.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use inkwell::basic_block::BasicBlock;
@@ -14,6 +15,7 @@ use inkwell::values::{BasicValue, BasicValueEnum, FloatValue, FunctionValue, Int
 use inkwell::{AddressSpace, IntPredicate};
 
 use super::bitmap::BitmapCopy;
+use super::carried::LoopFrame;
 use super::select::EstimateVote;
 use super::intrinsics;
 use crate::CodegenError;
@@ -160,6 +162,8 @@ pub struct Lowerer<'ctx, 'a> {
     /// The int32 products the last int8 product left in a fragment (f32 there): a selection's
     /// estimate vote bounds its rows with them (`EstimateVote`).
     pub raw_ints: Option<(FragId, Vec<IntValue<'ctx>>)>,
+    /// The loops being lowered, innermost last (`carried`).
+    pub loops: RefCell<Vec<LoopFrame<'ctx>>>,
 }
 
 impl<'ctx, 'a> Lowerer<'ctx, 'a> {
@@ -218,7 +222,10 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
 
     pub fn expr(&self, e: &Expr) -> Res<IntValue<'ctx>> {
         match e {
-            Expr::Bin(op, a, b) => self.bin(*op, self.expr(a)?, self.expr(b)?),
+            Expr::Bin(op, a, b) => match self.carried_division(*op, a, b)? {
+                Some(v) => Ok(v),
+                None => self.bin(*op, self.expr(a)?, self.expr(b)?),
+            },
             Expr::Load(table, index) => self.load_table(*table, self.expr(index)?),
             leaf => self.leaf(leaf),
         }
@@ -467,8 +474,11 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
 
         self.b.position_at_end(body_bb);
         let vars = self.vars.clone();
+        self.loops.borrow_mut().push(LoopFrame::new(var, begin, pre, header, vars.keys().copied().collect()));
         self.vars.insert(var, jv);
         self.block(body)?;
+        let frame = self.loops.borrow_mut().pop().ok_or_else(|| CodegenError::Ir("loop frames out of step".into()))?;
+        self.close_divisions(&frame)?;
         let next = self.b.build_int_add(jv, self.i32(1), "")?;
         let latch = self.current_block()?;
         self.b.build_unconditional_branch(header)?;

@@ -14,6 +14,7 @@ pub use merge::name as merge_name;
 mod mma;
 mod quantize;
 mod sale;
+mod carried;
 mod select;
 mod softmax;
 mod standalone;

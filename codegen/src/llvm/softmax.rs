@@ -25,7 +25,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let cols = self.program.frag(frag).cols;
         let col_lane = self.b.build_int_mul(self.lane.t, self.i32(2), "")?;
         let neg_inf = self.f32(f32::NEG_INFINITY);
-        let mut memo = Memo::default();
+        let mut memo = Memo::lane_rows();
         for slab in 0..self.slabs() {
             for h in 0..2 {
                 let row = self.local_row(slab, h)?;

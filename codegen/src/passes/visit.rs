@@ -38,8 +38,18 @@ impl Tiles {
         AxisRule { axis: w.axes[a], extent: self.kv.extents[a].clone() }
     }
 
+    /// The element masks, as (keep, when) pairs: one per axis of a window (each on the tiles
+    /// partly outside along its axis, so a tile cut along one axis pays for that axis's test
+    /// alone), one for other visits.
+    fn masks(&self) -> Result<Vec<(Expr, Expr)>, String> {
+        Ok(match self.visit {
+            Visit::Window(w) => (0..self.kv.dims).map(|a| (self.axis_keep(&w, a), self.axis_partial(&w, a))).collect(),
+            _ => vec![(self.keep()?, self.partial()?)],
+        })
+    }
+
     /// Query `Row` sees key `Col` (tile-local indices; bottom-right aligned causal:
-    /// `key <= query + seq_kv - seq_q`).
+    /// `key <= query + seq_kv - seq_q`), for visits other than windows.
     fn keep(&self) -> Result<Expr, String> {
         let (row, col) = (Expr::var(Var::Row), Expr::var(Var::Col));
         let in_grid = self.kv.valid(&self.kv_origin, col.clone());
@@ -48,13 +58,16 @@ impl Tiles {
             Visit::Causal => self.causal_keep(in_grid, row, col),
             Visit::Blocks(b) if b.causal => self.causal_keep(in_grid, row, col),
             Visit::Blocks(_) => in_grid,
-            Visit::Window(w) => (0..self.kv.dims).fold(in_grid, |acc, a| {
-                let q = self.q.coord(&self.q_origin, a, row.clone());
-                let k = self.kv.coord(&self.kv_origin, a, col.clone());
-                acc.and(self.rule(&w, a).allowed(q, k))
-            }),
             _ => return Err(unsupported(self.visit)),
         })
+    }
+
+    /// Query `Row` sees key `Col` along axis `a` of a window, the key inside the grid there.
+    fn axis_keep(&self, w: &Window, a: usize) -> Expr {
+        let (row, col) = (Expr::var(Var::Row), Expr::var(Var::Col));
+        let q = self.q.coord(&self.q_origin, a, row);
+        let k = self.kv.coord(&self.kv_origin, a, col);
+        k.clone().lt(self.kv.extents[a].clone()).and(self.rule(w, a).allowed(q, k))
     }
 
     fn causal_keep(&self, in_grid: Expr, row: Expr, col: Expr) -> Expr {
@@ -80,7 +93,9 @@ impl Tiles {
         })
     }
 
-    /// The current KV tile needs the element mask iff some (row, key) pair in it is not visible.
+    /// The current KV tile needs the element mask iff some (row, key) pair in it is not visible
+    /// (for visits other than windows; a box of keys is inside every query's window iff it is
+    /// along each axis, `axis_partial`).
     fn partial(&self) -> Result<Expr, String> {
         let tile_end = |a: usize| self.kv_origin[a].clone().add(self.kv.shape[a] as i32);
         let past_end = |a: usize| self.kv.extents[a].clone().lt(tile_end(a));
@@ -93,8 +108,6 @@ impl Tiles {
                 past_end(0).or(causal_limit(self.q_origin[0].clone()).lt(tile_end(0).sub(1)))
             }
             Visit::Blocks(_) => past_end(0),
-            // A box of keys is inside every query's window iff it is along each axis.
-            Visit::Window(w) => (1..self.kv.dims).fold(self.axis_partial(&w, 0), |acc, a| acc.or(self.axis_partial(&w, a))),
             _ => return Err(unsupported(self.visit)),
         })
     }
@@ -142,11 +155,11 @@ pub fn lower(mut program: Program) -> Result<Program, String> {
     Ok(program)
 }
 
-/// Replaces the visit mask of `body` with the element mask of the visit set.
+/// Replaces the visit mask of `body` with the element masks of the visit set (`Tiles::masks`).
 fn mask(tiles: &Tiles, body: Vec<Stmt>) -> Result<Vec<Stmt>, String> {
-    let (keep, when) = (tiles.keep()?, tiles.partial()?);
+    let masks = tiles.masks()?;
     crate::passes::rewrite(body, &mut |s| match s {
-        Stmt::VisitMask { frag } => Ok(vec![Stmt::Mask { frag, keep: keep.clone(), when: when.clone() }]),
+        Stmt::VisitMask { frag } => Ok(masks.iter().map(|(keep, when)| Stmt::Mask { frag, keep: keep.clone(), when: when.clone() }).collect()),
         other => Ok(vec![other]),
     })
 }

@@ -59,14 +59,25 @@ impl AxisRule {
     pub fn allowed(&self, q: Expr, k: Expr) -> Expr {
         let d = self.d();
         if d == 1 {
-            let lg = self.extent.clone();
-            return self.start(&q, &lg).le(k.clone()).and(k.lt(self.end(&q, &lg)));
+            return self.in_window(&q, &self.extent, k);
         }
         let (gq, pq) = (q.clone().rem(d), q.div(d));
         let (gk, pk) = (k.clone().rem(d), k.div(d));
         let lg = self.group_len(gq.clone());
         let same_group = gq.clone().le(gk.clone()).and(gk.le(gq));
-        same_group.and(self.start(&pq, &lg).le(pk.clone())).and(pk.lt(self.end(&pq, &lg)))
+        same_group.and(self.in_window(&pq, &lg, pk))
+    }
+
+    /// Key position `k` lies in the window of the query at position `p`.
+    fn in_window(&self, p: &Expr, lg: &Expr, k: Expr) -> Expr {
+        let start = self.start(p, lg);
+        if self.axis.causal {
+            return start.le(k.clone()).and(k.lt(self.end(p, lg)));
+        }
+        // As an offset from the window's start, so that a kernel keeps one bound per query row
+        // live through the KV loop instead of two (`0 <= off < size` is one unsigned compare).
+        let off = k.sub(start);
+        Expr::Const(0).le(off.clone()).and(off.lt(self.axis.size as i32))
     }
 
     /// The KV tiles `[begin, end)` along this axis (indices among `kv`'s tiles) holding the
