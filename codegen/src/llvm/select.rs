@@ -164,11 +164,10 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// A selection's product, int8 estimate, mask and vote (`EstimateVote`), lowered together
     /// so that the columns' values load before the product (whose latency hides theirs) and
     /// warps none of whose rows can reach their thresholds skip the per-element work; the vote
-    /// is the same. The bound: for a lane's row with `a = row_scale · col_scale ≥ 0` (the lane's
-    /// one column scale), its largest int32 product `M` and its columns' largest bias `b_max`,
-    /// every estimate `fma(s, a, b)` of the row is at most `fma(M, a, b_max)`, since
-    /// `s·a + b ≤ M·a + b_max` and rounding to nearest is monotone. Masked elements only loosen
-    /// it. A NaN or infinite input makes the bound NaN or +inf: then the warp computes.
+    /// is the same. The bound (`semantics::select::bound`): a lane's row, with the lane's one
+    /// column scale, its largest int32 product and its columns' largest bias, bounds every
+    /// estimate of the row. Masked elements only loosen it. A NaN or infinite input makes the
+    /// bound NaN or +inf: then the warp computes.
     pub fn estimate_vote(&mut self, product: &Stmt, run: &EstimateVote<'_>) -> Res<()> {
         let scale = self.lane_scale(run.col_scale)?;
         let bias = self.lane_columns(run.col_bias, self.program.frag(run.s).cols)?;
@@ -215,7 +214,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let m = self.b.build_signed_int_to_float(m, f32t, "")?;
                 let mut e = Emit::new(self);
                 let row_a = e.mul(rs, scale);
-                let bound = e.fma(m, row_a, b_max);
+                let bound = select::bound(&mut e, m, rs, scale, b_max);
                 e.finish()?;
                 // Unordered: NaN bounds, or a NaN or negative scale product, compute.
                 let reach = self.b.build_float_compare(FloatPredicate::UGE, bound, threshold, "")?;
