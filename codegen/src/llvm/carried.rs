@@ -89,7 +89,11 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let entry = preheader.get_terminator().ok_or_else(|| CodegenError::Llvm("loop preheader without a branch".into()))?;
         self.b.position_before(&entry);
         let n = self.expr(divisor)?;
-        let (q0, r0) = (self.bin(BinOp::Div, begin, n)?, self.bin(BinOp::Rem, begin, n)?);
+        // Divided before the loop, where n may be 0 (a loop that does not run); LLVM may assume
+        // a divisor is not 0, so divide by 1 then.
+        let zero = self.b.build_int_compare(IntPredicate::EQ, n, self.i32(0), "")?;
+        let safe = self.b.build_select(zero, self.i32(1), n, "")?.into_int_value();
+        let (q0, r0) = (self.bin(BinOp::Div, begin, safe)?, self.bin(BinOp::Rem, begin, safe)?);
         match header.get_first_instruction() {
             Some(first) => self.b.position_before(&first),
             None => self.b.position_at_end(header),
