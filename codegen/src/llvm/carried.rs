@@ -3,9 +3,10 @@
 //! prefetch's `(j + S - 1) / n`; `n` is fixed for the loop but known only at run time, so each
 //! would be a full integer division per iteration. Instead the quotient and remainder of `j`
 //! are carried through the loop (one compare and two selects per iteration) and those of
-//! `j + c` stepped from them.
+//! `j + c` stepped from them. Like every IR division (`ir::expr::apply`), these divide
+//! non-negative values: a loop counter from a non-negative start.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use inkwell::IntPredicate;
 use inkwell::basic_block::BasicBlock;
@@ -21,8 +22,9 @@ pub struct LoopFrame<'ctx> {
     begin: IntValue<'ctx>,
     preheader: BasicBlock<'ctx>,
     header: BasicBlock<'ctx>,
-    /// The variables bound before the loop: a divisor reading only these is loop-invariant.
-    outer: HashSet<Var>,
+    /// The variables bound before the loop, with their values then: a divisor reading only
+    /// these, still bound to the same values, is loop-invariant and can be emitted before it.
+    outer: HashMap<Var, IntValue<'ctx>>,
     divisions: Vec<Carried<'ctx>>,
 }
 
@@ -35,7 +37,7 @@ struct Carried<'ctx> {
 }
 
 impl<'ctx> LoopFrame<'ctx> {
-    pub fn new(var: Var, begin: IntValue<'ctx>, preheader: BasicBlock<'ctx>, header: BasicBlock<'ctx>, outer: HashSet<Var>) -> Self {
+    pub fn new(var: Var, begin: IntValue<'ctx>, preheader: BasicBlock<'ctx>, header: BasicBlock<'ctx>, outer: HashMap<Var, IntValue<'ctx>>) -> Self {
         LoopFrame { var, begin, preheader, header, outer, divisions: Vec::new() }
     }
 }
@@ -60,7 +62,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 _ => return Ok(None),
             };
             // A constant divisor is a shift or a multiply already.
-            if matches!(b, Expr::Const(_)) || !invariant(b, &frame.outer) {
+            if matches!(b, Expr::Const(_)) || !invariant(b, &frame.outer, &self.vars) {
                 return Ok(None);
             }
             let found = frame.divisions.iter().find(|d| d.divisor == *b).map(|d| (d.q, d.r, d.n));
@@ -102,6 +104,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let (q, r) = (self.b.build_phi(i32t, "")?, self.b.build_phi(i32t, "")?);
         q.add_incoming(&[(&q0, preheader)]);
         r.add_incoming(&[(&r0, preheader)]);
+        // The lowering only ever appends to its current block, so its end is where it was.
         self.b.position_at_end(here);
         Ok(Carried { divisor: divisor.clone(), n, q, r })
     }
@@ -127,13 +130,13 @@ impl<'ctx> Lowerer<'ctx, '_> {
     }
 }
 
-/// Whether `e` reads only `outer` variables (and no table, which a loop may index by its
-/// counter).
-fn invariant(e: &Expr, outer: &HashSet<Var>) -> bool {
+/// Whether `e` reads only variables bound before the loop and still bound to those values in
+/// `vars` (and no table, which a loop may index by its counter).
+fn invariant<'ctx>(e: &Expr, outer: &HashMap<Var, IntValue<'ctx>>, vars: &HashMap<Var, IntValue<'ctx>>) -> bool {
     match e {
         Expr::Const(_) => true,
-        Expr::Var(v) => outer.contains(v),
-        Expr::Bin(_, a, b) => invariant(a, outer) && invariant(b, outer),
+        Expr::Var(v) => outer.get(v).is_some_and(|x| vars.get(v) == Some(x)),
+        Expr::Bin(_, a, b) => invariant(a, outer, vars) && invariant(b, outer, vars),
         Expr::Load(..) => false,
     }
 }

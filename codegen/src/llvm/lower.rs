@@ -474,7 +474,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
 
         self.b.position_at_end(body_bb);
         let vars = self.vars.clone();
-        self.loops.borrow_mut().push(LoopFrame::new(var, begin, pre, header, vars.keys().copied().collect()));
+        self.loops.borrow_mut().push(LoopFrame::new(var, begin, pre, header, vars.clone()));
         self.vars.insert(var, jv);
         self.block(body)?;
         let frame = self.loops.borrow_mut().pop().ok_or_else(|| CodegenError::Ir("loop frames out of step".into()))?;

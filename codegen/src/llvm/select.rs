@@ -142,6 +142,9 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// read without bounds, so past the valid rows they are whatever the padded allocation
     /// holds there (`SCALE_PARAMS`); the mask hides those columns.
     fn lane_columns(&mut self, src: &GlobalTile, cols: u32) -> Res<Vec<FloatValue<'ctx>>> {
+        if cols as usize > super::QMK_PAD + 1 {
+            return Err(CodegenError::Ir(format!("{cols} columns read past a tensor padded by {} values", super::QMK_PAD)));
+        }
         let origin = consecutive_origin(&src.token).ok_or_else(|| {
             CodegenError::Ir(format!("{}: column values need consecutive tokens, got {}", src.tensor.name(), src.token))
         })?;
@@ -166,8 +169,10 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// warps none of whose rows can reach their thresholds skip the per-element work; the vote
     /// is the same. The bound (`semantics::select::bound`): a lane's row, with the lane's one
     /// column scale, its largest int32 product and its columns' largest bias, bounds every
-    /// estimate of the row. Masked elements only loosen it. A NaN or infinite input makes the
-    /// bound NaN or +inf: then the warp computes.
+    /// estimate of the row. Masked elements only loosen it. The largest bias ignores NaN biases
+    /// (their elements never pass); a NaN scale, a NaN threshold, or biases that are all NaN make
+    /// the bound or the compare unordered, and an infinite input makes the bound ±inf: the
+    /// unordered `>=` sends such warps down the exact path, which decides as the interpreter.
     pub fn estimate_vote(&mut self, product: &Stmt, run: &EstimateVote<'_>) -> Res<()> {
         let scale = self.lane_scale(run.col_scale)?;
         let bias = self.lane_columns(run.col_bias, self.program.frag(run.s).cols)?;

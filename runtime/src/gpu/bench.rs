@@ -305,8 +305,8 @@ pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: Benc
     let (mut ws, select) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
-            let timing = Err(e.to_string());
-            return Ok(vec![Measurement { kernel: format!("{}:{name}", desc.name), shape, config, timing, flops, density: None, useful: None }]);
+            let row = |tau: &f64| Measurement { kernel: format!("{}:{name}@{tau}", desc.name), shape, config, timing: Err(e.to_string()), flops, density: None, useful: None };
+            return Ok(taus.iter().map(row).collect());
         }
     };
     let mut rows = Vec::new();

@@ -110,7 +110,9 @@ impl DeviceQuantized {
             k8: codes(n.k)?,
             q_scale: floats(n.q_rows)?,
             k_scale: floats(n.k_rows)?,
-            // The selection reads a tile's corrections without bounds (`QMK_PAD`).
+            // The selection reads a tile's corrections without bounds (`QMK_PAD`); the padding
+            // holds what the allocation was filled with (NaN when poisoned, zeros in
+            // `quantize`), which only masked columns see.
             qmk: floats(n.qmk + tessera_codegen::QMK_PAD)?,
             qk_mean: floats(n.q_rows)?,
             q_mean: floats(n.q_mean)?,
