@@ -142,7 +142,6 @@ pub fn lower<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, program: &Program)
         vars,
         frags: Vec::new(),
         async_proxy_reads: uses_wgmma(&program.body),
-        raw_ints: None,
         loops: Default::default(),
     };
     l.frags = program

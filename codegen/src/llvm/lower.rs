@@ -16,10 +16,11 @@ use inkwell::{AddressSpace, IntPredicate};
 
 use super::bitmap::BitmapCopy;
 use super::carried::LoopFrame;
+use super::mma::Int32Products;
 use super::select::EstimateVote;
 use super::intrinsics;
 use crate::CodegenError;
-use crate::ir::{BinOp, CopyEngine, Expr, FragId, MmaEngine, Program, Stmt, Table, Var};
+use crate::ir::{BinOp, CopyEngine, Expr, MmaEngine, Program, Stmt, Table, Var};
 
 pub type Res<T> = Result<T, CodegenError>;
 
@@ -159,9 +160,6 @@ pub struct Lowerer<'ctx, 'a> {
     /// Whether products read shared memory through the async proxy (wgmma), so that copies
     /// that land must be fenced for it.
     pub async_proxy_reads: bool,
-    /// The int32 products the last int8 product left in a fragment (f32 there): a selection's
-    /// estimate vote bounds its rows with them (`EstimateVote`).
-    pub raw_ints: Option<(FragId, Vec<IntValue<'ctx>>)>,
     /// The loops being lowered, innermost last (`carried`).
     pub loops: RefCell<Vec<LoopFrame<'ctx>>>,
 }
@@ -337,6 +335,15 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
         if rest[..n].iter().any(|s| matches!(s, Stmt::Mma { .. })) { n } else { 0 }
     }
 
+    /// A `Stmt::Mma`, with its int32 products where its operands are int8 codes.
+    pub(super) fn product(&mut self, s: &Stmt) -> Res<Int32Products<'ctx>> {
+        match s {
+            Stmt::Mma { acc, a, b, engine: MmaEngine::MmaSync } => self.mma(*acc, a, b),
+            Stmt::Mma { acc, a, b, engine: MmaEngine::Wgmma } => self.wgmma(*acc, a, b),
+            other => Err(CodegenError::Ir(format!("not a product: {other:?}"))),
+        }
+    }
+
     pub(super) fn stmt(&mut self, s: &Stmt) -> Res<()> {
         match s {
             Stmt::Let { var, value } => {
@@ -362,8 +369,9 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 let v = self.f32(*value).as_basic_value_enum();
                 self.frags[frag.0].iter_mut().for_each(|x| *x = v);
             }
-            Stmt::Mma { acc, a, b, engine: MmaEngine::MmaSync } => self.mma(*acc, a, b)?,
-            Stmt::Mma { acc, a, b, engine: MmaEngine::Wgmma } => self.wgmma(*acc, a, b)?,
+            Stmt::Mma { .. } => {
+                self.product(s)?;
+            }
             Stmt::Mask { frag, keep, when } => {
                 let when = self.cond(when)?;
                 self.if_then(when, |l| l.mask(*frag, keep))?;
@@ -409,8 +417,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
     /// Runs `then` under `cond`; fragments it changes are merged with phis. Variables bound
     /// inside stay inside.
     pub fn if_then(&mut self, cond: IntValue<'ctx>, then: impl FnOnce(&mut Self) -> Res<()>) -> Res<()> {
-        let unit = self.ctx.bool_type().const_zero();
-        self.if_then_value(cond, unit, |l| then(l).map(|()| unit)).map(|_| ())
+        self.guarded(cond, |l| then(l).map(|()| Vec::new())).map(|_| ())
     }
 
     /// As `if_then`, with the value `then` returns, or `otherwise` where `cond` is false.
@@ -420,12 +427,23 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
         otherwise: IntValue<'ctx>,
         then: impl FnOnce(&mut Self) -> Res<IntValue<'ctx>>,
     ) -> Res<IntValue<'ctx>> {
+        let merged = self.guarded(cond, |l| Ok(vec![(otherwise, then(l)?)]))?;
+        merged.first().copied().ok_or_else(|| CodegenError::Llvm("a guarded value was not merged".into()))
+    }
+
+    /// The branch of `if_then`: `then` returns pairs (value where `cond` is false, value it
+    /// computed), each merged with a phi.
+    fn guarded(
+        &mut self,
+        cond: IntValue<'ctx>,
+        then: impl FnOnce(&mut Self) -> Res<Vec<(IntValue<'ctx>, IntValue<'ctx>)>>,
+    ) -> Res<Vec<IntValue<'ctx>>> {
         let entry = self.current_block()?;
         let (then_bb, merge_bb) = (self.append_block("then"), self.append_block("endif"));
         self.b.build_conditional_branch(cond, then_bb, merge_bb)?;
         self.b.position_at_end(then_bb);
         let (vars, before) = (self.vars.clone(), self.frags.clone());
-        let value = then(self)?;
+        let values = then(self)?;
         let then_end = self.current_block()?;
         self.b.build_unconditional_branch(merge_bb)?;
         self.b.position_at_end(merge_bb);
@@ -440,12 +458,14 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 }
             }
         }
-        if value == otherwise {
-            return Ok(value);
-        }
-        let phi = self.b.build_phi(value.get_type(), "")?;
-        phi.add_incoming(&[(&otherwise, entry), (&value, then_end)]);
-        Ok(phi.as_basic_value().into_int_value())
+        values
+            .into_iter()
+            .map(|(otherwise, value)| {
+                let phi = self.b.build_phi(value.get_type(), "")?;
+                phi.add_incoming(&[(&otherwise, entry), (&value, then_end)]);
+                Ok(phi.as_basic_value().into_int_value())
+            })
+            .collect()
     }
 
     /// `for var in begin..end`, every fragment carried through a phi.

@@ -30,6 +30,10 @@ enum ASource<'ctx> {
     Frag(FragId),
 }
 
+/// The int32 accumulators an int8 product left (as f32) in its fragment, in its register
+/// order; None for other products.
+pub type Int32Products<'ctx> = Option<Vec<IntValue<'ctx>>>;
+
 impl<'ctx> Lowerer<'ctx, '_> {
     fn shared_operand(&self, buf: BufId, stage: &Expr, role: LdmatrixRole) -> Res<SharedOperand<'ctx>> {
         let sb = self.program.shared(buf);
@@ -101,7 +105,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(())
     }
 
-    pub fn mma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Res<()> {
+    /// `acc += a · b` with mma.sync; for int8 codes, also the int32 products (`Int32Products`).
+    pub fn mma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Res<Int32Products<'ctx>> {
         let n = self.program.frag(acc).cols;
         let Operand::Shared { buf: b_buf, stage: b_stage, kn } = b else {
             return Err(CodegenError::Ir("mma: B must be a shared tile".into()));
@@ -161,17 +166,15 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 }
             }
         }
-        if int8 {
-            self.int_accumulators_to_f32(acc)?;
-        }
-        Ok(())
+        if int8 { self.int_accumulators_to_f32(acc) } else { Ok(None) }
     }
 
     /// The int32 accumulators of `acc` as f32, exactly: a dot product of at most 256 int8 codes
     /// has |s| ≤ 2²², and for those `bits(s + 0x4B40_0000) − 1.5·2²³` is `s` (the sum lands in
     /// [2²³, 2²⁴], where f32 steps by 1). An integer add and a float add run at full rate, where
     /// `cvt.rn.f32.s32` runs at a quarter and was the int8 selection's largest cost per element.
-    pub(super) fn int_accumulators_to_f32(&mut self, acc: FragId) -> Res<()> {
+    /// Returns the int32 values, which a selection's estimate vote bounds its rows with.
+    pub(super) fn int_accumulators_to_f32(&mut self, acc: FragId) -> Res<Int32Products<'ctx>> {
         const MAGIC_BITS: u64 = 0x4B40_0000;
         const MAGIC: f32 = 12_582_912.0;
         if self.program.head_dim > 256 {
@@ -179,12 +182,12 @@ impl<'ctx> Lowerer<'ctx, '_> {
         }
         let (i32t, f32t) = (self.ctx.i32_type(), self.ctx.f32_type());
         let (bits, magic) = (i32t.const_int(MAGIC_BITS, false), f32t.const_float(MAGIC as f64));
-        self.raw_ints = Some((acc, self.frags[acc.0].iter().map(|v| v.into_int_value()).collect()));
-        for v in self.frags[acc.0].iter_mut() {
-            let shifted = self.b.build_int_add(v.into_int_value(), bits, "")?;
+        let ints: Vec<IntValue<'ctx>> = self.frags[acc.0].iter().map(|v| v.into_int_value()).collect();
+        for (v, &int) in self.frags[acc.0].iter_mut().zip(&ints) {
+            let shifted = self.b.build_int_add(int, bits, "")?;
             let float = self.b.build_bit_cast(shifted, f32t, "")?.into_float_value();
             *v = self.b.build_float_sub(float, magic, "")?.into();
         }
-        Ok(())
+        Ok(Some(ints))
     }
 }

@@ -16,26 +16,27 @@ use crate::semantics::{Arith, select};
 impl<'ctx> Lowerer<'ctx, '_> {
     /// `frag`'s two rows per slab from `src` (one f32 per row), `pad` for rows outside the grid.
     pub fn load_rows(&mut self, frag: FragId, src: &GlobalTile, pad: f32) -> Res<()> {
-        let (ptr, _, _) = self.tensor(src.tensor)?;
-        let head_rows = self.head_rows(src)?;
-        let f32t = self.ctx.f32_type();
         let mut memo = Memo::default();
         for slab in 0..self.slabs() {
             for h in 0..2 {
                 let row = self.local_row(slab, h)?;
-                let (token, inside) = self.row_token(src, row, &mut memo)?;
-                let at = (slab * 2 + h) as usize;
-                self.frags[frag.0][at] = self.f32(pad).into();
-                self.if_then(inside, |l| {
-                    let index = l.b.build_int_add(head_rows, l.b.build_int_s_extend(token, l.ctx.i64_type(), "")?, "")?;
-                    let bytes = l.b.build_int_mul(index, l.ctx.i64_type().const_int(4, false), "")?;
-                    let p = l.byte_ptr(ptr, bytes)?;
-                    l.frags[frag.0][at] = super::lower::load_aligned(&l.b, f32t.into(), p, 4)?;
-                    Ok(())
-                })?;
+                self.frags[frag.0][(slab * 2 + h) as usize] = self.row_value(src, row, pad, &mut memo)?.into();
             }
         }
         Ok(())
+    }
+
+    /// The f32 of `src`'s tile row `row`, `pad` past its valid rows (read at row 0 instead,
+    /// so that the load needs no branch).
+    fn row_value(&mut self, src: &GlobalTile, row: IntValue<'ctx>, pad: f32, memo: &mut Memo<'ctx>) -> Res<FloatValue<'ctx>> {
+        let (ptr, _, _) = self.tensor(src.tensor)?;
+        let head_rows = self.head_rows(src)?;
+        let (token, inside) = self.row_token(src, row, memo)?;
+        let safe = self.b.build_select(inside, token, self.i32(0), "")?.into_int_value();
+        let index = self.b.build_int_add(head_rows, self.b.build_int_s_extend(safe, self.ctx.i64_type(), "")?, "")?;
+        let bytes = self.b.build_int_mul(index, self.ctx.i64_type().const_int(4, false), "")?;
+        let v = super::lower::load_aligned(&self.b, self.ctx.f32_type().into(), self.byte_ptr(ptr, bytes)?, 4)?.into_float_value();
+        Ok(self.b.build_select(inside, v, self.f32(pad), "")?.into_float_value())
     }
 
     /// `rows = θ / scale − bias` for each of the lane's rows (`Stmt::Threshold`).
@@ -106,11 +107,12 @@ impl<'ctx> Lowerer<'ctx, '_> {
         for slab in 0..self.slabs() {
             for h in 0..2 {
                 let rs = self.frags[row_scale.0][(slab * 2 + h) as usize].into_float_value();
+                let pair = select::pair_scale(&mut a, rs, scale);
                 for nt in 0..cols / 8 {
                     for j in 0..2 {
                         let i = self.acc_index(cols, slab, nt, 2 * h + j);
                         let c = (nt * 2 + j) as usize;
-                        out.push((i, select::estimate(&mut a, self.frags[s.0][i].into_float_value(), rs, scale, bias[c])));
+                        out.push((i, select::estimate(&mut a, self.frags[s.0][i].into_float_value(), pair, bias[c])));
                     }
                 }
             }
@@ -126,15 +128,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// holds in every n8 tile of a block, so the scale of its first column (2·t), 0 if that
     /// column is past the tile's valid rows.
     fn lane_scale(&mut self, src: &GlobalTile) -> Res<FloatValue<'ctx>> {
-        let (ptr, _, _) = self.tensor(src.tensor)?;
-        let head_rows = self.head_rows(src)?;
         let col = self.b.build_int_mul(self.lane.t, self.i32(2), "")?;
-        let (token, inside) = self.row_token(src, col, &mut Memo::default())?;
-        let safe = self.b.build_select(inside, token, self.i32(0), "")?.into_int_value();
-        let index = self.b.build_int_add(head_rows, self.b.build_int_s_extend(safe, self.ctx.i64_type(), "")?, "")?;
-        let bytes = self.b.build_int_mul(index, self.ctx.i64_type().const_int(4, false), "")?;
-        let v = super::lower::load_aligned(&self.b, self.ctx.f32_type().into(), self.byte_ptr(ptr, bytes)?, 4)?.into_float_value();
-        Ok(self.b.build_select(inside, v, self.f32(0.0), "")?.into_float_value())
+        self.row_value(src, col, 0.0, &mut Memo::default())
     }
 
     /// The lane's columns of `src` (two per n8 tile, `2·t + 8·nt + j`), read from one address
@@ -176,11 +171,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
     pub fn estimate_vote(&mut self, product: &Stmt, run: &EstimateVote<'_>) -> Res<()> {
         let scale = self.lane_scale(run.col_scale)?;
         let bias = self.lane_columns(run.col_bias, self.program.frag(run.s).cols)?;
-        self.raw_ints = None;
-        self.stmt(product)?;
-        let raw = match self.raw_ints.take() {
-            Some((frag, raw)) if frag == run.s => raw,
-            _ => return Err(CodegenError::Ir("an estimate vote follows a product without int32 accumulators".into())),
+        let Some(raw) = self.product(product)? else {
+            return Err(CodegenError::Ir("an estimate vote follows a product without int32 accumulators".into()));
         };
         let maybe = self.may_pass(run, &raw, scale, &bias)?;
         let warp_maybe = self.call_value("llvm.nvvm.vote.any.sync", &[], &[self.i32(-1).into(), maybe.into()])?.into_int_value();
@@ -218,12 +210,12 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let threshold = self.frags[run.rows.0][at].into_float_value();
                 let m = self.b.build_signed_int_to_float(m, f32t, "")?;
                 let mut e = Emit::new(self);
-                let row_a = e.mul(rs, scale);
-                let bound = select::bound(&mut e, m, rs, scale, b_max);
+                let pair = select::pair_scale(&mut e, rs, scale);
+                let bound = select::bound(&mut e, m, pair, b_max);
                 e.finish()?;
                 // Unordered: NaN bounds, or a NaN or negative scale product, compute.
                 let reach = self.b.build_float_compare(FloatPredicate::UGE, bound, threshold, "")?;
-                let unsigned = self.b.build_float_compare(FloatPredicate::ULT, row_a, self.f32(0.0), "")?;
+                let unsigned = self.b.build_float_compare(FloatPredicate::ULT, pair, self.f32(0.0), "")?;
                 maybe = self.b.build_or(maybe, self.b.build_or(reach, unsigned, "")?, "")?;
             }
         }

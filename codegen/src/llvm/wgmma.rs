@@ -13,6 +13,7 @@ use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, IntValue};
 use tessera_desc::Dtype;
 
 use super::layout::BLOCK_ROW_BYTES;
+use super::mma::Int32Products;
 use super::lower::{Lowerer, Res};
 use crate::CodegenError;
 use crate::ir::{BufId, Expr, FragId, Operand, Operands};
@@ -158,7 +159,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
 
     /// `acc += a · b` with wgmma: one warpgroup instruction per (slab, k16 step), all in one
     /// commit group that completes before the fragments are used.
-    pub fn wgmma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Res<()> {
+    pub fn wgmma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Res<Int32Products<'ctx>> {
         let n = self.program.frag(acc).cols;
         let Operand::Shared { buf: b_buf, stage: b_stage, kn } = b else {
             return Err(CodegenError::Ir("wgmma: B must be a shared tile".into()));
@@ -237,10 +238,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         self.call("llvm.nvvm.wgmma.commit_group.sync.aligned", &[], &[])?;
         let none_pending = self.ctx.i64_type().const_zero().into();
         self.call("llvm.nvvm.wgmma.wait_group.sync.aligned", &[], &[none_pending])?;
-        if int8 {
-            self.int_accumulators_to_f32(acc)?;
-        }
-        Ok(())
+        if int8 { self.int_accumulators_to_f32(acc) } else { Ok(None) }
     }
 
     /// `values` passed through one empty `asm volatile` (CUTLASS's `warpgroup_fence_operand`):

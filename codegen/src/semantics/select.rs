@@ -13,20 +13,25 @@ pub fn threshold<A: Arith>(a: &mut A, theta: A::F, scale: A::F, bias: A::F) -> A
     a.sub(t, bias)
 }
 
-/// SALE's estimate from an int32 dot product `s` of int8 codes (exactly an f32):
-/// `s · (row_scale · col_scale) + col_bias`, one rounding for the product and one for the fma.
-pub fn estimate<A: Arith>(a: &mut A, s: A::F, row_scale: A::F, col_scale: A::F, col_bias: A::F) -> A::F {
-    let scale = a.mul(row_scale, col_scale);
+/// The product scale of an estimate's row and column, `row_scale · col_scale` (one rounding),
+/// shared by every element of a row where the column scale is the lane's.
+pub fn pair_scale<A: Arith>(a: &mut A, row_scale: A::F, col_scale: A::F) -> A::F {
+    a.mul(row_scale, col_scale)
+}
+
+/// SALE's estimate from an int32 dot product `s` of int8 codes (exactly an f32) at its
+/// `pair_scale`: `s · scale + col_bias`, one rounding for the fma.
+pub fn estimate<A: Arith>(a: &mut A, s: A::F, scale: A::F, col_bias: A::F) -> A::F {
     a.fma(s, scale, col_bias)
 }
 
-/// A bound on `estimate(s, row_scale, col_scale, b)` over elements whose int32 products are at
-/// most `s_max` and whose biases are at most `b_max`, for `row_scale · col_scale ≥ 0`: then
-/// `s·a + b ≤ s_max·a + b_max`, and rounding to nearest is monotone, so the rounded estimate is
-/// at most this, exactly. Where no row's bound reaches its threshold, no element can pass, and
-/// the kernel skips the elements (`llvm::select`).
-pub fn bound<A: Arith>(a: &mut A, s_max: A::F, row_scale: A::F, col_scale: A::F, b_max: A::F) -> A::F {
-    estimate(a, s_max, row_scale, col_scale, b_max)
+/// A bound on `estimate(s, scale, b)` over elements whose int32 products are at most `s_max`
+/// and whose biases are at most `b_max`, for `scale ≥ 0`: then `s·scale + b ≤ s_max·scale +
+/// b_max`, and rounding to nearest is monotone, so the rounded estimate is at most this,
+/// exactly. Where no row's bound reaches its threshold, no element can pass, and the kernel
+/// skips the elements (`llvm::select`).
+pub fn bound<A: Arith>(a: &mut A, s_max: A::F, scale: A::F, b_max: A::F) -> A::F {
+    estimate(a, s_max, scale, b_max)
 }
 
 /// Whether a row whose scores have the maximum `row_max` keeps its tile under the row's
@@ -55,9 +60,10 @@ mod tests {
             let a = &mut F32;
             let s_max = row.iter().map(|&(s, _)| s).max().unwrap() as f32;
             let b_max = row.iter().map(|&(_, b)| b).fold(f32::NEG_INFINITY, f32::max);
-            let bound = bound(a, s_max, row_scale, col_scale, b_max);
+            let scale = pair_scale(a, row_scale, col_scale);
+            let bound = bound(a, s_max, scale, b_max);
             for &(s, b) in &row {
-                let e = estimate(a, s as f32, row_scale, col_scale, b);
+                let e = estimate(a, s as f32, scale, b);
                 prop_assert!(e <= bound, "estimate {e} of ({s}, {b}) over the bound {bound}");
             }
         }

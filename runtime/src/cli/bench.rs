@@ -13,7 +13,7 @@ use super::{config_of, find_kernel};
 use super::table::Table;
 use crate::Error;
 use crate::gpu::Gpu;
-use crate::gpu::bench::{BenchShape, Measurement, SelectionInputs, bench_attention, bench_selection, default_reps};
+use crate::gpu::bench::{BenchShape, Measurement, BenchInputs, bench_attention, bench_selection, default_reps};
 use tessera_codegen::ir::select::Scores;
 
 #[derive(Debug, clap::Args)]
@@ -157,7 +157,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
                 if args.tau.is_empty() || density.is_none() {
                     return Ok(measured);
                 }
-                let inputs = if args.structured { SelectionInputs::structured(&gpu, desc, shape)? } else { SelectionInputs::uniform(&gpu, desc, shape)? };
+                let inputs = if args.structured { BenchInputs::structured(&gpu, desc, shape)? } else { BenchInputs::uniform(&gpu, desc, shape)? };
                 // After the kernel's rows, so that each kernel's rows stay together.
                 let configs: Vec<Config> = measured.iter().map(|m| m.config).collect();
                 let mut rows = measured;

@@ -188,15 +188,8 @@ pub fn bench_attention(
             desc.name
         )));
     }
-    let d = desc.head_dim as usize;
-    let dims = [shape.batch, shape.heads, shape.seq, d];
-    let n: usize = dims.iter().product();
-    let mut seed = shape.seq as u64;
-    let mut input = || {
-        seed += 1;
-        DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, seed))
-    };
-    let (q, k, v) = (input()?, input()?, input()?);
+    let dims = bench_dims(desc, shape);
+    let BenchInputs { q, k, v } = BenchInputs::uniform(gpu, desc, shape)?;
     let mut o = DeviceTensor::poisoned(gpu, desc.dtype, dims)?;
     let flops = attention_flops(desc, shape.batch, shape.heads, shape.seq, shape.seq, shape.extents());
 
@@ -247,37 +240,37 @@ pub fn bench_attention(
     Ok(out)
 }
 
-/// The Q, K and V a selection benchmark runs on: `[batch, heads, seq, D]` each.
-pub struct SelectionInputs {
+/// The Q, K and V a benchmark runs on: `[batch, heads, seq, D]` each.
+pub struct BenchInputs {
     q: DeviceTensor,
     k: DeviceTensor,
     v: DeviceTensor,
 }
 
-impl SelectionInputs {
-    /// The uniform inputs `bench_attention` uses: near-uniform attention, so a selection keeps
-    /// almost every tile at any useful τ (its slowest case).
+impl BenchInputs {
+    /// Uniform values, seeded by the sequence length: near-uniform attention, so a selection
+    /// keeps almost every tile at any useful τ (its slowest case).
     pub fn uniform(gpu: &Gpu, desc: &KernelDesc, shape: BenchShape) -> Result<Self, GpuError> {
-        let dims = selection_dims(desc, shape);
+        let dims = bench_dims(desc, shape);
         let n: usize = dims.iter().product();
         let input = |seed: u64| DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, shape.seq as u64 + seed));
-        Ok(SelectionInputs { q: input(1)?, k: input(2)?, v: input(3)? })
+        Ok(BenchInputs { q: input(1)?, k: input(2)?, v: input(3)? })
     }
 
     /// SALE's structured long-context inputs (`reference::structured`: local patterns, a sink,
     /// planted retrievals; seed 1), whose attention concentrates as real prompts' does, so that
     /// a selection keeps what τ asks for.
     pub fn structured(gpu: &Gpu, desc: &KernelDesc, shape: BenchShape) -> Result<Self, GpuError> {
-        let dims = selection_dims(desc, shape);
+        let dims = bench_dims(desc, shape);
         let [batch, heads, seq, head_dim] = dims;
         let problem = Shape { batch, heads, kv_heads: heads, seq_q: seq, seq_kv: seq, head_dim };
         let x = structured_inputs(&problem, 1).map_err(GpuError::Invalid)?;
         let upload = |v: &[f64]| DeviceTensor::from_f32(gpu, desc.dtype, dims, &v.iter().map(|&x| x as f32).collect::<Vec<_>>());
-        Ok(SelectionInputs { q: upload(&x.q)?, k: upload(&x.k)?, v: upload(&x.v)? })
+        Ok(BenchInputs { q: upload(&x.q)?, k: upload(&x.k)?, v: upload(&x.v)? })
     }
 }
 
-fn selection_dims(desc: &KernelDesc, shape: BenchShape) -> [usize; 4] {
+fn bench_dims(desc: &KernelDesc, shape: BenchShape) -> [usize; 4] {
     [shape.batch, shape.heads, shape.seq, desc.head_dim as usize]
 }
 
@@ -289,9 +282,9 @@ fn selection_dims(desc: &KernelDesc, shape: BenchShape) -> [usize; 4] {
 /// estimate, a last row times the quantization of Q and K alone (`<kernel>:quantize`, no
 /// FLOPs), the part of the selection the exact scores do without.
 #[allow(clippy::too_many_arguments)]
-pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, inputs: &SelectionInputs, (taus, scores): (&[f64], Scores), warmup: usize, reps: usize) -> Result<Vec<Measurement>, GpuError> {
-    let dims = selection_dims(desc, shape);
-    let SelectionInputs { q, k, v } = inputs;
+pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, inputs: &BenchInputs, (taus, scores): (&[f64], Scores), warmup: usize, reps: usize) -> Result<Vec<Measurement>, GpuError> {
+    let dims = bench_dims(desc, shape);
+    let BenchInputs { q, k, v } = inputs;
     let causal = tessera_desc::KernelDesc { visit: Visit::Causal, ..*desc };
     let flops = attention_flops(&causal, shape.batch, shape.heads, shape.seq, shape.seq, shape.extents()) / 2.0;
     let name = match scores {

@@ -181,7 +181,8 @@ impl Quantizer {
         let shape = self.shape(q, k)?;
         let mut out = DeviceQuantized::with_arrays(&shape, block, |n| output(gpu, n), |n| output(gpu, n))?;
         // Quantization writes qmk's tokens, not its padding, which the selection reads.
-        gpu.stream.memset_zeros(&mut out.qmk)?;
+        let tokens = lengths(&shape).qmk;
+        gpu.stream.memset_zeros(&mut out.qmk.slice_mut(tokens..))?;
         self.quantize_into(gpu, q, k, &mut out)?;
         Ok(out)
     }

@@ -1,7 +1,7 @@
 //! The launch API's tuned entry points: the stored winner for the problem, tuning on first use
 //! when enabled, the kernel's default config otherwise.
 
-use tessera_desc::KernelDesc;
+use tessera_desc::{Config, KernelDesc};
 
 use super::{Attention, Gpu, MustafarDecode};
 use crate::tune::{self, Policy, Problem, Store, TuneError};
@@ -18,8 +18,7 @@ impl Attention {
         problem: &Problem,
         policy: Policy,
     ) -> Result<Attention, TuneError> {
-        let choice = tune::choose(gpu, desc, problem, policy, &Store::from_env())?;
-        Ok(Attention::load(gpu, desc, &choice.config)?)
+        Ok(Attention::load(gpu, desc, &chosen(gpu, desc, problem, policy)?)?)
     }
 }
 
@@ -33,7 +32,11 @@ impl MustafarDecode {
         problem: &Problem,
         policy: Policy,
     ) -> Result<MustafarDecode, TuneError> {
-        let choice = tune::choose(gpu, desc, problem, policy, &Store::from_env())?;
-        Ok(MustafarDecode::load(gpu, desc, &choice.config)?)
+        Ok(MustafarDecode::load(gpu, desc, &chosen(gpu, desc, problem, policy)?)?)
     }
+}
+
+/// The config `tune::choose` picks for `problem` from the store of the environment.
+fn chosen(gpu: &Gpu, desc: &KernelDesc, problem: &Problem, policy: Policy) -> Result<Config, TuneError> {
+    Ok(tune::choose(gpu, desc, problem, policy, &Store::from_env())?.config)
 }
