@@ -82,6 +82,12 @@ impl<'a> Cta<'a> {
                 self.vars.insert(*var, v);
             }
             Stmt::Copy { dst, stage, src, engine } => self.copy(*dst, stage, src, *engine)?,
+            Stmt::CopyValues { dst, stage, meta, meta_stage, src, order } => {
+                // The values are found with the tile's offsets: they must be there.
+                self.read_shared(*meta, meta_stage)?;
+                self.copy(*dst, stage, src, CopyEngine::Bitmap(*order))?
+            }
+            Stmt::Expand { dst, src, stage, meta, meta_stage, order } => self.expand(*dst, (*src, stage), (*meta, meta_stage), *order)?,
             Stmt::Commit => {
                 let group = std::mem::take(&mut self.open_group);
                 self.groups.push_back(group);
@@ -225,7 +231,7 @@ impl<'a> Cta<'a> {
         let plane = self.plane(src)?;
         let tokens = match engine {
             CopyEngine::CpAsync => self.tensor(src.tensor).2,
-            CopyEngine::Bitmap(_) => self.launch.compressed,
+            CopyEngine::Bitmap(_) | CopyEngine::BitmapMeta => self.launch.compressed,
         };
         for r in 0..rows {
             if let Some(token) = self.token(src, r, tokens)? {
@@ -242,6 +248,9 @@ impl<'a> Cta<'a> {
                         }
                     }
                     CopyEngine::Bitmap(order) => self.decode_row(src, order, plane, token, row)?,
+                    // What the bytes say is the kernel's business; that they landed before a
+                    // `CopyValues` or `Expand` reads them is checked here.
+                    CopyEngine::BitmapMeta => {}
                 }
             }
         }
@@ -265,6 +274,32 @@ impl<'a> Cta<'a> {
             let at = BitmapCache::locate(order, cache.head_dim, token, channel).and_then(|(t, i)| cache.value_index(plane, t, i));
             *out = at.map_or(0.0, |at| crate::format::to_f32(cache.dtype, cache.values[at]));
         }
+        Ok(())
+    }
+
+    /// `Stmt::Expand`: the staged tile `src` into the one-stage tile `dst`, transposed in
+    /// `Keys` order (each 64-element bitmap tile, a column of the tile, becomes a row).
+    fn expand(&mut self, dst: BufId, (src, stage): (BufId, &Expr), (meta, meta_stage): (BufId, &Expr), order: TileOrder) -> Result<(), String> {
+        self.read_shared(meta, meta_stage)?;
+        let (id, off) = self.read_shared(src, stage)?;
+        let (s, t) = (self.program.shared(src), self.program.shared(dst));
+        let (rows, cols) = (s.rows as usize, s.cols as usize);
+        let transpose = order == TileOrder::Keys;
+        let shape = if transpose { (s.cols, s.rows) } else { (s.rows, s.cols) };
+        if (t.rows, t.cols) != shape || t.stages != 1 {
+            return Err(format!("{} ({}x{}) cannot hold {} expanded in {order:?} order", t.name, t.rows, t.cols, s.name));
+        }
+        if self.read_since_barrier.contains(&(dst, 0)) {
+            return Err(format!("expanding into {} races with reads of it since the last barrier", t.name));
+        }
+        let tile = self.shared[id][off..off + rows * cols].to_vec();
+        for r in 0..rows {
+            for c in 0..cols {
+                let at = if transpose { c * rows + r } else { r * cols + c };
+                self.shared[dst.0][at] = tile[r * cols + c];
+            }
+        }
+        self.unpublished.insert((dst, 0));
         Ok(())
     }
 

@@ -19,8 +19,8 @@
 
 use tessera_desc::{Config, KernelDesc, Load, Visit};
 
-use super::from_desc::{FRAG_S, buffers, finish, kv_step, start};
-use super::{CopyEngine, Expr, GlobalTile, Locals, Operands, Program, Stmt, Tensor, Var};
+use super::from_desc::{BUF_K, BUF_V, FRAG_S, attend_values, buffers, finish, kv_step, scores, shared_op, start};
+use super::{BufId, CopyEngine, Expr, Form, GlobalTile, Locals, Operands, Program, Shared, Stmt, Tensor, Var};
 use crate::format::TileOrder;
 
 /// A decode launch's sizes in the program's terms.
@@ -121,7 +121,8 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         "w",
     ]
     .map(|n| locals.fresh(n));
-    let (shared, frags) = buffers(bq, bkv as u32, d);
+    let (mut shared, frags) = buffers(bq, bkv as u32, d);
+    let staged = Staged::add(&mut shared, bkv as u32, d, cfg.stages);
 
     // Query rows are the group's heads (`seq_q` = group); outputs go to split `split`'s rows.
     let plane = |tensor, token: Expr, valid: Expr| GlobalTile {
@@ -135,12 +136,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
     let real_row = || row().lt(Var::SeqQ);
     let split_row = || Expr::var(split).mul(Var::SeqQ).add(row());
     // Compressed tiles are whole: `check` makes `Compressed` a multiple of the KV tile.
-    let compressed = |tensor, order| {
-        (
-            plane(tensor, Expr::var(j).mul(bkv).add(row()), 1.into()),
-            CopyEngine::Bitmap(order),
-        )
-    };
+    let compressed = |tensor, t: Expr| plane(tensor, t.mul(bkv).add(row()), 1.into());
     let window_token = || Expr::var(w).mul(bkv).add(row());
     let dense = |tensor| {
         (
@@ -184,18 +180,8 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         },
     ];
     body.extend(start(plane(Tensor::Q, row(), real_row())));
-    body.push(Stmt::For {
-        var: j,
-        begin: begin.into(),
-        end: end.into(),
-        stages: cfg.stages,
-        body: kv_step(
-            compressed(Tensor::K, TileOrder::Keys),
-            compressed(Tensor::V, TileOrder::Values),
-            None,
-        ),
-    });
-    // The window loop's first copies reuse the stages the compressed loop read last.
+    body.extend(staged.compressed_loop(j, begin.into(), end.into(), &compressed));
+    // The window loop's copies reuse the bytes of the compressed loop's staged values.
     body.push(Stmt::Barrier);
     let last_split = Expr::var(Var::Splits).sub(1).le(split);
     body.push(Stmt::For {
@@ -231,4 +217,121 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         locals,
         min_ctas_per_sm: 1,
     })
+}
+
+/// The buffers of the compressed tokens' loop. Each KV step's compressed K and V travel in
+/// three hops, so that no thread waits on global memory in the loop: their bitmaps and value
+/// offsets (`Meta`) are copied `2(S-1)` steps ahead, their packed values (`Values`, found
+/// with those offsets) `S-1` steps ahead, and at its step each is expanded into a dense tile
+/// that the products read: K as `Kᵀ` (a bitmap tile of K is 64 tokens of one channel, one row
+/// of `Kᵀ`), V as itself. A value copy needs its offsets published by an earlier wait and
+/// barrier; with `S-2` groups left in flight at each step's wait, offsets issued `2(S-1)`
+/// steps ahead are the latest that have landed when their values are issued.
+struct Staged {
+    stages: u32,
+    meta: [BufId; 2],
+    values: [BufId; 2],
+    dense: [BufId; 2],
+}
+
+impl Staged {
+    fn add(shared: &mut Vec<Shared>, bkv: u32, d: u32, stages: u32) -> Staged {
+        let lead = stages - 1;
+        let mut add = |s: Shared| {
+            shared.push(s);
+            BufId(shared.len() - 1)
+        };
+        let staged = |name, form, stages, overlay| Shared { form, stages, overlay, ..Shared::tile(name, bkv, d) };
+        Staged {
+            stages,
+            meta: [
+                add(staged("Kmeta", Form::Meta, 2 * lead + 1, None)),
+                add(staged("Vmeta", Form::Meta, 2 * lead + 1, None)),
+            ],
+            // The values are placed under the dense window's K and V stages, which have the
+            // same bytes (`passes::pipeline` gives those `stages` stages too).
+            values: [
+                add(staged("Kpacked", Form::Values, stages, Some(BUF_K))),
+                add(staged("Vpacked", Form::Values, stages, Some(BUF_V))),
+            ],
+            dense: [add(Shared::tile("Kt", d, bkv)), add(Shared::tile("Vd", bkv, d))],
+        }
+    }
+
+    /// The loop over compressed KV tiles `begin..end` (`j`), `tile(tensor, t)` being tile `t`.
+    fn compressed_loop(&self, j: Var, begin: Expr, end: Expr, tile: &dyn Fn(Tensor, Expr) -> GlobalTile) -> Vec<Stmt> {
+        let (s, lead) = (self.stages as i32, self.stages as i32 - 1);
+        let (meta_lead, slots) = (2 * lead, 2 * lead + 1);
+        let orders = [TileOrder::Keys, TileOrder::Values];
+        let tensors = [Tensor::K, Tensor::V];
+        let meta_copies = |t: Expr, slot: Expr| -> Stmt {
+            Stmt::If {
+                cond: t.clone().lt(end.clone()),
+                body: (0..2)
+                    .map(|i| Stmt::Copy { dst: self.meta[i], stage: slot.clone(), src: tile(tensors[i], t.clone()), engine: CopyEngine::BitmapMeta })
+                    .collect(),
+            }
+        };
+        let value_copies = |t: Expr, stage: Expr, slot: Expr| -> Stmt {
+            Stmt::If {
+                cond: t.clone().lt(end.clone()),
+                body: (0..2)
+                    .map(|i| Stmt::CopyValues {
+                        dst: self.values[i],
+                        stage: stage.clone(),
+                        meta: self.meta[i],
+                        meta_stage: slot.clone(),
+                        src: tile(tensors[i], t.clone()),
+                        order: orders[i],
+                    })
+                    .collect(),
+            }
+        };
+        let step = |k: i32| Expr::var(j).sub(begin.clone()).add(k);
+        let ahead = |k: i32| Expr::var(j).add(k);
+
+        let mut out = Vec::new();
+        for k in 0..meta_lead {
+            out.push(meta_copies(begin.clone().add(k), k.into()));
+            out.push(Stmt::Commit);
+        }
+        if meta_lead > 0 {
+            out.extend([Stmt::Wait { pending: 0 }, Stmt::Barrier]);
+        }
+        for k in 0..lead {
+            out.push(value_copies(begin.clone().add(k), k.into(), k.into()));
+            out.push(Stmt::Commit);
+        }
+        let mut body = Vec::new();
+        if lead == 0 {
+            // One stage: each step's offsets, then its values, then its expansion, in turn.
+            body.extend([meta_copies(ahead(0), 0.into()), Stmt::Commit, Stmt::Wait { pending: 0 }, Stmt::Barrier]);
+            body.extend([value_copies(ahead(0), 0.into(), 0.into()), Stmt::Commit, Stmt::Wait { pending: 0 }, Stmt::Barrier]);
+        } else {
+            body.extend([
+                Stmt::Wait { pending: (s - 2) as u32 },
+                Stmt::Barrier,
+                meta_copies(ahead(meta_lead), step(meta_lead).rem(slots)),
+                value_copies(ahead(lead), step(lead).rem(s), step(lead).rem(slots)),
+                Stmt::Commit,
+            ]);
+        }
+        for i in 0..2 {
+            body.push(Stmt::Expand {
+                dst: self.dense[i],
+                src: self.values[i],
+                stage: step(0).rem(s),
+                meta: self.meta[i],
+                meta_stage: step(0).rem(slots),
+                order: orders[i],
+            });
+        }
+        body.push(Stmt::Barrier);
+        body.extend(scores(shared_op(self.dense[0], true), None));
+        body.extend(attend_values(shared_op(self.dense[1], true)));
+        // The next step expands into the same dense tiles: every warp must be done reading them.
+        body.push(Stmt::Barrier);
+        out.push(Stmt::For { var: j, begin, end, stages: 1, body });
+        out
+    }
 }

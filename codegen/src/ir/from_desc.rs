@@ -115,8 +115,8 @@ pub(super) const FRAG_L: FragId = FragId(4);
 /// The Q and K tiles (`BUF_Q`, `BUF_K`) of the scores `Q·Kᵀ`.
 pub(super) fn qk_buffers(bq: u32, bkv: u32, d: u32) -> Vec<Shared> {
     vec![
-        Shared { name: "Qs", rows: bq, cols: d, block_cols: d, stages: 1, offset: None },
-        Shared { name: "Ks", rows: bkv, cols: d, block_cols: d, stages: 1, offset: None },
+        Shared::tile("Qs", bq, d),
+        Shared::tile("Ks", bkv, d),
     ]
 }
 
@@ -128,7 +128,7 @@ pub(super) fn scores_frag(bkv: u32) -> Frag {
 /// The Q, K and V tiles and the fragments of one query tile's attention (ids above).
 pub(super) fn buffers(bq: u32, bkv: u32, d: u32) -> (Vec<Shared>, Vec<Frag>) {
     let mut shared = qk_buffers(bq, bkv, d);
-    shared.push(Shared { name: "Vs", rows: bkv, cols: d, block_cols: d, stages: 1, offset: None });
+    shared.push(Shared::tile("Vs", bkv, d));
     let frags = vec![
         scores_frag(bkv),
         Frag { name: "P", cols: bkv, kind: FragKind::Operand },
@@ -167,16 +167,31 @@ pub(super) fn finish(o: GlobalTile, lse: GlobalTile) -> Vec<Stmt> {
 /// One KV tile's step, in the shape `passes::pipeline` expects: load K and V, then
 /// `S = Q·Kᵀ`, `mask` (if any key may be hidden), the online softmax and `O += P·V`.
 pub(super) fn kv_step(k: (GlobalTile, CopyEngine), v: (GlobalTile, CopyEngine), mask: Option<Stmt>) -> Vec<Stmt> {
-    let (s, p, o, m, l) = (FRAG_S, FragId(1), FRAG_O, FRAG_M, FRAG_L);
     let v_copy = Stmt::Copy { dst: BUF_V, stage: 0.into(), src: v.0, engine: v.1 };
     let mut step = scores_step(k, vec![v_copy], mask);
-    step.extend([
-        Stmt::Softmax { s, p, m, l, o },
-        Stmt::Mma { acc: o, a: Operand::Frag(p), b: shared_op(BUF_V, true), engine: MmaEngine::MmaSync },
-        // The next iteration's copies overwrite Ks/Vs: every warp must be done reading them.
-        Stmt::Barrier,
-    ]);
+    step.extend(attend_values(shared_op(BUF_V, true)));
+    // The next iteration's copies overwrite Ks/Vs: every warp must be done reading them.
+    step.push(Stmt::Barrier);
     step
+}
+
+/// `S = Q·Kᵀ` with K read as `k`, then `mask` (if any key may be hidden).
+pub(super) fn scores(k: Operand, mask: Option<Stmt>) -> Vec<Stmt> {
+    let mut step = vec![
+        Stmt::Fill { frag: FRAG_S, value: 0.0 },
+        Stmt::Mma { acc: FRAG_S, a: shared_op(BUF_Q, false), b: k, engine: MmaEngine::MmaSync },
+    ];
+    step.extend(mask);
+    step
+}
+
+/// The online softmax of S and `O += P·V` with V read as `v`.
+pub(super) fn attend_values(v: Operand) -> [Stmt; 2] {
+    let (s, p, o, m, l) = (FRAG_S, FragId(1), FRAG_O, FRAG_M, FRAG_L);
+    [
+        Stmt::Softmax { s, p, m, l, o },
+        Stmt::Mma { acc: o, a: Operand::Frag(p), b: v, engine: MmaEngine::MmaSync },
+    ]
 }
 
 /// The head of a KV tile's step, shared by attention and selection programs: copy K (and
@@ -185,18 +200,12 @@ pub(super) fn kv_step(k: (GlobalTile, CopyEngine), v: (GlobalTile, CopyEngine), 
 pub(super) fn scores_step(k: (GlobalTile, CopyEngine), more: Vec<Stmt>, mask: Option<Stmt>) -> Vec<Stmt> {
     let mut step = vec![Stmt::Copy { dst: BUF_K, stage: 0.into(), src: k.0, engine: k.1 }];
     step.extend(more);
-    step.extend([
-        Stmt::Commit,
-        Stmt::Wait { pending: 0 },
-        Stmt::Barrier,
-        Stmt::Fill { frag: FRAG_S, value: 0.0 },
-        Stmt::Mma { acc: FRAG_S, a: shared_op(BUF_Q, false), b: shared_op(BUF_K, false), engine: MmaEngine::MmaSync },
-    ]);
-    step.extend(mask);
+    step.extend([Stmt::Commit, Stmt::Wait { pending: 0 }, Stmt::Barrier]);
+    step.extend(scores(shared_op(BUF_K, false), mask));
     step
 }
 
-fn shared_op(buf: BufId, kn: bool) -> Operand {
+pub(super) fn shared_op(buf: BufId, kn: bool) -> Operand {
     Operand::Shared { buf, stage: 0.into(), kn }
 }
 

@@ -22,6 +22,8 @@ mod subst;
 
 use tessera_desc::{Config, Dtype, Visit};
 
+use crate::format::TileOrder;
+
 pub use expr::{BinOp, Expr, Table, Var};
 
 /// Global tensors a kernel reads or writes, all `[batch, heads, tokens, head_dim]`
@@ -93,6 +95,47 @@ pub struct Shared {
     pub stages: u32,
     /// Byte offset in the CTA's dynamic shared memory, set by `passes::smem`.
     pub offset: Option<u32>,
+    pub form: Form,
+    /// Placed at this buffer's offset instead of its own: the two are used in phases that a
+    /// barrier separates (a decode kernel's dense window after its compressed tokens), so
+    /// they can share the bytes. It must not be larger.
+    pub overlay: Option<BufId>,
+}
+
+/// What a shared buffer's stage holds for a `rows × cols` tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// The tile's elements, swizzled (see `Shared`).
+    Tile,
+    /// The tile as Mustafar's packed values (`crate::format::bitmap`): a 64-value slot per
+    /// 64-element bitmap tile, the tile's values from the slot's start, each 16-byte vector
+    /// `v` of slot `u` at vector `v ^ (u % 8)`. Its bitmaps are in a `Meta` buffer.
+    Values,
+    /// Per 64-element bitmap tile of the `rows × cols` tile: its 64-bit bitmap, then after all
+    /// bitmaps its first value's index in the cache (i32).
+    Meta,
+}
+
+impl Shared {
+    /// A one-stage tile, not yet placed.
+    pub fn tile(name: &'static str, rows: u32, cols: u32) -> Shared {
+        Shared { name, rows, cols, block_cols: cols, stages: 1, offset: None, form: Form::Tile, overlay: None }
+    }
+
+    /// Bytes of one stage, with elements of `elem` bytes.
+    pub fn stage_bytes(&self, elem: u32) -> u32 {
+        let bitmap_tiles = self.rows * self.cols / crate::format::bitmap::TILE as u32;
+        match self.form {
+            Form::Tile => self.rows * self.cols * elem,
+            Form::Values => bitmap_tiles * crate::format::bitmap::TILE as u32 * 2,
+            Form::Meta => bitmap_tiles * (8 + 4),
+        }
+    }
+
+    /// Bytes of all stages.
+    pub fn bytes(&self, elem: u32) -> u32 {
+        self.stage_bytes(elem) * self.stages
+    }
 }
 
 /// What a register fragment holds. All fragments have `block_q` rows; a warp owns 16-row slabs.
@@ -131,7 +174,12 @@ pub enum CopyEngine {
     CpAsync,
     /// Decoding Mustafar's bitmap-compressed tiles (`crate::format::bitmap`) of this tile order
     /// into the shared tile: pruned elements become zeros. Completes like a cp.async group.
+    /// The interpreter's: kernels stage compressed tiles with `BitmapMeta`, `Stmt::CopyValues`
+    /// and `Stmt::Expand` instead.
     Bitmap(crate::format::TileOrder),
+    /// The bitmaps and value offsets of a compressed tile's 64-element tiles, into a
+    /// `Form::Meta` buffer, with `cp.async`.
+    BitmapMeta,
 }
 
 /// The instruction of a tile product. Both give the same fragment layout (a warp's 16-row slab
@@ -161,6 +209,16 @@ pub enum Stmt {
     Let { var: Var, value: Expr },
     /// Starts an async copy of `rows(dst)` rows of `src` into `dst[stage]`; it lands at a `Wait`.
     Copy { dst: BufId, stage: Expr, src: GlobalTile, engine: CopyEngine },
+    /// Starts an async copy of the packed values of compressed tile `src` (order `order`) into
+    /// the `Form::Values` buffer `dst[stage]`, finding them with the bitmaps and offsets that
+    /// `meta[meta_stage]` holds for the same tile (landed and published before this).
+    CopyValues { dst: BufId, stage: Expr, meta: BufId, meta_stage: Expr, src: GlobalTile, order: TileOrder },
+    /// Decodes the compressed tile in `src[stage]` (values) and `meta[meta_stage]` (bitmaps)
+    /// into the one-stage tile `dst`, pruned elements 0, each 64-element bitmap tile one row
+    /// segment of `dst`: in `Values` order `dst` is the tile itself, in `Keys` order (a tile is
+    /// 64 tokens of one channel) its transpose `[channel][token]`. A thread writes `dst`
+    /// directly: a barrier publishes it.
+    Expand { dst: BufId, src: BufId, stage: Expr, meta: BufId, meta_stage: Expr, order: TileOrder },
     /// Closes the group of copies issued since the last commit.
     Commit,
     /// Waits until at most `pending` committed groups are still in flight (for this thread).
@@ -292,7 +350,7 @@ impl Program {
 
     /// Whether K or V is read from bitmap-compressed caches.
     pub fn reads_bitmaps(&self) -> bool {
-        self.any_stmt(&|s| matches!(s, Stmt::Copy { engine: CopyEngine::Bitmap(_), .. }))
+        self.any_stmt(&|s| matches!(s, Stmt::Copy { engine: CopyEngine::Bitmap(_) | CopyEngine::BitmapMeta, .. }))
     }
 
     /// Whether the keys are split over CTAs, whose partial results a merge kernel combines.
@@ -355,7 +413,7 @@ impl Program {
         let elem = self.elem_bytes();
         self.shared
             .iter()
-            .map(|b| b.offset.unwrap_or(0) + b.rows * b.cols * b.stages * elem)
+            .map(|b| b.offset.unwrap_or(0) + b.bytes(elem))
             .max()
             .unwrap_or(0)
     }
@@ -369,6 +427,8 @@ fn reads_table(s: &Stmt) -> bool {
     match s {
         Stmt::Let { value, .. } => value.reads_table(),
         Stmt::Copy { stage, src, .. } => stage.reads_table() || tile(src),
+        Stmt::CopyValues { stage, meta_stage, src, .. } => stage.reads_table() || meta_stage.reads_table() || tile(src),
+        Stmt::Expand { stage, meta_stage, .. } => stage.reads_table() || meta_stage.reads_table(),
         Stmt::Mma { a, b, .. } => operand(a) || operand(b),
         Stmt::Mask { keep, when, .. } => keep.reads_table() || when.reads_table(),
         Stmt::Store { dst, .. } | Stmt::StoreLse { dst, .. } | Stmt::LoadRows { src: dst, .. } => tile(dst),

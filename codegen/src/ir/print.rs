@@ -17,7 +17,13 @@ impl Display for Program {
         for b in &self.shared {
             let at = b.offset.map(|o| format!(" @{o}")).unwrap_or_default();
             let blocks = if b.block_cols == b.cols { String::new() } else { format!(" in {}-column blocks", b.block_cols) };
-            writeln!(f, "  shared {}: {}x{} {} x{}{blocks}{at}", b.name, b.rows, b.cols, self.dtype, b.stages)?;
+            let form = match b.form {
+                crate::ir::Form::Tile => String::new(),
+                crate::ir::Form::Values => " packed values".to_string(),
+                crate::ir::Form::Meta => " bitmaps and offsets".to_string(),
+            };
+            let overlay = b.overlay.map(|u| format!(" over {}", self.shared(u).name)).unwrap_or_default();
+            writeln!(f, "  shared {}: {}x{} {}{form} x{}{blocks}{at}{overlay}", b.name, b.rows, b.cols, self.dtype, b.stages)?;
         }
         for fr in &self.frags {
             let kind = match fr.kind {
@@ -73,6 +79,20 @@ impl Printer<'_> {
                 "{pad}copy.{engine:?} {}[{stage}] <- {}",
                 p.shared(*dst).name,
                 self.tile(src)
+            ),
+            Stmt::CopyValues { dst, stage, meta, meta_stage, src, order } => writeln!(
+                f,
+                "{pad}copy.values.{order:?} {}[{stage}] <- {} by {}[{meta_stage}]",
+                p.shared(*dst).name,
+                self.tile(src),
+                p.shared(*meta).name
+            ),
+            Stmt::Expand { dst, src, stage, meta, meta_stage, order } => writeln!(
+                f,
+                "{pad}expand.{order:?} {} <- {}[{stage}] by {}[{meta_stage}]",
+                p.shared(*dst).name,
+                p.shared(*src).name,
+                p.shared(*meta).name
             ),
             Stmt::Commit => writeln!(f, "{pad}commit"),
             Stmt::Wait { pending } => writeln!(f, "{pad}wait pending<={pending}"),

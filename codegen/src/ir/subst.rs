@@ -33,6 +33,22 @@ impl Stmt {
             Stmt::Copy { dst, stage, src, engine } => {
                 Stmt::Copy { dst: *dst, stage: e(stage), src: src.subst(var, with), engine: *engine }
             }
+            Stmt::CopyValues { dst, stage, meta, meta_stage, src, order } => Stmt::CopyValues {
+                dst: *dst,
+                stage: e(stage),
+                meta: *meta,
+                meta_stage: e(meta_stage),
+                src: src.subst(var, with),
+                order: *order,
+            },
+            Stmt::Expand { dst, src, stage, meta, meta_stage, order } => Stmt::Expand {
+                dst: *dst,
+                src: *src,
+                stage: e(stage),
+                meta: *meta,
+                meta_stage: e(meta_stage),
+                order: *order,
+            },
             Stmt::Mma { acc, a, b, engine } => {
                 Stmt::Mma { acc: *acc, a: a.subst(var, with), b: b.subst(var, with), engine: *engine }
             }

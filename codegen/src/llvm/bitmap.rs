@@ -1,407 +1,253 @@
-//! Copies of bitmap-compressed K/V tiles (`CopyEngine::Bitmap`, format in
-//! `crate::format::bitmap`) into the swizzled shared tiles the mma path reads.
+//! Mustafar's bitmap-compressed K/V tiles (`crate::format::bitmap`) on their way to the mma
+//! path, in the three hops of `ir::decode::Staged`, none of which waits on global memory:
 //!
-//! Each thread takes whole 64-element bitmap tiles: tile `u` of a copy is the cache's tile
-//! `chunk·D + u % D` of the KV tile's `u / D`-th 64-token chunk, so neighbouring lanes load
-//! neighbouring bitmaps and offsets. A thread reads its tile's packed values as 16-byte vectors
-//! and walks the set bits with `clz`, storing value `k` at the element of the `k`-th set bit:
-//! the arithmetic of `BitmapCache::locate` and `value_index`, which the interpreter evaluates
-//! per element. Pruned elements are zeros from a zero-fill of the whole tile that a barrier
-//! orders before the scattered stores.
-//!
-//! Consecutive bitmap copies (a KV step's K and V) are lowered together, so that their global
-//! loads overlap instead of queueing behind each other: every thread first loads the bitmaps,
-//! offsets and first value vectors of all its tiles, then zero-fills, then one barrier, then the
-//! scatters, each loading its next vector before storing the current one. Those look-ahead loads
-//! read up to 16 bytes past a tile's values, so the values array must extend 16 bytes past its
-//! end (`BITMAP_PARAMS`).
+//! - `CopyEngine::BitmapMeta`: thread `u` copies the bitmap and value offset of the KV tile's
+//!   bitmap tile `u` (the cache's tile `chunk·D + u % D` of the KV tile's `u / D`-th 64-token
+//!   chunk) into the `Form::Meta` stage with two `cp.async`s;
+//! - `Stmt::CopyValues`: thread `u` reads them back, and copies the tile's packed values
+//!   (`ceil(popc / 8)` 16-byte vectors) into its 128-byte slot of the `Form::Values` stage with
+//!   zero-size `cp.async`s past them, so the instruction count does not depend on the data.
+//!   Vector `v` of slot `u` sits at vector `v ^ (u % 8)`: the 32 lanes of a warp read 32 slots
+//!   at once while expanding, and without the XOR every slot would start on the same bank;
+//! - `Stmt::Expand`: thread `u` rebuilds its bitmap tile's 64 elements in registers, value `k`
+//!   for the `k`-th set bit (a running count, no popcount per element: the arithmetic of
+//!   `BitmapCache::value_index`), 0 for a clear one, and stores them as one row segment of the
+//!   dense tile with eight 16-byte stores. Every element is written, so nothing is zero-filled
+//!   first and no barrier separates two writers.
 
 use inkwell::IntPredicate;
-use inkwell::values::{BasicValueEnum, IntValue, PointerValue, VectorValue};
+use inkwell::values::{IntValue, PointerValue};
 
-use super::layout::CHUNK_ELEMS;
-use super::lower::{CacheParams, Lowerer, Res, counted_loop, load_aligned};
+use super::lower::{CacheParams, Lowerer, Res};
 use super::memo::Memo;
 use crate::CodegenError;
 use crate::format::TileOrder;
 use crate::format::bitmap::{PAD, TILE};
 use crate::ir::{BufId, Expr, GlobalTile, Tensor, Var};
 
-/// One bitmap copy of the run, with what does not depend on the tile.
-pub struct BitmapCopy<'s> {
-    pub dst: BufId,
-    pub stage: &'s Expr,
-    pub src: &'s GlobalTile,
-    pub order: TileOrder,
-}
+/// Bytes of a slot of `Form::Values`: a bitmap tile's values, at most 64 of 16 bits.
+const SLOT_BYTES: u32 = TILE as u32 * 2;
+/// Values per 16-byte vector.
+const VECTOR_VALUES: u32 = PAD as u32;
 
-/// A copy's destination and its plane's arrays.
-struct Plan<'ctx> {
-    dst: BufId,
-    order: TileOrder,
+/// The cache arrays of one compressed tile's plane.
+struct Plane<'ctx> {
     cache: CacheParams<'ctx>,
-    /// Byte offset of the destination stage in shared memory.
-    base: IntValue<'ctx>,
-    rows: u32,
-    cols: u32,
-    /// i64 indices of the plane's first bitmap and offset, and of its first value.
+    plane: IntValue<'ctx>,
+    /// i64 indices of the plane's first bitmap and first offset.
     bitmap_base: IntValue<'ctx>,
     offset_base: IntValue<'ctx>,
-    values_start: IntValue<'ctx>,
 }
 
-/// One thread's bitmap tile, loaded ahead of its scatter.
-struct Tile<'ctx> {
-    plan: usize,
-    /// Whether the thread has this tile (the last round may be partial) and its rows exist.
-    ok: IntValue<'ctx>,
-    /// First row of the tile's 64-token chunk, and the channel (K) or strip·64 + row (V).
+/// One bitmap tile of a compressed tile, as thread `u` sees it.
+struct Unit<'ctx> {
+    u: IntValue<'ctx>,
+    /// First row of its 64-token chunk in the tile, and its index within the chunk's `D`
+    /// bitmap tiles: the channel (K) or `strip·64 + token` (V).
     row0: IntValue<'ctx>,
     within: IntValue<'ctx>,
-    bitmap: IntValue<'ctx>,
-    /// i64 index of the tile's first value.
-    start: IntValue<'ctx>,
-    first: VectorValue<'ctx>,
 }
 
 impl<'ctx> Lowerer<'ctx, '_> {
-    /// Runs `f(item)` for items `tid, tid + threads, ..` below `total`; only the last round may
-    /// be partial, so it alone sits under a branch.
-    fn per_thread(
-        &mut self,
-        total: u32,
-        mut f: impl FnMut(&mut Self, IntValue<'ctx>) -> Res<()>,
-    ) -> Res<()> {
+    /// Bitmap tiles of a `rows × cols` tile.
+    fn units(&self, buf: BufId) -> u32 {
+        let sb = self.program.shared(buf);
+        sb.rows * sb.cols / TILE as u32
+    }
+
+    /// Runs `f` for each of this thread's bitmap tiles `u = tid, tid + threads, ..` below
+    /// `units`; only the last round may be partial, so it alone sits under a branch.
+    fn per_unit(&mut self, units: u32, d: u32, mut f: impl FnMut(&mut Self, &Unit<'ctx>) -> Res<()>) -> Res<()> {
         let threads = self.program.threads();
-        for it in 0..total.div_ceil(threads) {
-            let item = self
-                .b
-                .build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
-            if (it + 1) * threads > total {
-                let inside = self.b.build_int_compare(
-                    IntPredicate::ULT,
-                    item,
-                    self.i32(total as i64),
-                    "",
-                )?;
-                self.if_then(inside, |l| f(l, item))?;
+        for it in 0..units.div_ceil(threads) {
+            let u = self.b.build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
+            let unit = Unit {
+                u,
+                row0: self.b.build_int_mul(self.b.build_int_unsigned_div(u, self.i32(d as i64), "")?, self.i32(TILE as i64), "")?,
+                within: self.b.build_int_unsigned_rem(u, self.i32(d as i64), "")?,
+            };
+            if (it + 1) * threads > units {
+                let inside = self.b.build_int_compare(IntPredicate::ULT, u, self.i32(units as i64), "")?;
+                self.if_then(inside, |l| f(l, &unit))?;
             } else {
-                f(self, item)?;
+                f(self, &unit)?;
             }
         }
         Ok(())
     }
 
-    fn load(
-        &self,
-        ty: inkwell::types::BasicTypeEnum<'ctx>,
-        ptr: PointerValue<'ctx>,
-        align: u32,
-    ) -> Res<BasicValueEnum<'ctx>> {
-        load_aligned(&self.b, ty, ptr, align)
-    }
-
-    /// `ptr[index]` for elements of `bytes` bytes (index i64).
-    fn element_ptr(
-        &self,
-        ptr: PointerValue<'ctx>,
-        index: IntValue<'ctx>,
-        bytes: u64,
-    ) -> Res<PointerValue<'ctx>> {
-        let off = self
-            .b
-            .build_int_mul(index, self.ctx.i64_type().const_int(bytes, false), "")?;
-        self.byte_ptr(ptr, off)
-    }
-
-    /// The 8 values at value index `at` (i64, 16-byte aligned).
-    fn value_vector(
-        &self,
-        cache: &CacheParams<'ctx>,
-        at: IntValue<'ctx>,
-    ) -> Res<VectorValue<'ctx>> {
-        let ty = self.ctx.i32_type().vec_type(4).into();
-        Ok(self
-            .load(ty, self.element_ptr(cache.values, at, 2)?, 16)?
-            .into_vector_value())
-    }
-
-    pub fn bitmap_copies(&mut self, copies: &[BitmapCopy<'_>]) -> Res<()> {
-        let plans = copies
-            .iter()
-            .map(|c| self.plan(c))
-            .collect::<Res<Vec<_>>>()?;
-        let mut tiles = Vec::new();
-        for (i, c) in copies.iter().enumerate() {
-            self.load_tiles(i, &plans[i], c.src, &mut tiles)?;
-        }
-        for plan in &plans {
-            let (rows, chunks_per_row) = (plan.rows, plan.cols / CHUNK_ELEMS);
-            let zero = self.ctx.i32_type().vec_type(4).const_zero();
-            self.per_thread(rows * chunks_per_row, |l, c| {
-                let r =
-                    l.b.build_int_unsigned_div(c, l.i32(chunks_per_row as i64), "")?;
-                let ch =
-                    l.b.build_int_unsigned_rem(c, l.i32(chunks_per_row as i64), "")?;
-                let p = l.byte_ptr(l.smem, l.chunk_offset(plan.dst, plan.base, r, ch)?)?;
-                l.b.build_store(p, zero)?
-                    .set_alignment(16)
-                    .map_err(|e| CodegenError::Llvm(e.to_string()))?;
-                Ok(())
-            })?;
-        }
-        // Scattered values land in chunks other threads zero-filled.
-        self.barrier()?;
-        for tile in &tiles {
-            let plan = &plans[tile.plan];
-            self.if_then(tile.ok, |l| l.scatter(plan, tile))?;
-        }
-        Ok(())
-    }
-
-    fn plan(&self, c: &BitmapCopy<'_>) -> Res<Plan<'ctx>> {
-        let which = match c.src.tensor {
+    fn plane(&self, src: &GlobalTile, cols: u32) -> Res<Plane<'ctx>> {
+        let which = match src.tensor {
             Tensor::K => 0,
             Tensor::V => 1,
-            other => {
-                return Err(CodegenError::Ir(format!(
-                    "{} cannot be read from a bitmap cache",
-                    other.name()
-                )));
-            }
+            other => return Err(CodegenError::Ir(format!("{} cannot be read from a bitmap cache", other.name()))),
         };
-        let cache = self.params.caches.ok_or_else(|| {
-            CodegenError::Ir("a bitmap copy in a kernel without cache parameters".into())
-        })?[which];
-        let sb = self.program.shared(c.dst);
-        let (rows, cols) = (sb.rows, sb.cols);
-        if !rows.is_multiple_of(TILE as u32) || !cols.is_multiple_of(TILE as u32) {
-            return Err(CodegenError::Ir(format!(
-                "a bitmap copy into a {rows}x{cols} tile: both must be multiples of {TILE}"
-            )));
-        }
+        let cache = self.params.caches.ok_or_else(|| CodegenError::Ir("a bitmap copy in a kernel without cache parameters".into()))?[which];
         let i64t = self.ctx.i64_type();
         let widen = |v: IntValue<'ctx>| self.b.build_int_s_extend(v, i64t, "");
-        let plane = self.b.build_int_mul(
-            self.expr(&c.src.batch)?,
-            self.expr(&Expr::var(Var::KvHeads))?,
-            "",
-        )?;
-        let plane = widen(self.b.build_int_add(plane, self.expr(&c.src.head)?, "")?)?;
-        let compressed = widen(self.expr(&Expr::var(Var::Compressed))?)?;
-        let tiles = self.b.build_int_mul(
-            compressed,
-            i64t.const_int(cols as u64 / TILE as u64, false),
-            "",
-        )?;
-        let head_base = self
-            .load(
-                self.ctx.i32_type().into(),
-                self.element_ptr(cache.head_base, plane, 4)?,
-                4,
-            )?
-            .into_int_value();
-        Ok(Plan {
-            dst: c.dst,
-            order: c.order,
+        let plane = self.b.build_int_mul(self.expr(&src.batch)?, self.expr(&Expr::var(Var::KvHeads))?, "")?;
+        let plane = widen(self.b.build_int_add(plane, self.expr(&src.head)?, "")?)?;
+        let tiles = self.b.build_int_mul(widen(self.expr(&Expr::var(Var::Compressed))?)?, i64t.const_int(cols as u64 / TILE as u64, false), "")?;
+        Ok(Plane {
             cache,
-            base: self.stage_base(c.dst, c.stage)?,
-            rows,
-            cols,
+            plane,
             bitmap_base: self.b.build_int_mul(plane, tiles, "")?,
-            offset_base: self.b.build_int_mul(
-                plane,
-                self.b.build_int_add(tiles, i64t.const_int(1, false), "")?,
-                "",
-            )?,
-            values_start: self.b.build_int_mul(
-                widen(head_base)?,
-                i64t.const_int(PAD as u64, false),
-                "",
-            )?,
+            offset_base: self.b.build_int_mul(plane, self.b.build_int_add(tiles, i64t.const_int(1, false), "")?, "")?,
         })
     }
 
-    /// Loads the bitmap, value offset and first value vector of each of this thread's tiles of
-    /// copy `plan_id`. A thread without a tile in the last round, or a tile whose rows do not
-    /// exist, loads tile 0 of the plane instead (in bounds) and scatters nothing.
-    fn load_tiles(
-        &mut self,
-        plan_id: usize,
-        plan: &Plan<'ctx>,
-        src: &GlobalTile,
-        tiles: &mut Vec<Tile<'ctx>>,
-    ) -> Res<()> {
-        let (i64t, d) = (self.ctx.i64_type(), plan.cols);
-        let units = plan.rows * plan.cols / TILE as u32;
-        let threads = self.program.threads();
-        let mut memo = Memo::default();
-        for it in 0..units.div_ceil(threads) {
-            let u = self
-                .b
-                .build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
-            let inside =
-                self.b
-                    .build_int_compare(IntPredicate::ULT, u, self.i32(units as i64), "")?;
-            let c_local = self.b.build_int_unsigned_div(u, self.i32(d as i64), "")?;
-            let within = self.b.build_int_unsigned_rem(u, self.i32(d as i64), "")?;
-            let row0 = self.b.build_int_mul(c_local, self.i32(TILE as i64), "")?;
-            let (token, valid) = self.row_token(src, row0, &mut memo)?;
-            let ok = self.b.build_and(inside, valid, "")?;
-            let chunk = self
-                .b
-                .build_int_unsigned_div(token, self.i32(TILE as i64), "")?;
-            let chunk = self.b.build_int_s_extend(chunk, i64t, "")?;
-            let t = self
-                .b
-                .build_int_mul(chunk, i64t.const_int(d as u64, false), "")?;
-            let t = self
-                .b
-                .build_int_add(t, self.b.build_int_z_extend(within, i64t, "")?, "")?;
-            let t = self
-                .b
-                .build_select(ok, t, i64t.const_zero(), "")?
-                .into_int_value();
-            let at = self.b.build_int_add(plan.bitmap_base, t, "")?;
-            let bitmap = self
-                .load(i64t.into(), self.element_ptr(plan.cache.bitmaps, at, 8)?, 8)?
-                .into_int_value();
-            let at = self.b.build_int_add(plan.offset_base, t, "")?;
-            let offset = self
-                .load(
-                    self.ctx.i32_type().into(),
-                    self.element_ptr(plan.cache.offsets, at, 4)?,
-                    4,
-                )?
-                .into_int_value();
-            let offset = self.b.build_int_s_extend(offset, i64t, "")?;
-            let start = self.b.build_int_add(
-                plan.values_start,
-                self.b.build_int_mul(offset, i64t.const_int(2, false), "")?,
-                "",
-            )?;
-            let first = self.value_vector(&plan.cache, start)?;
-            tiles.push(Tile {
-                plan: plan_id,
-                ok,
-                row0,
-                within,
-                bitmap,
-                start,
-                first,
-            });
-        }
-        Ok(())
+    /// The i64 index of the plane's first value. The same word every step: after the first it
+    /// comes from L1, so the value copies behind it wait a cache hit, not a trip to memory.
+    fn values_start(&self, p: &Plane<'ctx>) -> Res<IntValue<'ctx>> {
+        let i64t = self.ctx.i64_type();
+        let head_base = self.load_aligned(self.ctx.i32_type().into(), self.element_ptr(p.cache.head_base, p.plane, 4)?, 4)?.into_int_value();
+        Ok(self.b.build_int_mul(self.b.build_int_s_extend(head_base, i64t, "")?, i64t.const_int(PAD as u64, false), "")?)
     }
 
-    /// Stores one bitmap tile's values at the elements of its set bits.
-    fn scatter(&mut self, plan: &Plan<'ctx>, tile: &Tile<'ctx>) -> Res<()> {
-        let (i64t, i32t, i16t) = (
-            self.ctx.i64_type(),
-            self.ctx.i32_type(),
-            self.ctx.i16_type(),
-        );
-        let count = self
-            .call_value("llvm.ctpop", &[i64t.into()], &[tile.bitmap.into()])?
-            .into_int_value();
-        let count = self.b.build_int_truncate(count, i32t, "")?;
-        let vectors = self.b.build_right_shift(
-            self.b.build_int_add(count, self.i32(PAD as i64 - 1), "")?,
-            self.i32(3),
-            false,
-            "",
-        )?;
-        let clz = |l: &Self, x: IntValue<'ctx>| -> Res<IntValue<'ctx>> {
-            let z = l.call_value(
-                "llvm.ctlz",
-                &[i64t.into()],
-                &[x.into(), l.ctx.bool_type().const_zero().into()],
-            )?;
-            Ok(l.b.build_int_truncate(z.into_int_value(), i32t, "")?)
-        };
-        // Past the last set bit, the padding (zeros) is stored at an element the bitmap leaves
-        // out, which the zero-fill already holds: no branch per element. Such an element exists
-        // whenever there is padding, since then fewer than 64 bits are set.
-        let free = clz(self, self.b.build_not(tile.bitmap, "")?)?;
-        let msb = i64t.const_int(1 << 63, false);
-        let (row0, within, order) = (tile.row0, tile.within, plan.order);
-        counted_loop(
-            self,
-            vectors,
-            &[tile.bitmap.into(), tile.first.into()],
-            |l, v, carried| {
-                let (mut bits, packed) =
-                    (carried[0].into_int_value(), carried[1].into_vector_value());
-                // The next vector is loaded before this one is stored, so its latency overlaps.
-                let next_at = l.b.build_int_add(
-                    l.b.build_int_z_extend(v, i64t, "")?,
-                    i64t.const_int(1, false),
-                    "",
-                )?;
-                let next_at = l.b.build_int_add(
-                    tile.start,
-                    l.b.build_int_mul(next_at, i64t.const_int(PAD as u64, false), "")?,
-                    "",
-                )?;
-                let next = l.value_vector(&plan.cache, next_at)?;
-                for e in 0..PAD as u64 {
-                    let word =
-                        l.b.build_extract_element(packed, i32t.const_int(e / 2, false), "")?
-                            .into_int_value();
-                    let half = l.b.build_right_shift(
-                        word,
-                        i32t.const_int(16 * (e % 2), false),
-                        false,
-                        "",
-                    )?;
-                    let half = l.b.build_int_truncate(half, i16t, "")?;
-                    let live =
-                        l.b.build_int_compare(IntPredicate::NE, bits, i64t.const_zero(), "")?;
-                    let pos =
-                        l.b.build_select(live, clz(l, bits)?, free, "")?
-                            .into_int_value();
-                    let value = l.b.build_select(live, half, i16t.const_zero(), "")?;
-                    let (row, col) = match order {
-                        TileOrder::Keys => (l.b.build_int_add(row0, pos, "")?, within),
-                        TileOrder::Values => {
-                            let r = l.b.build_int_add(
-                                row0,
-                                l.b.build_int_unsigned_rem(within, l.i32(TILE as i64), "")?,
-                                "",
-                            )?;
-                            let strip =
-                                l.b.build_int_unsigned_div(within, l.i32(TILE as i64), "")?;
-                            (
-                                r,
-                                l.b.build_int_add(
-                                    l.b.build_int_mul(strip, l.i32(TILE as i64), "")?,
-                                    pos,
-                                    "",
-                                )?,
-                            )
-                        }
-                    };
-                    let ch = l.b.build_right_shift(col, l.i32(3), false, "")?;
-                    let lane_elem = l.b.build_and(col, l.i32(CHUNK_ELEMS as i64 - 1), "")?;
-                    let off = l.b.build_int_add(
-                        l.chunk_offset(plan.dst, plan.base, row, ch)?,
-                        l.b.build_int_mul(lane_elem, l.i32(2), "")?,
-                        "",
-                    )?;
-                    l.b.build_store(l.byte_ptr(l.smem, off)?, value)?
-                        .set_alignment(2)
-                        .map_err(|e| CodegenError::Llvm(e.to_string()))?;
-                    let bit = l.b.build_right_shift(
-                        msb,
-                        l.b.build_int_z_extend(pos, i64t, "")?,
-                        false,
-                        "",
-                    )?;
-                    bits = l.b.build_and(bits, l.b.build_not(bit, "")?, "")?;
+    /// The cache's index of bitmap tile `unit` of compressed tile `src`, relative to its plane.
+    fn cache_tile(&mut self, src: &GlobalTile, unit: &Unit<'ctx>, d: u32, memo: &mut Memo<'ctx>) -> Res<IntValue<'ctx>> {
+        let i64t = self.ctx.i64_type();
+        let (token, _) = self.row_token(src, unit.row0, memo)?;
+        let chunk = self.b.build_int_unsigned_div(token, self.i32(TILE as i64), "")?;
+        let t = self.b.build_int_mul(self.b.build_int_s_extend(chunk, i64t, "")?, i64t.const_int(d as u64, false), "")?;
+        Ok(self.b.build_int_add(t, self.b.build_int_z_extend(unit.within, i64t, "")?, "")?)
+    }
+
+    /// `ptr[index]` for elements of `bytes` bytes (index i64).
+    fn element_ptr(&self, ptr: PointerValue<'ctx>, index: IntValue<'ctx>, bytes: u64) -> Res<PointerValue<'ctx>> {
+        let off = self.b.build_int_mul(index, self.ctx.i64_type().const_int(bytes, false), "")?;
+        self.byte_ptr(ptr, off)
+    }
+
+    fn load_aligned(&self, ty: inkwell::types::BasicTypeEnum<'ctx>, ptr: PointerValue<'ctx>, align: u32) -> Res<inkwell::values::BasicValueEnum<'ctx>> {
+        super::lower::load_aligned(&self.b, ty, ptr, align)
+    }
+
+    /// Byte offsets in shared memory of unit `u`'s bitmap and offset in meta stage `base`.
+    fn meta_slots(&self, meta: BufId, base: IntValue<'ctx>, u: IntValue<'ctx>) -> Res<(IntValue<'ctx>, IntValue<'ctx>)> {
+        let units = self.units(meta);
+        let bitmap = self.b.build_int_add(base, self.b.build_int_mul(u, self.i32(8), "")?, "")?;
+        let offset = self.b.build_int_add(base, self.i32(units as i64 * 8), "")?;
+        Ok((bitmap, self.b.build_int_add(offset, self.b.build_int_mul(u, self.i32(4), "")?, "")?))
+    }
+
+    /// Unit `u`'s bitmap from meta stage `base`.
+    fn staged_bitmap(&self, meta: BufId, base: IntValue<'ctx>, u: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        let (at, _) = self.meta_slots(meta, base, u)?;
+        Ok(self.load_aligned(self.ctx.i64_type().into(), self.byte_ptr(self.smem, at)?, 8)?.into_int_value())
+    }
+
+    /// `CopyEngine::BitmapMeta` of compressed tile `src` into `dst[stage]`.
+    pub fn copy_meta(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile) -> Res<()> {
+        let d = self.program.shared(dst).cols;
+        let plane = self.plane(src, d)?;
+        let base = self.stage_base(dst, stage)?;
+        let mut memo = Memo::default();
+        self.per_unit(self.units(dst), d, |l, unit| {
+            let t = l.cache_tile(src, unit, d, &mut memo)?;
+            let (bitmap_at, offset_at) = l.meta_slots(dst, base, unit.u)?;
+            let bitmap = l.element_ptr(plane.cache.bitmaps, l.b.build_int_add(plane.bitmap_base, t, "")?, 8)?;
+            let offset = l.element_ptr(plane.cache.offsets, l.b.build_int_add(plane.offset_base, t, "")?, 4)?;
+            l.call("llvm.nvvm.cp.async.ca.shared.global.8", &[], &[l.byte_ptr(l.smem, bitmap_at)?.into(), bitmap.into()])?;
+            l.call("llvm.nvvm.cp.async.ca.shared.global.4", &[], &[l.byte_ptr(l.smem, offset_at)?.into(), offset.into()])?;
+            Ok(())
+        })
+    }
+
+    /// `Stmt::CopyValues`: the packed values of compressed tile `src` into `dst[stage]`.
+    pub fn copy_values(&mut self, dst: BufId, stage: &Expr, (meta, meta_stage): (BufId, &Expr), src: &GlobalTile) -> Res<()> {
+        let d = self.program.shared(dst).cols;
+        let plane = self.plane(src, d)?;
+        let values_start = self.values_start(&plane)?;
+        let (base, meta_base) = (self.stage_base(dst, stage)?, self.stage_base(meta, meta_stage)?);
+        let (i32t, i64t) = (self.ctx.i32_type(), self.ctx.i64_type());
+        self.per_unit(self.units(dst), d, |l, unit| {
+            let b = &l.b;
+            let bitmap = l.staged_bitmap(meta, meta_base, unit.u)?;
+            let (_, offset_at) = l.meta_slots(meta, meta_base, unit.u)?;
+            let offset = l.load_aligned(i32t.into(), l.byte_ptr(l.smem, offset_at)?, 4)?.into_int_value();
+            // The tile's first value: offsets count value pairs.
+            let first = b.build_int_add(values_start, b.build_int_mul(b.build_int_s_extend(offset, i64t, "")?, i64t.const_int(2, false), "")?, "")?;
+            let count = b.build_int_truncate(l.call_value("llvm.ctpop", &[i64t.into()], &[bitmap.into()])?.into_int_value(), i32t, "")?;
+            let vectors = b.build_right_shift(b.build_int_add(count, l.i32(VECTOR_VALUES as i64 - 1), "")?, l.i32(3), false, "")?;
+            let slot = l.slot(base, unit.u)?;
+            for v in 0..SLOT_BYTES / 16 {
+                let b = &l.b;
+                let real = b.build_int_compare(IntPredicate::ULT, l.i32(v as i64), vectors, "")?;
+                let size = b.build_select(real, l.i32(16), l.i32(0), "")?;
+                // A zero-size copy reads nothing; its address stays at the tile's first value.
+                let at = b.build_select(real, i64t.const_int((v * VECTOR_VALUES) as u64, false), i64t.const_zero(), "")?.into_int_value();
+                let gaddr = l.element_ptr(plane.cache.values, b.build_int_add(first, at, "")?, 2)?;
+                let saddr = l.byte_ptr(l.smem, l.slot_byte(slot, unit.u, l.i32(v as i64 * 16))?)?;
+                l.call("llvm.nvvm.cp.async.cg.shared.global.16.s", &[], &[saddr.into(), gaddr.into(), size])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Where unit `u`'s slot starts in values stage `base`.
+    fn slot(&self, base: IntValue<'ctx>, u: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        Ok(self.b.build_int_add(base, self.b.build_int_mul(u, self.i32(SLOT_BYTES as i64), "")?, "")?)
+    }
+
+    /// Byte `at` (below `SLOT_BYTES`) of unit `u`'s values, in its slot at `slot`: the
+    /// 16-byte vector swizzled by `u % 8`.
+    fn slot_byte(&self, slot: IntValue<'ctx>, u: IntValue<'ctx>, at: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+        let b = &self.b;
+        let swizzle = b.build_left_shift(b.build_and(u, self.i32(7), "")?, self.i32(4), "")?;
+        Ok(b.build_int_add(slot, b.build_xor(at, swizzle, "")?, "")?)
+    }
+
+    /// `Stmt::Expand` of `src[stage]` (with `meta[meta_stage]`) into `dst`.
+    pub fn expand(&mut self, dst: BufId, (src, stage): (BufId, &Expr), (meta, meta_stage): (BufId, &Expr), order: TileOrder) -> Res<()> {
+        let d = self.program.shared(src).cols;
+        let (base, meta_base, dst_base) = (self.stage_base(src, stage)?, self.stage_base(meta, meta_stage)?, self.stage_base(dst, &Expr::from(0))?);
+        let (i16t, i32t, i64t) = (self.ctx.i16_type(), self.ctx.i32_type(), self.ctx.i64_type());
+        self.per_unit(self.units(src), d, |l, unit| {
+            let bitmap = l.staged_bitmap(meta, meta_base, unit.u)?;
+            let words = [
+                l.b.build_int_truncate(l.b.build_right_shift(bitmap, i64t.const_int(32, false), false, "")?, i32t, "")?,
+                l.b.build_int_truncate(bitmap, i32t, "")?,
+            ];
+            let slot = l.slot(base, unit.u)?;
+            // Byte offset of the next set bit's value in the slot, before the swizzle.
+            let mut at = l.i32(0);
+            let mut pairs = Vec::with_capacity(TILE / 2);
+            for e in 0..TILE as u64 {
+                let b = &l.b;
+                // Element e is bit 63 - e: bit 31 - e % 32 of the high word, then of the low.
+                let word = words[(e / 32) as usize];
+                let bit = b.build_and(b.build_right_shift(word, i32t.const_int(31 - e % 32, false), false, "")?, l.i32(1), "")?;
+                let value = l.load_aligned(i16t.into(), l.byte_ptr(l.smem, l.slot_byte(slot, unit.u, at)?)?, 2)?.into_int_value();
+                let b = &l.b;
+                let set = b.build_int_compare(IntPredicate::NE, bit, l.i32(0), "")?;
+                let value = b.build_int_z_extend(b.build_select(set, value, i16t.const_zero(), "")?.into_int_value(), i32t, "")?;
+                at = b.build_int_add(at, b.build_left_shift(bit, l.i32(1), "")?, "")?;
+                if e % 2 == 0 {
+                    pairs.push(value);
+                } else if let Some(low) = pairs.last_mut() {
+                    *low = b.build_or(*low, b.build_left_shift(value, l.i32(16), "")?, "")?;
                 }
-                Ok(vec![bits.into(), next.into()])
-            },
-        )?;
-        Ok(())
+            }
+            // Row and first chunk of the tile's segment in `dst` (see `Stmt::Expand`).
+            let (row, chunk0) = match order {
+                TileOrder::Keys => (unit.within, l.b.build_right_shift(unit.row0, l.i32(3), false, "")?),
+                TileOrder::Values => (
+                    l.b.build_int_add(unit.row0, l.b.build_and(unit.within, l.i32(TILE as i64 - 1), "")?, "")?,
+                    l.b.build_left_shift(l.b.build_right_shift(unit.within, l.i32(6), false, "")?, l.i32(3), "")?,
+                ),
+            };
+            let v4 = i32t.vec_type(4);
+            for (c, four) in pairs.chunks(4).enumerate() {
+                let mut vector = v4.get_undef();
+                for (i, &p) in four.iter().enumerate() {
+                    vector = l.b.build_insert_element(vector, p, l.i32(i as i64), "")?;
+                }
+                let chunk = l.b.build_int_add(chunk0, l.i32(c as i64), "")?;
+                let off = l.chunk_offset(dst, dst_base, row, chunk)?;
+                l.b.build_store(l.byte_ptr(l.smem, off)?, vector)?.set_alignment(16).map_err(|e| CodegenError::Llvm(e.to_string()))?;
+            }
+            Ok(())
+        })
     }
 }

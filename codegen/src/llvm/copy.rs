@@ -67,7 +67,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// Byte offset of `stage` of a shared buffer.
     pub fn stage_base(&self, buf: BufId, stage: &Expr) -> Res<IntValue<'ctx>> {
         let sb = self.program.shared(buf);
-        let stage_bytes = (sb.rows * sb.cols * self.program.elem_bytes()) as i64;
+        let stage_bytes = sb.stage_bytes(self.program.elem_bytes()) as i64;
         let stage = self.expr(stage)?;
         let off = self.b.build_int_mul(stage, self.i32(stage_bytes), "")?;
         Ok(self.b.build_int_add(off, self.i32(sb.offset.unwrap_or(0) as i64), "")?)

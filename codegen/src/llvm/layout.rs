@@ -6,9 +6,6 @@
 
 use crate::ir::{Expr, Var};
 
-/// Elements per 16-byte chunk (bf16/f16).
-pub const CHUNK_ELEMS: u32 = 8;
-
 /// Bytes of a block row of the wgmma layout (`passes::engine::WGMMA_BLOCK_BYTES`).
 ///
 /// A shared tile is stored as column blocks of `block_cols` elements (`ir::Shared`), each block
@@ -62,6 +59,9 @@ impl LdmatrixRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Elements per 16-byte chunk (bf16/f16).
+    const CHUNK_ELEMS: u32 = 8;
 
     /// ldmatrix.x4 semantics: lane `l` receives, in register j, row `l/4` (columns 2(l%4),
     /// 2(l%4)+1) of matrix j, whose row r starts at the address lane 8j + r gave; with `.trans`

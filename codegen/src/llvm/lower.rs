@@ -14,7 +14,6 @@ use inkwell::types::BasicTypeEnum;
 use inkwell::values::{BasicValue, BasicValueEnum, FloatValue, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, IntPredicate};
 
-use super::bitmap::BitmapCopy;
 use super::carried::LoopFrame;
 use super::mma::Int32Products;
 use super::select::EstimateVote;
@@ -67,14 +66,6 @@ pub struct Lane<'ctx> {
     pub g: IntValue<'ctx>,
     /// `lane % 4`: the column pair within an n8 tile.
     pub t: IntValue<'ctx>,
-}
-
-/// A bitmap copy statement's parts.
-fn bitmap_copy(s: &Stmt) -> Option<BitmapCopy<'_>> {
-    match s {
-        Stmt::Copy { dst, stage, src, engine: CopyEngine::Bitmap(order) } => Some(BitmapCopy { dst: *dst, stage, src, order: *order }),
-        _ => None,
-    }
 }
 
 /// A load of `ty` from `ptr` with the alignment the address is known to have.
@@ -290,15 +281,10 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
     pub fn block(&mut self, body: &[Stmt]) -> Res<()> {
         let mut rest = body;
         while let Some(s) = rest.first() {
-            // Consecutive bitmap copies are lowered together (see `bitmap`).
-            let run: Vec<BitmapCopy> = rest.iter().map_while(bitmap_copy).collect();
             let math = self.row_math(rest);
             if let Some((vote, n)) = EstimateVote::after_product(rest) {
                 self.estimate_vote(&rest[0], &vote)?;
                 rest = &rest[n..];
-            } else if !run.is_empty() {
-                self.bitmap_copies(&run)?;
-                rest = &rest[run.len()..];
             } else if math > 0 {
                 let (stmts, tail) = rest.split_at(math);
                 let real = self.b.build_int_compare(IntPredicate::SLT, self.slab_row(0)?, self.expr(&Expr::var(Var::SeqQ))?, "")?;
@@ -351,9 +337,14 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 self.vars.insert(*var, v);
             }
             Stmt::Copy { dst, stage, src, engine: CopyEngine::CpAsync } => self.copy(*dst, stage, src)?,
-            Stmt::Copy { dst, stage, src, engine: CopyEngine::Bitmap(order) } => {
-                self.bitmap_copies(&[BitmapCopy { dst: *dst, stage, src, order: *order }])?
+            Stmt::Copy { engine: CopyEngine::Bitmap(_), .. } => {
+                return Err(CodegenError::Ir(
+                    "a bitmap copy decoded in one step is the interpreter's; kernels stage compressed tiles (ir::decode)".into(),
+                ));
             }
+            Stmt::Copy { dst, stage, src, engine: CopyEngine::BitmapMeta } => self.copy_meta(*dst, stage, src)?,
+            Stmt::CopyValues { dst, stage, meta, meta_stage, src, .. } => self.copy_values(*dst, stage, (*meta, meta_stage), src)?,
+            Stmt::Expand { dst, src, stage, meta, meta_stage, order } => self.expand(*dst, (*src, stage), (*meta, meta_stage), *order)?,
             Stmt::Commit => {
                 self.call("llvm.nvvm.cp.async.commit.group", &[], &[])?;
             }

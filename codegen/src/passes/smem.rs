@@ -9,9 +9,20 @@ pub const ALIGN: u32 = 1024;
 pub fn place(mut program: Program) -> Program {
     let elem = program.elem_bytes();
     let mut next = 0;
-    for buf in &mut program.shared {
-        buf.offset = Some(next);
-        next += (buf.rows * buf.cols * buf.stages * elem).div_ceil(ALIGN) * ALIGN;
+    for i in 0..program.shared.len() {
+        let buf = &program.shared[i];
+        // An overlay that does not fit under its buffer (or names one placed after it) gets
+        // bytes of its own: never an overlap the program did not ask for.
+        let under = buf.overlay.map(|u| &program.shared[u.0]).filter(|u| u.offset.is_some() && u.bytes(elem) >= buf.bytes(elem));
+        let offset = match under {
+            Some(u) => u.offset,
+            None => {
+                let at = next;
+                next += buf.bytes(elem).div_ceil(ALIGN) * ALIGN;
+                Some(at)
+            }
+        };
+        program.shared[i].offset = offset;
     }
     program
 }

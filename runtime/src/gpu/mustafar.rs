@@ -282,7 +282,8 @@ pub struct MustafarDecode {
     program: Program,
     decode: CudaFunction,
     merge: CudaFunction,
-    sms: usize,
+    /// CTAs of the decode entry the GPU runs at once (SMs × resident per SM).
+    slots: usize,
     /// The ordinal of the GPU the entries were loaded on.
     device: usize,
     /// The split workspace (partial outputs and LSEs), grown as launches need.
@@ -306,24 +307,27 @@ impl MustafarDecode {
             .ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
             .max(1) as usize;
+        let resident = decode.occupancy_max_active_blocks_per_multiprocessor(program.threads(), program.shared_bytes() as usize, None)?.max(1) as usize;
         Ok(MustafarDecode {
             desc: *desc,
             config: *config,
             program,
             decode,
             merge,
-            sms,
+            slots: sms * resident,
             device: gpu.ctx.ordinal(),
             workspace: None,
         })
     }
 
-    /// Splits per (batch, KV head) that give about four CTAs per SM, each with at least one
-    /// compressed tile: batch 1 still fills the GPU, large batches need no split.
+    /// Splits per (batch, KV head) that fill the GPU's CTA slots once without a second, partial
+    /// wave (each CTA streams its tiles through a pipeline that takes a few steps to fill, so
+    /// one long run per slot beats several short ones), each with at least one compressed
+    /// tile: batch 1 still fills the GPU, large batches need no split.
     pub fn default_splits(&self, batch: usize, kv_heads: usize, compressed: usize) -> usize {
         let tiles = compressed / self.config.block_kv() as usize;
         let planes = (batch * kv_heads).max(1);
-        (4 * self.sms).div_ceil(planes).min(tiles).clamp(1, 65535)
+        (self.slots / planes).min(tiles).clamp(1, 65535)
     }
 
     /// Checks every argument against the kernel and the others, then launches both entries.
