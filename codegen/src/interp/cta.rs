@@ -217,7 +217,7 @@ impl<'a> Cta<'a> {
 
     fn copy(&mut self, dst: BufId, stage: &Expr, src: &GlobalTile, engine: CopyEngine) -> Result<(), String> {
         let stage = self.stage(dst, stage)?;
-        if self.read_since_barrier.contains(&(dst, stage)) {
+        if self.raced(dst, stage) {
             return Err(format!(
                 "copy into {}[{stage}] races with reads of it since the last barrier",
                 self.program.shared(dst).name
@@ -277,6 +277,14 @@ impl<'a> Cta<'a> {
         Ok(())
     }
 
+    /// Whether writing `buf[stage]` now races with a read since the last barrier: of that stage,
+    /// or of any stage of a buffer that shares its bytes (`Shared::overlay`).
+    fn raced(&self, buf: BufId, stage: usize) -> bool {
+        let shared = &self.program.shared;
+        let overlaps = |b: BufId| shared[b.0].overlay == Some(buf) || shared[buf.0].overlay == Some(b);
+        self.read_since_barrier.iter().any(|&(b, s)| (b, s) == (buf, stage) || overlaps(b))
+    }
+
     /// `Stmt::Expand`: the staged tile `src` into the one-stage tile `dst`, transposed in
     /// `Keys` order (each 64-element bitmap tile, a column of the tile, becomes a row).
     fn expand(&mut self, dst: BufId, (src, stage): (BufId, &Expr), (meta, meta_stage): (BufId, &Expr), order: TileOrder) -> Result<(), String> {
@@ -289,7 +297,7 @@ impl<'a> Cta<'a> {
         if (t.rows, t.cols) != shape || t.stages != 1 {
             return Err(format!("{} ({}x{}) cannot hold {} expanded in {order:?} order", t.name, t.rows, t.cols, s.name));
         }
-        if self.read_since_barrier.contains(&(dst, 0)) {
+        if self.raced(dst, 0) {
             return Err(format!("expanding into {} races with reads of it since the last barrier", t.name));
         }
         let tile = self.shared[id][off..off + rows * cols].to_vec();

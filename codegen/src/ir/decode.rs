@@ -254,7 +254,12 @@ impl Staged {
                 add(staged("Kpacked", Form::Values, stages, Some(BUF_K))),
                 add(staged("Vpacked", Form::Values, stages, Some(BUF_V))),
             ],
-            dense: [add(Shared::tile("Kt", d, bkv)), add(Shared::tile("Vd", bkv, d))],
+            // V is expanded after the scores have read Kᵀ, into the same bytes: a CTA small
+            // enough for two per SM, so that one's products overlap the other's expansion.
+            dense: {
+                let kt = add(Shared::tile("Kt", d, bkv));
+                [kt, add(Shared { overlay: Some(kt), ..Shared::tile("Vd", bkv, d) })]
+            },
         }
     }
 
@@ -316,20 +321,20 @@ impl Staged {
                 Stmt::Commit,
             ]);
         }
-        for i in 0..2 {
-            body.push(Stmt::Expand {
-                dst: self.dense[i],
-                src: self.values[i],
-                stage: step(0).rem(s),
-                meta: self.meta[i],
-                meta_stage: step(0).rem(slots),
-                order: orders[i],
-            });
-        }
-        body.push(Stmt::Barrier);
+        let expand = |i: usize| Stmt::Expand {
+            dst: self.dense[i],
+            src: self.values[i],
+            stage: step(0).rem(s),
+            meta: self.meta[i],
+            meta_stage: step(0).rem(slots),
+            order: orders[i],
+        };
+        body.extend([expand(0), Stmt::Barrier]);
         body.extend(scores(shared_op(self.dense[0], true), None));
+        // Vd lies over Kt: every warp must be done reading Kt.
+        body.extend([Stmt::Barrier, expand(1), Stmt::Barrier]);
         body.extend(attend_values(shared_op(self.dense[1], true)));
-        // The next step expands into the same dense tiles: every warp must be done reading them.
+        // The next step expands into the same bytes: every warp must be done reading them.
         body.push(Stmt::Barrier);
         out.push(Stmt::For { var: j, begin, end, stages: 1, body });
         out
