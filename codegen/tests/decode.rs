@@ -7,6 +7,7 @@ use tessera_codegen::decode_program;
 use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, from_f32, to_f32};
 use tessera_codegen::interp::{DecodeInputs, decode};
 use tessera_codegen::ir::decode::DecodeSizes;
+use tessera_codegen::ir::{Program, Stmt};
 use tessera_codegen::reference::{self, DecodeShape, Pruning, mustafar_decode_tokens};
 use tessera_desc::{BitmapLoad, Config, Dtype, KernelDesc, Layout, Load, Param, Schedule, Visit};
 
@@ -46,9 +47,14 @@ fn run(case: &Case, seed: u64) -> f64 {
     run_zeroed(case, seed, 0..0)
 }
 
+fn run_zeroed(case: &Case, seed: u64, zeros: std::ops::Range<usize>) -> f64 {
+    run_edited(case, seed, zeros, &|_| {}).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// `run` with the K and V of tokens `zeros` (of every plane) set to zero: pruning keeps no
 /// element of them, so the cache's tiles over them are empty (bitmap 0, no values).
-fn run_zeroed(case: &Case, seed: u64, zeros: std::ops::Range<usize>) -> f64 {
+/// The relative error of the decode program, changed by `edit`, or the interpreter's error.
+fn run_edited(case: &Case, seed: u64, zeros: std::ops::Range<usize>, edit: &dyn Fn(&mut Program)) -> Result<f64, String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let (d, planes) = (case.head_dim, case.batch * case.kv_heads);
     let mut fill = |n| {
@@ -102,7 +108,8 @@ fn run_zeroed(case: &Case, seed: u64, zeros: std::ops::Range<usize>) -> f64 {
         window: tl,
         splits: case.splits,
     };
-    let program = decode_program(&desc(case.dtype, d as u32), &case.cfg).unwrap();
+    let mut program = decode_program(&desc(case.dtype, d as u32), &case.cfg).unwrap();
+    edit(&mut program);
     let scale = 1.0 / (d as f32).sqrt();
     let inputs = DecodeInputs {
         sizes,
@@ -113,7 +120,7 @@ fn run_zeroed(case: &Case, seed: u64, zeros: std::ops::Range<usize>) -> f64 {
         k_cache: &cache.k,
         v_cache: &cache.v,
     };
-    let out = decode(&program, &inputs).unwrap();
+    let out = decode(&program, &inputs)?;
 
     // The reference prunes the compressed region itself, from the tokens as they were pushed.
     let wide = |x: &[f32]| x.iter().map(|&v| v as f64).collect::<Vec<_>>();
@@ -146,10 +153,10 @@ fn run_zeroed(case: &Case, seed: u64, zeros: std::ops::Range<usize>) -> f64 {
         .map(|(&a, &b)| (a as f64 - b).abs())
         .fold(0.0, f64::max);
     assert!(lse_err < 1e-3, "lse error {lse_err}");
-    reference::rel_error(
+    Ok(reference::rel_error(
         &out.o.iter().map(|&x| x as f64).collect::<Vec<_>>(),
         &want.o,
-    )
+    ))
 }
 
 fn tolerance(dtype: Dtype) -> f64 {
@@ -254,6 +261,26 @@ fn all_pruned_tiles_read_as_zeros() {
         let err = run_zeroed(&case, 31, zeros.clone());
         assert!(err < tolerance(Dtype::Bf16), "{cfg}, zero tokens {zeros:?}: relative error {err}");
     }
+}
+
+/// V is expanded into the bytes the scores read Kᵀ from (`Shared::overlay`): without the
+/// barrier between them, the interpreter reports the race instead of computing an answer.
+#[test]
+fn expanding_over_bytes_still_read_is_a_race() {
+    let case = Case { batch: 1, heads: 4, kv_heads: 1, tokens: 300, head_dim: 64, splits: 1, dtype: Dtype::Bf16, cfg: Config::line(64, 64, 4, 2), residual: 32 };
+    assert!(run_edited(&case, 41, 0..0, &|_| {}).is_ok());
+    let drop_barrier = |p: &mut Program| {
+        for s in &mut p.body {
+            if let Stmt::For { body, .. } = s
+                && let Some(i) = body.iter().rposition(|s| matches!(s, Stmt::Expand { .. }))
+            {
+                assert!(matches!(body[i - 1], Stmt::Barrier));
+                body.remove(i - 1);
+            }
+        }
+    };
+    let err = run_edited(&case, 41, 0..0, &drop_barrier).unwrap_err();
+    assert!(err.contains("races"), "{err}");
 }
 
 /// Launch sizes the program cannot run are errors before anything runs.

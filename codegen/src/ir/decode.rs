@@ -13,9 +13,12 @@
 //!   module's merge entry combines them (`llvm::merge`, `interp::merge_splits`, both with
 //!   `semantics::softmax::merge_weight`). A merge in the same kernel would need a grid-wide
 //!   "last CTA" counter and its fence; the second launch costs a few µs and keeps both simple.
+//! - **Compressed tiles are staged** (`Staged`): bitmaps and offsets, then packed values, are
+//!   copied with `cp.async` steps ahead and expanded into a dense tile at their step, so no
+//!   thread waits on global memory inside the loop.
 //! - **The dense window** is read by the last split after its compressed tiles, with plain
 //!   `cp.async` tiles and a column mask on the ragged last tile, so every split but the last
-//!   streams compressed bytes only.
+//!   streams compressed bytes only. Its stages lie over the staged values' bytes.
 
 use tessera_desc::{Config, KernelDesc, Load, Visit};
 
@@ -331,9 +334,10 @@ impl Staged {
         };
         body.extend([expand(0), Stmt::Barrier]);
         body.extend(scores(shared_op(self.dense[0], true), None));
+        // The softmax before V's expansion: its packed P holds half the registers of S there.
+        let [softmax, product] = attend_values(shared_op(self.dense[1], true));
         // Vd lies over Kt: every warp must be done reading Kt.
-        body.extend([Stmt::Barrier, expand(1), Stmt::Barrier]);
-        body.extend(attend_values(shared_op(self.dense[1], true)));
+        body.extend([softmax, Stmt::Barrier, expand(1), Stmt::Barrier, product]);
         // The next step expands into the same bytes: every warp must be done reading them.
         body.push(Stmt::Barrier);
         out.push(Stmt::For { var: j, begin, end, stages: 1, body });
