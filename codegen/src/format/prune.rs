@@ -55,6 +55,14 @@ pub fn prune_token(x: &[f32], sparsity: f64, rule: PruneRule) -> Vec<f32> {
     x.iter().zip(keep).map(|(&v, k)| if k { v } else { 0.0 }).collect()
 }
 
+/// Whether the GPU compression kernel (`llvm::compress`) keeps an element of magnitude bits
+/// `m` under threshold `t` (`kth_smallest_bits`) for an element type whose +inf is `infinity`:
+/// the authors' rule `|x| >= t`, except that a NaN (a magnitude above `infinity`) is kept
+/// whatever `t` is, as `prune_token` keeps it, and a zero is left out of the format anyway.
+pub fn keeps_bits(m: u16, t: u16, infinity: u16) -> bool {
+    (m >= t || m > infinity) && m != 0
+}
+
 /// The `k`-th smallest (1-based) of 16-bit magnitudes (element bits without the sign: for
 /// f16 and bf16 their order is the values' magnitude order, NaN aside), found as the GPU
 /// compression kernel finds it (`llvm::compress`): the largest `t` with fewer than `k`
@@ -132,19 +140,22 @@ mod tests {
             prop_assert_eq!(kth_smallest_halved(&mags, k), kth_smallest_bits(&mags, k));
         }
 
-        /// The bit-wise threshold is the sort-based one: the kernel's rule keeps what
-        /// `prune_token` keeps, on every 16-bit input that is not NaN (bf16 bits here; f16's
-        /// magnitudes order the same way).
+        /// The bit-wise threshold is the sort-based one: the kernel's rule (`keeps_bits`) keeps
+        /// what `prune_token` keeps, on every 16-bit input, NaNs of any payload and share
+        /// included (bf16 bits here; f16's magnitudes order the same way).
         #[test]
-        fn the_bitwise_threshold_prunes_as_the_authors_rule(bits in proptest::collection::vec(0u16..0xff80, 128), s in 0.0f64..1.0) {
-            let bits: Vec<u16> = bits.into_iter().map(|b| if b & 0x7f80 == 0x7f80 { b & !0x7f } else { b }).collect();
+        fn the_bitwise_threshold_prunes_as_the_authors_rule(
+            bits in proptest::collection::vec(prop_oneof![3 => any::<u16>(), 1 => 0x7f81u16..0x8000, 1 => Just(0x7f80u16)], 128),
+            s in 0.0f64..1.0,
+        ) {
             let values: Vec<f32> = bits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect();
             let want = prune_token(&values, s, PruneRule::KthSmallest);
             let mags: Vec<u16> = bits.iter().map(|b| b & 0x7fff).collect();
             let t = kth_smallest_bits(&mags, smallest_rank(s, 128));
             for (i, (&m, &w)) in mags.iter().zip(&want).enumerate() {
-                // The reference zeroes what it drops; a kept zero is zero either way.
-                prop_assert_eq!(m >= t && m != 0, w != 0.0, "element {} of magnitude {:#x}, threshold {:#x}", i, m, t);
+                // The reference zeroes what it drops (NaN != 0 when kept); a kept zero is zero
+                // either way.
+                prop_assert_eq!(keeps_bits(m, t, 0x7f80), w != 0.0, "element {} of magnitude {:#x}, threshold {:#x}", i, m, t);
             }
         }
 

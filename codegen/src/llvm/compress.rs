@@ -40,9 +40,10 @@ pub const SCAN_THREADS: u32 = 1024;
 const SCAN_PER_THREAD: u32 = 4;
 /// Parameters of `mustafar_prune_d{D}`: the values `[planes, tokens, D]`, the bitmaps out
 /// (`[planes, tiles]`), each block's padded value count out (`[planes, tokens / 64]`, 16-byte
-/// units), tokens per plane, the authors' rank `k`, and the tile order (0: K tiles along
-/// tokens, 1: V tiles along channels).
-pub const PRUNE_PARAMS: [&str; 6] = ["x", "bitmaps", "block_units", "tokens", "rank", "order"];
+/// units), tokens per plane, the authors' rank `k`, the tile order (0: K tiles along
+/// tokens, 1: V tiles along channels), and the element type's +inf bits (magnitudes above are
+/// NaN, which the rule keeps whatever the threshold: `format::prune::keeps_bits`).
+pub const PRUNE_PARAMS: [&str; 7] = ["x", "bitmaps", "block_units", "tokens", "rank", "order", "infinity"];
 /// Parameters of `mustafar_scan`: the blocks' units in, their exclusive scan out (one more
 /// entry: the total), the number of blocks (at least 1).
 pub const SCAN_PARAMS: [&str; 3] = ["block_units", "block_start", "blocks"];
@@ -213,17 +214,22 @@ impl<'ctx> Kernel<'ctx, '_> {
             .collect()
     }
 
-    /// Per magnitude pair, bits 15 and 31 set where the authors' rule keeps the element: its
-    /// magnitude is at least `t` and not zero (a kept ±0 is left out of the format anyway).
-    fn kept(&self, mags: &[IntValue<'ctx>], t: IntValue<'ctx>) -> Res<Vec<IntValue<'ctx>>> {
+    /// Per magnitude pair, bits 15 and 31 set where the rule keeps the element
+    /// (`format::prune::keeps_bits`): its magnitude is at least `t` or above `infinity` (NaN),
+    /// and not zero (a kept ±0 is left out of the format anyway).
+    fn kept(&self, mags: &[IntValue<'ctx>], t: IntValue<'ctx>, infinity: IntValue<'ctx>) -> Res<Vec<IntValue<'ctx>>> {
         let b = &self.b;
         let at_least = self.at_least(mags, t)?;
+        // m + (0x7fff - infinity) reaches bit 15 iff m > infinity: at most 0x7fff + 0x3ff, so
+        // nothing carries out of the half.
+        let nan_add = b.build_int_mul(b.build_int_sub(self.i32(0x7fff), infinity, "")?, self.i32(both(1)), "")?;
         mags.iter()
             .zip(at_least)
             .map(|(&m, ge)| {
                 // m + 0x7fff reaches bit 15 iff m is not zero, without carrying out of its half.
                 let nonzero = b.build_int_add(m, self.i32(both(0x7fff)), "")?;
-                Ok(b.build_and(b.build_and(ge, nonzero, "")?, self.i32(both(0x8000)), "")?)
+                let kept = b.build_or(ge, b.build_int_add(m, nan_add, "")?, "")?;
+                Ok(b.build_and(b.build_and(kept, nonzero, "")?, self.i32(both(0x8000)), "")?)
             })
             .collect()
     }
@@ -368,6 +374,7 @@ fn prune<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> {
     let mut k = Kernel::new(ctx, module, &names[0], &PRUNE_PARAMS, &|n| ["x", "bitmaps", "block_units"].contains(&n), COMPRESS_THREADS)?;
     let (x, bitmaps, block_units) = (k.param(0)?.into_pointer_value(), k.param(1)?.into_pointer_value(), k.param(2)?.into_pointer_value());
     let (tokens, rank, order) = (k.param(3)?.into_int_value(), k.param(4)?.into_int_value(), k.param(5)?.into_int_value());
+    let infinity = k.param(6)?.into_int_value();
     let tile = k.shared("tile", TILE as u32 * pitch(d), 2);
     let sums = k.shared("sums", COMPRESS_THREADS / 32, 4);
     let p = place(&k, tokens, d)?;
@@ -375,7 +382,7 @@ fn prune<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> {
     let (start, pairs) = k.half_token(tile, d)?;
     let mags: Vec<_> = pairs.iter().map(|&v| k.b.build_and(v, k.i32(both(0x7fff)), "")).collect::<Result<_, _>>()?;
     let t = k.threshold(&mags, rank)?;
-    let kept = k.kept(&mags, t)?;
+    let kept = k.kept(&mags, t, infinity)?;
     let out = BlockOut { bitmaps, block_units, sums };
     let values = k.b.build_int_compare(IntPredicate::NE, order, k.i32(0), "")?;
     // V: a thread's half token is a V tile (D = 128) or half of one (D = 64, whose bits the

@@ -15,7 +15,7 @@ use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAs
 use cudarc::nvrtc::Ptx;
 use tessera_codegen::format::bitmap::{PAD, TILE};
 use tessera_codegen::format::prune::smallest_rank;
-use tessera_codegen::format::{BitmapCache, PruneRule, TileOrder};
+use tessera_codegen::format::{BitmapCache, PruneRule, TileOrder, from_f32};
 use tessera_codegen::{COMPRESS_THREADS, SCAN_THREADS, compress_entries, compress_ptx};
 use tessera_desc::Dtype;
 
@@ -276,7 +276,8 @@ impl Compressor {
         // SAFETY: arguments in the order and types of PRUNE_PARAMS; x holds planes × tokens × d
         // values (checked by `compress_into`), bitmaps and block units were fitted above.
         let mut launch = gpu.stream.launch_builder(&self.prune);
-        launch.arg(&x.data).arg(&mut *bitmaps).arg(&mut *block_units).arg(&tokens).arg(&rank).arg(&order);
+        let infinity = i32::from(from_f32(x.dtype, f32::INFINITY));
+        launch.arg(&x.data).arg(&mut *bitmaps).arg(&mut *block_units).arg(&tokens).arg(&rank).arg(&order).arg(&infinity);
         unsafe { launch.launch(blocks) }?;
         Ok(())
     }

@@ -19,12 +19,20 @@ fn gpu_compression_writes_the_host_format_bit_for_bit() {
     let mut rng = StdRng::seed_from_u64(crate::run_seed());
     for d in [128, 64] {
         let compressor = Compressor::load(&gpu, d).unwrap();
-        for (dtype, batch, kv_heads, tokens) in [(Dtype::Bf16, 1, 3, 64), (Dtype::F16, 2, 2, 320), (Dtype::Bf16, 1, 1, 1024)] {
+        // The last two: most elements NaN, so that a token's k-th smallest magnitude is a NaN
+        // and only the rule's "NaN is kept" keeps the other NaNs (of smaller payloads).
+        let cases = [(Dtype::Bf16, 1, 3, 64, 0.0), (Dtype::F16, 2, 2, 320, 0.02), (Dtype::Bf16, 1, 1, 1024, 0.02), (Dtype::F16, 1, 1, 64, 0.8), (Dtype::Bf16, 1, 2, 64, 0.8)];
+        for (dtype, batch, kv_heads, tokens, nan) in cases {
             let n = batch * kv_heads * tokens * d;
-            // A quarter of the values from a 5-value set: ties with the threshold and zeros.
+            let infinity = from_f32(dtype, f32::INFINITY);
+            // A quarter of the values from a set: ties with the threshold, zeros, infinities;
+            // then NaNs of any payload and sign, a `nan` share of them.
             let bits: Vec<u16> = (0..n)
                 .map(|_| {
-                    let x = if rng.random_bool(0.25) { [0.0, 0.5, -0.5, 1.0, -0.0][rng.random_range(0..5)] } else { rng.random_range(-2.0f32..2.0) };
+                    if rng.random_bool(nan) {
+                        return (infinity + rng.random_range(1..=0x7fff - infinity)) | if rng.random_bool(0.5) { 0x8000 } else { 0 };
+                    }
+                    let x = if rng.random_bool(0.25) { [0.0, 0.5, -0.5, 1.0, -0.0, f32::INFINITY, f32::NEG_INFINITY][rng.random_range(0..7)] } else { rng.random_range(-2.0f32..2.0) };
                     from_f32(dtype, x)
                 })
                 .collect();
@@ -34,7 +42,7 @@ fn gpu_compression_writes_the_host_format_bit_for_bit() {
                 for order in [TileOrder::Keys, TileOrder::Values] {
                     let want = BitmapCache::compress(&pruned, dtype, batch * kv_heads, tokens, d, order).unwrap();
                     let got = compressor.compress(&gpu, &x, order, sparsity, PruneRule::KthSmallest).unwrap().download(&gpu).unwrap();
-                    let at = format!("d{d} {dtype} {batch}x{kv_heads}x{tokens} s{sparsity} {order:?}");
+                    let at = format!("d{d} {dtype} {batch}x{kv_heads}x{tokens} NaN share {nan} s{sparsity} {order:?}");
                     assert_eq!(got.bitmaps, want.bitmaps, "{at}: bitmaps");
                     assert_eq!(got.offsets, want.offsets, "{at}: offsets");
                     assert_eq!(got.head_base, want.head_base, "{at}: head bases");
