@@ -37,8 +37,8 @@ pub struct CacheArgs {
     /// Tokens compressed at a time, a multiple of 64 (`mustafar` only).
     #[arg(long, default_value_t = DECODE_POLICY.chunk)]
     chunk: usize,
-    /// CTAs each (batch, KV head)'s context is split over (`mustafar` only) [default: about
-    /// four CTAs per SM].
+    /// CTAs each (batch, KV head)'s context is split over (`mustafar` only) [default: the
+    /// GPU's resident CTAs of the kernel, spread over the (batch, KV head) planes].
     #[arg(long, value_parser = positive)]
     splits: Option<usize>,
 }

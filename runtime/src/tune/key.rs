@@ -15,8 +15,8 @@
 //!   video sizes), so exact keys cost few sweeps. A 1-D window's length is bucketed as any.
 //!   A decode kernel's problem (`seq_q` = 1, `seq_kv` its context, bucketed) adds its planes,
 //!   batch × kv_heads, rounded up to a power of two: they are its grid's CTAs besides the
-//!   splits, and the default split count spreads each plane over about four CTAs per SM
-//!   divided by them, so they set how much context each CTA streams. (Its cache's
+//!   splits, and the default split count spreads the GPU's resident CTAs over them, so
+//!   they set how much context each CTA streams. (Its cache's
 //!   sparsities are left out: see `decode::POLICY`.)
 //! - The device: name, compute capability and driver version (the driver's JIT compiles the
 //!   PTX, so a new driver can change which schedule wins).
