@@ -216,13 +216,16 @@ impl<'ctx> Lowerer<'ctx, '_> {
             for e in 0..TILE as u64 {
                 let b = &l.b;
                 // Element e is bit 63 - e: bit 31 - e % 32 of the high word, then of the low.
+                // The bit as a mask (all ones when set), shifted to the top and back: it both
+                // selects the value and steps the offset (at - 2·mask), three instructions where
+                // a 0/1 bit, its negation and a second extraction for the step took six.
                 let word = words[(e / 32) as usize];
-                let bit = b.build_and(b.build_right_shift(word, i32t.const_int(31 - e % 32, false), false, "")?, l.i32(1), "")?;
+                let top = b.build_left_shift(word, i32t.const_int(e % 32, false), "")?;
+                let mask = b.build_right_shift(top, l.i32(31), true, "")?;
                 let value = l.load_aligned(i16t.into(), l.byte_ptr(l.smem, l.slot_byte(slot, unit.u, at)?)?, 2)?.into_int_value();
                 let b = &l.b;
-                let set = b.build_int_compare(IntPredicate::NE, bit, l.i32(0), "")?;
-                let value = b.build_int_z_extend(b.build_select(set, value, i16t.const_zero(), "")?.into_int_value(), i32t, "")?;
-                at = b.build_int_add(at, b.build_left_shift(bit, l.i32(1), "")?, "")?;
+                let value = b.build_and(b.build_int_z_extend(value, i32t, "")?, mask, "")?;
+                at = b.build_int_sub(at, b.build_left_shift(mask, l.i32(1), "")?, "")?;
                 if e % 2 == 0 {
                     pairs.push(value);
                 } else if let Some(low) = pairs.last_mut() {
