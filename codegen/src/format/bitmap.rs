@@ -84,9 +84,9 @@ impl BitmapCache {
     }
 
     /// Where element (token, channel) of a head's plane lives: its tile and its position in the
-    /// tile (the inverse of `element`). This and [`BitmapCache::value_index`] are how a kernel
-    /// reads the format without decompressing it; the interpreter evaluates them and the
-    /// lowering must emit the same arithmetic.
+    /// tile (the inverse of `element`). This and [`BitmapCache::value_index`] read the format
+    /// element by element without decompressing it, as the interpreter does; the decode kernel
+    /// expands whole tiles with a running count that lands on the same values.
     pub fn locate(order: TileOrder, head_dim: usize, token: usize, channel: usize) -> Option<(usize, usize)> {
         if channel >= head_dim {
             return None;

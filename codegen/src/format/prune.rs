@@ -78,7 +78,9 @@ pub fn kth_smallest_bits(mags: &[u16], k: usize) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::{from_f32, to_f32};
     use proptest::prelude::*;
+    use tessera_desc::Dtype;
 
     #[test]
     fn repo_rule_keeps_one_more_than_the_paper() {
@@ -141,21 +143,23 @@ mod tests {
         }
 
         /// The bit-wise threshold is the sort-based one: the kernel's rule (`keeps_bits`) keeps
-        /// what `prune_token` keeps, on every 16-bit input, NaNs of any payload and share
-        /// included (bf16 bits here; f16's magnitudes order the same way).
+        /// what `prune_token` keeps, on every 16-bit input of either type, NaNs of any payload
+        /// and share included.
         #[test]
         fn the_bitwise_threshold_prunes_as_the_authors_rule(
-            bits in proptest::collection::vec(prop_oneof![3 => any::<u16>(), 1 => 0x7f81u16..0x8000, 1 => Just(0x7f80u16)], 128),
+            bits in proptest::collection::vec(prop_oneof![3 => any::<u16>(), 1 => 0x7c01u16..0x8000, 1 => Just(0x7c00u16), 1 => Just(0x7f80u16)], 128),
             s in 0.0f64..1.0,
         ) {
-            let values: Vec<f32> = bits.iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect();
-            let want = prune_token(&values, s, PruneRule::KthSmallest);
-            let mags: Vec<u16> = bits.iter().map(|b| b & 0x7fff).collect();
-            let t = kth_smallest_bits(&mags, smallest_rank(s, 128));
-            for (i, (&m, &w)) in mags.iter().zip(&want).enumerate() {
-                // The reference zeroes what it drops (NaN != 0 when kept); a kept zero is zero
-                // either way.
-                prop_assert_eq!(keeps_bits(m, t, 0x7f80), w != 0.0, "element {} of magnitude {:#x}, threshold {:#x}", i, m, t);
+            for dtype in [Dtype::Bf16, Dtype::F16] {
+                let values: Vec<f32> = bits.iter().map(|&b| to_f32(dtype, b)).collect();
+                let want = prune_token(&values, s, PruneRule::KthSmallest);
+                let mags: Vec<u16> = bits.iter().map(|b| b & 0x7fff).collect();
+                let t = kth_smallest_bits(&mags, smallest_rank(s, 128));
+                for (i, (&m, &w)) in mags.iter().zip(&want).enumerate() {
+                    // The reference zeroes what it drops (NaN != 0 when kept); a kept zero is
+                    // zero either way.
+                    prop_assert_eq!(keeps_bits(m, t, from_f32(dtype, f32::INFINITY)), w != 0.0, "{} element {} of magnitude {:#x}, threshold {:#x}", dtype, i, m, t);
+                }
             }
         }
 

@@ -97,6 +97,7 @@ impl<'a> Cta<'a> {
                     for c in self.groups.pop_front().unwrap_or_default() {
                         let n = c.data.len();
                         self.shared[c.buf.0][c.stage * n..(c.stage + 1) * n].copy_from_slice(&c.data);
+                        self.clobber_overlays(c.buf);
                         self.unpublished.insert((c.buf, c.stage));
                     }
                 }
@@ -258,8 +259,9 @@ impl<'a> Cta<'a> {
         Ok(())
     }
 
-    /// One token's row of a K/V tile read from its bitmap-compressed cache element by element,
-    /// as the kernel reads it (`BitmapCache::locate` and `value_index`); pruned elements are 0.
+    /// One token's row of a K/V tile read from its bitmap-compressed cache element by element
+    /// (`BitmapCache::locate` and `value_index`, which the kernel's expansion agrees with);
+    /// pruned elements are 0.
     fn decode_row(&self, src: &GlobalTile, order: TileOrder, plane: usize, token: usize, row: &mut [f32]) -> Result<(), String> {
         let cache = match src.tensor {
             Tensor::K => self.launch.k_bitmap,
@@ -277,12 +279,27 @@ impl<'a> Cta<'a> {
         Ok(())
     }
 
-    /// Whether writing `buf[stage]` now races with a read since the last barrier: of that stage,
-    /// or of any stage of a buffer that shares its bytes (`Shared::overlay`).
+    /// Whether `(a, sa)` and `(b, sb)` may share bytes: the same stage, or any stages of two
+    /// buffers one of which lies over the other, or both over a third (`Shared::overlay`).
+    fn shares_bytes(&self, (a, sa): (BufId, usize), (b, sb): (BufId, usize)) -> bool {
+        let under = |x: BufId| self.program.shared[x.0].overlay.unwrap_or(x);
+        if a == b { sa == sb } else { under(a) == under(b) }
+    }
+
+    /// Whether writing `buf[stage]` now races with a read since the last barrier.
     fn raced(&self, buf: BufId, stage: usize) -> bool {
-        let shared = &self.program.shared;
-        let overlaps = |b: BufId| shared[b.0].overlay == Some(buf) || shared[buf.0].overlay == Some(b);
-        self.read_since_barrier.iter().any(|&(b, s)| (b, s) == (buf, stage) || overlaps(b))
+        self.read_since_barrier.iter().any(|&r| self.shares_bytes(r, (buf, stage)))
+    }
+
+    /// A write landed in `buf[stage]`: what any buffer sharing its bytes held is gone (NaN, so
+    /// that a program reading it there computes NaN here, as it would read garbage on a GPU).
+    fn clobber_overlays(&mut self, buf: BufId) {
+        for other in 0..self.shared.len() {
+            let o = BufId(other);
+            if o != buf && self.shares_bytes((o, 0), (buf, 0)) {
+                self.shared[other].fill(f32::NAN);
+            }
+        }
     }
 
     /// `Stmt::Expand`: the staged tile `src` into the one-stage tile `dst`, transposed in
@@ -307,6 +324,7 @@ impl<'a> Cta<'a> {
                 self.shared[dst.0][at] = tile[r * cols + c];
             }
         }
+        self.clobber_overlays(dst);
         self.unpublished.insert((dst, 0));
         Ok(())
     }
@@ -316,10 +334,10 @@ impl<'a> Cta<'a> {
         let stage = self.stage(buf, stage)?;
         let name = self.program.shared(buf).name;
         let in_flight = self.open_group.iter().chain(self.groups.iter().flatten());
-        if in_flight.into_iter().any(|c| c.buf == buf && c.stage == stage) {
+        if in_flight.into_iter().any(|c| self.shares_bytes((c.buf, c.stage), (buf, stage))) {
             return Err(format!("{name}[{stage}] is read before its async copy was waited for"));
         }
-        if self.unpublished.contains(&(buf, stage)) {
+        if self.unpublished.iter().any(|&u| self.shares_bytes(u, (buf, stage))) {
             return Err(format!("{name}[{stage}] is read before a barrier published its copy"));
         }
         self.read_since_barrier.insert((buf, stage));

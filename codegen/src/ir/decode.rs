@@ -14,8 +14,8 @@
 //!   `semantics::softmax::merge_weight`). A merge in the same kernel would need a grid-wide
 //!   "last CTA" counter and its fence; the second launch costs a few µs and keeps both simple.
 //! - **Compressed tiles are staged** (`Staged`): bitmaps and offsets, then packed values, are
-//!   copied with `cp.async` steps ahead and expanded into a dense tile at their step, so no
-//!   thread waits on global memory inside the loop.
+//!   copied with `cp.async` steps ahead and expanded into a dense tile at their step, so
+//!   inside the loop no thread waits on memory beyond L1 (the plane's value base, one word).
 //! - **The dense window** is read by the last split after its compressed tiles, with plain
 //!   `cp.async` tiles and a column mask on the ragged last tile, so every split but the last
 //!   streams compressed bytes only. Its stages lie over the staged values' bytes.
@@ -184,7 +184,9 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
     ];
     body.extend(start(plane(Tensor::Q, row(), real_row())));
     body.extend(staged.compressed_loop(j, begin.into(), end.into(), &compressed));
-    // The window loop's copies reuse the bytes of the compressed loop's staged values.
+    // Not needed for correctness (the loop body ends with a barrier, and an empty loop reads
+    // nothing), but it keeps the window loop's first copies, into the staged values' bytes,
+    // visibly after every read of them; it runs once per CTA.
     body.push(Stmt::Barrier);
     let last_split = Expr::var(Var::Splits).sub(1).le(split);
     body.push(Stmt::For {
@@ -223,7 +225,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
 }
 
 /// The buffers of the compressed tokens' loop. Each KV step's compressed K and V travel in
-/// three hops, so that no thread waits on global memory in the loop: their bitmaps and value
+/// three hops, so that no thread waits on DRAM in the loop: their bitmaps and value
 /// offsets (`Meta`) are copied `2(S-1)` steps ahead, their packed values (`Values`, found
 /// with those offsets) `S-1` steps ahead, and at its step each is expanded into a dense tile
 /// that the products read: K as `Kᵀ` (a bitmap tile of K is 64 tokens of one channel, one row
@@ -338,7 +340,9 @@ impl Staged {
         let [softmax, product] = attend_values(shared_op(self.dense[1], true));
         // Vd lies over Kt: every warp must be done reading Kt.
         body.extend([softmax, Stmt::Barrier, expand(1), Stmt::Barrier, product]);
-        // The next step expands into the same bytes: every warp must be done reading them.
+        // Not needed for correctness (the next step writes shared memory only after a barrier),
+        // but faster with it: without it, and with a one-XOR slot address, the kernel was
+        // 4-6% slower (BENCHMARKS.md, session 7).
         body.push(Stmt::Barrier);
         out.push(Stmt::For { var: j, begin, end, stages: 1, body });
         out

@@ -81,9 +81,10 @@ pub struct BufId(pub usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FragId(pub usize);
 
-/// A shared-memory tile of `rows × cols` elements, `stages` copies of it, stored as column
-/// blocks of `block_cols` elements whose rows are 16-byte chunks permuted by an XOR swizzle
-/// (see `llvm::layout::BLOCK_ROW_BYTES`).
+/// A shared-memory buffer for a tile of `rows × cols` elements, `stages` copies of it. A
+/// `Form::Tile` is stored as column blocks of `block_cols` elements whose rows are 16-byte
+/// chunks permuted by an XOR swizzle (see `llvm::layout::BLOCK_ROW_BYTES`); the other forms
+/// hold the tile compressed (`Form`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shared {
     pub name: &'static str,
@@ -97,8 +98,9 @@ pub struct Shared {
     pub offset: Option<u32>,
     pub form: Form,
     /// Placed at this buffer's offset instead of its own: the two are used in phases that a
-    /// barrier separates (a decode kernel's dense window after its compressed tokens), so
-    /// they can share the bytes. It must not be larger.
+    /// barrier separates (a decode kernel's dense window after its compressed tokens, or its V
+    /// expanded after the scores have read Kᵀ), so they can share the bytes. It must not be
+    /// larger (else `passes::smem` gives it bytes of its own).
     pub overlay: Option<BufId>,
 }
 
@@ -212,6 +214,8 @@ pub enum Stmt {
     /// Starts an async copy of the packed values of compressed tile `src` (order `order`) into
     /// the `Form::Values` buffer `dst[stage]`, finding them with the bitmaps and offsets that
     /// `meta[meta_stage]` holds for the same tile (landed and published before this).
+    /// (`order` is for the interpreter, which decodes the tile there: the bytes copied do
+    /// not depend on it.)
     CopyValues { dst: BufId, stage: Expr, meta: BufId, meta_stage: Expr, src: GlobalTile, order: TileOrder },
     /// Decodes the compressed tile in `src[stage]` (values) and `meta[meta_stage]` (bitmaps)
     /// into the one-stage tile `dst`, pruned elements 0, each 64-element bitmap tile one row

@@ -1,5 +1,6 @@
 //! Mustafar's bitmap-compressed K/V tiles (`crate::format::bitmap`) on their way to the mma
-//! path, in the three hops of `ir::decode::Staged`, none of which waits on global memory:
+//! path, in the three hops of `ir::decode::Staged`, none of which waits on DRAM (the value
+//! copies read one word, the plane's value base, which stays in L1 from step to step):
 //!
 //! - `CopyEngine::BitmapMeta`: thread `u` copies the bitmap and value offset of the KV tile's
 //!   bitmap tile `u` (the cache's tile `chunk·D + u % D` of the KV tile's `u / D`-th 64-token

@@ -17,7 +17,7 @@
 //!    bitmaps (a second read of the input costs less than a second threshold search), packs
 //!    each tile's values and padding in shared memory and writes the block's run of values with
 //!    16-byte stores; it also writes the offsets, head bases, the planes' totals, and the zeros
-//!    after the last value that the decode kernel's look-ahead reads.
+//!    after the last value, which the decode kernel's zero-size copies may address.
 
 use inkwell::IntPredicate;
 use inkwell::context::Context;
@@ -546,7 +546,7 @@ fn scatter<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> {
         k.store(i32_at(k, out.totals, p.plane)?, pairs, 4)?;
         let planes = sreg(k.module, &k.b, "llvm.nvvm.read.ptx.sreg.nctaid.y")?;
         let last_plane = k.b.build_int_compare(IntPredicate::EQ, p.plane, k.b.build_int_sub(planes, k.i32(1), "")?, "")?;
-        // The decode kernel's look-ahead reads one 16-byte unit past the last value.
+        // The decode kernel's zero-size copies may address the 16-byte unit past the last value.
         k.when(last_plane, |k| {
             let at = k.b.build_int_mul(k.i64(end)?, ctx.i64_type().const_int(8, false), "")?;
             k.store(k.at(out.values, at, 2)?, ctx.i32_type().vec_type(4).const_zero(), 16)

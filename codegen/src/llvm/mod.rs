@@ -39,7 +39,7 @@ pub const KERNEL_PARAMS: [&str; 13] = [
 
 /// Parameters after `KERNEL_PARAMS` of a kernel that reads bitmap-compressed caches
 /// (`crate::format::BitmapCache`'s arrays for K, then for V, as device pointers, each values
-/// array followed by 16 readable bytes, which the decoder's look-ahead loads may touch; then the
+/// array followed by 16 readable bytes, which a zero-size copy of an empty last tile addresses; then the
 /// i32 compressed tokens per plane). Such a kernel is a decode kernel (`ir::decode`): `heads` is
 /// `kv_heads`, `seq_q` the GQA group, `seq_kv` the dense window's tokens, `o`/`lse` the split
 /// workspace, and the grid's x extent the number of splits.

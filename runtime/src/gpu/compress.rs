@@ -74,13 +74,13 @@ impl Layout {
         self.planes == 0 || self.tokens == 0
     }
 
-    /// Values with every element kept, the decode kernel's look-ahead unit after them.
+    /// Values with every element kept, the decode kernel's trailing unit after them.
     fn values_bound(&self) -> usize {
         self.planes * self.tiles * TILE + PAD
     }
 
     /// Each plane's values from its value pair count: where each starts (values), and the
-    /// length of the values array (look-ahead unit included).
+    /// length of the values array (trailing unit included).
     fn starts(totals: &[usize]) -> (Vec<usize>, usize) {
         let mut at = 0;
         let starts = totals
@@ -290,7 +290,7 @@ impl Compressor {
         // SAFETY: arguments in the order and types of SCATTER_PARAMS; x as for the pruning,
         // bitmaps and block starts fitted by the stages before (planes × tiles, one more than
         // blocks), offsets planes × (tiles + 1), head bases and totals one per plane, values the
-        // bound of every value kept plus the look-ahead unit.
+        // bound of every value kept plus the trailing unit.
         let mut launch = gpu.stream.launch_builder(&self.scatter);
         launch
             .arg(&x.data)

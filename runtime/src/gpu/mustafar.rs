@@ -75,7 +75,7 @@ impl DeviceBitmapCache {
         self.tokens * self.head_dim / TILE
     }
 
-    /// The cache with its byte count: bitmaps, offsets, values (without the look-ahead), head
+    /// The cache with its byte count: bitmaps, offsets, values (without the trailing unit), head
     /// bases, as `BitmapCache::bytes` counts them.
     fn with_bytes(mut self) -> Self {
         let tiles = self.planes * self.tiles_per_plane();
@@ -146,7 +146,7 @@ impl DeviceBitmapCache {
         Ok(())
     }
 
-    /// The arrays back on the host, as `BitmapCache` has them (the look-ahead padding left out).
+    /// The arrays back on the host, as `BitmapCache` has them (the trailing unit left out).
     pub fn download(&self, gpu: &Gpu) -> Result<BitmapCache, GpuError> {
         let tiles = self.planes * self.tokens * self.head_dim / tessera_codegen::format::bitmap::TILE;
 
@@ -176,7 +176,7 @@ impl DeviceBitmapCache {
             head_dim: cache.head_dim,
             bitmaps: upload(gpu, &cache.bitmaps)?,
             offsets: upload(gpu, &cache.offsets)?,
-            // The kernel's look-ahead loads read up to one 16-byte vector past the values.
+            // The kernel's zero-size copies may address the 16-byte vector just past the values.
             values: upload(gpu, &[&cache.values[..], &[0; PAD]].concat())?,
             head_base: upload(gpu, &cache.head_base)?,
             // Validated: offsets and head bases are in range and non-negative.
