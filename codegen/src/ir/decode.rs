@@ -274,28 +274,20 @@ impl Staged {
         let (meta_lead, slots) = (2 * lead, 2 * lead + 1);
         let orders = [TileOrder::Keys, TileOrder::Values];
         let tensors = [Tensor::K, Tensor::V];
-        let meta_copies = |t: Expr, slot: Expr| -> Stmt {
-            Stmt::If {
-                cond: t.clone().lt(end.clone()),
-                body: (0..2)
-                    .map(|i| Stmt::Copy { dst: self.meta[i], stage: slot.clone(), src: tile(tensors[i], t.clone()), engine: CopyEngine::BitmapMeta })
-                    .collect(),
-            }
+        // K's and V's copies of tile `t`, if it is in the split's range.
+        let if_in_range = |t: &Expr, copy: &dyn Fn(usize) -> Stmt| Stmt::If { cond: t.clone().lt(end.clone()), body: (0..2).map(copy).collect() };
+        let meta_copies = |t: Expr, slot: Expr| {
+            if_in_range(&t, &|i| Stmt::Copy { dst: self.meta[i], stage: slot.clone(), src: tile(tensors[i], t.clone()), engine: CopyEngine::BitmapMeta })
         };
-        let value_copies = |t: Expr, stage: Expr, slot: Expr| -> Stmt {
-            Stmt::If {
-                cond: t.clone().lt(end.clone()),
-                body: (0..2)
-                    .map(|i| Stmt::CopyValues {
-                        dst: self.values[i],
-                        stage: stage.clone(),
-                        meta: self.meta[i],
-                        meta_stage: slot.clone(),
-                        src: tile(tensors[i], t.clone()),
-                        order: orders[i],
-                    })
-                    .collect(),
-            }
+        let value_copies = |t: Expr, stage: Expr, slot: Expr| {
+            if_in_range(&t, &|i| Stmt::CopyValues {
+                dst: self.values[i],
+                stage: stage.clone(),
+                meta: self.meta[i],
+                meta_stage: slot.clone(),
+                src: tile(tensors[i], t.clone()),
+                order: orders[i],
+            })
         };
         let step = |k: i32| Expr::var(j).sub(begin.clone()).add(k);
         let ahead = |k: i32| Expr::var(j).add(k);

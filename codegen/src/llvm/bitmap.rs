@@ -19,7 +19,7 @@
 use inkwell::IntPredicate;
 use inkwell::values::{IntValue, PointerValue};
 
-use super::lower::{CacheParams, Lowerer, Res};
+use super::lower::{CacheParams, Lowerer, Res, load_aligned};
 use super::memo::Memo;
 use crate::CodegenError;
 use crate::format::TileOrder;
@@ -56,25 +56,16 @@ impl<'ctx> Lowerer<'ctx, '_> {
         sb.rows * sb.cols / TILE as u32
     }
 
-    /// Runs `f` for each of this thread's bitmap tiles `u = tid, tid + threads, ..` below
-    /// `units`; only the last round may be partial, so it alone sits under a branch.
+    /// Runs `f` for each of this thread's bitmap tiles (`per_thread` over `units`).
     fn per_unit(&mut self, units: u32, d: u32, mut f: impl FnMut(&mut Self, &Unit<'ctx>) -> Res<()>) -> Res<()> {
-        let threads = self.program.threads();
-        for it in 0..units.div_ceil(threads) {
-            let u = self.b.build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
+        self.per_thread(units, |l, u| {
             let unit = Unit {
                 u,
-                row0: self.b.build_int_mul(self.b.build_int_unsigned_div(u, self.i32(d as i64), "")?, self.i32(TILE as i64), "")?,
-                within: self.b.build_int_unsigned_rem(u, self.i32(d as i64), "")?,
+                row0: l.b.build_int_mul(l.b.build_int_unsigned_div(u, l.i32(d as i64), "")?, l.i32(TILE as i64), "")?,
+                within: l.b.build_int_unsigned_rem(u, l.i32(d as i64), "")?,
             };
-            if (it + 1) * threads > units {
-                let inside = self.b.build_int_compare(IntPredicate::ULT, u, self.i32(units as i64), "")?;
-                self.if_then(inside, |l| f(l, &unit))?;
-            } else {
-                f(self, &unit)?;
-            }
-        }
-        Ok(())
+            f(l, &unit)
+        })
     }
 
     fn plane(&self, src: &GlobalTile, cols: u32) -> Res<Plane<'ctx>> {
@@ -101,7 +92,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// comes from L1, so the value copies behind it wait a cache hit, not a trip to memory.
     fn values_start(&self, p: &Plane<'ctx>) -> Res<IntValue<'ctx>> {
         let i64t = self.ctx.i64_type();
-        let head_base = self.load_aligned(self.ctx.i32_type().into(), self.element_ptr(p.cache.head_base, p.plane, 4)?, 4)?.into_int_value();
+        let head_base = load_aligned(&self.b, self.ctx.i32_type().into(), self.element_ptr(p.cache.head_base, p.plane, 4)?, 4)?.into_int_value();
         Ok(self.b.build_int_mul(self.b.build_int_s_extend(head_base, i64t, "")?, i64t.const_int(PAD as u64, false), "")?)
     }
 
@@ -120,10 +111,6 @@ impl<'ctx> Lowerer<'ctx, '_> {
         self.byte_ptr(ptr, off)
     }
 
-    fn load_aligned(&self, ty: inkwell::types::BasicTypeEnum<'ctx>, ptr: PointerValue<'ctx>, align: u32) -> Res<inkwell::values::BasicValueEnum<'ctx>> {
-        super::lower::load_aligned(&self.b, ty, ptr, align)
-    }
-
     /// Byte offsets in shared memory of unit `u`'s bitmap and offset in meta stage `base`.
     fn meta_slots(&self, meta: BufId, base: IntValue<'ctx>, u: IntValue<'ctx>) -> Res<(IntValue<'ctx>, IntValue<'ctx>)> {
         let units = self.units(meta);
@@ -135,7 +122,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// Unit `u`'s bitmap from meta stage `base`.
     fn staged_bitmap(&self, meta: BufId, base: IntValue<'ctx>, u: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
         let (at, _) = self.meta_slots(meta, base, u)?;
-        Ok(self.load_aligned(self.ctx.i64_type().into(), self.byte_ptr(self.smem, at)?, 8)?.into_int_value())
+        Ok(load_aligned(&self.b, self.ctx.i64_type().into(), self.byte_ptr(self.smem, at)?, 8)?.into_int_value())
     }
 
     /// `CopyEngine::BitmapMeta` of compressed tile `src` into `dst[stage]`.
@@ -164,9 +151,9 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let (i32t, i64t) = (self.ctx.i32_type(), self.ctx.i64_type());
         self.per_unit(self.units(dst), d, |l, unit| {
             let b = &l.b;
-            let bitmap = l.staged_bitmap(meta, meta_base, unit.u)?;
-            let (_, offset_at) = l.meta_slots(meta, meta_base, unit.u)?;
-            let offset = l.load_aligned(i32t.into(), l.byte_ptr(l.smem, offset_at)?, 4)?.into_int_value();
+            let (bitmap_at, offset_at) = l.meta_slots(meta, meta_base, unit.u)?;
+            let bitmap = load_aligned(&l.b, i64t.into(), l.byte_ptr(l.smem, bitmap_at)?, 8)?.into_int_value();
+            let offset = load_aligned(&l.b, i32t.into(), l.byte_ptr(l.smem, offset_at)?, 4)?.into_int_value();
             // The tile's first value: offsets count value pairs.
             let first = b.build_int_add(values_start, b.build_int_mul(b.build_int_s_extend(offset, i64t, "")?, i64t.const_int(2, false), "")?, "")?;
             let count = b.build_int_truncate(l.call_value("llvm.ctpop", &[i64t.into()], &[bitmap.into()])?.into_int_value(), i32t, "")?;
@@ -223,7 +210,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let word = words[(e / 32) as usize];
                 let top = b.build_left_shift(word, i32t.const_int(e % 32, false), "")?;
                 let mask = b.build_right_shift(top, l.i32(31), true, "")?;
-                let value = l.load_aligned(i16t.into(), l.byte_ptr(l.smem, l.slot_byte(slot, unit.u, at)?)?, 2)?.into_int_value();
+                let value = load_aligned(&l.b, i16t.into(), l.byte_ptr(l.smem, l.slot_byte(slot, unit.u, at)?)?, 2)?.into_int_value();
                 let b = &l.b;
                 let value = b.build_and(b.build_int_z_extend(value, i32t, "")?, mask, "")?;
                 at = b.build_int_sub(at, b.build_left_shift(mask, l.i32(1), "")?, "")?;

@@ -112,39 +112,45 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let chunks_per_row = cols / self.chunk_elems();
         let row_bytes = (cols * self.program.elem_bytes()) as i64;
         let total = rows * chunks_per_row;
-        let threads = self.program.threads();
         let base = self.stage_base(dst, stage)?;
         let (gptr, _, _) = self.tensor(src.tensor)?;
         let head_rows = self.head_rows(src)?;
         let i64t = self.ctx.i64_type();
         let mut memo = Memo::default();
+        self.per_thread(total, |l, c| {
+            let b = &l.b;
+            let r = b.build_int_unsigned_div(c, l.i32(chunks_per_row as i64), "")?;
+            let ch = b.build_int_unsigned_rem(c, l.i32(chunks_per_row as i64), "")?;
+            let (token, valid) = l.row_token(src, r, &mut memo)?;
+            let b = &l.b;
+            let size = b.build_select(valid, l.i32(16), l.i32(0), "")?;
+            // A zero-size copy reads nothing, but its address still stays inside the tensor.
+            let srow = b.build_select(valid, token, l.i32(0), "")?.into_int_value();
+            let srow = b.build_int_s_extend(srow, i64t, "")?;
+            let grow_abs = b.build_int_add(head_rows, srow, "")?;
+            let gbytes = b.build_int_mul(grow_abs, i64t.const_int(row_bytes as u64, false), "")?;
+            let ch64 = b.build_int_z_extend(ch, i64t, "")?;
+            let gbytes = b.build_int_add(gbytes, b.build_int_mul(ch64, i64t.const_int(16, false), "")?, "")?;
+            let gaddr = l.byte_ptr(gptr, gbytes)?;
+            let soff = l.chunk_offset(dst, base, r, ch)?;
+            let saddr = l.byte_ptr(l.smem, soff)?;
+            l.call("llvm.nvvm.cp.async.cg.shared.global.16.s", &[], &[saddr.into(), gaddr.into(), size])?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f(item)` for this thread's items `tid, tid + threads, ..` below `total`, the CTA's
+    /// threads taking consecutive items each round; only the last round may be partial, so it
+    /// alone sits under a branch.
+    pub fn per_thread(&mut self, total: u32, mut f: impl FnMut(&mut Self, IntValue<'ctx>) -> Res<()>) -> Res<()> {
+        let threads = self.program.threads();
         for it in 0..total.div_ceil(threads) {
-            let c = self.b.build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
-            let mut body = |l: &mut Self| -> Res<()> {
-                let b = &l.b;
-                let r = b.build_int_unsigned_div(c, l.i32(chunks_per_row as i64), "")?;
-                let ch = b.build_int_unsigned_rem(c, l.i32(chunks_per_row as i64), "")?;
-                let (token, valid) = l.row_token(src, r, &mut memo)?;
-                let b = &l.b;
-                let size = b.build_select(valid, l.i32(16), l.i32(0), "")?;
-                // A zero-size copy reads nothing, but its address still stays inside the tensor.
-                let srow = b.build_select(valid, token, l.i32(0), "")?.into_int_value();
-                let srow = b.build_int_s_extend(srow, i64t, "")?;
-                let grow_abs = b.build_int_add(head_rows, srow, "")?;
-                let gbytes = b.build_int_mul(grow_abs, i64t.const_int(row_bytes as u64, false), "")?;
-                let ch64 = b.build_int_z_extend(ch, i64t, "")?;
-                let gbytes = b.build_int_add(gbytes, b.build_int_mul(ch64, i64t.const_int(16, false), "")?, "")?;
-                let gaddr = l.byte_ptr(gptr, gbytes)?;
-                let soff = l.chunk_offset(dst, base, r, ch)?;
-                let saddr = l.byte_ptr(l.smem, soff)?;
-                l.call("llvm.nvvm.cp.async.cg.shared.global.16.s", &[], &[saddr.into(), gaddr.into(), size])?;
-                Ok(())
-            };
+            let item = self.b.build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
             if (it + 1) * threads > total {
-                let inside = self.b.build_int_compare(IntPredicate::ULT, c, self.i32(total as i64), "")?;
-                self.if_then(inside, body)?;
+                let inside = self.b.build_int_compare(IntPredicate::ULT, item, self.i32(total as i64), "")?;
+                self.if_then(inside, |l| f(l, item))?;
             } else {
-                body(self)?;
+                f(self, item)?;
             }
         }
         Ok(())
