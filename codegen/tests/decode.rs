@@ -191,10 +191,11 @@ fn decode_matches_the_reference() {
     }
 }
 
-/// Other schedules: 4 warps over a 64-row query tile, 128-key tiles, no pipelining, D=128.
+/// Other schedules: 4 warps splitting each KV tile's keys (16 or 32 each), 128-key tiles, no
+/// pipelining, D=128.
 #[test]
 fn decode_schedules_agree() {
-    for (i, cfg) in [Config::line(64, 64, 4, 3), Config::line(16, 128, 1, 1)]
+    for (i, cfg) in [Config::line(64, 64, 4, 3), Config::line(16, 128, 1, 1), Config::line(64, 128, 4, 2)]
         .into_iter()
         .enumerate()
     {
@@ -264,7 +265,8 @@ fn all_pruned_tiles_read_as_zeros() {
 
 /// V is expanded into the bytes the scores read Kᵀ from (`Shared::overlay`): without the
 /// barrier between them, the interpreter reports the race; expanded before the scores, it
-/// leaves them NaN to read, as a GPU would leave them V's values.
+/// leaves them NaN to read, as a GPU would leave them V's values. The same for the warps'
+/// partial states, written over the window's K stages.
 #[test]
 fn expanding_over_bytes_still_read_is_a_race() {
     let case = Case { batch: 1, heads: 4, kv_heads: 1, tokens: 300, head_dim: 64, splits: 1, dtype: Dtype::Bf16, cfg: Config::line(64, 64, 4, 2), residual: 32 };
@@ -296,6 +298,14 @@ fn expanding_over_bytes_still_read_is_a_race() {
     };
     let err = run_edited(&case, 41, 0..0, &expand_early).unwrap_err();
     assert!(err.contains("not finite"), "{err}");
+    // The warps' partial states go through bytes the last window tile's K was read from.
+    let merge_unfenced = |p: &mut Program| {
+        let i = p.body.iter().position(|s| matches!(s, Stmt::MergeParts { .. })).unwrap();
+        assert!(matches!(p.body[i - 1], Stmt::Barrier));
+        p.body.remove(i - 1);
+    };
+    let err = run_edited(&case, 41, 0..0, &merge_unfenced).unwrap_err();
+    assert!(err.contains("races"), "{err}");
 }
 
 /// Launch sizes the program cannot run are errors before anything runs.
@@ -327,6 +337,11 @@ fn bad_decode_sizes_are_errors() {
     ] {
         assert!(bad.check(&program).is_err(), "{bad:?}");
     }
+    // Warps that split the keys each hold the whole group: 16 rows of a 64-row tile.
+    let split = decode_program(&desc(Dtype::Bf16, 64), &Config::line(64, 64, 4, 2)).unwrap();
+    assert_eq!(split.key_parts, 4);
+    assert!(DecodeSizes { heads: 32, ..ok }.check(&split).is_ok());
+    assert!(DecodeSizes { heads: 34, ..ok }.check(&split).is_err());
     let mut dense = desc(Dtype::Bf16, 64);
     dense.load = Load::Dense;
     assert!(decode_program(&dense, &Config::line(16, 64, 1, 2)).is_err());

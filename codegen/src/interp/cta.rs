@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{Launch, Output, SelectRows};
 use crate::format::{BitmapCache, TileOrder};
-use crate::ir::{BufId, CopyEngine, Expr, FragId, GlobalTile, Operand, Operands, Program, Stmt, Tensor, Var};
+use crate::ir::{BufId, CopyEngine, Expr, FragId, GlobalTile, Operand, Operands, Part, Program, Stmt, Tensor, Var};
 use crate::semantics::{Arith, F32, round_to, select, softmax};
 
 struct PendingCopy {
@@ -102,10 +102,7 @@ impl<'a> Cta<'a> {
                     }
                 }
             }
-            Stmt::Barrier => {
-                self.read_since_barrier.clear();
-                self.unpublished.clear();
-            }
+            Stmt::Barrier => self.barrier(),
             Stmt::Fill { frag, value } => self.frags[frag.0].fill(*value),
             Stmt::Mma { acc, a, b, .. } => self.mma(*acc, a, b)?,
             Stmt::Mask { frag, keep, when } => {
@@ -114,6 +111,7 @@ impl<'a> Cta<'a> {
                 }
             }
             Stmt::Softmax { s, p, m, l, o } => self.softmax(*s, *p, *m, *l, *o),
+            Stmt::MergeParts { o, m, l, scratch } => self.merge_parts(*o, *m, *l, *scratch)?,
             Stmt::Normalize { o, l } => {
                 let cols = self.program.frag(*o).cols as usize;
                 for r in 0..self.program.config.block_q() as usize {
@@ -350,29 +348,43 @@ impl<'a> Cta<'a> {
         let n = self.program.frag(acc).cols as usize;
         // A as (values, offset, k): row-major [bq][k].
         let (a_vals, k) = match a {
-            Operand::Shared { buf, stage, kn: false } => {
+            Operand::Shared { buf, stage, kn: false, part: Part::Whole } => {
                 let (id, off) = self.read_shared(*buf, stage)?;
                 let cols = self.program.shared(*buf).cols as usize;
                 (self.shared[id][off..off + bq * cols].to_vec(), cols)
             }
             Operand::Frag(id) => (self.frags[id.0].clone(), self.program.frag(*id).cols as usize),
-            Operand::Shared { .. } => return Err("A operand must not be k-major".into()),
+            Operand::Shared { .. } => return Err("A operand must be a whole [m][k] tile".into()),
         };
-        // B as a row-major [k][n] copy.
-        let Operand::Shared { buf, stage, kn } = b else {
+        // B as a row-major [k][n] copy; row r of A multiplies its warp's part (`Part`).
+        let Operand::Shared { buf, stage, kn, part } = b else {
             return Err("B operand must be in shared memory".into());
         };
         let (id, off) = self.read_shared(*buf, stage)?;
         let sb = self.program.shared(*buf);
         let (rows, cols) = (sb.rows as usize, sb.cols as usize);
-        let (bk, bn) = if *kn { (rows, cols) } else { (cols, rows) };
-        if bk != k || bn != n {
-            return Err(format!("mma shapes disagree: A is {bq}x{k}, B is {bk}x{bn}, acc has {n} cols"));
+        let parts = self.program.key_parts as usize;
+        let (part_rows, part_cols) = match part {
+            Part::Whole => (rows, cols),
+            Part::Rows => (rows / parts, cols),
+            Part::Cols => (rows, cols / parts),
+        };
+        let (bk, bn) = if *kn { (part_rows, part_cols) } else { (part_cols, part_rows) };
+        if bk != k || bn != n || (*part != Part::Whole && parts * part_rows * part_cols != rows * cols) {
+            return Err(format!("mma shapes disagree: A is {bq}x{k}, B ({part:?} of {rows}x{cols}) is {bk}x{bn}, acc has {n} cols"));
         }
         let src = &self.shared[id][off..off + rows * cols];
-        let at = |kk: usize, nn: usize| if *kn { src[kk * cols + nn] } else { src[nn * cols + kk] };
         let mut out = self.frags[acc.0].clone();
         for r in 0..bq {
+            let (r0, c0) = match part {
+                Part::Whole => (0, 0),
+                Part::Rows => (self.key_part(r) * part_rows, 0),
+                Part::Cols => (0, self.key_part(r) * part_cols),
+            };
+            let at = |kk: usize, nn: usize| {
+                let (tr, tc) = if *kn { (kk, nn) } else { (nn, kk) };
+                src[(r0 + tr) * cols + c0 + tc]
+            };
             for c in 0..n {
                 let mut sum = out[r * n + c];
                 for kk in 0..k {
@@ -385,13 +397,58 @@ impl<'a> Cta<'a> {
         Ok(())
     }
 
+    fn barrier(&mut self) {
+        self.read_since_barrier.clear();
+        self.unpublished.clear();
+    }
+
+    /// `Stmt::MergeParts`: the other parts' rows `r + 16·w` of part 0's row `r` (slab `s` of
+    /// warp `w` is tile rows `(s·warps + w)·16 ..`), folded in part order, as the kernel does.
+    fn merge_parts(&mut self, o: FragId, m: FragId, l: FragId, scratch: BufId) -> Result<(), String> {
+        if self.raced(scratch, 0) {
+            return Err(format!("writing the partial states to {} races with reads of it since the last barrier", self.program.shared(scratch).name));
+        }
+        self.clobber_overlays(scratch);
+        self.barrier();
+        self.read_since_barrier.insert((scratch, 0));
+        let a = &mut F32;
+        let scale_log2 = self.launch.scale * std::f32::consts::LOG2_E;
+        let d = self.program.frag(o).cols as usize;
+        let parts = self.program.key_parts as usize;
+        let firsts: Vec<usize> = (0..self.program.config.block_q() as usize).filter(|&r| self.key_part(r) == 0).collect();
+        for r in firsts {
+            let rows: Vec<usize> = (0..parts).map(|w| r + 16 * w).collect();
+            let max = rows.iter().fold(f32::NEG_INFINITY, |x, &row| a.max(x, self.frags[m.0][row]));
+            let weights: Vec<f32> = rows.iter().map(|&row| softmax::rescale(a, self.frags[m.0][row], max, scale_log2).alpha).collect();
+            let mut sum = a.mul(self.frags[l.0][r], weights[0]);
+            for (&row, &w) in rows.iter().zip(&weights).skip(1) {
+                sum = a.fma(self.frags[l.0][row], w, sum);
+            }
+            for c in 0..d {
+                let mut x = a.mul(self.frags[o.0][r * d + c], weights[0]);
+                for (&row, &w) in rows.iter().zip(&weights).skip(1) {
+                    x = a.fma(self.frags[o.0][row * d + c], w, x);
+                }
+                self.frags[o.0][r * d + c] = x;
+            }
+            (self.frags[m.0][r], self.frags[l.0][r]) = (max, sum);
+        }
+        Ok(())
+    }
+
+    /// The key part (`Program::key_parts`) that tile row `r` multiplies: its warp's.
+    fn key_part(&self, r: usize) -> usize {
+        if self.program.key_parts > 1 { (r / 16) % self.program.config.warps as usize } else { 0 }
+    }
+
     fn mask(&mut self, frag: FragId, keep: &Expr) -> Result<(), String> {
         let cols = self.program.frag(frag).cols as usize;
         for r in 0..self.program.config.block_q() as usize {
+            let first = self.key_part(r) * cols;
             for c in 0..cols {
                 let visible = self.eval_in(keep, &|v| match v {
                     Var::Row => Some(r as i32),
-                    Var::Col => Some(c as i32),
+                    Var::Col => Some((first + c) as i32),
                     other => self.vars.get(&other).copied(),
                 })?;
                 if visible == 0 {

@@ -2,11 +2,16 @@
 //! per head attends to a Mustafar cache, the bitmap-compressed region (`Compressed` tokens per
 //! KV head) followed by the dense recent window (`SeqKv` tokens, the `k`/`v` tensors).
 //!
-//! - **GQA packing.** The query heads of one KV group share a query tile: tile row `r` is query
-//!   head `kv_head·group + r`. The program sees Q (and O, LSE) as `[batch, kv_heads, group,
-//!   head_dim]`, which is the same memory as `[batch, heads, 1, head_dim]`: launches pass
-//!   `heads = kv_heads` and `seq_q = group` (see [`DecodeSizes`]). Rows past the group are
-//!   zero-filled and never stored.
+//! - **GQA packing.** The query heads of one KV group share a query tile: row `r` of a warp's
+//!   rows is query head `kv_head·group + r`. The program sees Q (and O, LSE) as `[batch,
+//!   kv_heads, group, head_dim]`, which is the same memory as `[batch, heads, 1, head_dim]`:
+//!   launches pass `heads = kv_heads` and `seq_q = group` (see [`DecodeSizes`]). Rows past the
+//!   group are zero-filled and never stored.
+//! - **The warps split the keys** (`Program::key_parts`): a group of 4 heads fills a quarter of
+//!   one warp's 16 rows, so rather than give the other warps nothing to multiply, every warp
+//!   holds the whole group and multiplies its own part of each KV tile (16 of 64 keys). At the
+//!   end the warps' partial states are folded into warp 0's (`Stmt::MergeParts`), which
+//!   stores the split's result.
 //! - **Split-KV (flash-decoding).** Grid axis x splits each plane's compressed tiles into
 //!   `Splits` contiguous ranges, so that batch 1 still fills the GPU. Each CTA writes its
 //!   normalised partial output (f32) and LSE to a workspace (`Tensor::OSplit`/`LseSplit`); the
@@ -22,8 +27,8 @@
 
 use tessera_desc::{Config, KernelDesc, Load, Visit};
 
-use super::from_desc::{BUF_K, BUF_V, FRAG_S, attend_values, buffers, finish, kv_step, scores, shared_op, start};
-use super::{BufId, CopyEngine, Expr, Form, GlobalTile, Locals, Operands, Program, Shared, Stmt, Tensor, Var};
+use super::from_desc::{BUF_K, BUF_V, FRAG_L, FRAG_M, FRAG_O, FRAG_S, attend_values, buffers, finish, kv_step, scores, shared_op, start};
+use super::{BufId, CopyEngine, Expr, Form, GlobalTile, Locals, Operands, Part, Program, Shared, Stmt, Tensor, Var};
 use crate::format::TileOrder;
 
 /// A decode launch's sizes in the program's terms.
@@ -50,7 +55,7 @@ impl DecodeSizes {
     /// kernel reading out of bounds.
     pub fn check(&self, program: &Program) -> Result<(), String> {
         let (bq, bkv) = (
-            program.config.block_q() as usize,
+            program.rows_per_part() as usize,
             program.config.block_kv() as usize,
         );
         if self.batch == 0
@@ -65,7 +70,7 @@ impl DecodeSizes {
         }
         if self.group() > bq {
             return Err(format!(
-                "{} query heads per KV head do not fit the kernel's query tile of {bq} rows",
+                "{} query heads per KV head do not fit the kernel's {bq} query rows per warp",
                 self.group()
             ));
         }
@@ -110,7 +115,11 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
             desc.load
         ));
     }
-    let (bq, bkv, d) = (cfg.block_q(), cfg.block_kv() as i32, desc.head_dim);
+    let (bq, bkv, d, parts) = (cfg.block_q(), cfg.block_kv() as i32, desc.head_dim, cfg.warps.max(1));
+    if bq % (16 * parts) != 0 || (bkv as u32) % (16 * parts) != 0 {
+        return Err(format!("a decode program splits its keys over its {parts} warps: block_q = {bq} and block_kv = {bkv} must be multiples of {}", 16 * parts));
+    }
+    let part = |p: Part| if parts > 1 { p } else { Part::Whole };
     let mut locals = Locals::default();
     let [split, head, batch, tiles, per_split, begin, end, j, w] = [
         "split",
@@ -124,8 +133,8 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         "w",
     ]
     .map(|n| locals.fresh(n));
-    let (mut shared, frags) = buffers(bq, bkv as u32, d);
-    let staged = Staged::add(&mut shared, bkv as u32, d, cfg.stages);
+    let (mut shared, frags) = buffers(bq, bkv as u32, d, parts);
+    let staged = Staged::add(&mut shared, bkv as u32, d, cfg.stages, [part(Part::Cols), part(Part::Rows)]);
 
     // Query rows are the group's heads (`seq_q` = group); outputs go to split `split`'s rows.
     let plane = |tensor, token: Expr, valid: Expr| GlobalTile {
@@ -135,9 +144,13 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         token,
         valid,
     };
+    // Slab `s` of warp `w` (tile rows `(s·warps + w)·16 ..`) is rows `s·16 ..` of part `w`.
     let row = || Expr::var(Var::Row);
-    let real_row = || row().lt(Var::SeqQ);
-    let split_row = || Expr::var(split).mul(Var::SeqQ).add(row());
+    let query_row = || row().div(16 * parts as i32).mul(16).add(row().rem(16));
+    let real_row = || query_row().lt(Var::SeqQ);
+    // Only part 0's rows hold the merged result.
+    let stored_row = || real_row().and(row().div(16).rem(parts as i32).lt(1));
+    let split_row = || Expr::var(split).mul(Var::SeqQ).add(query_row());
     // Compressed tiles are whole: `check` makes `Compressed` a multiple of the KV tile.
     let compressed = |tensor, t: Expr| plane(tensor, t.mul(bkv).add(row()), 1.into());
     let window_token = || Expr::var(w).mul(bkv).add(row());
@@ -182,7 +195,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
             value: Expr::var(begin).add(per_split).min(tiles),
         },
     ];
-    body.extend(start(plane(Tensor::Q, row(), real_row())));
+    body.extend(start(plane(Tensor::Q, query_row(), real_row())));
     body.extend(staged.compressed_loop(j, begin.into(), end.into(), &compressed));
     // Not needed for correctness (the loop body ends with a barrier, and an empty loop reads
     // nothing), but it keeps the window loop's first copies, into the staged values' bytes,
@@ -202,11 +215,24 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
                 keep: window_keep,
                 when: window_partial,
             }),
+            part(Part::Rows),
         ),
     });
+    if parts > 1 {
+        // Registers per lane of O, m and l (`Program::frag_registers`).
+        let slabs = bq / (16 * parts);
+        shared.push(Shared {
+            form: Form::Partials,
+            // After both loops nothing reads the window's K stages, which the staged K values lie over too.
+            overlay: Some(BUF_K),
+            ..Shared::tile("Parts", parts - 1, 32 * slabs * (d / 2 + 4))
+        });
+        // The pipelined window loop leaves its last tile's reads of Ks unfenced.
+        body.extend([Stmt::Barrier, Stmt::MergeParts { o: FRAG_O, m: FRAG_M, l: FRAG_L, scratch: BufId(shared.len() - 1) }]);
+    }
     body.extend(finish(
-        plane(Tensor::OSplit, split_row(), real_row()),
-        plane(Tensor::LseSplit, split_row(), real_row()),
+        plane(Tensor::OSplit, split_row(), stored_row()),
+        plane(Tensor::LseSplit, split_row(), stored_row()),
     ));
 
     Ok(Program {
@@ -221,6 +247,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         body,
         locals,
         min_ctas_per_sm: 1,
+        key_parts: parts,
     })
 }
 
@@ -237,10 +264,12 @@ struct Staged {
     meta: [BufId; 2],
     values: [BufId; 2],
     dense: [BufId; 2],
+    /// The warps' parts of the dense Kᵀ (its columns are tokens) and V (rows).
+    parts: [Part; 2],
 }
 
 impl Staged {
-    fn add(shared: &mut Vec<Shared>, bkv: u32, d: u32, stages: u32) -> Staged {
+    fn add(shared: &mut Vec<Shared>, bkv: u32, d: u32, stages: u32, parts: [Part; 2]) -> Staged {
         let lead = stages - 1;
         let mut add = |s: Shared| {
             shared.push(s);
@@ -265,6 +294,7 @@ impl Staged {
                 let kt = add(Shared::tile("Kt", d, bkv));
                 [kt, add(Shared { overlay: Some(kt), ..Shared::tile("Vd", bkv, d) })]
             },
+            parts,
         }
     }
 
@@ -327,9 +357,9 @@ impl Staged {
             order: orders[i],
         };
         body.extend([expand(0), Stmt::Barrier]);
-        body.extend(scores(shared_op(self.dense[0], true), None));
+        body.extend(scores(shared_op(self.dense[0], true, self.parts[0]), None));
         // The softmax before V's expansion: its packed P holds half the registers of S there.
-        let [softmax, product] = attend_values(shared_op(self.dense[1], true));
+        let [softmax, product] = attend_values(shared_op(self.dense[1], true, self.parts[1]));
         // Vd lies over Kt: every warp must be done reading Kt.
         body.extend([softmax, Stmt::Barrier, expand(1), Stmt::Barrier, product]);
         // Not needed for correctness (the next step writes shared memory only after a barrier),

@@ -8,8 +8,8 @@ use crate::format::TileOrder;
 
 use super::geometry::TileBox;
 use super::{
-    BufId, CopyEngine, Expr, Frag, FragId, FragKind, GlobalTile, Locals, MmaEngine, Operand, Operands, Program,
-    Shared, Stmt, Tensor, Var,
+    BufId, CopyEngine, Expr, Frag, FragId, FragKind, GlobalTile, Locals, MmaEngine, Operand, Operands, Part,
+    Program, Shared, Stmt, Tensor, Var,
 };
 
 pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
@@ -20,12 +20,13 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
     let j = locals.fresh("j");
     let kv_origin = kv_box.visit_origin();
 
-    let (shared, frags) = buffers(bq, bkv, d);
+    let (shared, frags) = buffers(bq, bkv, d, 1);
 
     let body = kv_step(
         (qt.tile(Tensor::K, qt.kv_head, &kv_box, &kv_origin), kv_engine(desc, Tensor::K)),
         (qt.tile(Tensor::V, qt.kv_head, &kv_box, &kv_origin), kv_engine(desc, Tensor::V)),
         Some(Stmt::VisitMask { frag: FRAG_S }),
+        Part::Whole,
     );
 
     program_body.extend(start(qt.tile(Tensor::Q, qt.head, &q_box, &qt.origin)));
@@ -52,6 +53,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Program {
         locals,
         // Shared memory bounds residency; registers follow the code (see `llvm::kernel::entry`).
         min_ctas_per_sm: 1,
+        key_parts: 1,
     }
 }
 
@@ -125,13 +127,14 @@ pub(super) fn scores_frag(bkv: u32) -> Frag {
     Frag { name: "S", cols: bkv, kind: FragKind::Acc }
 }
 
-/// The Q, K and V tiles and the fragments of one query tile's attention (ids above).
-pub(super) fn buffers(bq: u32, bkv: u32, d: u32) -> (Vec<Shared>, Vec<Frag>) {
+/// The Q, K and V tiles and the fragments of one query tile's attention (ids above), whose
+/// warps each multiply `1 / key_parts` of a KV tile's keys (`Program::key_parts`).
+pub(super) fn buffers(bq: u32, bkv: u32, d: u32, key_parts: u32) -> (Vec<Shared>, Vec<Frag>) {
     let mut shared = qk_buffers(bq, bkv, d);
     shared.push(Shared::tile("Vs", bkv, d));
     let frags = vec![
-        scores_frag(bkv),
-        Frag { name: "P", cols: bkv, kind: FragKind::Operand },
+        scores_frag(bkv / key_parts),
+        Frag { name: "P", cols: bkv / key_parts, kind: FragKind::Operand },
         Frag { name: "O", cols: d, kind: FragKind::Acc },
         Frag { name: "m", cols: 1, kind: FragKind::RowStat },
         Frag { name: "l", cols: 1, kind: FragKind::RowStat },
@@ -165,11 +168,12 @@ pub(super) fn finish(o: GlobalTile, lse: GlobalTile) -> Vec<Stmt> {
 }
 
 /// One KV tile's step, in the shape `passes::pipeline` expects: load K and V, then
-/// `S = Q·Kᵀ`, `mask` (if any key may be hidden), the online softmax and `O += P·V`.
-pub(super) fn kv_step(k: (GlobalTile, CopyEngine), v: (GlobalTile, CopyEngine), mask: Option<Stmt>) -> Vec<Stmt> {
+/// `S = Q·Kᵀ`, `mask` (if any key may be hidden), the online softmax and `O += P·V`, each warp
+/// reading the `part` of K's and V's rows (tokens) that is its own.
+pub(super) fn kv_step(k: (GlobalTile, CopyEngine), v: (GlobalTile, CopyEngine), mask: Option<Stmt>, part: Part) -> Vec<Stmt> {
     let v_copy = Stmt::Copy { dst: BUF_V, stage: 0.into(), src: v.0, engine: v.1 };
-    let mut step = scores_step(k, vec![v_copy], mask);
-    step.extend(attend_values(shared_op(BUF_V, true)));
+    let mut step = scores_step(k, vec![v_copy], mask, part);
+    step.extend(attend_values(shared_op(BUF_V, true, part)));
     // The next iteration's copies overwrite Ks/Vs: every warp must be done reading them.
     step.push(Stmt::Barrier);
     step
@@ -179,7 +183,7 @@ pub(super) fn kv_step(k: (GlobalTile, CopyEngine), v: (GlobalTile, CopyEngine), 
 pub(super) fn scores(k: Operand, mask: Option<Stmt>) -> Vec<Stmt> {
     let mut step = vec![
         Stmt::Fill { frag: FRAG_S, value: 0.0 },
-        Stmt::Mma { acc: FRAG_S, a: shared_op(BUF_Q, false), b: k, engine: MmaEngine::MmaSync },
+        Stmt::Mma { acc: FRAG_S, a: shared_op(BUF_Q, false, Part::Whole), b: k, engine: MmaEngine::MmaSync },
     ];
     step.extend(mask);
     step
@@ -196,17 +200,18 @@ pub(super) fn attend_values(v: Operand) -> [Stmt; 2] {
 
 /// The head of a KV tile's step, shared by attention and selection programs: copy K (and
 /// `more` copies of the same tile) and wait for them, then `S = Q·Kᵀ` and `mask` (if any key may
-/// be hidden). The caller appends its use of S and the closing barrier `passes::pipeline` needs.
-pub(super) fn scores_step(k: (GlobalTile, CopyEngine), more: Vec<Stmt>, mask: Option<Stmt>) -> Vec<Stmt> {
+/// be hidden), each warp reading K's rows of `part`. The caller appends its use of S and the
+/// closing barrier `passes::pipeline` needs.
+pub(super) fn scores_step(k: (GlobalTile, CopyEngine), more: Vec<Stmt>, mask: Option<Stmt>, part: Part) -> Vec<Stmt> {
     let mut step = vec![Stmt::Copy { dst: BUF_K, stage: 0.into(), src: k.0, engine: k.1 }];
     step.extend(more);
     step.extend([Stmt::Commit, Stmt::Wait { pending: 0 }, Stmt::Barrier]);
-    step.extend(scores(shared_op(BUF_K, false), mask));
+    step.extend(scores(shared_op(BUF_K, false, part), mask));
     step
 }
 
-pub(super) fn shared_op(buf: BufId, kn: bool) -> Operand {
-    Operand::Shared { buf, stage: 0.into(), kn }
+pub(super) fn shared_op(buf: BufId, kn: bool, part: Part) -> Operand {
+    Operand::Shared { buf, stage: 0.into(), kn, part }
 }
 
 /// How K or V reaches shared memory under the description's load strategy.

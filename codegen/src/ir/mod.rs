@@ -116,6 +116,10 @@ pub enum Form {
     /// Per 64-element bitmap tile of the `rows × cols` tile: its 64-bit bitmap, then after all
     /// bitmaps its first value's index in the cache (i32).
     Meta,
+    /// The partial softmax states of the key parts but the first (`Stmt::MergeParts`): `rows`
+    /// parts of `cols` f32 words, each a lane's O, m and l registers, lane-minor
+    /// (`[part − 1][register][lane]`).
+    Partials,
 }
 
 impl Shared {
@@ -131,6 +135,7 @@ impl Shared {
             Form::Tile => self.rows * self.cols * elem,
             Form::Values => bitmap_tiles * crate::format::bitmap::TILE as u32 * 2,
             Form::Meta => bitmap_tiles * (8 + 4),
+            Form::Partials => self.rows * self.cols * 4,
         }
     }
 
@@ -200,10 +205,22 @@ pub enum MmaEngine {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Operand {
     /// A shared tile, stage `stage`. `kn` is true when the tile's rows run along k (V in P·V),
-    /// false when they run along the other dimension (Q as A, K in Q·Kᵀ).
-    Shared { buf: BufId, stage: Expr, kn: bool },
+    /// false when they run along the other dimension (Q as A, K in Q·Kᵀ). `part` says which of
+    /// the tile's keys a warp multiplies (`Part`).
+    Shared { buf: BufId, stage: Expr, kn: bool, part: Part },
     /// A register fragment in the C layout, reused as the A operand without shared memory.
     Frag(FragId),
+}
+
+/// Which part of a shared B operand a warp's slabs multiply. In a program whose warps split the
+/// keys (`Program::key_parts` > 1), warp `w` reads the `w`-th of `key_parts` equal parts of the
+/// tile's rows (`Rows`: tokens are rows, as in K `[n][k]` and V `[k][n]`) or of its columns
+/// (`Cols`: Kᵀ `[k][n]`); elsewhere every warp reads the `Whole` tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Whole,
+    Rows,
+    Cols,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -236,11 +253,18 @@ pub enum Stmt {
     /// replaced by `passes::visit`.
     VisitMask { frag: FragId },
     /// Sets element (row, col) of `frag` to -inf where `keep` is false, on tiles where `when` holds
-    /// (`Row`/`Col` are the tile-local query row and key column).
+    /// (`Row`/`Col` are the tile-local query row and key column; a warp's key part starts at
+    /// column `part · cols` of the KV tile, `Program::key_parts`).
     Mask { frag: FragId, keep: Expr, when: Expr },
     /// One online-softmax step: fold scores `s` into running max `m` and sum `l`, rescale `o`,
     /// and write the probabilities, rounded to the element type, to `p`.
     Softmax { s: FragId, p: FragId, m: FragId, l: FragId, o: FragId },
+    /// Folds the warps' partial softmax states (`Program::key_parts`) of each query row into
+    /// part 0's row: `m` the largest, `l` and `o` summed with the weights of
+    /// `semantics::softmax::rescale` (0 for a part that saw no key). The other parts pass
+    /// theirs through `scratch` (`Form::Partials`), with a barrier between their writes and
+    /// part 0's reads; only part 0's rows hold the result.
+    MergeParts { o: FragId, m: FragId, l: FragId, scratch: BufId },
     /// `o /= l` per row (rows with l = 0 become 0).
     Normalize { o: FragId, l: FragId },
     /// Stores `frag`, rounded to the element type, to rows of `dst` below its limit.
@@ -318,6 +342,12 @@ pub struct Program {
     pub locals: Locals,
     /// CTAs per SM that the register budget must leave room for (ptxas's `.minnctapersm`).
     pub min_ctas_per_sm: u32,
+    /// Parts each KV tile's keys are split into: 1, or one per warp. With one per warp (a
+    /// decode kernel, whose few query rows would leave all but one warp idle), each warp's
+    /// rows hold the same queries (`rows_per_part`), its products read its part of each KV
+    /// tile (`Part`), its fragments have `block_kv / key_parts` key columns, and its softmax
+    /// state is a partial result of its own until `Stmt::MergeParts`.
+    pub key_parts: u32,
 }
 
 impl Program {
@@ -376,6 +406,12 @@ impl Program {
     /// then takes them as parameters (`SCALE_PARAMS`).
     pub fn reads_scales(&self) -> bool {
         self.any_stmt(&|s| matches!(s, Stmt::Dequantize { .. }))
+    }
+
+    /// Query rows of one key part: slab `s` of warp `w` (rows `(s·warps + w)·16 ..`) holds rows
+    /// `s·16 ..` of part `w` when the warps split the keys.
+    pub fn rows_per_part(&self) -> u32 {
+        self.config.block_q() / self.key_parts
     }
 
     /// Warps split the query tile in 16-row slabs; a warp owns `slabs()` of them.
@@ -451,6 +487,7 @@ fn reads_table(s: &Stmt) -> bool {
         | Stmt::Softmax { .. }
         | Stmt::Vote { .. }
         | Stmt::Threshold { .. }
+        | Stmt::MergeParts { .. }
         | Stmt::Normalize { .. } => false,
     }
 }

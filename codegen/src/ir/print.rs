@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-use super::{Expr, FragKind, GlobalTile, Operand, Program, Stmt};
+use super::{Expr, FragKind, GlobalTile, Operand, Part, Program, Stmt};
 
 impl Display for Program {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -14,6 +14,9 @@ impl Display for Program {
         )?;
         let [x, y, z] = &self.grid;
         writeln!(f, "  grid ({x}, {y}, {z}) threads {}", self.threads())?;
+        if self.key_parts > 1 {
+            writeln!(f, "  keys split over {} warps, {} query rows each", self.key_parts, self.rows_per_part())?;
+        }
         for b in &self.shared {
             let at = b.offset.map(|o| format!(" @{o}")).unwrap_or_default();
             let blocks = if b.block_cols == b.cols { String::new() } else { format!(" in {}-column blocks", b.block_cols) };
@@ -21,9 +24,11 @@ impl Display for Program {
                 crate::ir::Form::Tile => String::new(),
                 crate::ir::Form::Values => " packed values".to_string(),
                 crate::ir::Form::Meta => " bitmaps and offsets".to_string(),
+                crate::ir::Form::Partials => " words of partial softmax states".to_string(),
             };
             let overlay = b.overlay.map(|u| format!(" over {}", self.shared(u).name)).unwrap_or_default();
-            writeln!(f, "  shared {}: {}x{} {}{form} x{}{blocks}{at}{overlay}", b.name, b.rows, b.cols, self.dtype, b.stages)?;
+            let elem = if b.form == crate::ir::Form::Partials { "f32".to_string() } else { self.dtype.to_string() };
+            writeln!(f, "  shared {}: {}x{} {elem}{form} x{}{blocks}{at}{overlay}", b.name, b.rows, b.cols, b.stages)?;
         }
         for fr in &self.frags {
             let kind = match fr.kind {
@@ -48,9 +53,14 @@ struct Printer<'a> {
 impl Printer<'_> {
     fn operand(&self, op: &Operand) -> String {
         match op {
-            Operand::Shared { buf, stage, kn } => {
+            Operand::Shared { buf, stage, kn, part } => {
                 let t = if *kn { "" } else { "ᵀ" };
-                format!("{}[{stage}]{t}", self.program.shared(*buf).name)
+                let part = match part {
+                    Part::Whole => "",
+                    Part::Rows => " (warp's rows)",
+                    Part::Cols => " (warp's columns)",
+                };
+                format!("{}[{stage}]{t}{part}", self.program.shared(*buf).name)
             }
             Operand::Frag(id) => self.program.frag(*id).name.to_string(),
         }
@@ -117,6 +127,14 @@ impl Printer<'_> {
                 frag(*m),
                 frag(*l),
                 frag(*o)
+            ),
+            Stmt::MergeParts { o, m, l, scratch } => writeln!(
+                f,
+                "{pad}merge_parts ({}, {}, {}) through {}",
+                frag(*o),
+                frag(*m),
+                frag(*l),
+                p.shared(*scratch).name
             ),
             Stmt::Normalize { o, l } => writeln!(f, "{pad}normalize {} by {}", frag(*o), frag(*l)),
             Stmt::Store { frag: id, dst } => {

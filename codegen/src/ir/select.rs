@@ -32,7 +32,7 @@ use tessera_desc::{Config, KernelDesc, Load, Mma, Visit};
 
 use super::from_desc::{FRAG_S, QueryTile, load_q, qk_buffers, scores_frag, scores_step};
 use super::geometry::TileBox;
-use super::{CopyEngine, Expr, Frag, FragId, FragKind, Locals, Operands, Program, Stmt, Tensor, Var};
+use super::{CopyEngine, Expr, Frag, FragId, FragKind, Locals, Operands, Part, Program, Stmt, Tensor, Var};
 
 /// The θ rows of the query tile, and a low-bit selection's row scales and shifts.
 const FRAG_THETA: FragId = FragId(1);
@@ -74,7 +74,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program,
 
     let kv_origin = kv_box.visit_origin();
     let k = qt.tile(Tensor::K, qt.kv_head, &kv_box, &kv_origin);
-    let mut step = scores_step((k, CopyEngine::CpAsync), Vec::new(), None);
+    let mut step = scores_step((k, CopyEngine::CpAsync), Vec::new(), None, Part::Whole);
     if scores == Scores::Int8 {
         step.push(Stmt::Dequantize {
             s: FRAG_S,
@@ -132,6 +132,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program,
             Mma::Wgmma if cfg.block_kv() <= 64 => (REGISTERS_PER_SM / (cfg.threads() * SELECT_REGISTERS)).clamp(1, 3),
             _ => 1,
         },
+        key_parts: 1,
     })
 }
 

@@ -18,7 +18,7 @@ impl GlobalTile {
 impl Operand {
     fn subst(&self, var: Var, with: &Expr) -> Operand {
         match self {
-            Operand::Shared { buf, stage, kn } => Operand::Shared { buf: *buf, stage: stage.subst(var, with), kn: *kn },
+            Operand::Shared { buf, stage, kn, part } => Operand::Shared { buf: *buf, stage: stage.subst(var, with), kn: *kn, part: *part },
             Operand::Frag(f) => Operand::Frag(*f),
         }
     }
@@ -82,6 +82,7 @@ impl Stmt {
             | Stmt::Softmax { .. }
             | Stmt::Vote { .. }
             | Stmt::Threshold { .. }
+            | Stmt::MergeParts { .. }
             | Stmt::Normalize { .. } => self.clone(),
         }
     }

@@ -281,44 +281,15 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
     pub fn block(&mut self, body: &[Stmt]) -> Res<()> {
         let mut rest = body;
         while let Some(s) = rest.first() {
-            let math = self.row_math(rest);
             if let Some((vote, n)) = EstimateVote::after_product(rest) {
                 self.estimate_vote(&rest[0], &vote)?;
                 rest = &rest[n..];
-            } else if math > 0 {
-                let (stmts, tail) = rest.split_at(math);
-                let real = self.b.build_int_compare(IntPredicate::SLT, self.slab_row(0)?, self.expr(&Expr::var(Var::SeqQ))?, "")?;
-                self.if_then(real, |l| stmts.iter().try_for_each(|s| l.stmt(s)))?;
-                rest = tail;
             } else {
                 self.stmt(s)?;
                 rest = &rest[1..];
             }
         }
         Ok(())
-    }
-
-    /// How many statements from the start of `rest` a decode program's warps without a real
-    /// query row skip: a KV step's products, mask and softmax, which read and write only the
-    /// warp's own rows and need no other warp (mma.sync, not the warpgroup's wgmma). A GQA group
-    /// of 4 in a 64-row tile leaves 3 of 4 warps nothing to compute, and their rows are never
-    /// stored. 0 where the run holds no product (fills before the loops stay unconditional),
-    /// and on one warp, whose first row is always real: there the branch only costs registers
-    /// (a 16-row, 3-stage tile spilled 288 bytes with it).
-    fn row_math(&self, rest: &[Stmt]) -> usize {
-        if !self.program.reads_bitmaps() || self.program.config.warps == 1 {
-            return 0;
-        }
-        let n = rest
-            .iter()
-            .take_while(|s| {
-                matches!(
-                    s,
-                    Stmt::Fill { .. } | Stmt::Mma { engine: MmaEngine::MmaSync, .. } | Stmt::Mask { .. } | Stmt::Softmax { .. }
-                )
-            })
-            .count();
-        if rest[..n].iter().any(|s| matches!(s, Stmt::Mma { .. })) { n } else { 0 }
     }
 
     /// A `Stmt::Mma`, with its int32 products where its operands are int8 codes.
@@ -368,6 +339,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 self.if_then(when, |l| l.mask(*frag, keep))?;
             }
             Stmt::Softmax { s, p, m, l, o } => self.softmax(*s, *p, *m, *l, *o)?,
+            Stmt::MergeParts { o, m, l, scratch } => self.merge_parts(*o, *m, *l, *scratch)?,
             Stmt::Normalize { o, l } => self.normalize(*o, *l)?,
             Stmt::Store { frag, dst } => self.store(*frag, dst)?,
             Stmt::StoreLse { m, l, dst } => self.store_lse(*m, *l, dst)?,

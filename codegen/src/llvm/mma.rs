@@ -8,7 +8,7 @@ use tessera_desc::Dtype;
 use super::layout::LdmatrixRole;
 use super::lower::{Lowerer, Res, SHARED};
 use crate::CodegenError;
-use crate::ir::{BufId, Expr, FragId, Operand, Operands};
+use crate::ir::{BufId, Expr, FragId, Operand, Operands, Part};
 
 /// A shared operand's addressing for this lane (`layout::BLOCK_ROW_BYTES`). Within a block row
 /// the lane's chunk of an even logical chunk `c` is `(c & !7) | ((c & 7) ^ lane_xor)` (lane_xor
@@ -35,17 +35,41 @@ enum ASource<'ctx> {
 pub type Int32Products<'ctx> = Option<Vec<IntValue<'ctx>>>;
 
 impl<'ctx> Lowerer<'ctx, '_> {
-    fn shared_operand(&self, buf: BufId, stage: &Expr, role: LdmatrixRole) -> Res<SharedOperand<'ctx>> {
+    /// `part` of `buf` (`Part`) as this warp's (first row, first chunk) of it.
+    fn part_origin(&self, buf: BufId, part: Part) -> Res<(IntValue<'ctx>, IntValue<'ctx>)> {
+        let sb = self.program.shared(buf);
+        let parts = self.program.key_parts;
+        let (rows, chunks) = match part {
+            Part::Whole => return Ok((self.i32(0), self.i32(0))),
+            Part::Rows => (sb.rows / parts, 0),
+            Part::Cols => (0, sb.cols / parts / self.chunk_elems()),
+        };
+        // A column part is a power of two of even chunks, at a multiple of its width: the
+        // chunks the products add within it, and a lane's chunk 0 or 1, share no bit with its
+        // first chunk, so the swizzle's XOR below may fold them all.
+        if part == Part::Cols && (chunks < 2 || !chunks.is_power_of_two() || sb.block_cols != sb.cols) {
+            return Err(CodegenError::Ir(format!("{}: {parts} column parts of {} columns", sb.name, sb.cols)));
+        }
+        let at = |n: u32| self.b.build_int_mul(self.lane.warp, self.i32(n as i64), "");
+        Ok((at(rows)?, at(chunks)?))
+    }
+
+    fn shared_operand(&self, buf: BufId, stage: &Expr, role: LdmatrixRole, part: Part) -> Res<SharedOperand<'ctx>> {
         let sb = self.program.shared(buf);
         let pitch = sb.block_cols * self.program.elem_bytes();
         let (block_chunks, block_bytes) = (sb.block_cols / self.chunk_elems(), sb.rows * pitch);
         let b = &self.b;
         let (row, chunk) = role.lane_offset();
-        let (row, chunk) = (self.expr(&row)?, self.expr(&chunk)?);
+        let (part_row, part_chunk) = self.part_origin(buf, part)?;
+        let row = b.build_int_add(self.expr(&row)?, part_row, "")?;
+        // The part's first chunk: its low 3 bits join the lane's chunk, the rest is bytes.
+        let chunk = b.build_or(self.expr(&chunk)?, b.build_and(part_chunk, self.i32(7), "")?, "")?;
+        let part_bytes = b.build_int_mul(b.build_and(part_chunk, self.i32(!7), "")?, self.i32(16), "")?;
         // Operand row bases are multiples of 8 and chunk bases even, so the swizzled chunk of
         // (base_row + row, base_chunk + chunk) is base_chunk ^ (chunk ^ swizzle(row)).
         let lane_xor = b.build_xor(chunk, self.row_swizzle(row, block_chunks)?, "")?;
         let lane_base = b.build_int_add(self.stage_base(buf, stage)?, b.build_int_mul(row, self.i32(pitch as i64), "")?, "")?;
+        let lane_base = b.build_int_add(lane_base, part_bytes, "")?;
         let mut bases = [self.smem; 4];
         for (e, base) in bases.iter_mut().enumerate() {
             let chunk = b.build_xor(self.i32(2 * e as i64), lane_xor, "")?;
@@ -108,16 +132,21 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// `acc += a · b` with mma.sync; for int8 codes, also the int32 products (`Int32Products`).
     pub fn mma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Res<Int32Products<'ctx>> {
         let n = self.program.frag(acc).cols;
-        let Operand::Shared { buf: b_buf, stage: b_stage, kn } = b else {
+        let Operand::Shared { buf: b_buf, stage: b_stage, kn, part } = b else {
             return Err(CodegenError::Ir("mma: B must be a shared tile".into()));
         };
         let b_role = if *kn { LdmatrixRole::BKn } else { LdmatrixRole::BNk };
-        let b_op = self.shared_operand(*b_buf, b_stage, b_role)?;
+        let b_op = self.shared_operand(*b_buf, b_stage, b_role, *part)?;
         let b_sb = self.program.shared(*b_buf);
-        let k = if *kn { b_sb.rows } else { b_sb.cols };
+        let k = match (kn, part) {
+            (true, Part::Rows) => b_sb.rows / self.program.key_parts,
+            (true, _) => b_sb.rows,
+            (false, Part::Cols) => b_sb.cols / self.program.key_parts,
+            (false, _) => b_sb.cols,
+        };
         let a_src = match a {
-            Operand::Shared { buf, stage, kn: false } => {
-                ASource::Shared(self.shared_operand(*buf, stage, LdmatrixRole::A)?)
+            Operand::Shared { buf, stage, kn: false, part: Part::Whole } => {
+                ASource::Shared(self.shared_operand(*buf, stage, LdmatrixRole::A, Part::Whole)?)
             }
             Operand::Frag(p) => ASource::Frag(*p),
             Operand::Shared { .. } => return Err(CodegenError::Ir("mma: A must be [m][k]".into())),

@@ -12,6 +12,7 @@ mod memo;
 mod merge;
 pub use merge::name as merge_name;
 mod mma;
+mod parts;
 mod quantize;
 mod sale;
 mod carried;

@@ -24,6 +24,12 @@ impl<'ctx> Lowerer<'ctx, '_> {
     pub fn mask(&mut self, frag: FragId, keep: &Expr) -> Res<()> {
         let cols = self.program.frag(frag).cols;
         let col_lane = self.b.build_int_mul(self.lane.t, self.i32(2), "")?;
+        // The warp's part of the KV tile's keys starts at its column `warp · cols`.
+        let col_lane = if self.program.key_parts > 1 {
+            self.b.build_int_add(col_lane, self.b.build_int_mul(self.lane.warp, self.i32(cols as i64), "")?, "")?
+        } else {
+            col_lane
+        };
         let neg_inf = self.f32(f32::NEG_INFINITY);
         let mut memo = Memo::lane_rows();
         for slab in 0..self.slabs() {

@@ -16,7 +16,7 @@ use super::layout::BLOCK_ROW_BYTES;
 use super::mma::Int32Products;
 use super::lower::{Lowerer, Res};
 use crate::CodegenError;
-use crate::ir::{BufId, Expr, FragId, Operand, Operands};
+use crate::ir::{BufId, Expr, FragId, Operand, Operands, Part};
 
 /// How a shared operand runs along memory (PTX's "major-ness").
 #[derive(Clone, Copy)]
@@ -161,8 +161,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// commit group that completes before the fragments are used.
     pub fn wgmma(&mut self, acc: FragId, a: &Operand, b: &Operand) -> Res<Int32Products<'ctx>> {
         let n = self.program.frag(acc).cols;
-        let Operand::Shared { buf: b_buf, stage: b_stage, kn } = b else {
-            return Err(CodegenError::Ir("wgmma: B must be a shared tile".into()));
+        let Operand::Shared { buf: b_buf, stage: b_stage, kn, part: Part::Whole } = b else {
+            return Err(CodegenError::Ir("wgmma: B must be a whole shared tile (a warpgroup shares its B)".into()));
         };
         if self.program.shared.iter().any(|s| s.block_cols * self.program.elem_bytes() != BLOCK_ROW_BYTES) {
             return Err(CodegenError::Ir("wgmma: shared tiles must be in 128-byte blocks (passes::engine)".into()));
@@ -221,7 +221,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
             let base = self.acc_index(n, slab, 0, 0);
             for kk in 0..k / k_step {
                 let a_op = match a {
-                    Operand::Shared { buf, stage, kn: false } => WgmmaA::Desc(self.k_major(*buf, stage, row0, kk)?),
+                    Operand::Shared { buf, stage, kn: false, part: Part::Whole } => WgmmaA::Desc(self.k_major(*buf, stage, row0, kk)?),
                     Operand::Frag(p) => {
                         let at = ((slab * (self.program.frag(*p).cols / 16) + kk) * 4) as usize;
                         let r = &self.frags[p.0][at..at + 4];

@@ -14,6 +14,7 @@ pub const WGMMA_BLOCK_BYTES: u32 = 128;
 pub fn select(mut program: Program, target: Target) -> Result<Program, String> {
     let engine = match program.config.mma {
         Mma::Sync => return Ok(program),
+        Mma::Wgmma if program.key_parts > 1 => return Err("mma = wgmma multiplies a warpgroup's rows by one B: warps that split the keys need mma.sync".into()),
         Mma::Wgmma if target.mma_families().contains(&Mma::Wgmma) => MmaEngine::Wgmma,
         Mma::Wgmma => return Err(format!("mma = wgmma needs sm_90a (Hopper); {target} has mma.sync only")),
     };

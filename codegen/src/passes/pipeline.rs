@@ -102,8 +102,8 @@ fn pipeline_loop(
 /// Points reads of the pipelined buffers at this iteration's stage.
 fn restage(stmt: Stmt, bufs: &[BufId], stage: &Expr) -> Stmt {
     let fix = |op: Operand| match op {
-        Operand::Shared { buf, kn, .. } if bufs.contains(&buf) => {
-            Operand::Shared { buf, stage: stage.clone(), kn }
+        Operand::Shared { buf, kn, part, .. } if bufs.contains(&buf) => {
+            Operand::Shared { buf, stage: stage.clone(), kn, part }
         }
         other => other,
     };
