@@ -116,7 +116,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         ));
     }
     let (bq, bkv, d, parts) = (cfg.block_q(), cfg.block_kv() as i32, desc.head_dim, cfg.warps.max(1));
-    if bq % (16 * parts) != 0 || (bkv as u32) % (16 * parts) != 0 {
+    if !bq.is_multiple_of(16 * parts) || !(bkv as u32).is_multiple_of(16 * parts) {
         return Err(format!("a decode program splits its keys over its {parts} warps: block_q = {bq} and block_kv = {bkv} must be multiples of {}", 16 * parts));
     }
     let part = |p: Part| if parts > 1 { p } else { Part::Whole };
