@@ -179,11 +179,14 @@ impl<'ctx> Lowerer<'ctx, '_> {
     }
 
     /// Byte `at` (below `SLOT_BYTES`) of unit `u`'s values, in its slot at `slot`: the
-    /// 16-byte vector swizzled by `u % 8`.
+    /// 16-byte vector swizzled by `u % 8`. A slot starts at a multiple of `SLOT_BYTES` (stages
+    /// of whole slots, placed at 1024-byte offsets by `passes::smem`), so the swizzled offset
+    /// is XORed into its low bits: `slot | swizzle` is the same for all of a unit's values, and
+    /// each value's address costs one instruction in the expansion.
     fn slot_byte(&self, slot: IntValue<'ctx>, u: IntValue<'ctx>, at: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
         let b = &self.b;
         let swizzle = b.build_left_shift(b.build_and(u, self.i32(7), "")?, self.i32(4), "")?;
-        Ok(b.build_int_add(slot, b.build_xor(at, swizzle, "")?, "")?)
+        Ok(b.build_xor(b.build_or(slot, swizzle, "")?, at, "")?)
     }
 
     /// `Stmt::Expand` of `src[stage]` (with `meta[meta_stage]`) into `dst`.
