@@ -6,13 +6,15 @@
 //!   bitmap tile `u` (the cache's tile `chunk·D + u % D` of the KV tile's `u / D`-th 64-token
 //!   chunk) into the `Form::Meta` stage with two `cp.async`s;
 //! - `Stmt::CopyValues`: thread `u` reads them back, and copies the tile's packed values
-//!   (`ceil(popc / 8)` 16-byte vectors) into its 128-byte slot of the `Form::Values` stage with
-//!   zero-size `cp.async`s past them, so the instruction count does not depend on the data.
-//!   Vector `v` of slot `u` sits at vector `v ^ (u % 8)`: the 32 lanes of a warp read 32 slots
-//!   at once while expanding, and without the XOR every slot would start on the same bank;
+//!   (`ceil(popc / 8)` 16-byte vectors) into its 128-byte slot of the `Form::Values` stage, one
+//!   predicated `cp.async` per vector; the rest of the slot keeps stale bytes, which the
+//!   expansion masks. Vector `v` of slot `u` sits at vector `v ^ (u % 8)`: the 32 lanes of a
+//!   warp read 32 slots at once while expanding, and without the XOR every slot would start on
+//!   the same bank;
 //! - `Stmt::Expand`: thread `u` rebuilds its bitmap tile's 64 elements in registers, value `k`
 //!   for the `k`-th set bit (a running count, no popcount per element: the arithmetic of
-//!   `BitmapCache::value_index`), 0 for a clear one, and stores them as one row segment of the
+//!   `BitmapCache::value_index`), 0 for a clear one (whose load, at the next value's place, may
+//!   read past the tile's values and is masked), and stores them as one row segment of the
 //!   dense tile with eight 16-byte stores. Every element is written, so nothing is zero-filled
 //!   first and no barrier separates two writers.
 
@@ -159,15 +161,18 @@ impl<'ctx> Lowerer<'ctx, '_> {
             let count = b.build_int_truncate(l.call_value("llvm.ctpop", &[i64t.into()], &[bitmap.into()])?.into_int_value(), i32t, "")?;
             let vectors = b.build_right_shift(b.build_int_add(count, l.i32(VECTOR_VALUES as i64 - 1), "")?, l.i32(3), false, "")?;
             let slot = l.slot(base, unit.u)?;
+            // Only the tile's own vectors: a zero-size copy would still write 16 bytes of zeros,
+            // shared-memory traffic the expansion never needs (it masks what lies past the
+            // values), in a kernel bound by that traffic.
             for v in 0..SLOT_BYTES / 16 {
-                let b = &l.b;
-                let real = b.build_int_compare(IntPredicate::ULT, l.i32(v as i64), vectors, "")?;
-                let size = b.build_select(real, l.i32(16), l.i32(0), "")?;
-                // A zero-size copy reads nothing; its address stays at the tile's first value.
-                let at = b.build_select(real, i64t.const_int((v * VECTOR_VALUES) as u64, false), i64t.const_zero(), "")?.into_int_value();
-                let gaddr = l.element_ptr(plane.cache.values, b.build_int_add(first, at, "")?, 2)?;
-                let saddr = l.byte_ptr(l.smem, l.slot_byte(slot, unit.u, l.i32(v as i64 * 16))?)?;
-                l.call("llvm.nvvm.cp.async.cg.shared.global.16.s", &[], &[saddr.into(), gaddr.into(), size])?;
+                let real = l.b.build_int_compare(IntPredicate::ULT, l.i32(v as i64), vectors, "")?;
+                l.if_then(real, |l| {
+                    let at = l.b.build_int_add(first, i64t.const_int((v * VECTOR_VALUES) as u64, false), "")?;
+                    let gaddr = l.element_ptr(plane.cache.values, at, 2)?;
+                    let saddr = l.byte_ptr(l.smem, l.slot_byte(slot, unit.u, l.i32(v as i64 * 16))?)?;
+                    l.call("llvm.nvvm.cp.async.cg.shared.global.16", &[], &[saddr.into(), gaddr.into()])?;
+                    Ok(())
+                })?;
             }
             Ok(())
         })
