@@ -218,24 +218,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
             part(Part::Rows),
         ),
     });
-    if parts > 1 {
-        // Registers per lane of O, m and l (`Program::frag_registers`).
-        let slabs = bq / (16 * parts);
-        shared.push(Shared {
-            form: Form::Partials,
-            // After both loops nothing reads the window's K stages, which the staged K values lie over too.
-            overlay: Some(BUF_K),
-            ..Shared::tile("Parts", parts - 1, 32 * slabs * (d / 2 + 4))
-        });
-        // The pipelined window loop leaves its last tile's reads of Ks unfenced.
-        body.extend([Stmt::Barrier, Stmt::MergeParts { o: FRAG_O, m: FRAG_M, l: FRAG_L, scratch: BufId(shared.len() - 1) }]);
-    }
-    body.extend(finish(
-        plane(Tensor::OSplit, split_row(), stored_row()),
-        plane(Tensor::LseSplit, split_row(), stored_row()),
-    ));
-
-    Ok(Program {
+    let mut program = Program {
         name: desc.name.to_string(),
         dtype: desc.dtype,
         operands: Operands::Dtype,
@@ -248,7 +231,25 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         locals,
         min_ctas_per_sm: 1,
         key_parts: parts,
-    })
+    };
+    if parts > 1 {
+        let registers: u32 = [FRAG_O, FRAG_M, FRAG_L].iter().map(|&f| program.frag_registers(program.frag(f).kind, program.frag(f).cols)).sum();
+        program.shared.push(Shared {
+            form: Form::Partials,
+            // After both loops nothing reads the window's K stages, which the staged K values
+            // lie over too.
+            overlay: Some(BUF_K),
+            ..Shared::tile("Parts", parts - 1, 32 * registers)
+        });
+        let scratch = BufId(program.shared.len() - 1);
+        // The pipelined window loop leaves its last tile's reads of Ks unfenced.
+        program.body.extend([Stmt::Barrier, Stmt::MergeParts { o: FRAG_O, m: FRAG_M, l: FRAG_L, scratch }]);
+    }
+    program.body.extend(finish(
+        plane(Tensor::OSplit, split_row(), stored_row()),
+        plane(Tensor::LseSplit, split_row(), stored_row()),
+    ));
+    Ok(program)
 }
 
 /// The buffers of the compressed tokens' loop. Each KV step's compressed K and V travel in
