@@ -101,11 +101,12 @@ pub struct Na2dW13x13D2Bf16D128;
 pub struct Na3dW7x15x15C100Bf16D128;
 
 // Mustafar decode (seeds.md §1): K and V read from the bitmap-compressed cache plus its dense
-// window, one query token per head (`ir::decode`). A query tile holds one GQA group. Warps own
-// 16-row query slabs, so the choice is 4 warps over 64 rows (more threads decode bitmap tiles;
-// the 3 warps without a head of a group of 4 skip the products and softmax) or 1 warp over 16
-// rows (a quarter of the decoding threads); 1 warp over 64 rows is in the space too and spills kilobytes
-// (the tuner prunes it). KV tiles are single 64-token bitmap tiles.
+// window, one query token per head (`ir::decode`). Warps own 16-row query slabs, so the choice
+// is 4 warps over 64 rows, each holding the GQA group (up to 16 heads) and multiplying a quarter
+// of every KV tile's keys, or 1 warp over 16 rows (a quarter of the decoding threads); 1 warp
+// over 64 rows is in the space too: it spills kilobytes and the tuner never times it, but it is
+// the config that holds groups of 17 to 64 heads (`tune::policy` falls back to it). KV tiles are
+// single 64-token bitmap tiles.
 #[tessera_dsl::attention(
     name = "mustafar_bf16_d128",
     head_dim = 128,

@@ -104,6 +104,12 @@ impl DecodeSizes {
     }
 }
 
+/// The query rows of a decode config, which must hold a KV head's GQA group: one warp's, since
+/// every warp holds the whole group (the warps split the keys, `Program::rows_per_part`).
+pub fn query_rows(cfg: &Config) -> u32 {
+    cfg.block_q() / cfg.warps.max(1)
+}
+
 pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
     if desc.visit != Visit::Dense
         || desc.load != Load::Bitmap(tessera_desc::BitmapLoad { k: true, v: true })

@@ -4,7 +4,8 @@
 
 use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, from_f32};
 use tessera_codegen::reference::{self, DecodeShape, Pruning};
-use tessera_desc::{KernelDesc, Load};
+use tessera_codegen::ir::decode::query_rows;
+use tessera_desc::{Config, KernelDesc, Load};
 
 use super::problem::Problem;
 use crate::gpu::bench::uniform;
@@ -26,6 +27,12 @@ pub const POLICY: CachePolicy = CachePolicy {
 /// Whether `desc` is a decode kernel (it reads a bitmap-compressed cache).
 pub fn is_decode(desc: &KernelDesc) -> bool {
     matches!(desc.load, Load::Bitmap(_))
+}
+
+/// Whether `config` of `desc` can run `problem`: a decode config's query rows must hold the
+/// problem's GQA group (`ir::decode::query_rows`); other kernels' configs all can.
+pub fn holds_group(desc: &KernelDesc, config: &Config, problem: &Problem) -> bool {
+    !is_decode(desc) || problem.group() <= query_rows(config) as usize
 }
 
 /// `problem`'s cache of the tokens `k`, `v` (`[batch, kv_heads, seq_kv, head_dim]` values,

@@ -4,6 +4,7 @@
 use tessera_desc::{Config, KernelDesc};
 
 use super::TuneError;
+use super::decode::holds_group;
 use super::device::DeviceInfo;
 use super::key::KeyInfo;
 use super::problem::Problem;
@@ -103,12 +104,17 @@ pub fn choose(
             key,
         });
     }
-    let config = desc
-        .default_config()
-        .ok_or(TuneError::EmptySpace { kernel: desc.name })?;
+    let config = fallback(desc, problem).ok_or(TuneError::EmptySpace { kernel: desc.name })?;
     Ok(Choice {
         config,
         source: Source::Default,
         key,
     })
+}
+
+/// Without a stored winner: the default config, or where it cannot run the problem (a decode
+/// kernel's GQA group larger than its query rows) the first config of the space that can.
+pub(super) fn fallback(desc: &KernelDesc, problem: &Problem) -> Option<Config> {
+    let holds = |c: &Config| holds_group(desc, c, problem);
+    desc.default_config().filter(holds).or_else(|| desc.configs().into_iter().find(holds)).or_else(|| desc.default_config())
 }

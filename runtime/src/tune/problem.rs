@@ -11,6 +11,7 @@ use tessera_codegen::reference::Shape;
 use tessera_desc::{KernelDesc, Param, Visit, Window};
 
 use super::decode::is_decode;
+use tessera_codegen::ir::decode::query_rows;
 use crate::gpu::grid_extents;
 
 /// Q is `[batch, heads, seq_q, head_dim]`, K and V `[batch, kv_heads, seq_kv, head_dim]`.
@@ -213,10 +214,10 @@ impl Problem {
                 desc.name
             ));
         }
-        let rows = desc.configs().iter().map(|c| c.block_q() as usize).max().unwrap_or(0);
+        let rows = desc.configs().iter().map(|c| query_rows(c) as usize).max().unwrap_or(0);
         if self.group() > rows {
             return Err(format!(
-                "{} query heads per KV head do not fit any query tile of {} (at most {rows} rows)",
+                "{} query heads per KV head do not fit any config of {} (at most {rows} query rows per warp)",
                 self.group(),
                 desc.name
             ));

@@ -14,7 +14,8 @@ use tessera_codegen::Target;
 use tessera_codegen::ptxas::KernelResources;
 use tessera_desc::{Config, KernelDesc};
 
-use super::decode::is_decode;
+use super::decode::holds_group;
+use tessera_codegen::ir::decode::query_rows;
 use super::problem::Problem;
 use super::record::Entry;
 
@@ -91,17 +92,16 @@ pub fn useful_work_pruned(desc: &KernelDesc, configs: &[Config], extents: &[usiz
 
 /// Why each of `configs` should not run on `problem` (`None` where it may): too little useful
 /// work on a neighborhood kernel's grid (`useful_work_pruned`), or a decode kernel's query
-/// tile too small for the GQA group (its rows are the query heads of one KV head).
+/// rows too few for the GQA group (`holds_group`).
 pub fn problem_pruned(desc: &KernelDesc, configs: &[Config], problem: &Problem, max_shared_bytes: u32) -> Vec<Option<String>> {
     let wasteful = useful_work_pruned(desc, configs, &problem.extents(), max_shared_bytes);
     configs
         .iter()
         .zip(wasteful)
         .map(|(c, why)| {
-            let rows = c.block_q() as usize;
             why.or_else(|| {
-                (is_decode(desc) && problem.group() > rows).then(|| {
-                    format!("its query tile of {rows} rows cannot hold the {} query heads of a KV head", problem.group())
+                (!holds_group(desc, c, problem)).then(|| {
+                    format!("its {} query rows per warp cannot hold the {} query heads of a KV head", query_rows(c), problem.group())
                 })
             })
         })

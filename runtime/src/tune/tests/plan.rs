@@ -169,7 +169,8 @@ fn mustafar() -> &'static tessera_desc::KernelDesc {
 }
 
 /// A decode kernel's space is its schedule on every target (it has no warpgroup twins); its
-/// query tile must hold the problem's GQA group, and nothing else about the problem prunes it.
+/// query rows per warp must hold the problem's GQA group, and nothing else about the problem
+/// prunes it.
 #[test]
 fn a_decode_space_is_pruned_by_the_gqa_group() {
     use super::super::space::{problem_pruned, space};
@@ -179,12 +180,13 @@ fn a_decode_space_is_pruned_by_the_gqa_group() {
     assert_eq!(space(desc, Target::Sm80), desc.configs());
     let configs = desc.configs();
     assert!(problem_pruned(desc, &configs, &Problem::decode(1, 32, 8, 32768), 227 * 1024).iter().all(Option::is_none));
-    // 32 query heads per KV head: the 16-row tiles cannot hold them.
+    // 32 query heads per KV head: only one warp over 64 rows holds them (4 warps over 64 rows
+    // split the keys, each warp holding the group in 16).
     let wide = problem_pruned(desc, &configs, &Problem::decode(1, 32, 1, 32768), 227 * 1024);
     for (c, why) in configs.iter().zip(&wide) {
-        match c.block_q() {
-            16 => assert_eq!(why.as_deref(), Some("its query tile of 16 rows cannot hold the 32 query heads of a KV head")),
-            _ => assert_eq!(why, &None, "{c}"),
+        match (c.block_q(), c.warps) {
+            (64, 1) => assert_eq!(why, &None, "{c}"),
+            _ => assert_eq!(why.as_deref(), Some("its 16 query rows per warp cannot hold the 32 query heads of a KV head")),
         }
     }
     // One warp over 64 rows is the config that spills: its S and O fragments alone take 400

@@ -264,9 +264,9 @@ fn mustafar() -> &'static KernelDesc {
     catalog::find("mustafar_bf16_d128").unwrap()
 }
 
-/// A decode step is `B,H,HKV,1,CONTEXT`; the GQA group must fit the largest query tile (64
-/// rows), and the check problem keeps the group over a context with compressed tiles and a
-/// ragged dense window.
+/// A decode step is `B,H,HKV,1,CONTEXT`; the GQA group must fit some config's query rows (64
+/// on one warp; 16 per warp where 4 warps split the keys), and the check problem keeps the
+/// group over a context with compressed tiles and a ragged dense window.
 #[test]
 fn a_decode_problem_is_one_query_token_over_a_context() {
     let p: Problem = "2,32,8,1,32768".parse().unwrap();
@@ -277,7 +277,7 @@ fn a_decode_problem_is_one_query_token_over_a_context() {
         ("1,32,8,4096,4096", "is a decode kernel"),
         ("1,32,8,2,4096", "B,H,HKV,1,CONTEXT (got 1,32,8,2,4096)"),
         ("1,32,8,64x64", "is a decode kernel"),
-        ("1,128,1,1,4096", "128 query heads per KV head do not fit any query tile of mustafar_bf16_d128 (at most 64 rows)"),
+        ("1,128,1,1,4096", "128 query heads per KV head do not fit any config of mustafar_bf16_d128 (at most 64 query rows per warp)"),
     ] {
         let err = bad.parse::<Problem>().unwrap().check_for(mustafar()).unwrap_err();
         assert!(err.contains(why), "{bad}: {err}");
@@ -294,4 +294,23 @@ fn a_decode_problem_is_one_query_token_over_a_context() {
     let cache = super::super::decode::cache(mustafar(), &small, &values, &values).unwrap();
     assert_eq!((cache.k.tokens, cache.local_len), (512, 100));
     assert!(super::super::verify::Case::new(mustafar(), &p).is_ok());
+}
+
+/// Without a stored winner a decode runs at the default config (4 warps, 16 query rows each),
+/// unless the GQA group does not fit it: then at the first config of the space whose rows hold
+/// it, and the tuner prunes the configs whose rows do not.
+#[test]
+fn a_group_larger_than_the_default_rows_falls_back_to_a_config_that_holds_it() {
+    use tessera_codegen::ir::decode::query_rows;
+    let desc = mustafar();
+    let default = desc.default_config().unwrap();
+    assert_eq!(super::super::policy::fallback(desc, &Problem::decode(1, 32, 8, 4096)), Some(default));
+    let mqa = Problem::decode(1, 32, 1, 4096);
+    let chosen = super::super::policy::fallback(desc, &mqa).unwrap();
+    assert!(query_rows(&default) < 32 && query_rows(&chosen) >= 32, "{chosen}");
+    let configs = desc.configs();
+    let pruned = super::super::space::problem_pruned(desc, &configs, &mqa, 227 * 1024);
+    for (c, why) in configs.iter().zip(&pruned) {
+        assert_eq!(why.is_some(), query_rows(c) < 32, "{c}: {why:?}");
+    }
 }
