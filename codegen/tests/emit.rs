@@ -147,8 +147,8 @@ fn bitmap_loads_lower_as_decode_kernels() {
     for (dtype, d) in [(Dtype::Bf16, 128), (Dtype::F16, 64)] {
         let mut desc = desc(Visit::Dense, dtype, d);
         desc.load = Load::Bitmap(tessera_desc::BitmapLoad { k: true, v: true });
-        // One warp per 16-row query tile, or four warps over 64 rows: a decode kernel's query
-        // tile holds one GQA group, so more slabs per warp only cost registers.
+        // One warp per 16-row query tile, or four warps over 64 rows that split the keys (each
+        // warp's rows hold the GQA group): more slabs per warp only cost registers.
         let schedules = [
             Schedule::line(Param::Fixed(64), Param::Choices(&[64, 128]), Param::Fixed(4), Param::Choices(&[1, 2])),
             Schedule::line(Param::Fixed(16), Param::Fixed(64), Param::Fixed(1), Param::Fixed(1)),

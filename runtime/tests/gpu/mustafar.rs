@@ -2,7 +2,8 @@
 //! attention): fresh random inputs (with a run of zero tokens, whose tiles are empty, in the
 //! longer contexts), poisoned outputs, contexts whose compressed region and
 //! window are not multiples of the split or the tile, GQA groups 4 (32 query heads over 8 KV
-//! heads) and 1, bf16 and f16, default and explicit split counts. Without a GPU every test prints
+//! heads) and 1, bf16 and f16, default and explicit split counts; groups of 16 (a warp's rows,
+//! full) and 32 (the one-warp 64-row config). Without a GPU every test prints
 //! why it skipped and passes. A module of the `gpu` test binary (`--test gpu mustafar`), so that
 //! the GPU bundle carries no extra copy of LLVM.
 
@@ -24,8 +25,10 @@ struct Case {
     splits: Option<usize>,
 }
 
-/// Configs beyond the default: one warp over a 16-row query tile.
+/// Configs beyond the default: one warp over a 16-row query tile, and over 64 rows (the config
+/// for GQA groups of 17 to 64 heads).
 const ONE_WARP: &str = "block_q=16,warps=1,stages=1";
+const SIXTY_FOUR_ROWS: &str = "block_q=64,warps=1,stages=1";
 
 /// Relative errors of o and lse against the reference, at the default config or `config`.
 fn run_case(gpu: &Gpu, case: &Case, config: Option<&str>, seed: u64) -> (f64, f64) {
@@ -178,20 +181,26 @@ fn decode_matches_the_reference() {
             splits: Some(2),
         },
     ];
-    for (i, case) in cases.iter().enumerate() {
-        for config in [None, Some(ONE_WARP)] {
-            let (o_err, lse_err) = run_case(&gpu, case, config, base ^ i as u64);
-            let tol = if case.dtype == Dtype::Bf16 {
-                1e-2
-            } else {
-                2e-3
-            };
-            println!("case {i} {config:?}: o {o_err:.2e}, lse {lse_err:.2e}");
-            assert!(
-                o_err < tol && lse_err < 1e-3,
-                "case {i} {config:?}: o error {o_err}, lse error {lse_err}"
-            );
-        }
+    let runs = cases.iter().flat_map(|case| [(case, None), (case, Some(ONE_WARP))]);
+    // Groups that fill a warp's 16 rows (the 4-warp default, whose warps split the keys) and
+    // that only one warp over 64 rows holds.
+    let wide = [
+        Case { batch: 1, heads: 32, kv_heads: 2, tokens: 2048 + 70, dtype: Dtype::Bf16, splits: None },
+        Case { batch: 1, heads: 32, kv_heads: 1, tokens: 1024 + 33, dtype: Dtype::F16, splits: Some(3) },
+    ];
+    let runs = runs.chain([(&wide[0], None), (&wide[1], Some(SIXTY_FOUR_ROWS))]);
+    for (i, (case, config)) in runs.enumerate() {
+        let (o_err, lse_err) = run_case(&gpu, case, config, base ^ i as u64);
+        let tol = if case.dtype == Dtype::Bf16 {
+            1e-2
+        } else {
+            2e-3
+        };
+        println!("run {i} {config:?}: o {o_err:.2e}, lse {lse_err:.2e}");
+        assert!(
+            o_err < tol && lse_err < 1e-3,
+            "run {i} {config:?}: o error {o_err}, lse error {lse_err}"
+        );
     }
 }
 
