@@ -569,7 +569,8 @@ fn autotune_checks_the_kernel_before_the_gpu_and_says_when_there_is_none() {
 }
 
 /// A decode kernel's shape is one query token over a context, with a GQA group that one of its
-/// query tiles holds: anything else fails before the GPU (and before the store is touched).
+/// configs' query rows per warp hold: anything else fails before the GPU (and before the store
+/// is touched).
 #[test]
 fn autotune_checks_a_decode_kernels_shape_before_the_gpu() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,7 +581,7 @@ fn autotune_checks_a_decode_kernels_shape_before_the_gpu() {
     let grid = autotune("1,32,8,64x64").unwrap_err().to_string();
     assert!(grid.contains("is a decode kernel"), "{grid}");
     let wide = autotune("1,128,1,1,4096").unwrap_err().to_string();
-    assert!(wide.contains("128 query heads per KV head do not fit any query tile"), "{wide}");
+    assert!(wide.contains("128 query heads per KV head do not fit any config"), "{wide}");
     if let Some(no_gpu) = no_gpu_error() {
         assert_eq!(autotune("1,32,8,1,32768").unwrap_err().to_string(), no_gpu);
     }
