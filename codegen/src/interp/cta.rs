@@ -547,7 +547,7 @@ impl<'a> Cta<'a> {
             let rs = self.frags[row_scale.0][r];
             for c in 0..n {
                 let x = &mut self.frags[s.0][r * n + c];
-                let pair = select::pair_scale(&mut F32, rs, scale[c % 8 & !1]);
+                let pair = select::pair_scale(&mut F32, rs, scale[(c % 8) & !1]);
                 *x = select::estimate(&mut F32, *x, pair, bias[c]);
             }
         }
