@@ -337,9 +337,14 @@ fn bad_decode_sizes_are_errors() {
     ] {
         assert!(bad.check(&program).is_err(), "{bad:?}");
     }
-    // Warps that split the keys each hold the whole group: 16 rows of a 64-row tile.
+    // Warps that split the keys each hold the whole group: 16 rows of a 64-row tile. The
+    // tuner's count of a config's rows (`query_rows`) is the program's.
     let split = decode_program(&desc(Dtype::Bf16, 64), &Config::line(64, 64, 4, 2)).unwrap();
     assert_eq!(split.key_parts, 4);
+    for cfg in desc(Dtype::Bf16, 64).configs() {
+        let program = decode_program(&desc(Dtype::Bf16, 64), &cfg).unwrap();
+        assert_eq!(program.rows_per_part(), tessera_codegen::ir::decode::query_rows(&cfg), "{cfg}");
+    }
     assert!(DecodeSizes { heads: 32, ..ok }.check(&split).is_ok());
     assert!(DecodeSizes { heads: 34, ..ok }.check(&split).is_err());
     let mut dense = desc(Dtype::Bf16, 64);

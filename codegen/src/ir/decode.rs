@@ -107,7 +107,12 @@ impl DecodeSizes {
 /// The query rows of a decode config, which must hold a KV head's GQA group: one warp's, since
 /// every warp holds the whole group (the warps split the keys, `Program::rows_per_part`).
 pub fn query_rows(cfg: &Config) -> u32 {
-    cfg.block_q() / cfg.warps.max(1)
+    cfg.block_q() / key_parts(cfg)
+}
+
+/// The parts a decode program splits each KV tile's keys into: one per warp.
+fn key_parts(cfg: &Config) -> u32 {
+    cfg.warps.max(1)
 }
 
 pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
@@ -121,7 +126,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
             desc.load
         ));
     }
-    let (bq, bkv, d, parts) = (cfg.block_q(), cfg.block_kv() as i32, desc.head_dim, cfg.warps.max(1));
+    let (bq, bkv, d, parts) = (cfg.block_q(), cfg.block_kv() as i32, desc.head_dim, key_parts(cfg));
     if !bq.is_multiple_of(16 * parts) || !(bkv as u32).is_multiple_of(16 * parts) {
         return Err(format!("a decode program splits its keys over its {parts} warps: block_q = {bq} and block_kv = {bkv} must be multiples of {}", 16 * parts));
     }

@@ -153,8 +153,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let (i32t, i64t) = (self.ctx.i32_type(), self.ctx.i64_type());
         self.per_unit(self.units(dst), d, |l, unit| {
             let b = &l.b;
-            let (bitmap_at, offset_at) = l.meta_slots(meta, meta_base, unit.u)?;
-            let bitmap = load_aligned(&l.b, i64t.into(), l.byte_ptr(l.smem, bitmap_at)?, 8)?.into_int_value();
+            let bitmap = l.staged_bitmap(meta, meta_base, unit.u)?;
+            let (_, offset_at) = l.meta_slots(meta, meta_base, unit.u)?;
             let offset = load_aligned(&l.b, i32t.into(), l.byte_ptr(l.smem, offset_at)?, 4)?.into_int_value();
             // The tile's first value: offsets count value pairs.
             let first = b.build_int_add(values_start, b.build_int_mul(b.build_int_s_extend(offset, i64t, "")?, i64t.const_int(2, false), "")?, "")?;

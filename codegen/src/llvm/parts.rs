@@ -15,27 +15,41 @@ use crate::CodegenError;
 use crate::ir::{BufId, Expr, FragId};
 use crate::semantics::{Arith, softmax};
 
-/// Where the parts' registers lie: the scratch's byte offset and the registers in store order.
+/// Where the parts' registers lie: the scratch's byte offset, and each fragment's first word
+/// (a lane's registers of O, then m, then l).
 struct Scratch<'ctx> {
     base: IntValue<'ctx>,
-    regs: Vec<(FragId, usize)>,
+    words: usize,
+    firsts: [(FragId, usize); 3],
+}
+
+impl Scratch<'_> {
+    /// The word of register `r` of fragment `f`.
+    fn word(&self, f: FragId, r: usize) -> Res<usize> {
+        let (_, first) = self.firsts.iter().find(|(g, _)| *g == f).ok_or_else(|| CodegenError::Ir("merge_parts: a register outside the scratch".into()))?;
+        Ok(first + r)
+    }
 }
 
 impl<'ctx> Lowerer<'ctx, '_> {
     pub fn merge_parts(&mut self, o: FragId, m: FragId, l: FragId, scratch: BufId) -> Res<()> {
         let parts = self.program.key_parts;
-        let regs: Vec<(FragId, usize)> = [o, m, l].iter().flat_map(|&f| (0..self.frags[f.0].len()).map(move |i| (f, i))).collect();
+        let lens = [o, m, l].map(|f| self.frags[f.0].len());
+        let firsts = [(o, 0), (m, lens[0]), (l, lens[0] + lens[1])];
+        let words = lens.iter().sum();
         let sb = self.program.shared(scratch);
-        if parts < 2 || sb.rows != parts - 1 || sb.cols != 32 * regs.len() as u32 {
-            return Err(CodegenError::Ir(format!("{}: {}x{} words do not hold {parts} parts of {} registers", sb.name, sb.rows, sb.cols, regs.len())));
+        if parts < 2 || sb.rows != parts - 1 || sb.cols != 32 * words as u32 {
+            return Err(CodegenError::Ir(format!("{}: {}x{} words do not hold {parts} parts of {words} registers", sb.name, sb.rows, sb.cols)));
         }
-        let at = Scratch { base: self.stage_base(scratch, &Expr::from(0))?, regs };
+        let at = Scratch { base: self.stage_base(scratch, &Expr::from(0))?, words, firsts };
         let first = self.b.build_int_compare(IntPredicate::EQ, self.lane.warp, self.i32(0), "")?;
         let others = self.b.build_not(first, "")?;
         self.if_then(others, |w| {
-            for (i, &(f, r)) in at.regs.iter().enumerate() {
-                let ptr = w.byte_ptr(w.smem, w.part_word(&at, w.lane.warp, i)?)?;
-                w.b.build_store(ptr, w.frags[f.0][r])?.set_alignment(4).map_err(|e| CodegenError::Llvm(e.to_string()))?;
+            for (f, start) in at.firsts {
+                for r in 0..w.frags[f.0].len() {
+                    let ptr = w.byte_ptr(w.smem, w.part_word(&at, w.lane.warp, start + r)?)?;
+                    w.b.build_store(ptr, w.frags[f.0][r])?.set_alignment(4).map_err(|e| CodegenError::Llvm(e.to_string()))?;
+                }
             }
             Ok(())
         })?;
@@ -46,14 +60,14 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// Byte offset of register `i` of part `part` (from 1) for this lane.
     fn part_word(&self, at: &Scratch<'ctx>, part: IntValue<'ctx>, i: usize) -> Res<IntValue<'ctx>> {
         let b = &self.b;
-        let row = b.build_int_mul(b.build_int_sub(part, self.i32(1), "")?, self.i32(at.regs.len() as i64), "")?;
+        let row = b.build_int_mul(b.build_int_sub(part, self.i32(1), "")?, self.i32(at.words as i64), "")?;
         let word = b.build_int_add(b.build_int_mul(b.build_int_add(row, self.i32(i as i64), "")?, self.i32(32), "")?, self.lane.lane, "")?;
         Ok(b.build_int_add(at.base, b.build_int_mul(word, self.i32(4), "")?, "")?)
     }
 
     /// Register `r` of fragment `f` in every part: warp 0's own, then the others' from the scratch.
     fn parts_of(&self, at: &Scratch<'ctx>, (f, r): (FragId, usize)) -> Res<Vec<FloatValue<'ctx>>> {
-        let i = at.regs.iter().position(|&x| x == (f, r)).ok_or_else(|| CodegenError::Ir("merge_parts: a register outside the scratch".into()))?;
+        let i = at.word(f, r)?;
         let mut out = vec![self.frags[f.0][r].into_float_value()];
         for part in 1..self.program.key_parts {
             let ptr = self.byte_ptr(self.smem, self.part_word(at, self.i32(part as i64), i)?)?;

@@ -113,8 +113,9 @@ pub fn choose(
 }
 
 /// Without a stored winner: the default config, or where it cannot run the problem (a decode
-/// kernel's GQA group larger than its query rows) the first config of the space that can.
+/// kernel's GQA group larger than its query rows) the first config of the space that can
+/// (`Problem::check_for` has made sure that one does).
 pub(super) fn fallback(desc: &KernelDesc, problem: &Problem) -> Option<Config> {
     let holds = |c: &Config| holds_group(desc, c, problem);
-    desc.default_config().filter(holds).or_else(|| desc.configs().into_iter().find(holds)).or_else(|| desc.default_config())
+    desc.default_config().filter(holds).or_else(|| desc.configs().into_iter().find(holds))
 }
