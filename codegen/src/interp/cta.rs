@@ -364,11 +364,8 @@ impl<'a> Cta<'a> {
         let sb = self.program.shared(*buf);
         let (rows, cols) = (sb.rows as usize, sb.cols as usize);
         let parts = self.program.key_parts as usize;
-        let (part_rows, part_cols) = match part {
-            Part::Whole => (rows, cols),
-            Part::Rows => (rows / parts, cols),
-            Part::Cols => (rows, cols / parts),
-        };
+        let (part_rows, part_cols) = self.program.part_dims(*buf, *part);
+        let (part_rows, part_cols) = (part_rows as usize, part_cols as usize);
         let (bk, bn) = if *kn { (part_rows, part_cols) } else { (part_cols, part_rows) };
         if bk != k || bn != n || (*part != Part::Whole && parts * part_rows * part_cols != rows * cols) {
             return Err(format!("mma shapes disagree: A is {bq}x{k}, B ({part:?} of {rows}x{cols}) is {bk}x{bn}, acc has {n} cols"));
@@ -418,27 +415,21 @@ impl<'a> Cta<'a> {
         let firsts: Vec<usize> = (0..self.program.config.block_q() as usize).filter(|&r| self.key_part(r) == 0).collect();
         for r in firsts {
             let rows: Vec<usize> = (0..parts).map(|w| r + 16 * w).collect();
-            let max = rows.iter().fold(f32::NEG_INFINITY, |x, &row| a.max(x, self.frags[m.0][row]));
-            let weights: Vec<f32> = rows.iter().map(|&row| softmax::rescale(a, self.frags[m.0][row], max, scale_log2).alpha).collect();
-            let mut sum = a.mul(self.frags[l.0][r], weights[0]);
-            for (&row, &w) in rows.iter().zip(&weights).skip(1) {
-                sum = a.fma(self.frags[l.0][row], w, sum);
-            }
+            let of = |frag: &[f32], col: usize, width: usize| -> Vec<f32> { rows.iter().map(|&row| frag[row * width + col]).collect() };
+            let (max, weights) = softmax::part_weights(a, &of(&self.frags[m.0], 0, 1), scale_log2);
+            let sum = softmax::weighted_sum(a, &of(&self.frags[l.0], 0, 1), &weights);
             for c in 0..d {
-                let mut x = a.mul(self.frags[o.0][r * d + c], weights[0]);
-                for (&row, &w) in rows.iter().zip(&weights).skip(1) {
-                    x = a.fma(self.frags[o.0][row * d + c], w, x);
-                }
-                self.frags[o.0][r * d + c] = x;
+                self.frags[o.0][r * d + c] = softmax::weighted_sum(a, &of(&self.frags[o.0], c, d), &weights);
             }
             (self.frags[m.0][r], self.frags[l.0][r]) = (max, sum);
         }
         Ok(())
     }
 
-    /// The key part (`Program::key_parts`) that tile row `r` multiplies: its warp's.
+    /// The key part (`Program::key_parts`) that tile row `r` multiplies: its warp's, where the
+    /// warps split the keys (slab `s` of warp `w` is rows `(s·warps + w)·16 ..`), else the only one.
     fn key_part(&self, r: usize) -> usize {
-        if self.program.key_parts > 1 { (r / 16) % self.program.config.warps as usize } else { 0 }
+        (r / 16) % self.program.key_parts as usize
     }
 
     fn mask(&mut self, frag: FragId, keep: &Expr) -> Result<(), String> {

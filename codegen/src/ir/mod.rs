@@ -408,6 +408,16 @@ impl Program {
         self.any_stmt(&|s| matches!(s, Stmt::Dequantize { .. }))
     }
 
+    /// The rows and columns of `buf` that one warp's `part` covers (`Part`).
+    pub fn part_dims(&self, buf: BufId, part: Part) -> (u32, u32) {
+        let sb = self.shared(buf);
+        match part {
+            Part::Whole => (sb.rows, sb.cols),
+            Part::Rows => (sb.rows / self.key_parts, sb.cols),
+            Part::Cols => (sb.rows, sb.cols / self.key_parts),
+        }
+    }
+
     /// Query rows of one key part: slab `s` of warp `w` (rows `(s·warps + w)·16 ..`) holds rows
     /// `s·16 ..` of part `w` when the warps split the keys.
     pub fn rows_per_part(&self) -> u32 {

@@ -39,10 +39,11 @@ impl<'ctx> Lowerer<'ctx, '_> {
     fn part_origin(&self, buf: BufId, part: Part) -> Res<(IntValue<'ctx>, IntValue<'ctx>)> {
         let sb = self.program.shared(buf);
         let parts = self.program.key_parts;
+        let (part_rows, part_cols) = self.program.part_dims(buf, part);
         let (rows, chunks) = match part {
             Part::Whole => return Ok((self.i32(0), self.i32(0))),
-            Part::Rows => (sb.rows / parts, 0),
-            Part::Cols => (0, sb.cols / parts / self.chunk_elems()),
+            Part::Rows => (part_rows, 0),
+            Part::Cols => (0, part_cols / self.chunk_elems()),
         };
         // A column part is a power of two of even chunks, at a multiple of its width: the
         // chunks the products add within it, and a lane's chunk 0 or 1, share no bit with its
@@ -137,13 +138,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
         };
         let b_role = if *kn { LdmatrixRole::BKn } else { LdmatrixRole::BNk };
         let b_op = self.shared_operand(*b_buf, b_stage, b_role, *part)?;
-        let b_sb = self.program.shared(*b_buf);
-        let k = match (kn, part) {
-            (true, Part::Rows) => b_sb.rows / self.program.key_parts,
-            (true, _) => b_sb.rows,
-            (false, Part::Cols) => b_sb.cols / self.program.key_parts,
-            (false, _) => b_sb.cols,
-        };
+        let (part_rows, part_cols) = self.program.part_dims(*b_buf, *part);
+        let k = if *kn { part_rows } else { part_cols };
         let a_src = match a {
             Operand::Shared { buf, stage, kn: false, part: Part::Whole } => {
                 ASource::Shared(self.shared_operand(*buf, stage, LdmatrixRole::A, Part::Whole)?)

@@ -13,7 +13,7 @@ use super::arith::Emit;
 use super::lower::{Lowerer, Res, load_aligned};
 use crate::CodegenError;
 use crate::ir::{BufId, Expr, FragId};
-use crate::semantics::{Arith, softmax};
+use crate::semantics::softmax;
 
 /// Where the parts' registers lie: the scratch's byte offset, and each fragment's first word
 /// (a lane's registers of O, then m, then l).
@@ -92,16 +92,11 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 }
             }
             let mut e = Emit::new(self);
-            let max = maxima.iter().fold(e.constant(f32::NEG_INFINITY), |x, &y| e.max(x, y));
-            let weights: Vec<FloatValue<'ctx>> = maxima.iter().map(|&mp| softmax::rescale(&mut e, mp, max, self.params.scale_log2).alpha).collect();
-            let fold = |e: &mut Emit<'_, 'ctx>, xs: &[FloatValue<'ctx>]| {
-                let first = e.mul(xs[0], weights[0]);
-                xs.iter().zip(&weights).skip(1).fold(first, |acc, (&x, &w)| e.fma(x, w, acc))
-            };
+            let (max, weights) = softmax::part_weights(&mut e, &maxima, self.params.scale_log2);
             new_m[stat] = max.as_basic_value_enum();
-            new_l[stat] = fold(&mut e, &sums).as_basic_value_enum();
+            new_l[stat] = softmax::weighted_sum(&mut e, &sums, &weights).as_basic_value_enum();
             for (i, xs) in outs {
-                new_o[i] = fold(&mut e, &xs).as_basic_value_enum();
+                new_o[i] = softmax::weighted_sum(&mut e, &xs, &weights).as_basic_value_enum();
             }
             e.finish()?;
         }

@@ -35,6 +35,22 @@ pub fn prob<A: Arith>(a: &mut A, s: A::F, shift: A::F, scale_log2: A::F) -> A::F
     a.exp2(x)
 }
 
+/// The fold of a row's partial states from the parts of a KV tile's keys (`Stmt::MergeParts`):
+/// the largest of the parts' maxima, and each part's weight `exp2((m_p − m)·scale_log2)` for
+/// its sum and outputs (`rescale`'s alpha: 0 for a part that saw no key).
+pub fn part_weights<A: Arith>(a: &mut A, maxima: &[A::F], scale_log2: A::F) -> (A::F, Vec<A::F>) {
+    let first = a.constant(f32::NEG_INFINITY);
+    let max = maxima.iter().fold(first, |x, &y| a.max(x, y));
+    let weights = maxima.iter().map(|&m| rescale(a, m, max, scale_log2).alpha).collect();
+    (max, weights)
+}
+
+/// `Σ x_p·w_p` in part order: one multiply, then one FMA per further part (`part_weights`).
+pub fn weighted_sum<A: Arith>(a: &mut A, xs: &[A::F], weights: &[A::F]) -> A::F {
+    let first = a.mul(xs[0], weights[0]);
+    xs.iter().zip(weights).skip(1).fold(first, |acc, (&x, &w)| a.fma(x, w, acc))
+}
+
 /// `l·alpha + tile_sum`.
 pub fn running_sum<A: Arith>(a: &mut A, l: A::F, alpha: A::F, tile_sum: A::F) -> A::F {
     a.fma(l, alpha, tile_sum)

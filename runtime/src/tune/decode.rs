@@ -3,8 +3,8 @@
 //! prunes the same tokens the same way.
 
 use tessera_codegen::format::{CachePolicy, MustafarCache, PruneRule, from_f32};
-use tessera_codegen::reference::{self, DecodeShape, Pruning};
 use tessera_codegen::ir::decode::query_rows;
+use tessera_codegen::reference::{self, DecodeShape, Pruning};
 use tessera_desc::{Config, KernelDesc, Load};
 
 use super::problem::Problem;

@@ -7,11 +7,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use tessera_codegen::ir::decode::query_rows;
 use tessera_codegen::reference::Shape;
 use tessera_desc::{KernelDesc, Param, Visit, Window};
 
 use super::decode::is_decode;
-use tessera_codegen::ir::decode::query_rows;
 use crate::gpu::grid_extents;
 
 /// Q is `[batch, heads, seq_q, head_dim]`, K and V `[batch, kv_heads, seq_kv, head_dim]`.

@@ -11,11 +11,11 @@
 //! outweighs the spill traffic; configs that spill kilobytes are never competitive.
 
 use tessera_codegen::Target;
+use tessera_codegen::ir::decode::query_rows;
 use tessera_codegen::ptxas::KernelResources;
 use tessera_desc::{Config, KernelDesc};
 
 use super::decode::holds_group;
-use tessera_codegen::ir::decode::query_rows;
 use super::problem::Problem;
 use super::record::Entry;
 
