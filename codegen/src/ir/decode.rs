@@ -207,10 +207,11 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         },
     ];
     body.extend(start(plane(Tensor::Q, query_row(), real_row())));
-    // Where the warps split the keys, Q's A fragments are loaded once, so that no KV step reads
-    // Q from shared memory again (shared traffic bounds the step, BENCHMARKS.md). A single
-    // warp expands four bitmap tiles a step and spills with Q held as well.
-    let q_frag = (parts > 1).then(|| {
+    // Where the warps split the keys, each over one 16-row slab, Q's A fragments are loaded
+    // once, so that no KV step reads Q from shared memory again (shared traffic bounds the
+    // step, BENCHMARKS.md). A single warp expands four bitmap tiles a step, and a warp of two
+    // slabs holds twice the fragments: both spill with Q held as well.
+    let q_frag = (parts > 1 && bq == 16 * parts).then(|| {
         frags.push(Frag { name: "Qa", cols: d, kind: FragKind::Operand });
         FragId(frags.len() - 1)
     });
