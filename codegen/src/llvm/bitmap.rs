@@ -199,7 +199,8 @@ impl<'ctx> Lowerer<'ctx, '_> {
     /// bank, so the warp's 32 reads of 32 slots, about a third of them real, meet fewer bank
     /// conflicts than when every lane reads (and masks) the next value. One predicate, made by
     /// ptxas with one `LOP3`, guards the load and the step. Marked as having side effects so
-    /// that LLVM keeps it between the barriers around it.
+    /// that LLVM keeps it between the barriers around it; its outputs are early-clobber, being
+    /// written before the snippet reads the address and the offset.
     fn load_if_set(&self, word: IntValue<'ctx>, bit: u32, at: IntValue<'ctx>, ptr: PointerValue<'ctx>) -> Res<(IntValue<'ctx>, IntValue<'ctx>)> {
         let i32t = self.ctx.i32_type();
         let fn_ty = self.ctx.struct_type(&[i32t.into(), i32t.into()], false).fn_type(&[i32t.into(), i32t.into(), ptr.get_type().into()], false);
@@ -208,7 +209,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
              @p ld.shared.u16 $0, [$4];\n@p add.u32 $1, $3, 2;\n}}",
             1u32 << bit
         );
-        let asm = self.ctx.create_inline_asm(fn_ty, text, "=r,=r,r,r,r".to_string(), true, false, None, false);
+        let asm = self.ctx.create_inline_asm(fn_ty, text, "=&r,=&r,r,r,r".to_string(), true, false, None, false);
         let inkwell::values::ValueKind::Basic(out) = self.b.build_indirect_call(fn_ty, asm, &[word.into(), at.into(), ptr.into()], "")?.try_as_basic_value() else {
             return Err(CodegenError::Llvm("a predicated load returned no value".into()));
         };
