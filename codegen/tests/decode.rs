@@ -351,3 +351,17 @@ fn bad_decode_sizes_are_errors() {
     dense.load = Load::Dense;
     assert!(decode_program(&dense, &Config::line(16, 64, 1, 2)).is_err());
 }
+
+/// Q's A fragments are loaded once, after its copy landed (4-warp configs): loaded before the
+/// wait and barrier that land it, the interpreter reports the early read.
+#[test]
+fn q_is_loaded_into_registers_after_it_lands() {
+    let case = Case { batch: 1, heads: 4, kv_heads: 1, tokens: 300, head_dim: 64, splits: 1, dtype: Dtype::Bf16, cfg: Config::line(64, 64, 4, 2), residual: 32 };
+    let early = |p: &mut Program| {
+        let i = p.body.iter().position(|s| matches!(s, Stmt::LoadOperand { .. })).unwrap();
+        assert!(matches!(p.body[i - 2..i], [Stmt::Wait { .. }, Stmt::Barrier]));
+        p.body.drain(i - 2..i);
+    };
+    let err = run_edited(&case, 51, 0..0, &early).unwrap_err();
+    assert!(err.contains("before its async copy was waited for"), "{err}");
+}

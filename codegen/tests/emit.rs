@@ -159,8 +159,9 @@ fn bitmap_loads_lower_as_decode_kernels() {
             let ptx = emit(desc, &cfg, target, Stage::Ptx).unwrap_or_else(|e| panic!("{cfg:?} {target}: {e}"));
             assert!(ptx.contains(".entry attn(") && ptx.contains(".entry attn_merge("), "{cfg:?}");
             // Bitmaps and offsets (ca, 8 and 4 bytes) and values (cg, 16) are staged with
-            // cp.async, and each value is taken from shared memory.
-            for op in ["cp.async.ca.shared.global", "cp.async.cg.shared.global", "popc.b64", "ld.shared.b16"] {
+            // cp.async, and each value is taken from shared memory by a load that only lanes
+            // whose element is kept issue.
+            for op in ["cp.async.ca.shared.global", "cp.async.cg.shared.global", "popc.b64", "@p ld.shared.u16"] {
                 assert!(ptx.contains(op), "{cfg:?} {target}: no {op} in the staged bitmap path");
             }
             let vector_loads = ptx.lines().any(|l| l.contains("ld.global") && l.contains(".v4."));

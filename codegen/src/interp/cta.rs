@@ -104,6 +104,11 @@ impl<'a> Cta<'a> {
             }
             Stmt::Barrier => self.barrier(),
             Stmt::Fill { frag, value } => self.frags[frag.0].fill(*value),
+            Stmt::LoadOperand { frag, src } => {
+                let (id, off) = self.read_shared(*src, &Expr::from(0))?;
+                let n = self.frags[frag.0].len();
+                self.frags[frag.0] = self.shared[id][off..off + n].to_vec();
+            }
             Stmt::Mma { acc, a, b, .. } => self.mma(*acc, a, b)?,
             Stmt::Mask { frag, keep, when } => {
                 if self.eval(when)? != 0 {

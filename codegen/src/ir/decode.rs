@@ -27,8 +27,8 @@
 
 use tessera_desc::{Config, KernelDesc, Load, Visit};
 
-use super::from_desc::{BUF_K, BUF_V, FRAG_L, FRAG_M, FRAG_O, FRAG_S, attend_values, buffers, finish, kv_step, scores, shared_op, start};
-use super::{BufId, CopyEngine, Expr, Form, GlobalTile, Locals, Operands, Part, Program, Shared, Stmt, Tensor, Var};
+use super::from_desc::{BUF_K, BUF_Q, BUF_V, FRAG_L, FRAG_M, FRAG_O, FRAG_S, attend_values, buffers, finish, kv_step, scores, shared_op, start};
+use super::{BufId, CopyEngine, Expr, Form, Frag, FragId, FragKind, GlobalTile, Locals, Operand, Operands, Part, Program, Shared, Stmt, Tensor, Var};
 use crate::format::TileOrder;
 
 /// A decode launch's sizes in the program's terms.
@@ -144,7 +144,7 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         "w",
     ]
     .map(|n| locals.fresh(n));
-    let (mut shared, frags) = buffers(bq, bkv as u32, d, parts);
+    let (mut shared, mut frags) = buffers(bq, bkv as u32, d, parts);
     let staged = Staged::add(&mut shared, bkv as u32, d, cfg.stages, [part(Part::Cols), part(Part::Rows)]);
 
     // Query rows are the group's heads (`seq_q` = group); outputs go to split `split`'s rows.
@@ -207,6 +207,17 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         },
     ];
     body.extend(start(plane(Tensor::Q, query_row(), real_row())));
+    // Where the warps split the keys, each over one 16-row slab, Q's A fragments are loaded
+    // once, so that no KV step reads Q from shared memory again (shared traffic bounds the
+    // step, BENCHMARKS.md). A single warp expands four bitmap tiles a step, and a warp of two
+    // slabs holds twice the fragments: both spill with Q held as well.
+    let q_frag = (parts > 1 && bq == 16 * parts).then(|| {
+        frags.push(Frag { name: "Qa", cols: d, kind: FragKind::Operand });
+        FragId(frags.len() - 1)
+    });
+    if let Some(frag) = q_frag {
+        body.extend([Stmt::Wait { pending: 0 }, Stmt::Barrier, Stmt::LoadOperand { frag, src: BUF_Q }]);
+    }
     body.extend(staged.compressed_loop(j, begin.into(), end.into(), &compressed));
     // Not needed for correctness (the loop body ends with a barrier, and an empty loop reads
     // nothing), but it keeps the window loop's first copies, into the staged values' bytes,
@@ -229,6 +240,15 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
             part(Part::Rows),
         ),
     });
+    let body = match q_frag {
+        Some(frag) => crate::passes::rewrite(body, &mut |s| {
+            Ok(vec![match s {
+                Stmt::Mma { acc, a: Operand::Shared { buf: BUF_Q, .. }, b, engine } => Stmt::Mma { acc, a: Operand::Frag(frag), b, engine },
+                other => other,
+            }])
+        })?,
+        None => body,
+    };
     let mut program = Program {
         name: desc.name.to_string(),
         dtype: desc.dtype,

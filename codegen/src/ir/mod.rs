@@ -247,6 +247,10 @@ pub enum Stmt {
     /// CTA-wide barrier: copies that landed become visible, and reads before it are finished.
     Barrier,
     Fill { frag: FragId, value: f32 },
+    /// Loads the operand fragment `frag` (the A layout of `Operand::Frag`) from the shared tile
+    /// `src` (stage 0, landed and published), each warp its slabs' rows: products that read it
+    /// then take A from registers, not shared memory, at every KV step.
+    LoadOperand { frag: FragId, src: BufId },
     /// `acc += a · b`.
     Mma { acc: FragId, a: Operand, b: Operand, engine: MmaEngine },
     /// Placeholder for the visit set's element mask of the scores of the current KV tile,
@@ -447,7 +451,8 @@ impl Program {
     /// they die in the product that reads them, so they never outlive the accumulator they
     /// replace, which is at least twice their size.
     pub fn fragment_registers(&self) -> u32 {
-        self.frags.iter().filter(|f| f.kind != FragKind::Operand).map(|f| self.frag_registers(f.kind, f.cols)).sum()
+        let loaded = |id: usize| self.any_stmt(&|s| matches!(s, Stmt::LoadOperand { frag, .. } if frag.0 == id));
+        self.frags.iter().enumerate().filter(|(id, f)| f.kind != FragKind::Operand || loaded(*id)).map(|(_, f)| self.frag_registers(f.kind, f.cols)).sum()
     }
 
     /// Bytes of one shared-tile element.
@@ -498,6 +503,7 @@ fn reads_table(s: &Stmt) -> bool {
         | Stmt::Vote { .. }
         | Stmt::Threshold { .. }
         | Stmt::MergeParts { .. }
+        | Stmt::LoadOperand { .. }
         | Stmt::Normalize { .. } => false,
     }
 }

@@ -108,6 +108,7 @@ impl Printer<'_> {
             Stmt::Wait { pending } => writeln!(f, "{pad}wait pending<={pending}"),
             Stmt::Barrier => writeln!(f, "{pad}barrier"),
             Stmt::Fill { frag: id, value } => writeln!(f, "{pad}fill {} = {value}", frag(*id)),
+            Stmt::LoadOperand { frag: id, src } => writeln!(f, "{pad}load_operand {} <- {}[0]", frag(*id), p.shared(*src).name),
             Stmt::Mma { acc, a, b, engine } => writeln!(
                 f,
                 "{pad}mma.{engine:?} {} += {} · {}",

@@ -83,6 +83,7 @@ impl Stmt {
             | Stmt::Vote { .. }
             | Stmt::Threshold { .. }
             | Stmt::MergeParts { .. }
+            | Stmt::LoadOperand { .. }
             | Stmt::Normalize { .. } => self.clone(),
         }
     }

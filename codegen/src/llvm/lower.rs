@@ -327,6 +327,7 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
                 }
             }
             Stmt::Barrier => self.barrier()?,
+            Stmt::LoadOperand { frag, src } => self.load_operand(*frag, *src)?,
             Stmt::Fill { frag, value } => {
                 let v = self.f32(*value).as_basic_value_enum();
                 self.frags[frag.0].iter_mut().for_each(|x| *x = v);

@@ -102,6 +102,22 @@ impl<'ctx> Lowerer<'ctx, '_> {
         Ok(regs)
     }
 
+    /// `Stmt::LoadOperand`: each slab's k16 steps of `src` through `ldmatrix.x4`, in the order
+    /// the products read an `Operand::Frag` (4 registers per slab and step).
+    pub fn load_operand(&mut self, frag: FragId, src: BufId) -> Res<()> {
+        let op = self.shared_operand(src, &Expr::from(0), LdmatrixRole::A, Part::Whole)?;
+        let k_step = 32 / self.program.elem_bytes();
+        let cols = self.program.frag(frag).cols;
+        let mut regs = Vec::new();
+        for slab in 0..self.slabs() {
+            for kk in 0..cols / k_step {
+                regs.extend(self.ldmatrix(&op, self.slab_row(slab)?, kk * k_step)?.map(BasicValueEnum::from));
+            }
+        }
+        self.frags[frag.0] = regs;
+        Ok(())
+    }
+
     /// One `mma.sync.m16n8k16` with f32 accumulators (`m16n8k32` of int8 codes with int32
     /// accumulators for `Operands::Int8`).
     fn mma_sync(&self, a: &[IntValue<'ctx>; 4], b0: IntValue<'ctx>, b1: IntValue<'ctx>, c: &mut [BasicValueEnum<'ctx>]) -> Res<()> {
