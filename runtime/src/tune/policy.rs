@@ -1,6 +1,7 @@
 //! Which config a launch uses: the stored winner for the problem's key, a sweep on first use
 //! when tuning is enabled, else the kernel's default config.
 
+use tessera_codegen::ir::decode::query_rows;
 use tessera_desc::{Config, KernelDesc};
 
 use super::TuneError;
@@ -113,9 +114,10 @@ pub fn choose(
 }
 
 /// Without a stored winner: the default config, or where it cannot run the problem (a decode
-/// kernel's GQA group larger than its query rows) the first config of the space that can
-/// (`Problem::check_for` has made sure that one does).
+/// kernel's GQA group larger than its query rows) the config of the space with the fewest query
+/// rows that can, the first of those in the space's order (`Problem::check_for` has made sure
+/// that one does): more rows than the group needs are more slabs a warp holds in registers.
 pub(super) fn fallback(desc: &KernelDesc, problem: &Problem) -> Option<Config> {
     let holds = |c: &Config| holds_group(desc, c, problem);
-    desc.default_config().filter(holds).or_else(|| desc.configs().into_iter().find(holds))
+    desc.default_config().filter(holds).or_else(|| desc.configs().into_iter().filter(holds).min_by_key(query_rows))
 }
