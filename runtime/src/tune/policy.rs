@@ -9,6 +9,7 @@ use super::decode::holds_group;
 use super::device::DeviceInfo;
 use super::key::KeyInfo;
 use super::problem::Problem;
+use super::space::{program_pruned, shared_fits};
 use super::store::Store;
 use super::sweep::{Options, sweep};
 use crate::gpu::Gpu;
@@ -105,7 +106,7 @@ pub fn choose(
             key,
         });
     }
-    let config = fallback(desc, problem).ok_or(TuneError::EmptySpace { kernel: desc.name })?;
+    let config = fallback(desc, problem, gpu.max_shared_bytes).ok_or(TuneError::EmptySpace { kernel: desc.name })?;
     Ok(Choice {
         config,
         source: Source::Default,
@@ -114,10 +115,17 @@ pub fn choose(
 }
 
 /// Without a stored winner: the default config, or where it cannot run the problem (a decode
-/// kernel's GQA group larger than its query rows) the config of the space with the fewest query
-/// rows that can, the first of those in the space's order (`Problem::check_for` has made sure
-/// that one does): more rows than the group needs are more slabs a warp holds in registers.
-pub(super) fn fallback(desc: &KernelDesc, problem: &Problem) -> Option<Config> {
-    let holds = |c: &Config| holds_group(desc, c, problem);
-    desc.default_config().filter(holds).or_else(|| desc.configs().into_iter().filter(holds).min_by_key(query_rows))
+/// kernel's GQA group larger than its query rows, or more shared memory than the device has)
+/// a config of the space that can (`Problem::check_for` has made sure that one holds the
+/// group): one the tuner would time before one it prunes (for spills), then the fewest query
+/// rows (more rows than the group needs are more slabs a warp holds in registers), then the
+/// space's order.
+pub(super) fn fallback(desc: &KernelDesc, problem: &Problem, max_shared_bytes: u32) -> Option<Config> {
+    let runs = |c: &Config| holds_group(desc, c, problem) && shared_fits(desc, c, max_shared_bytes);
+    desc.default_config().filter(runs).or_else(|| {
+        desc.configs()
+            .into_iter()
+            .filter(runs)
+            .min_by_key(|c| (program_pruned(desc, c, max_shared_bytes).is_some(), query_rows(c)))
+    })
 }

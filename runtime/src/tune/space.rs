@@ -32,6 +32,12 @@ pub fn space(desc: &KernelDesc, target: Target) -> Vec<Config> {
 /// Registers a thread can have.
 pub const MAX_REGISTERS: u32 = 255;
 
+/// Whether `cfg`'s tile program fits a device's `max_shared_bytes` (a config that does not
+/// cannot launch there).
+pub fn shared_fits(desc: &KernelDesc, cfg: &Config, max_shared_bytes: u32) -> bool {
+    tessera_codegen::kernel_program(desc, cfg).is_ok_and(|p| p.shared_bytes() <= max_shared_bytes)
+}
+
 /// Why a config cannot run well before it is compiled, if it cannot: shared memory over the
 /// device's limit, or register fragments alone over a thread's registers (such a config spills
 /// at least the excess, kilobytes per CTA, and is pruned by ptxas's report anyway; finding it

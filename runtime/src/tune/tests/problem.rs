@@ -298,21 +298,28 @@ fn a_decode_problem_is_one_query_token_over_a_context() {
 }
 
 /// Without a stored winner a decode runs at the default config (4 warps, 16 query rows each),
-/// unless the GQA group does not fit it: then at the config with the fewest rows that hold it
-/// (for 32 heads, 4 warps over 128 rows, which spills nothing, not 1 warp over 64), and the
-/// tuner prunes the configs whose rows do not.
+/// unless the GQA group does not fit it: then at a config that holds it and fits the device's
+/// shared memory, preferring one the tuner would time, then the fewest rows (for 32 heads, 4
+/// warps over 128 rows, which spill nothing, not 1 warp over 64; on an A100's 163 KiB, its
+/// one-stage config), and the tuner prunes the configs whose rows do not.
 #[test]
 fn a_group_larger_than_the_default_rows_falls_back_to_a_config_that_holds_it() {
+    use super::super::policy::fallback;
     use tessera_codegen::ir::decode::query_rows;
     let desc = mustafar();
+    let (h100, a100) = (227 * 1024, 163 * 1024);
     let default = desc.default_config().unwrap();
-    assert_eq!(super::super::policy::fallback(desc, &Problem::decode(1, 32, 8, 4096)), Some(default));
+    assert_eq!(fallback(desc, &Problem::decode(1, 32, 8, 4096), h100), Some(default));
     let mqa = Problem::decode(1, 32, 1, 4096);
-    let chosen = super::super::policy::fallback(desc, &mqa).unwrap();
     assert!(query_rows(&default) < 32, "{default}");
-    assert_eq!((query_rows(&chosen), chosen.block_q(), chosen.warps), (32, 128, 4), "{chosen}");
-    let wide = super::super::policy::fallback(desc, &Problem::decode(1, 48, 1, 4096)).unwrap();
-    assert_eq!(query_rows(&wide), 64, "{wide}");
+    let chosen = fallback(desc, &mqa, h100).unwrap();
+    assert_eq!((query_rows(&chosen), chosen.block_q(), chosen.warps, chosen.stages), (32, 128, 4, 2), "{chosen}");
+    let on_a100 = fallback(desc, &mqa, a100).unwrap();
+    assert_eq!((query_rows(&on_a100), on_a100.block_q(), on_a100.warps, on_a100.stages), (32, 128, 4, 1), "{on_a100}");
+    // Only configs the tuner prunes (one warp over 64 or 128 rows spills) hold 48 heads: the
+    // fewest rows of those.
+    let wide = fallback(desc, &Problem::decode(1, 48, 1, 4096), h100).unwrap();
+    assert_eq!((query_rows(&wide), wide.warps), (64, 1), "{wide}");
     let configs = desc.configs();
     let pruned = super::super::space::problem_pruned(desc, &configs, &mqa, 227 * 1024);
     for (c, why) in configs.iter().zip(&pruned) {
