@@ -219,10 +219,12 @@ fn decode_schedules_agree() {
 }
 
 /// Four warps over 128 rows split the keys with two 16-row slabs each: groups of 17 to 32 heads
-/// (the catalog's fallback for them), ragged in both the compressed region and the window.
+/// (the catalog's fallback for them); one warp over 128 rows holds up to 128 heads in eight
+/// slabs (the fallback for 65 to 128). Ragged in both the compressed region and the window.
 #[test]
-fn groups_of_up_to_32_heads_on_two_slabs_a_warp() {
-    for (i, (heads, kv_heads)) in [(32, 1), (40, 2)].into_iter().enumerate() {
+fn wide_groups_on_several_slabs_a_warp() {
+    let cases = [(32, 1, 4), (40, 2, 4), (80, 1, 1)];
+    for (i, (heads, kv_heads, warps)) in cases.into_iter().enumerate() {
         let case = Case {
             batch: 1,
             heads,
@@ -231,7 +233,7 @@ fn groups_of_up_to_32_heads_on_two_slabs_a_warp() {
             head_dim: 128,
             splits: 2,
             dtype: Dtype::Bf16,
-            cfg: Config::line(128, 64, 4, 2),
+            cfg: Config::line(128, 64, warps, 2),
             residual: 32,
         };
         let err = run(&case, 40 + i as u64);
