@@ -9,7 +9,7 @@ use super::decode::holds_group;
 use super::device::DeviceInfo;
 use super::key::KeyInfo;
 use super::problem::Problem;
-use super::space::{program_pruned, shared_fits};
+use super::space::fragments_spill;
 use super::store::Store;
 use super::sweep::{Options, sweep};
 use crate::gpu::Gpu;
@@ -121,11 +121,13 @@ pub fn choose(
 /// rows (more rows than the group needs are more slabs a warp holds in registers), then the
 /// space's order.
 pub(super) fn fallback(desc: &KernelDesc, problem: &Problem, max_shared_bytes: u32) -> Option<Config> {
-    let runs = |c: &Config| holds_group(desc, c, problem) && shared_fits(desc, c, max_shared_bytes);
-    desc.default_config().filter(runs).or_else(|| {
-        desc.configs()
-            .into_iter()
-            .filter(runs)
-            .min_by_key(|c| (program_pruned(desc, c, max_shared_bytes).is_some(), query_rows(c)))
+    // Where `c` can run the problem: whether it spills before codegen (built once per config).
+    let spills = |c: &Config| -> Option<bool> {
+        let program = tessera_codegen::kernel_program(desc, c).ok()?;
+        (holds_group(desc, c, problem) && program.shared_bytes() <= max_shared_bytes).then(|| fragments_spill(&program))
+    };
+    desc.default_config().filter(|c| spills(c).is_some()).or_else(|| {
+        let ranked = desc.configs().into_iter().filter_map(|c| spills(&c).map(|s| ((s, query_rows(&c)), c)));
+        ranked.min_by_key(|(rank, _)| *rank).map(|(_, c)| c)
     })
 }

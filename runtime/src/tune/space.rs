@@ -32,10 +32,9 @@ pub fn space(desc: &KernelDesc, target: Target) -> Vec<Config> {
 /// Registers a thread can have.
 pub const MAX_REGISTERS: u32 = 255;
 
-/// Whether `cfg`'s tile program fits a device's `max_shared_bytes` (a config that does not
-/// cannot launch there).
-pub fn shared_fits(desc: &KernelDesc, cfg: &Config, max_shared_bytes: u32) -> bool {
-    tessera_codegen::kernel_program(desc, cfg).is_ok_and(|p| p.shared_bytes() <= max_shared_bytes)
+/// Whether a tile program's register fragments alone are over a thread's registers.
+pub fn fragments_spill(program: &tessera_codegen::ir::Program) -> bool {
+    program.fragment_registers() > MAX_REGISTERS
 }
 
 /// Why a config cannot run well before it is compiled, if it cannot: shared memory over the
@@ -53,7 +52,7 @@ pub fn program_pruned(
             program.shared_bytes().div_ceil(1024),
             max_shared_bytes / 1024
         )),
-        Ok(program) if program.fragment_registers() > MAX_REGISTERS => Some(format!(
+        Ok(program) if fragments_spill(&program) => Some(format!(
             "its register fragments alone take {} registers per thread (at most {MAX_REGISTERS})",
             program.fragment_registers()
         )),
