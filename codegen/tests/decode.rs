@@ -20,7 +20,7 @@ fn desc(dtype: Dtype, head_dim: u32) -> KernelDesc {
         visit: Visit::Dense,
         load: Load::Bitmap(BitmapLoad { k: true, v: true }),
         schedule: Schedule::line(
-            Param::Choices(&[16, 64]),
+            Param::Choices(&[16, 64, 128]),
             Param::Choices(&[64, 128]),
             Param::Choices(&[1, 4]),
             Param::Choices(&[1, 2, 3]),
@@ -215,6 +215,29 @@ fn decode_schedules_agree() {
             err < tolerance(Dtype::Bf16),
             "config {i}: relative error {err}"
         );
+    }
+}
+
+/// Four warps over 128 rows split the keys with two 16-row slabs each: groups of 17 to 32 heads
+/// (the catalog's fallback for them); one warp over 128 rows holds up to 128 heads in eight
+/// slabs (the fallback for 65 to 128). Ragged in both the compressed region and the window.
+#[test]
+fn wide_groups_on_several_slabs_a_warp() {
+    let cases = [(32, 1, 4), (40, 2, 4), (80, 1, 1)];
+    for (i, (heads, kv_heads, warps)) in cases.into_iter().enumerate() {
+        let case = Case {
+            batch: 1,
+            heads,
+            kv_heads,
+            tokens: 32 + 256 + 45,
+            head_dim: 128,
+            splits: 2,
+            dtype: Dtype::Bf16,
+            cfg: Config::line(128, 64, warps, 2),
+            residual: 32,
+        };
+        let err = run(&case, 40 + i as u64);
+        assert!(err < tolerance(Dtype::Bf16), "group of {}: relative error {err}", heads / kv_heads);
     }
 }
 

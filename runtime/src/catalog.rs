@@ -103,17 +103,18 @@ pub struct Na3dW7x15x15C100Bf16D128;
 // Mustafar decode (seeds.md §1): K and V read from the bitmap-compressed cache plus its dense
 // window, one query token per head (`ir::decode`). Warps own 16-row query slabs, so the choice
 // is 4 warps over 64 rows, each holding the GQA group (up to 16 heads) and multiplying a quarter
-// of every KV tile's keys, or 1 warp over 16 rows (a quarter of the decoding threads); 1 warp
-// over 64 rows is in the space too: it spills kilobytes and the tuner never times it, but it is
-// the config that holds groups of 17 to 64 heads (`tune::policy` falls back to it). KV tiles are
-// single 64-token bitmap tiles.
+// of every KV tile's keys, or 1 warp over 16 rows (a quarter of the decoding threads). 4 warps
+// over 128 rows hold groups of up to 32 heads (two slabs a warp, one CTA an SM, no spills). 1
+// warp over 64 or 128 rows spills kilobytes and the tuner never times it, but those configs
+// hold groups of 33 to 64 and 65 to 128 heads (`tune::policy` falls back to the fewest rows that
+// hold the group). KV tiles are single 64-token bitmap tiles.
 #[tessera_dsl::attention(
     name = "mustafar_bf16_d128",
     head_dim = 128,
     dtype = bf16,
     visit = dense,
     load = bitmap(k, v),
-    tile = (q = [64, 16], kv = 64),
+    tile = (q = [64, 16, 128], kv = 64),
     tune = (warps = [4, 1], stages = [2, 1, 3]),
 )]
 pub struct MustafarBf16D128;
@@ -124,7 +125,7 @@ pub struct MustafarBf16D128;
     dtype = f16,
     visit = dense,
     load = bitmap(k, v),
-    tile = (q = [64, 16], kv = 64),
+    tile = (q = [64, 16, 128], kv = 64),
     tune = (warps = [4, 1], stages = [2, 1, 3]),
 )]
 pub struct MustafarF16D128;
@@ -229,8 +230,8 @@ mod tests {
             assert_eq!(k.layout, tessera::Layout::Bhsd);
         }
         for k in ALL.iter().filter(|k| k.load != tessera::Load::Dense) {
-            // 2 block_q × 2 warps × 3 stages, minus block_q=16 over 4 warps.
-            assert_eq!(k.configs().len(), 9, "{}", k.name);
+            // 3 block_q × 2 warps × 3 stages, minus block_q=16 over 4 warps.
+            assert_eq!(k.configs().len(), 15, "{}", k.name);
             assert_eq!(k.load, tessera::Load::Bitmap(tessera::BitmapLoad { k: true, v: true }));
         }
     }

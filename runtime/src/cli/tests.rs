@@ -580,8 +580,8 @@ fn autotune_checks_a_decode_kernels_shape_before_the_gpu() {
     assert!(prefill.contains("is a decode kernel") && prefill.contains("B,H,HKV,1,CONTEXT"), "{prefill}");
     let grid = autotune("1,32,8,64x64").unwrap_err().to_string();
     assert!(grid.contains("is a decode kernel"), "{grid}");
-    let wide = autotune("1,128,1,1,4096").unwrap_err().to_string();
-    assert!(wide.contains("128 query heads per KV head do not fit any config"), "{wide}");
+    let wide = autotune("1,256,1,1,4096").unwrap_err().to_string();
+    assert!(wide.contains("256 query heads per KV head do not fit any config"), "{wide}");
     if let Some(no_gpu) = no_gpu_error() {
         assert_eq!(autotune("1,32,8,1,32768").unwrap_err().to_string(), no_gpu);
     }

@@ -1,6 +1,7 @@
 //! Which config a launch uses: the stored winner for the problem's key, a sweep on first use
 //! when tuning is enabled, else the kernel's default config.
 
+use tessera_codegen::ir::decode::query_rows;
 use tessera_desc::{Config, KernelDesc};
 
 use super::TuneError;
@@ -8,6 +9,7 @@ use super::decode::holds_group;
 use super::device::DeviceInfo;
 use super::key::KeyInfo;
 use super::problem::Problem;
+use super::space::fragments_spill;
 use super::store::Store;
 use super::sweep::{Options, sweep};
 use crate::gpu::Gpu;
@@ -104,7 +106,7 @@ pub fn choose(
             key,
         });
     }
-    let config = fallback(desc, problem).ok_or(TuneError::EmptySpace { kernel: desc.name })?;
+    let config = fallback(desc, problem, gpu.max_shared_bytes).ok_or(TuneError::EmptySpace { kernel: desc.name })?;
     Ok(Choice {
         config,
         source: Source::Default,
@@ -113,9 +115,19 @@ pub fn choose(
 }
 
 /// Without a stored winner: the default config, or where it cannot run the problem (a decode
-/// kernel's GQA group larger than its query rows) the first config of the space that can
-/// (`Problem::check_for` has made sure that one does).
-pub(super) fn fallback(desc: &KernelDesc, problem: &Problem) -> Option<Config> {
-    let holds = |c: &Config| holds_group(desc, c, problem);
-    desc.default_config().filter(holds).or_else(|| desc.configs().into_iter().find(holds))
+/// kernel's GQA group larger than its query rows, or more shared memory than the device has)
+/// a config of the space that can (`Problem::check_for` has made sure that one holds the
+/// group): one the tuner would time before one it prunes (for spills), then the fewest query
+/// rows (more rows than the group needs are more slabs a warp holds in registers), then the
+/// space's order.
+pub(super) fn fallback(desc: &KernelDesc, problem: &Problem, max_shared_bytes: u32) -> Option<Config> {
+    // Where `c` can run the problem: whether it spills before codegen (built once per config).
+    let spills = |c: &Config| -> Option<bool> {
+        let program = tessera_codegen::kernel_program(desc, c).ok()?;
+        (holds_group(desc, c, problem) && program.shared_bytes() <= max_shared_bytes).then(|| fragments_spill(&program))
+    };
+    desc.default_config().filter(|c| spills(c).is_some()).or_else(|| {
+        let ranked = desc.configs().into_iter().filter_map(|c| spills(&c).map(|s| ((s, query_rows(&c)), c)));
+        ranked.min_by_key(|(rank, _)| *rank).map(|(_, c)| c)
+    })
 }

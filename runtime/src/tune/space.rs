@@ -32,6 +32,11 @@ pub fn space(desc: &KernelDesc, target: Target) -> Vec<Config> {
 /// Registers a thread can have.
 pub const MAX_REGISTERS: u32 = 255;
 
+/// Whether a tile program's register fragments alone are over a thread's registers.
+pub fn fragments_spill(program: &tessera_codegen::ir::Program) -> bool {
+    program.fragment_registers() > MAX_REGISTERS
+}
+
 /// Why a config cannot run well before it is compiled, if it cannot: shared memory over the
 /// device's limit, or register fragments alone over a thread's registers (such a config spills
 /// at least the excess, kilobytes per CTA, and is pruned by ptxas's report anyway; finding it
@@ -47,7 +52,7 @@ pub fn program_pruned(
             program.shared_bytes().div_ceil(1024),
             max_shared_bytes / 1024
         )),
-        Ok(program) if program.fragment_registers() > MAX_REGISTERS => Some(format!(
+        Ok(program) if fragments_spill(&program) => Some(format!(
             "its register fragments alone take {} registers per thread (at most {MAX_REGISTERS})",
             program.fragment_registers()
         )),

@@ -1,10 +1,10 @@
 //! The Mustafar decode kernel on the GPU against the float64 reference (prune, then dense decode
 //! attention): fresh random inputs (with a run of zero tokens, whose tiles are empty, in the
-//! longer contexts), poisoned outputs, contexts whose compressed region and
-//! window are not multiples of the split or the tile, GQA groups 4 (32 query heads over 8 KV
-//! heads) and 1, bf16 and f16, default and explicit split counts; groups of 16 (a warp's rows,
-//! full) and 32 (the one-warp 64-row config). Without a GPU every test prints
-//! why it skipped and passes. A module of the `gpu` test binary (`--test gpu mustafar`), so that
+//! longer contexts), poisoned outputs, contexts whose compressed region and window are not
+//! multiples of the split or the tile, GQA groups 4 (32 query heads over 8 KV heads) and 1, bf16
+//! and f16, default and explicit split counts; groups of 16 (a warp's rows, full), 32 (4 warps
+//! over 128 rows, and the one-warp 64-row config) and 80 (one warp over 128 rows). Without a
+//! GPU every test prints why it skipped and passes. A module of the `gpu` test binary (`--test gpu mustafar`), so that
 //! the GPU bundle carries no extra copy of LLVM.
 
 use crate::common::gpu;
@@ -25,10 +25,13 @@ struct Case {
     splits: Option<usize>,
 }
 
-/// Configs beyond the default: one warp over a 16-row query tile, and over 64 rows (the config
-/// for GQA groups of 17 to 64 heads).
+/// Configs beyond the default: one warp over a 16-row query tile, 4 warps over 128 rows (the
+/// config for GQA groups of 17 to 32 heads, two slabs a warp) and one warp over 64 or 128 rows
+/// (for 33 to 64 and 65 to 128).
 const ONE_WARP: &str = "block_q=16,warps=1,stages=1";
+const THIRTY_TWO_ROWS: &str = "block_q=128,warps=4,stages=2";
 const SIXTY_FOUR_ROWS: &str = "block_q=64,warps=1,stages=1";
+const ONE_TWENTY_EIGHT_ROWS: &str = "block_q=128,warps=1,stages=1";
 
 /// Relative errors of o and lse against the reference, at the default config or `config`.
 fn run_case(gpu: &Gpu, case: &Case, config: Option<&str>, seed: u64) -> (f64, f64) {
@@ -182,13 +185,20 @@ fn decode_matches_the_reference() {
         },
     ];
     let runs = cases.iter().flat_map(|case| [(case, None), (case, Some(ONE_WARP))]);
-    // Groups that fill a warp's 16 rows (the 4-warp default, whose warps split the keys) and
-    // that only one warp over 64 rows holds.
+    // Groups that fill a warp's 16 rows (the 4-warp default, whose warps split the keys),
+    // groups of 32, which 4 warps over 128 rows and one warp over 64 rows hold, and one of 80,
+    // which one warp over 128 rows holds.
     let wide = [
         Case { batch: 1, heads: 32, kv_heads: 2, tokens: 2048 + 70, dtype: Dtype::Bf16, splits: None },
         Case { batch: 1, heads: 32, kv_heads: 1, tokens: 1024 + 33, dtype: Dtype::F16, splits: Some(3) },
+        Case { batch: 1, heads: 80, kv_heads: 1, tokens: 512 + 40, dtype: Dtype::Bf16, splits: Some(2) },
     ];
-    let runs = runs.chain([(&wide[0], None), (&wide[1], Some(SIXTY_FOUR_ROWS))]);
+    let runs = runs.chain([
+        (&wide[0], None),
+        (&wide[1], Some(THIRTY_TWO_ROWS)),
+        (&wide[1], Some(SIXTY_FOUR_ROWS)),
+        (&wide[2], Some(ONE_TWENTY_EIGHT_ROWS)),
+    ]);
     for (i, (case, config)) in runs.enumerate() {
         let (o_err, lse_err) = run_case(&gpu, case, config, base ^ i as u64);
         let tol = if case.dtype == Dtype::Bf16 {

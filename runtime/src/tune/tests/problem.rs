@@ -273,11 +273,12 @@ fn a_decode_problem_is_one_query_token_over_a_context() {
     assert_eq!(p, Problem::decode(2, 32, 8, 32768));
     assert_eq!(p.check_for(mustafar()), Ok(()));
     assert_eq!(Problem::decode(1, 64, 1, 100).check_for(mustafar()), Ok(()));
+    assert_eq!(Problem::decode(1, 128, 1, 100).check_for(mustafar()), Ok(()));
     for (bad, why) in [
         ("1,32,8,4096,4096", "is a decode kernel"),
         ("1,32,8,2,4096", "B,H,HKV,1,CONTEXT (got 1,32,8,2,4096)"),
         ("1,32,8,64x64", "is a decode kernel"),
-        ("1,128,1,1,4096", "128 query heads per KV head do not fit any config of mustafar_bf16_d128 (at most 64 query rows per warp)"),
+        ("1,256,1,1,4096", "256 query heads per KV head do not fit any config of mustafar_bf16_d128 (at most 128 query rows per warp)"),
     ] {
         let err = bad.parse::<Problem>().unwrap().check_for(mustafar()).unwrap_err();
         assert!(err.contains(why), "{bad}: {err}");
@@ -297,17 +298,28 @@ fn a_decode_problem_is_one_query_token_over_a_context() {
 }
 
 /// Without a stored winner a decode runs at the default config (4 warps, 16 query rows each),
-/// unless the GQA group does not fit it: then at the first config of the space whose rows hold
-/// it, and the tuner prunes the configs whose rows do not.
+/// unless the GQA group does not fit it: then at a config that holds it and fits the device's
+/// shared memory, preferring one the tuner would time, then the fewest rows (for 32 heads, 4
+/// warps over 128 rows, which spill nothing, not 1 warp over 64; on an A100's 163 KiB, its
+/// one-stage config), and the tuner prunes the configs whose rows do not.
 #[test]
 fn a_group_larger_than_the_default_rows_falls_back_to_a_config_that_holds_it() {
+    use super::super::policy::fallback;
     use tessera_codegen::ir::decode::query_rows;
     let desc = mustafar();
+    let (h100, a100) = (227 * 1024, 163 * 1024);
     let default = desc.default_config().unwrap();
-    assert_eq!(super::super::policy::fallback(desc, &Problem::decode(1, 32, 8, 4096)), Some(default));
+    assert_eq!(fallback(desc, &Problem::decode(1, 32, 8, 4096), h100), Some(default));
     let mqa = Problem::decode(1, 32, 1, 4096);
-    let chosen = super::super::policy::fallback(desc, &mqa).unwrap();
-    assert!(query_rows(&default) < 32 && query_rows(&chosen) >= 32, "{chosen}");
+    assert!(query_rows(&default) < 32, "{default}");
+    let chosen = fallback(desc, &mqa, h100).unwrap();
+    assert_eq!((query_rows(&chosen), chosen.block_q(), chosen.warps, chosen.stages), (32, 128, 4, 2), "{chosen}");
+    let on_a100 = fallback(desc, &mqa, a100).unwrap();
+    assert_eq!((query_rows(&on_a100), on_a100.block_q(), on_a100.warps, on_a100.stages), (32, 128, 4, 1), "{on_a100}");
+    // Only configs the tuner prunes (one warp over 64 or 128 rows spills) hold 48 heads: the
+    // fewest rows of those.
+    let wide = fallback(desc, &Problem::decode(1, 48, 1, 4096), h100).unwrap();
+    assert_eq!((query_rows(&wide), wide.warps), (64, 1), "{wide}");
     let configs = desc.configs();
     let pruned = super::super::space::problem_pruned(desc, &configs, &mqa, 227 * 1024);
     for (c, why) in configs.iter().zip(&pruned) {
