@@ -14,7 +14,7 @@ use tessera_codegen::format::lowbit::{self, LowBit};
 use tessera_codegen::interp::{self, Launch, LowBitRows, UNWRITTEN};
 use tessera_codegen::ir::{Operands, Program};
 use tessera_codegen::reference::sale::{Estimate, SaleBlocks, forced_map, sale_select};
-use tessera_codegen::reference::structured::structured_inputs;
+use tessera_codegen::reference::structured::{Structured, alternating_tiles, structured_inputs};
 use tessera_codegen::reference::{BlockGrid, Mask, Shape, block_sparse_attention};
 use tessera_codegen::select_program;
 use tessera_codegen::semantics::round_to;
@@ -62,8 +62,11 @@ struct Case {
 
 impl Case {
     fn new(shape: Shape, blocks: SaleBlocks, cfg: Config, dtype: Dtype, seed: u64) -> Case {
+        Case::of_inputs(shape, blocks, cfg, dtype, structured_inputs(&shape, seed).unwrap())
+    }
+
+    fn of_inputs(shape: Shape, blocks: SaleBlocks, cfg: Config, dtype: Dtype, x: Structured) -> Case {
         assert_eq!((cfg.block_q() as usize, cfg.block_kv() as usize), (blocks.block_q, blocks.block_k));
-        let x = structured_inputs(&shape, seed).unwrap();
         let round = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| round_to(dtype, x as f32)).collect() };
         let (q, k) = (round(&x.q), round(&x.k));
         let wide = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| x as f64).collect() };
@@ -250,6 +253,27 @@ fn hidden_elements_never_vote() {
     let below: Vec<f64> = row_max.iter().map(|m| m - 1e-2).collect();
     let (votes, _) = case.votes(&below);
     assert!(votes.contains(&1));
+}
+
+/// Tiles that alternate between kept and dropped (`alternating_tiles`) get exactly those votes,
+/// at any config: a vote stored one step late, or for another tile, cannot pass.
+#[test]
+fn votes_follow_tiles_that_alternate() {
+    let blocks = SaleBlocks { block_q: 64, block_k: 32, local: 128, segment: 128, sink_blocks: 1 };
+    for cfg in [Config::line(64, 32, 4, 2), Config::line(64, 32, 2, 3), Config::line(64, 32, 1, 1)] {
+        let s = shape(2, 2, 1, 300);
+        let case = Case::of_inputs(s, blocks, cfg, Dtype::Bf16, alternating_tiles(&s, blocks.block_k).unwrap());
+        let theta: Vec<f32> = case.theta(&[1e-3f64.ln(), 1e-2f64.ln()]).iter().map(|&t| t as f32).collect();
+        let votes = case.run(&theta).unwrap();
+        let (nq, nk) = case.tiles();
+        let want: Vec<i32> = (0..case.planes() * nq * nk)
+            .map(|i| {
+                let (qb, kb) = ((i / nk) % nq, i % nk);
+                if case.visible(qb, kb) { (kb % 2 == 0) as i32 } else { UNWRITTEN }
+            })
+            .collect();
+        assert_eq!(votes, want, "{cfg}");
+    }
 }
 
 #[test]

@@ -70,3 +70,26 @@ pub fn structured_inputs(shape: &Shape, seed: u64) -> Result<Structured, String>
     }
     Ok(Structured { q, k, v, planted })
 }
+
+/// Inputs whose block selection is known exactly: every query points along channel 0 (4 or 5,
+/// so that smoothing leaves codes), and the keys of KV tile `t` (`block_k` tokens) along it
+/// (4) for even `t` and against it (-64) for odd `t`; the other channels are 0, and V is K.
+/// All values are exact in f16 and bf16. With `scale = 1/√D`, a score is about +1.4 on an even
+/// tile and below -20 on an odd one, so under any τ in [1e-4, 1e-2] a row's threshold (its LSE
+/// over at most a few hundred forced keys, plus ln τ) lies between the two by more than a unit:
+/// a selection keeps exactly the forced tiles and the visible even ones, whatever order it
+/// accumulates in. Tiles that vote differently from step to step catch a vote stored for the
+/// wrong tile.
+pub fn alternating_tiles(shape: &Shape, block_k: usize) -> Result<Structured, String> {
+    shape.check()?;
+    if block_k == 0 {
+        return Err("tiles of 0 keys".into());
+    }
+    let d = shape.head_dim;
+    let along = |len: usize, value: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        (0..len).flat_map(|t| (0..d).map(move |c| if c == 0 { value(t) } else { 0.0 })).collect()
+    };
+    let q = along(shape.q_len() / d, &|t| if t % 2 == 0 { 4.0 } else { 5.0 });
+    let k = along(shape.kv_len() / d, &|t| if (t % shape.seq_kv) / block_k % 2 == 0 { 4.0 } else { -64.0 });
+    Ok(Structured { q, v: k.clone(), k, planted: Vec::new() })
+}

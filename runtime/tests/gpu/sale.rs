@@ -12,7 +12,7 @@ use tessera_codegen::format::BlockLists;
 use tessera_codegen::format::lowbit::LowBit;
 use tessera_codegen::interp::{self, Launch, LowBitRows};
 use tessera_codegen::reference::sale::{Estimate, SaleBlocks, forced_map, sale_select};
-use tessera_codegen::reference::structured::structured_inputs;
+use tessera_codegen::reference::structured::{alternating_tiles, structured_inputs};
 use tessera_codegen::reference::{self, BlockGrid, Shape};
 use tessera_codegen::select_program;
 use tessera_codegen::semantics::round_to;
@@ -105,18 +105,62 @@ fn check(gpu: &Gpu, cfg: &Config, shape: Shape, seed: u64, scores: Scores) {
     assert_eq!(BlockLists::from_kept(planes, nq, nk, &got).unwrap(), lists, "{at}: lists are the kept map's");
 }
 
-#[test]
-fn gpu_selection_matches_the_host() {
-    let Some(gpu) = gpu() else { return };
+/// SALE's tiles and the catalog's; on Hopper the selections of the kernel's wgmma twins, which
+/// run on wgmma too.
+fn configs(gpu: &Gpu) -> Vec<Config> {
     let desc = catalog::find("sale_causal_bf16_d128").unwrap();
-    let seed = crate::run_seed();
-    let shape = |batch, heads, kv_heads, seq| Shape { batch, heads, kv_heads, seq_q: seq, seq_kv: seq, head_dim: 128 };
     let mut configs = vec![Config::line(64, 32, 4, 2), desc.default_config().unwrap()];
-    // On Hopper the selections of the kernel's wgmma twins run on wgmma too.
     if gpu.compute_capability.0 == 9 {
         configs.extend([Config::line(64, 32, 4, 2).with_mma(Mma::Wgmma), desc.default_config().unwrap().with_mma(Mma::Wgmma)]);
     }
-    for cfg in configs {
+    configs
+}
+
+/// On tiles that alternate between kept and dropped (`alternating_tiles`, whose scores sit
+/// units away from every threshold) the GPU's lists are exactly the forced tiles and the
+/// visible even ones, from exact scores and from the int8 estimate: no tolerance for a vote
+/// stored for the wrong tile or a stale one.
+#[test]
+fn gpu_selection_follows_tiles_that_alternate() {
+    let Some(gpu) = gpu() else { return };
+    let desc = catalog::find("sale_causal_bf16_d128").unwrap();
+    let shape = Shape { batch: 2, heads: 4, kv_heads: 2, seq_q: 700, seq_kv: 700, head_dim: 128 };
+    let tau = [1e-3, 1e-2, 1e-4, 1e-3];
+    for (cfg, scores) in configs(&gpu).into_iter().flat_map(|c| [(c, Scores::Exact), (c, Scores::Int8)]) {
+        let select = SaleSelect::load(&gpu, desc, &cfg, 128, scores).unwrap();
+        let blocks: SaleBlocks = *select.blocks();
+        let x = alternating_tiles(&shape, blocks.block_k).unwrap();
+        let up = |v: &[f64], heads| {
+            let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            DeviceTensor::from_f32(&gpu, desc.dtype, [shape.batch, heads, shape.seq_q, shape.head_dim], &v).unwrap()
+        };
+        let (q, k) = (up(&x.q, shape.heads), up(&x.k, shape.kv_heads));
+        let mut ws = select.workspace(&gpu, q.shape, shape.kv_heads).unwrap();
+        select.select(&gpu, &mut ws, SelectArgs { q: &q, k: &k, v: &k, tau: &tau, scale: None }).unwrap();
+        gpu.stream.synchronize().unwrap();
+        let got = ws.lists().download(&gpu).unwrap().kept();
+        let (nq, nk) = (shape.seq_q.div_ceil(blocks.block_q), shape.seq_kv.div_ceil(blocks.block_k));
+        let forced = forced_map(&blocks, shape.batch * shape.heads, shape.seq_q);
+        let want: Vec<bool> = forced
+            .iter()
+            .enumerate()
+            .map(|(i, &f)| {
+                let (qb, kb) = ((i / nk) % nq, i % nk);
+                let visible = kb < ((qb + 1) * blocks.block_q).min(shape.seq_q).div_ceil(blocks.block_k);
+                f || (visible && kb % 2 == 0)
+            })
+            .collect();
+        let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{scores:?} {cfg}: {differ} tiles differ from the alternating map");
+    }
+}
+
+#[test]
+fn gpu_selection_matches_the_host() {
+    let Some(gpu) = gpu() else { return };
+    let seed = crate::run_seed();
+    let shape = |batch, heads, kv_heads, seq| Shape { batch, heads, kv_heads, seq_q: seq, seq_kv: seq, head_dim: 128 };
+    for cfg in configs(&gpu) {
         for (i, s) in [shape(1, 4, 2, 700), shape(2, 2, 1, 130), shape(1, 4, 4, 9)].into_iter().enumerate() {
             for scores in [Scores::Exact, Scores::Int8] {
                 check(&gpu, &cfg, s, seed.wrapping_add(i as u64), scores);
