@@ -90,6 +90,6 @@ pub fn alternating_tiles(shape: &Shape, block_k: usize) -> Result<Structured, St
         (0..len).flat_map(|t| (0..d).map(move |c| if c == 0 { value(t) } else { 0.0 })).collect()
     };
     let q = along(shape.q_len() / d, &|t| if t % 2 == 0 { 4.0 } else { 5.0 });
-    let k = along(shape.kv_len() / d, &|t| if (t % shape.seq_kv) / block_k % 2 == 0 { 4.0 } else { -64.0 });
+    let k = along(shape.kv_len() / d, &|t| if ((t % shape.seq_kv) / block_k).is_multiple_of(2) { 4.0 } else { -64.0 });
     Ok(Structured { q, v: k.clone(), k, planted: Vec::new() })
 }
