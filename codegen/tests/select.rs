@@ -256,7 +256,8 @@ fn hidden_elements_never_vote() {
 }
 
 /// Tiles that alternate between kept and dropped (`alternating_tiles`) get exactly those votes,
-/// at any config: a vote stored one step late, or for another tile, cannot pass.
+/// from exact scores and from the int8 estimate, at any config: a vote stored one step late,
+/// or for another tile, cannot pass.
 #[test]
 fn votes_follow_tiles_that_alternate() {
     let blocks = SaleBlocks { block_q: 64, block_k: 32, local: 128, segment: 128, sink_blocks: 1 };
@@ -264,15 +265,15 @@ fn votes_follow_tiles_that_alternate() {
         let s = shape(2, 2, 1, 300);
         let case = Case::of_inputs(s, blocks, cfg, Dtype::Bf16, alternating_tiles(&s, blocks.block_k).unwrap());
         let theta: Vec<f32> = case.theta(&[1e-3f64.ln(), 1e-2f64.ln()]).iter().map(|&t| t as f32).collect();
-        let votes = case.run(&theta).unwrap();
         let (nq, nk) = case.tiles();
         let want: Vec<i32> = (0..case.planes() * nq * nk)
             .map(|i| {
                 let (qb, kb) = ((i / nk) % nq, i % nk);
-                if case.visible(qb, kb) { (kb % 2 == 0) as i32 } else { UNWRITTEN }
+                if case.visible(qb, kb) { kb.is_multiple_of(2) as i32 } else { UNWRITTEN }
             })
             .collect();
-        assert_eq!(votes, want, "{cfg}");
+        assert_eq!(case.run(&theta).unwrap(), want, "{cfg}: exact scores");
+        assert_eq!(Int8Case::new(&case, cfg, Dtype::Bf16).run(&theta), want, "{cfg}: int8 estimate");
     }
 }
 
