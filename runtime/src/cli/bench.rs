@@ -43,9 +43,10 @@ pub struct Args {
     /// Heads of q, k and v alike (for `mustafar`, of q).
     #[arg(long, default_value_t = 32, value_parser = positive)]
     heads: usize,
-    /// KV heads (`mustafar` only; Llama-3-8B's 8 by default).
-    #[arg(long, default_value_t = 8, value_parser = positive)]
-    kv_heads: usize,
+    /// KV heads, dividing --heads. By default Llama-3-8B's 8 for `mustafar`, and --heads (no
+    /// GQA) for the others.
+    #[arg(long, value_parser = positive)]
+    kv_heads: Option<usize>,
     /// Element type (`mustafar` only): bf16 or f16.
     #[arg(long, default_value = "bf16", value_parser = |s: &str| Dtype::from_name(s).ok_or_else(|| format!("unknown dtype `{s}` (bf16 or f16)")))]
     dtype: Dtype,
@@ -110,7 +111,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
         let plan = super::mustafar::BenchPlan {
             batch: args.batch,
             heads: args.heads,
-            kv_heads: args.kv_heads,
+            kv_heads: args.kv_heads.unwrap_or(8),
             contexts: &args.seq,
             dtype: args.dtype,
             config: args.config.as_deref(),
@@ -206,6 +207,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
 /// GPU work: a grid needs a window kernel of as many axes, and a 2-D/3-D window needs a grid.
 fn shapes(args: &Args, plan: &[(&'static KernelDesc, Vec<Config>)]) -> Result<Vec<BenchShape>, Error> {
     let (batch, heads) = (args.batch, args.heads);
+    let kv_heads = args.kv_heads.unwrap_or(heads);
+    if !heads.is_multiple_of(kv_heads) {
+        return Err(Error::Problem(format!("--heads {heads} must be a multiple of --kv-heads {kv_heads}")));
+    }
     let shapes = match &args.grid {
         Some(g) => {
             let seq = g.iter().try_fold(1usize, |n, &e| n.checked_mul(e)).ok_or_else(|| {
@@ -213,9 +218,9 @@ fn shapes(args: &Args, plan: &[(&'static KernelDesc, Vec<Config>)]) -> Result<Ve
             })?;
             let mut grid = [1; 3];
             grid[..g.len()].copy_from_slice(g);
-            vec![BenchShape { batch, heads, seq, grid: Some(grid) }]
+            vec![BenchShape { batch, heads, kv_heads, seq, grid: Some(grid) }]
         }
-        None => args.seq.iter().map(|&seq| BenchShape { batch, heads, seq, grid: None }).collect(),
+        None => args.seq.iter().map(|&seq| BenchShape { batch, heads, kv_heads, seq, grid: None }).collect(),
     };
     if args.density.is_some() && !plan.iter().any(|(d, _)| matches!(d.visit, Visit::Blocks(_))) {
         return Err(Error::Problem("--density applies to block-sparse kernels, and none is named".into()));
@@ -254,8 +259,11 @@ fn report(
 ) -> std::io::Result<()> {
     writeln!(
         out,
-        "{}: batch {}, heads {}; median ms, L2 flushed; TFLOP/s from 4·D per visited pair (dense S², causal S²/2)",
-        gpu.name, args.batch, args.heads
+        "{}: batch {}, heads {}/{} kv; median ms, L2 flushed; TFLOP/s from 4·D per visited pair (dense S², causal S²/2)",
+        gpu.name,
+        args.batch,
+        args.heads,
+        args.kv_heads.unwrap_or(args.heads)
     )?;
     let sparse = rows.iter().any(|m| m.density.is_some());
     let windows = rows.iter().any(|m| m.useful.is_some());

@@ -731,6 +731,12 @@ fn bench_mustafar_checks_its_problem_before_the_gpu() {
     assert!(message.contains("chunk = 100"), "{message}");
 }
 
+#[test]
+fn bench_checks_its_gqa_group_before_the_gpu() {
+    let message = output(&["bench", "sale_causal_bf16_d128", "--density", "0.2", "--heads", "32", "--kv-heads", "6"]).unwrap_err().to_string();
+    assert!(message.contains("--heads 32 must be a multiple of --kv-heads 6"), "{message}");
+}
+
 /// `calibrate sale` halves each head's τ from 0.008 until its error is under θ · seq (a head
 /// that never gets there runs dense, τ = 0), and prints the `run sale` flags to use them.
 #[test]

@@ -89,6 +89,8 @@ pub fn attention_flops(desc: &KernelDesc, batch: usize, heads: usize, seq_q: usi
 pub struct BenchShape {
     pub batch: usize,
     pub heads: usize,
+    /// Heads of K and V, dividing `heads` (a GQA group is `heads / kv_heads` query heads).
+    pub kv_heads: usize,
     pub seq: usize,
     /// The token grid given for a window kernel (product `seq`), trailing extents 1; `None`
     /// when the tokens are a line of `seq`.
@@ -133,14 +135,14 @@ impl Measurement {
 
     /// One JSON object, without a newline.
     pub fn json(&self) -> String {
-        let BenchShape { batch, heads, seq, .. } = self.shape;
+        let BenchShape { batch, heads, kv_heads, seq, .. } = self.shape;
         let grid = self.shape.extents();
         let (kernel, config) = (
             json_string(&self.kernel),
             json_string(&self.config.to_string()),
         );
         let mut head = format!(
-            "{{\"kernel\": {kernel}, \"batch\": {batch}, \"heads\": {heads}, \"seq\": {seq}, \"grid\": {grid:?}, \"config\": {config}"
+            "{{\"kernel\": {kernel}, \"batch\": {batch}, \"heads\": {heads}, \"kv_heads\": {kv_heads}, \"seq\": {seq}, \"grid\": {grid:?}, \"config\": {config}"
         );
         if let Some(d) = self.density {
             head.push_str(&format!(", \"density\": {}", json_number(d, 4)));
@@ -188,9 +190,8 @@ pub fn bench_attention(
             desc.name
         )));
     }
-    let dims = bench_dims(desc, shape);
     let BenchInputs { q, k, v } = BenchInputs::uniform(gpu, desc, shape)?;
-    let mut o = DeviceTensor::poisoned(gpu, desc.dtype, dims)?;
+    let mut o = DeviceTensor::poisoned(gpu, desc.dtype, bench_dims(desc, shape, shape.heads))?;
     let flops = attention_flops(desc, shape.batch, shape.heads, shape.seq, shape.seq, shape.extents());
 
     let mut out = Vec::with_capacity(configs.len());
@@ -240,7 +241,7 @@ pub fn bench_attention(
     Ok(out)
 }
 
-/// The Q, K and V a benchmark runs on: `[batch, heads, seq, D]` each.
+/// The Q, K and V a benchmark runs on: `[batch, heads, seq, D]`, K and V with `kv_heads`.
 pub struct BenchInputs {
     q: DeviceTensor,
     k: DeviceTensor,
@@ -251,27 +252,30 @@ impl BenchInputs {
     /// Uniform values, seeded by the sequence length: near-uniform attention, so a selection
     /// keeps almost every tile at any useful τ (its slowest case).
     pub fn uniform(gpu: &Gpu, desc: &KernelDesc, shape: BenchShape) -> Result<Self, GpuError> {
-        let dims = bench_dims(desc, shape);
-        let n: usize = dims.iter().product();
-        let input = |seed: u64| DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(n, shape.seq as u64 + seed));
-        Ok(BenchInputs { q: input(1)?, k: input(2)?, v: input(3)? })
+        let input = |heads: usize, seed: u64| {
+            let dims = bench_dims(desc, shape, heads);
+            DeviceTensor::from_f32(gpu, desc.dtype, dims, &uniform(dims.iter().product(), shape.seq as u64 + seed))
+        };
+        Ok(BenchInputs { q: input(shape.heads, 1)?, k: input(shape.kv_heads, 2)?, v: input(shape.kv_heads, 3)? })
     }
 
     /// SALE's structured long-context inputs (`reference::structured`: local patterns, a sink,
     /// planted retrievals; seed 1), whose attention concentrates as real prompts' does, so that
     /// a selection keeps what τ asks for.
     pub fn structured(gpu: &Gpu, desc: &KernelDesc, shape: BenchShape) -> Result<Self, GpuError> {
-        let dims = bench_dims(desc, shape);
-        let [batch, heads, seq, head_dim] = dims;
-        let problem = Shape { batch, heads, kv_heads: heads, seq_q: seq, seq_kv: seq, head_dim };
+        let [batch, heads, seq, head_dim] = bench_dims(desc, shape, shape.heads);
+        let problem = Shape { batch, heads, kv_heads: shape.kv_heads, seq_q: seq, seq_kv: seq, head_dim };
         let x = structured_inputs(&problem, 1).map_err(GpuError::Invalid)?;
-        let upload = |v: &[f64]| DeviceTensor::from_f32(gpu, desc.dtype, dims, &v.iter().map(|&x| x as f32).collect::<Vec<_>>());
-        Ok(BenchInputs { q: upload(&x.q)?, k: upload(&x.k)?, v: upload(&x.v)? })
+        let upload = |heads: usize, v: &[f64]| {
+            DeviceTensor::from_f32(gpu, desc.dtype, bench_dims(desc, shape, heads), &v.iter().map(|&x| x as f32).collect::<Vec<_>>())
+        };
+        Ok(BenchInputs { q: upload(shape.heads, &x.q)?, k: upload(shape.kv_heads, &x.k)?, v: upload(shape.kv_heads, &x.v)? })
     }
 }
 
-fn bench_dims(desc: &KernelDesc, shape: BenchShape) -> [usize; 4] {
-    [shape.batch, shape.heads, shape.seq, desc.head_dim as usize]
+/// `[batch, heads, seq, D]` of a tensor with `heads` heads (Q's and O's, or K's and V's).
+fn bench_dims(desc: &KernelDesc, shape: BenchShape, heads: usize) -> [usize; 4] {
+    [shape.batch, heads, shape.seq, desc.head_dim as usize]
 }
 
 /// Times SALE's selection for `desc` at `config` from `scores` (`SaleSelect::select`: the
@@ -283,7 +287,7 @@ fn bench_dims(desc: &KernelDesc, shape: BenchShape) -> [usize; 4] {
 /// FLOPs), the part of the selection the exact scores do without.
 #[allow(clippy::too_many_arguments)]
 pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: BenchShape, inputs: &BenchInputs, (taus, scores): (&[f64], Scores), warmup: usize, reps: usize) -> Result<Vec<Measurement>, GpuError> {
-    let dims = bench_dims(desc, shape);
+    let dims = bench_dims(desc, shape, shape.heads);
     let BenchInputs { q, k, v } = inputs;
     let causal = tessera_desc::KernelDesc { visit: Visit::Causal, ..*desc };
     let flops = attention_flops(&causal, shape.batch, shape.heads, shape.seq, shape.seq, shape.extents()) / 2.0;
@@ -294,7 +298,7 @@ pub fn bench_selection(gpu: &Gpu, desc: &KernelDesc, config: Config, shape: Benc
     // A selection that cannot load or allocate its buffers (at 128K tokens they are large) is
     // a failed row; a failed launch ends the run, as in `bench_attention`.
     let loaded = super::SaleSelect::load(gpu, desc, &config, SALE_BLOCKS.segment, scores)
-        .and_then(|select| Ok((select.workspace(gpu, dims, shape.heads)?, select)));
+        .and_then(|select| Ok((select.workspace(gpu, dims, shape.kv_heads)?, select)));
     let (mut ws, select) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -388,6 +392,7 @@ mod tests {
             shape: BenchShape {
                 batch: 1,
                 heads: 32,
+                kv_heads: 32,
                 seq: 1024,
                 grid: None,
             },
@@ -403,7 +408,7 @@ mod tests {
         };
         assert_eq!(
             m.json(),
-            "{\"kernel\": \"dense_bf16_d64\", \"batch\": 1, \"heads\": 32, \"seq\": 1024, \
+            "{\"kernel\": \"dense_bf16_d64\", \"batch\": 1, \"heads\": 32, \"kv_heads\": 32, \"seq\": 1024, \
              \"grid\": [1024, 1, 1], \"config\": \"block_q=128,block_kv=64,warps=8,stages=2\", \"ms\": 0.5000, \
              \"min_ms\": 0.2500, \"reps\": 30, \"tflops\": 17.2}"
         );
