@@ -47,6 +47,8 @@ pub enum TuneError {
     Problem { problem: Problem, why: String },
     #[error("kernel `{kernel}` has no valid config in its tuning space")]
     EmptySpace { kernel: &'static str },
+    #[error("kernel `{kernel}` has no config that runs this problem on this GPU: {why}")]
+    NothingFits { kernel: &'static str, why: String },
     #[error("the reference for the correctness check: {0}")]
     Reference(String),
     #[error(transparent)]

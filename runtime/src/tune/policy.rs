@@ -106,7 +106,7 @@ pub fn choose(
             key,
         });
     }
-    let config = fallback(desc, problem, gpu.max_shared_bytes).ok_or(TuneError::EmptySpace { kernel: desc.name })?;
+    let config = fallback(desc, problem, gpu.max_shared_bytes).map_err(|why| TuneError::NothingFits { kernel: desc.name, why })?;
     Ok(Choice {
         config,
         source: Source::Default,
@@ -119,15 +119,26 @@ pub fn choose(
 /// a config of the space that can (`Problem::check_for` has made sure that one holds the
 /// group): one the tuner would time before one it prunes (for spills), then the fewest query
 /// rows (more rows than the group needs are more slabs a warp holds in registers), then the
-/// space's order.
-pub(super) fn fallback(desc: &KernelDesc, problem: &Problem, max_shared_bytes: u32) -> Option<Config> {
-    // Where `c` can run the problem: whether it spills before codegen (built once per config).
-    let spills = |c: &Config| -> Option<bool> {
-        let program = tessera_codegen::kernel_program(desc, c).ok()?;
-        (holds_group(desc, c, problem) && program.shared_bytes() <= max_shared_bytes).then(|| fragments_spill(&program))
-    };
-    desc.default_config().filter(|c| spills(c).is_some()).or_else(|| {
-        let ranked = desc.configs().into_iter().filter_map(|c| spills(&c).map(|s| ((s, query_rows(&c)), c)));
-        ranked.min_by_key(|(rank, _)| *rank).map(|(_, c)| c)
+/// space's order. Where none can, why not.
+pub(super) fn fallback(desc: &KernelDesc, problem: &Problem, max_shared_bytes: u32) -> Result<Config, String> {
+    // The default, then the space's configs: each that holds the group, with its shared
+    // memory and whether it spills (its program built once).
+    let default = desc.default_config();
+    let space = desc.configs().into_iter().filter(|c| Some(*c) != default);
+    let holding: Vec<(Config, u32, bool)> = default
+        .into_iter()
+        .chain(space)
+        .filter(|c| holds_group(desc, c, problem))
+        .filter_map(|c| tessera_codegen::kernel_program(desc, &c).ok().map(|p| (c, p.shared_bytes(), fragments_spill(&p))))
+        .collect();
+    let fitting = holding.iter().filter(|&&(_, bytes, _)| bytes <= max_shared_bytes);
+    let default = fitting.clone().next().map(|(c, _, _)| *c).filter(|c| Some(*c) == desc.default_config());
+    let ranked = fitting.min_by_key(|(c, _, spills)| (*spills, query_rows(c))).map(|(c, _, _)| *c);
+    default.or(ranked).ok_or_else(|| match holding.iter().map(|&(_, bytes, _)| bytes).min() {
+        Some(least) => format!(
+            "its configs that hold a GQA group of {} query heads need {least} bytes of shared memory or more, and this GPU gives a CTA {max_shared_bytes}",
+            problem.group()
+        ),
+        None => format!("none of its configs holds a GQA group of {} query heads", problem.group()),
     })
 }

@@ -309,7 +309,7 @@ fn a_group_larger_than_the_default_rows_falls_back_to_a_config_that_holds_it() {
     let desc = mustafar();
     let (h100, a100) = (227 * 1024, 163 * 1024);
     let default = desc.default_config().unwrap();
-    assert_eq!(fallback(desc, &Problem::decode(1, 32, 8, 4096), h100), Some(default));
+    assert_eq!(fallback(desc, &Problem::decode(1, 32, 8, 4096), h100), Ok(default));
     let mqa = Problem::decode(1, 32, 1, 4096);
     assert!(query_rows(&default) < 32, "{default}");
     let chosen = fallback(desc, &mqa, h100).unwrap();
@@ -320,6 +320,11 @@ fn a_group_larger_than_the_default_rows_falls_back_to_a_config_that_holds_it() {
     // fewest rows of those.
     let wide = fallback(desc, &Problem::decode(1, 48, 1, 4096), h100).unwrap();
     assert_eq!((query_rows(&wide), wide.warps), (64, 1), "{wide}");
+    // Where nothing that holds the group fits, the error says what it would need.
+    let why = fallback(desc, &mqa, 32 * 1024).unwrap_err();
+    assert!(why.contains("GQA group of 32 query heads need") && why.contains("this GPU gives a CTA 32768"), "{why}");
+    let why = fallback(desc, &Problem::decode(1, 256, 1, 4096), h100).unwrap_err();
+    assert!(why.contains("none of its configs holds a GQA group of 256"), "{why}");
     let configs = desc.configs();
     let pruned = super::super::space::problem_pruned(desc, &configs, &mqa, 227 * 1024);
     for (c, why) in configs.iter().zip(&pruned) {
