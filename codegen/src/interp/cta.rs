@@ -282,9 +282,19 @@ impl<'a> Cta<'a> {
         Ok(())
     }
 
-    /// Whether `(a, sa)` and `(b, sb)` may share bytes: the same stage, or any stages of two
-    /// buffers one of which lies over the other, or both over a third (`Shared::overlay`).
+    /// Whether `(a, sa)` and `(b, sb)` share bytes: where `passes::smem` placed both, whether
+    /// the stages' byte ranges meet; before that, the same stage, or any stages of two buffers
+    /// one of which lies over the other, or both over a third (`Shared::overlay`).
     fn shares_bytes(&self, (a, sa): (BufId, usize), (b, sb): (BufId, usize)) -> bool {
+        let elem = self.program.elem_bytes();
+        let range = |x: BufId, s: usize| {
+            let buf = &self.program.shared[x.0];
+            let len = buf.stage_bytes(elem) as usize;
+            buf.offset.map(|at| at as usize + s * len..at as usize + (s + 1) * len)
+        };
+        if let (Some(x), Some(y)) = (range(a, sa), range(b, sb)) {
+            return x.start < y.end && y.start < x.end;
+        }
         let under = |x: BufId| self.program.shared[x.0].overlay.unwrap_or(x);
         if a == b { sa == sb } else { under(a) == under(b) }
     }
@@ -409,6 +419,10 @@ impl<'a> Cta<'a> {
     fn merge_parts(&mut self, o: FragId, m: FragId, l: FragId, scratch: BufId) -> Result<(), String> {
         if self.raced(scratch, 0) {
             return Err(format!("writing the partial states to {} races with reads of it since the last barrier", self.program.shared(scratch).name));
+        }
+        let in_flight = self.open_group.iter().chain(self.groups.iter().flatten());
+        if in_flight.into_iter().any(|c| self.shares_bytes((c.buf, c.stage), (scratch, 0))) {
+            return Err(format!("writing the partial states to {} races with an async copy into its bytes", self.program.shared(scratch).name));
         }
         self.clobber_overlays(scratch);
         self.barrier();

@@ -98,9 +98,11 @@ pub struct Shared {
     pub offset: Option<u32>,
     pub form: Form,
     /// Placed at this buffer's offset instead of its own: the two are used in phases that a
-    /// barrier separates (a decode kernel's dense window after its compressed tokens, or its V
-    /// expanded after the scores have read Kᵀ), so they can share the bytes. It must not be
-    /// larger (else `passes::smem` gives it bytes of its own).
+    /// barrier separates (a decode kernel's packed values and the dense tiles they become, or
+    /// its V expanded after the scores have read Kᵀ), so they can share the bytes. A larger
+    /// overlay runs on over the buffers placed after that one, which must all be done with by
+    /// then too (the fold of a decode kernel's partial states, after both loops). The
+    /// interpreter compares placed buffers' bytes, so it sees every such overlap.
     pub overlay: Option<BufId>,
 }
 

@@ -11,18 +11,21 @@ pub fn place(mut program: Program) -> Program {
     let mut next = 0;
     for i in 0..program.shared.len() {
         let buf = &program.shared[i];
-        // An overlay that does not fit under its buffer (or names one placed after it) gets
-        // bytes of its own: never an overlap the program did not ask for.
-        let under = buf.overlay.map(|u| &program.shared[u.0]).filter(|u| u.offset.is_some() && u.bytes(elem) >= buf.bytes(elem));
-        let offset = match under {
-            Some(u) => u.offset,
+        let bytes = buf.bytes(elem).div_ceil(ALIGN) * ALIGN;
+        // An overlay starts at its buffer's offset and may run on over the buffers placed after
+        // that one (`Shared::overlay`); one that names a buffer placed after it gets bytes of
+        // its own: never an overlap the program did not ask for.
+        let offset = match buf.overlay.and_then(|u| program.shared[u.0].offset) {
+            Some(at) => {
+                next = next.max(at + bytes);
+                at
+            }
             None => {
-                let at = next;
-                next += buf.bytes(elem).div_ceil(ALIGN) * ALIGN;
-                Some(at)
+                next += bytes;
+                next - bytes
             }
         };
-        program.shared[i].offset = offset;
+        program.shared[i].offset = Some(offset);
     }
     program
 }

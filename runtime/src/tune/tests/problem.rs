@@ -300,8 +300,9 @@ fn a_decode_problem_is_one_query_token_over_a_context() {
 /// Without a stored winner a decode runs at the default config (4 warps, 16 query rows each),
 /// unless the GQA group does not fit it: then at a config that holds it and fits the device's
 /// shared memory, preferring one the tuner would time, then the fewest rows (for 32 heads, 4
-/// warps over 128 rows, which spill nothing, not 1 warp over 64; on an A100's 163 KiB, its
-/// one-stage config), and the tuner prunes the configs whose rows do not.
+/// warps over 128 rows, which spill nothing, not 1 warp over 64: 2 stages (122 KiB) on an
+/// H100's 227 KiB and an A100's 163 KiB alike, 1 stage where 96 KiB is all), and the tuner
+/// prunes the configs whose rows do not.
 #[test]
 fn a_group_larger_than_the_default_rows_falls_back_to_a_config_that_holds_it() {
     use super::super::policy::fallback;
@@ -315,7 +316,9 @@ fn a_group_larger_than_the_default_rows_falls_back_to_a_config_that_holds_it() {
     let chosen = fallback(desc, &mqa, h100).unwrap();
     assert_eq!((query_rows(&chosen), chosen.block_q(), chosen.warps, chosen.stages), (32, 128, 4, 2), "{chosen}");
     let on_a100 = fallback(desc, &mqa, a100).unwrap();
-    assert_eq!((query_rows(&on_a100), on_a100.block_q(), on_a100.warps, on_a100.stages), (32, 128, 4, 1), "{on_a100}");
+    assert_eq!((query_rows(&on_a100), on_a100.block_q(), on_a100.warps, on_a100.stages), (32, 128, 4, 2), "{on_a100}");
+    let small = fallback(desc, &mqa, 96 * 1024).unwrap();
+    assert_eq!((query_rows(&small), small.block_q(), small.warps, small.stages), (32, 128, 4, 1), "{small}");
     // Only configs the tuner prunes (one warp over 64 or 128 rows spills) hold 48 heads: the
     // fewest rows of those.
     let wide = fallback(desc, &Problem::decode(1, 48, 1, 4096), h100).unwrap();
