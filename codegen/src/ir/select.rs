@@ -41,7 +41,7 @@ const FRAG_QK_MEAN: FragId = FragId(3);
 
 /// The 32-bit registers of an SM (every target's), and the budget a selection thread needs.
 const REGISTERS_PER_SM: u32 = 65_536;
-const SELECT_REGISTERS: u32 = 168;
+const SELECT_REGISTERS: u32 = 128;
 
 /// Where a selection's scores come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,13 +123,14 @@ pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program,
         frags,
         body,
         locals,
-        // One CTA-wide vote per tile leaves a CTA waiting at every tile: residents overlap those
-        // waits. Three 4-warp CTAs fit about 168 registers a thread, where ptxas picks 196 for
-        // the 128×64 int8 wgmma selection and spills nothing at 166. Wider KV tiles hold more
-        // scores and column values per thread (64×128 int8 spills 92 bytes at 168), and
+        // One CTA-wide vote per tile leaves a CTA waiting at every tile, and a warp's tile is
+        // one long dependent chain: residents overlap those waits. Four 4-warp CTAs fit 128
+        // registers a thread, where ptxas picks 196 for the 128×64 int8 wgmma selection and
+        // spills nothing at 128 (nor any config of the catalog's space). Wider KV tiles hold
+        // more scores and column values per thread (64×128 int8 spills 92 bytes at 168), and
         // mma.sync's int8 fragments spill at 168 on sm_80: those keep ptxas's own budget.
         min_ctas_per_sm: match cfg.mma {
-            Mma::Wgmma if cfg.block_kv() <= 64 => (REGISTERS_PER_SM / (cfg.threads() * SELECT_REGISTERS)).clamp(1, 3),
+            Mma::Wgmma if cfg.block_kv() <= 64 => (REGISTERS_PER_SM / (cfg.threads() * SELECT_REGISTERS)).clamp(1, 4),
             _ => 1,
         },
         key_parts: 1,
