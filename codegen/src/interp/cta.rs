@@ -307,9 +307,10 @@ impl<'a> Cta<'a> {
     /// A write landed in `buf[stage]`: what any buffer sharing its bytes held is gone (NaN, so
     /// that a program reading it there computes NaN here, as it would read garbage on a GPU).
     fn clobber_overlays(&mut self, buf: BufId) {
+        let stages = |x: BufId| 0..self.program.shared[x.0].stages as usize;
         for other in 0..self.shared.len() {
             let o = BufId(other);
-            if o != buf && self.shares_bytes((o, 0), (buf, 0)) {
+            if o != buf && stages(o).any(|so| stages(buf).any(|sb| self.shares_bytes((o, so), (buf, sb)))) {
                 self.shared[other].fill(f32::NAN);
             }
         }
