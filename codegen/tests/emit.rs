@@ -278,7 +278,7 @@ fn the_quantization_entries_assemble() {
 fn selection_programs_lower_to_wgmma_on_hopper() {
     use tessera_desc::{Blocks, Config, Estimate, Mma};
     let have_ptxas = ptxas_or_skip();
-    // 128×64 and 64×128 on four warps: the register budget for three resident CTAs applies to
+    // 128×64 and 64×128 on four warps: the register budget for four resident CTAs applies to
     // the first, and would spill the second's int8 selection (92 bytes at 168 registers).
     let configs = [(128, Config::line(64, 32, 4, 2)), (128, Config::line(128, 64, 8, 2)), (64, Config::line(64, 64, 4, 3)), (128, Config::line(128, 64, 4, 2)), (128, Config::line(64, 128, 4, 2))];
     for (d, cfg) in configs {

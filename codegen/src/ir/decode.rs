@@ -267,8 +267,9 @@ pub fn build(desc: &KernelDesc, cfg: &Config) -> Result<Program, String> {
         let registers: u32 = [FRAG_O, FRAG_M, FRAG_L].iter().map(|&f| program.frag_registers(program.frag(f).kind, program.frag(f).cols)).sum();
         program.shared.push(Shared {
             form: Form::Partials,
-            // After both loops nothing reads the window's K stages, which the staged K values
-            // lie over too.
+            // After both loops nothing reads the loops' buffers: from the window's K stages on
+            // (which the staged K values lie over too), the scratch may run on over V's, the
+            // metadata and the dense tiles where it is larger (128 rows, or one stage).
             overlay: Some(BUF_K),
             ..Shared::tile("Parts", parts - 1, 32 * registers)
         });

@@ -124,11 +124,13 @@ pub fn build(desc: &KernelDesc, cfg: &Config, scores: Scores) -> Result<Program,
         body,
         locals,
         // One CTA-wide vote per tile leaves a CTA waiting at every tile, and a warp's tile is
-        // one long dependent chain: residents overlap those waits. Four 4-warp CTAs fit 128
-        // registers a thread, where ptxas picks 196 for the 128×64 int8 wgmma selection and
-        // spills nothing at 128 (nor any config of the catalog's space). Wider KV tiles hold
-        // more scores and column values per thread (64×128 int8 spills 92 bytes at 168), and
-        // mma.sync's int8 fragments spill at 168 on sm_80: those keep ptxas's own budget.
+        // one long dependent chain: residents overlap those waits. Four 4-warp CTAs (two of 8
+        // warps) fit 128 registers a thread, where ptxas picks 196 for the 128×64 int8 wgmma
+        // selection and spills nothing at 128 (nor any config of the catalog's space; the
+        // 8-warp ones use fewer anyway, and the exact 128×64 one, which shared memory holds
+        // to 3 CTAs, 120). Wider KV tiles hold more scores and column values per thread (64×128
+        // int8 spills 92 bytes at 168), and mma.sync's int8 fragments spill at 168 on sm_80:
+        // those keep ptxas's own budget.
         min_ctas_per_sm: match cfg.mma {
             Mma::Wgmma if cfg.block_kv() <= 64 => (REGISTERS_PER_SM / (cfg.threads() * SELECT_REGISTERS)).clamp(1, 4),
             _ => 1,

@@ -12,9 +12,10 @@ pub fn place(mut program: Program) -> Program {
     for i in 0..program.shared.len() {
         let buf = &program.shared[i];
         let bytes = buf.bytes(elem).div_ceil(ALIGN) * ALIGN;
-        // An overlay starts at its buffer's offset and may run on over the buffers placed after
-        // that one (`Shared::overlay`); one that names a buffer placed after it gets bytes of
-        // its own: never an overlap the program did not ask for.
+        // An overlay starts at its buffer's offset and, where it is larger, runs on over the
+        // buffers placed after that one, which its program must be done with by then
+        // (`Shared::overlay`; the interpreter, comparing placed bytes, reports a read or a copy
+        // it overwrites). One that names a buffer placed after it gets bytes of its own.
         let offset = match buf.overlay.and_then(|u| program.shared[u.0].offset) {
             Some(at) => {
                 next = next.max(at + bytes);

@@ -40,7 +40,7 @@ pub struct Args {
     /// Batch size.
     #[arg(long, default_value_t = 1, value_parser = positive)]
     batch: usize,
-    /// Heads of q, k and v alike (for `mustafar`, of q).
+    /// Query heads (K and V have --kv-heads).
     #[arg(long, default_value_t = 32, value_parser = positive)]
     heads: usize,
     /// KV heads, dividing --heads. By default Llama-3-8B's 8 for `mustafar`, and --heads (no

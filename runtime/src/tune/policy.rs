@@ -5,7 +5,7 @@ use tessera_codegen::ir::decode::query_rows;
 use tessera_desc::{Config, KernelDesc};
 
 use super::TuneError;
-use super::decode::holds_group;
+use super::decode::{holds_group, is_decode};
 use super::device::DeviceInfo;
 use super::key::KeyInfo;
 use super::problem::Problem;
@@ -121,24 +121,24 @@ pub fn choose(
 /// rows (more rows than the group needs are more slabs a warp holds in registers), then the
 /// space's order. Where none can, why not.
 pub(super) fn fallback(desc: &KernelDesc, problem: &Problem, max_shared_bytes: u32) -> Result<Config, String> {
-    // The default, then the space's configs: each that holds the group, with its shared
-    // memory and whether it spills (its program built once).
-    let default = desc.default_config();
-    let space = desc.configs().into_iter().filter(|c| Some(*c) != default);
-    let holding: Vec<(Config, u32, bool)> = default
-        .into_iter()
-        .chain(space)
-        .filter(|c| holds_group(desc, c, problem))
-        .filter_map(|c| tessera_codegen::kernel_program(desc, &c).ok().map(|p| (c, p.shared_bytes(), fragments_spill(&p))))
-        .collect();
-    let fitting = holding.iter().filter(|&&(_, bytes, _)| bytes <= max_shared_bytes);
-    let default = fitting.clone().next().map(|(c, _, _)| *c).filter(|c| Some(*c) == desc.default_config());
-    let ranked = fitting.min_by_key(|(c, _, spills)| (*spills, query_rows(c))).map(|(c, _, _)| *c);
-    default.or(ranked).ok_or_else(|| match holding.iter().map(|&(_, bytes, _)| bytes).min() {
-        Some(least) => format!(
-            "its configs that hold a GQA group of {} query heads need {least} bytes of shared memory or more, and this GPU gives a CTA {max_shared_bytes}",
-            problem.group()
-        ),
-        None => format!("none of its configs holds a GQA group of {} query heads", problem.group()),
+    // A config with its shared memory and whether it spills (its program built once), or None
+    // where its program does not build.
+    let built = |c: Config| tessera_codegen::kernel_program(desc, &c).ok().map(|p| (c, p.shared_bytes(), fragments_spill(&p)));
+    let holds = |c: &Config| holds_group(desc, c, problem);
+    let default_config = desc.default_config().filter(holds);
+    let others: Vec<Config> = desc.configs().into_iter().filter(|c| holds(c) && Some(*c) != desc.default_config()).collect();
+    let which = if is_decode(desc) { format!("its configs that hold a GQA group of {} query heads", problem.group()) } else { "its configs".to_string() };
+    if default_config.is_none() && others.is_empty() {
+        return Err(if is_decode(desc) { format!("none of its configs holds a GQA group of {} query heads", problem.group()) } else { "it has no config".to_string() });
+    }
+    let default = default_config.and_then(built);
+    if let Some((c, _, _)) = default.filter(|&(_, bytes, _)| bytes <= max_shared_bytes) {
+        return Ok(c);
+    }
+    let candidates: Vec<(Config, u32, bool)> = default.into_iter().chain(others.into_iter().filter_map(built)).collect();
+    let fitting = candidates.iter().filter(|&&(_, bytes, _)| bytes <= max_shared_bytes);
+    fitting.min_by_key(|(c, _, spills)| (*spills, query_rows(c))).map(|(c, _, _)| *c).ok_or_else(|| match candidates.iter().map(|&(_, bytes, _)| bytes).min() {
+        Some(least) => format!("{which} need {least} bytes of shared memory or more, and this GPU gives a CTA {max_shared_bytes}"),
+        None => format!("none of {which} builds"),
     })
 }

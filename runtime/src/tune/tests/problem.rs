@@ -328,6 +328,10 @@ fn a_group_larger_than_the_default_rows_falls_back_to_a_config_that_holds_it() {
     assert!(why.contains("GQA group of 32 query heads need") && why.contains("this GPU gives a CTA 32768"), "{why}");
     let why = fallback(desc, &Problem::decode(1, 256, 1, 4096), h100).unwrap_err();
     assert!(why.contains("none of its configs holds a GQA group of 256"), "{why}");
+    // Other kernels have no group to hold.
+    let dense = catalog::find("dense_bf16_d128").unwrap();
+    let why = fallback(dense, &"1,32,32,4096,4096".parse().unwrap(), 1024).unwrap_err();
+    assert!(why.starts_with("its configs need") && why.ends_with("this GPU gives a CTA 1024"), "{why}");
     let configs = desc.configs();
     let pruned = super::super::space::problem_pruned(desc, &configs, &mqa, 227 * 1024);
     for (c, why) in configs.iter().zip(&pruned) {
