@@ -103,15 +103,26 @@ fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+impl Args {
+    fn mustafar(&self) -> bool {
+        self.kernels.iter().any(|k| k == "mustafar")
+    }
+
+    /// `--kv-heads`, else Llama-3-8B's 8 for `mustafar` and `--heads` (no GQA) for the others.
+    fn kv_heads(&self) -> usize {
+        self.kv_heads.unwrap_or(if self.mustafar() { 8 } else { self.heads })
+    }
+}
+
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
-    if args.kernels.iter().any(|k| k == "mustafar") {
+    if args.mustafar() {
         if args.kernels.len() > 1 || args.all_configs || args.grid.is_some() {
             return Err(Error::Problem("`tessera bench mustafar` times the decode kernel alone, at one config, over --context lengths".into()));
         }
         let plan = super::mustafar::BenchPlan {
             batch: args.batch,
             heads: args.heads,
-            kv_heads: args.kv_heads.unwrap_or(8),
+            kv_heads: args.kv_heads(),
             contexts: &args.seq,
             dtype: args.dtype,
             config: args.config.as_deref(),
@@ -207,10 +218,8 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), Error> {
 /// GPU work: a grid needs a window kernel of as many axes, and a 2-D/3-D window needs a grid.
 fn shapes(args: &Args, plan: &[(&'static KernelDesc, Vec<Config>)]) -> Result<Vec<BenchShape>, Error> {
     let (batch, heads) = (args.batch, args.heads);
-    let kv_heads = args.kv_heads.unwrap_or(heads);
-    if !heads.is_multiple_of(kv_heads) {
-        return Err(Error::Problem(format!("--heads {heads} must be a multiple of --kv-heads {kv_heads}")));
-    }
+    let kv_heads = args.kv_heads();
+    super::check_heads(heads, kv_heads)?;
     let shapes = match &args.grid {
         Some(g) => {
             let seq = g.iter().try_fold(1usize, |n, &e| n.checked_mul(e)).ok_or_else(|| {
@@ -263,7 +272,7 @@ fn report(
         gpu.name,
         args.batch,
         args.heads,
-        args.kv_heads.unwrap_or(args.heads)
+        args.kv_heads()
     )?;
     let sparse = rows.iter().any(|m| m.density.is_some());
     let windows = rows.iter().any(|m| m.useful.is_some());

@@ -97,6 +97,14 @@ fn config_of(desc: &KernelDesc, overrides: Option<&str>) -> Result<tessera_desc:
         .map_err(|source| Error::Config { kernel: desc.name, source })
 }
 
+/// `--heads` query heads in GQA groups over `--kv-heads` KV heads, or the error that says why not.
+fn check_heads(heads: usize, kv_heads: usize) -> Result<(), Error> {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(Error::Problem(format!("--heads {heads} must be a multiple of --kv-heads {kv_heads}")));
+    }
+    Ok(())
+}
+
 fn known<T>(all: &[T], name: impl Fn(&T) -> &'static str) -> String {
     all.iter().map(name).collect::<Vec<_>>().join(", ")
 }

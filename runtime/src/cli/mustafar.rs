@@ -282,12 +282,7 @@ pub fn bench(
 ) -> Result<(), Error> {
     let desc = kernel(plan.dtype)?;
     config_of(desc, plan.config)?;
-    if plan.kv_heads == 0 || !plan.heads.is_multiple_of(plan.kv_heads) {
-        return Err(Error::Problem(format!(
-            "--heads {} must be a multiple of --kv-heads {}",
-            plan.heads, plan.kv_heads
-        )));
-    }
+    super::check_heads(plan.heads, plan.kv_heads)?;
     cache_args.check(plan.dtype, desc.head_dim as usize)?;
     let gpu = Gpu::open(0)?;
     let d = desc.head_dim as usize;
