@@ -197,7 +197,7 @@ fn the_compression_entries_assemble() {
                 assert!(ptx.contains(&format!(".entry {name}(")), "d{d} {target}: no entry {name}");
             }
             assert!(!ptx.contains(".local"), "d{d} {target}: local memory");
-            assert_eq!(ptx.matches("set.lt.u32.f16x2").count(), 14 * d as usize / 4, "d{d} {target}");
+            assert_eq!(ptx.matches("set.lt.f16x2.f16x2").count(), 14 * d as usize / 4, "d{d} {target}");
             if have_ptxas {
                 let res = ptxas::assemble(&ptx, target.name()).unwrap();
                 for k in &res.kernels {

@@ -71,8 +71,13 @@ const fn both(half: u32) -> i64 {
     (half as i64) | ((half as i64) << 16)
 }
 
-/// One f16x2 comparison of the threshold search: `0xffff` in each half where `a < b`.
-const MASK_BELOW: &str = "set.lt.u32.f16x2 $0, $1, $2;";
+/// One f16x2 comparison of the threshold search: 1.0 in each half where `a < b`, else 0.
+const ONE_BELOW: &str = "set.lt.f16x2.f16x2 $0, $1, $2;";
+/// An f16x2 addition, which runs on the FMA pipe while the comparisons keep the ALU busy.
+const ADD_F16X2: &str = "add.rn.f16x2 $0, $1, $2;";
+/// 1024.0 in both halves of an f16x2: `1024 + n` has the bits `0x6400 + n` for whole `n` below
+/// 1024, so counts summed onto it are read back as integers with a mask.
+const F16_1024: u32 = 0x6400;
 
 /// What the compression entries add to a standalone entry.
 impl<'ctx> Kernel<'ctx, '_> {
@@ -166,16 +171,20 @@ impl<'ctx> Kernel<'ctx, '_> {
         for bit in (1..15).rev() {
             let candidate = b.build_or(t, self.i32(1 << bit), "")?;
             let c2 = b.build_int_mul(b.build_right_shift(candidate, self.i32(1), false, "")?, self.i32(both(1)), "")?;
-            // The masks summed as integers, two per addition (one three-input add), in four
-            // chains rather than one long one.
-            let mut acc = [self.i32(0); 4];
-            for (i, two) in halved.chunks(2).enumerate() {
-                let masks = two.iter().map(|&h| self.asm(MASK_BELOW, &[h, c2])).collect::<Res<Vec<_>>>()?;
-                let sum = masks.iter().try_fold(acc[i % 4], |a, &m| b.build_int_add(a, m, ""))?;
-                acc[i % 4] = sum;
+            // The comparisons' 1.0s summed as f16 on the FMA pipe (the search fills the ALU
+            // with the comparisons alone), in four chains rather than one long one; the first
+            // starts at 1024 in both halves. Each half sums at most D/2 ones: exact.
+            let mut acc: Vec<IntValue<'ctx>> = Vec::with_capacity(4);
+            for (i, &h) in halved.iter().enumerate() {
+                let one = self.asm(ONE_BELOW, &[h, c2])?;
+                match (acc.get(i % 4), i) {
+                    (Some(&a), _) => acc[i % 4] = self.asm(ADD_F16X2, &[a, one])?,
+                    (None, 0) => acc.push(self.asm(ADD_F16X2, &[self.i32(both(F16_1024)), one])?),
+                    (None, _) => acc.push(one),
+                }
             }
-            let sum = acc.iter().skip(1).try_fold(acc[0], |a, &s| b.build_int_add(a, s, ""))?;
-            let below = token_total(self.masks_counted(sum)?)?;
+            let sum = acc.iter().skip(1).try_fold(acc[0], |a, &s| self.asm(ADD_F16X2, &[a, s]))?;
+            let below = token_total(self.halves_counted(sum)?)?;
             t = b.build_select(b.build_int_compare(IntPredicate::SLT, below, rank, "")?, candidate, t, "")?.into_int_value();
         }
         let candidate = b.build_or(t, self.i32(1), "")?;
@@ -189,16 +198,12 @@ impl<'ctx> Kernel<'ctx, '_> {
         Ok(b.build_select(b.build_int_compare(IntPredicate::SLT, below, rank, "")?, candidate, t, "")?.into_int_value())
     }
 
-    /// How many halves were set in the `0xffff` half masks whose (wrapping) sum is `sum`, from
-    /// fewer than 32768 masks: a low half adds 65535, a high one -65536, so with `lo` and `hi` of them
-    /// `sum = 65535·lo - 65536·hi` exactly (no wrap at these counts), `-sum` is `lo` modulo
-    /// 65536, and `-sum - lo` is `65536·(hi - lo)`.
-    fn masks_counted(&self, sum: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+    /// `n_lo + n_hi` from the f16x2 `sum` = (1024 + n_lo, 1024 + n_hi): the halves' low ten
+    /// bits, added by one multiply into the high half.
+    fn halves_counted(&self, sum: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
         let b = &self.b;
-        let neg = b.build_int_sub(self.i32(0), sum, "")?;
-        let lo = b.build_and(neg, self.i32(0xffff), "")?;
-        let hi_minus_lo = b.build_right_shift(b.build_int_sub(neg, lo, "")?, self.i32(16), true, "")?;
-        Ok(b.build_int_add(b.build_int_mul(lo, self.i32(2), "")?, hi_minus_lo, "")?)
+        let counts = b.build_and(sum, self.i32(both(0x3ff)), "")?;
+        Ok(b.build_right_shift(b.build_int_mul(counts, self.i32(both(1)), "")?, self.i32(16), false, "")?)
     }
 
     /// Per magnitude pair (15-bit halves), bits 15 and 31 set where the half is `>= t`:
