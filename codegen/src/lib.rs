@@ -16,9 +16,8 @@ mod target;
 
 pub use error::CodegenError;
 pub use llvm::{
-    COLSUM_PARAMS, COMPRESS_THREADS, KERNEL_PARAMS, LISTS_PARAMS, MEAN_PARAMS, PRUNE_PARAMS, QMK_PAD, QUANT_K_PARAMS, QUANT_Q_PARAMS,
-    QUANT_THREADS, SALE_ENTRIES, SALE_THREADS, SCALE_PARAMS, SCAN_PARAMS, SCAN_THREADS, SCATTER_PARAMS, TABLE_PARAMS, THETA_PARAMS, compress_entries, kernel_params,
-    quantize_entries,
+    COLSUM_PARAMS, COMPRESS_PARAMS, COMPRESS_THREADS, KERNEL_PARAMS, LISTS_PARAMS, MEAN_PARAMS, QMK_PAD, QUANT_K_PARAMS, QUANT_Q_PARAMS,
+    QUANT_THREADS, SALE_ENTRIES, SALE_THREADS, SCALE_PARAMS, TABLE_PARAMS, THETA_PARAMS, compress_entry, kernel_params, quantize_entries,
 };
 pub use target::Target;
 use tessera_desc::{Config, KernelDesc};
@@ -102,7 +101,7 @@ pub fn merge_entry_name(desc: &KernelDesc) -> String {
     llvm::merge_name(desc.name)
 }
 
-/// PTX of Mustafar's GPU pruning + compression for `head_dim` (entries `compress_entries`).
+/// PTX of Mustafar's GPU pruning + compression for `head_dim` (entry `compress_entry`).
 pub fn compress_ptx(head_dim: u32, target: Target) -> Result<String, CodegenError> {
     llvm::compile_compress(head_dim, target)
 }

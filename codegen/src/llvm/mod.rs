@@ -49,7 +49,7 @@ pub const BITMAP_PARAMS: [&str; 9] = [
 ];
 
 pub use sale::{LISTS_PARAMS, NAMES as SALE_ENTRIES, SALE_THREADS, THETA_PARAMS};
-pub use compress::{COMPRESS_THREADS, PRUNE_PARAMS, SCAN_PARAMS, SCAN_THREADS, SCATTER_PARAMS, names as compress_entries};
+pub use compress::{COMPRESS_PARAMS, COMPRESS_THREADS, name as compress_entry};
 pub use quantize::{COLSUM_PARAMS, MEAN_PARAMS, QUANT_K_PARAMS, QUANT_Q_PARAMS, QUANT_THREADS, names as quantize_entries};
 
 /// Parameters of a decode kernel's merge entry (`<name>_merge`, see `merge`): the split
@@ -137,7 +137,7 @@ pub fn compile(program: &Program, target: Target, output: Output) -> Result<Stri
     })
 }
 
-/// The PTX of the Mustafar compression kernels for `head_dim` (`compress`).
+/// The PTX of the Mustafar compression kernel for `head_dim` (`compress`).
 pub fn compile_compress(head_dim: u32, target: Target) -> Result<String, CodegenError> {
     compile_module("mustafar_compress", target, Output::Ptx, false, |ctx, module| compress::lower(ctx, module, head_dim))
 }

@@ -38,7 +38,12 @@ impl<'ctx, 'a> Standalone<'ctx, 'a> {
     /// Entry `name` with parameters `params` (`pointer` says which are global pointers),
     /// `threads` per CTA.
     pub fn new(ctx: &'ctx Context, module: &'a Module<'ctx>, name: &str, params: &[&str], pointer: &dyn Fn(&str) -> bool, threads: u32) -> Res<Self> {
-        let func = entry(ctx, module, name, params, pointer, (threads, 1))?;
+        Self::resident(ctx, module, name, params, pointer, (threads, 1))
+    }
+
+    /// As `new`, with registers budgeted for `min_ctas` resident CTAs per SM.
+    pub fn resident(ctx: &'ctx Context, module: &'a Module<'ctx>, name: &str, params: &[&str], pointer: &dyn Fn(&str) -> bool, (threads, min_ctas): (u32, u32)) -> Res<Self> {
+        let func = entry(ctx, module, name, params, pointer, (threads, min_ctas))?;
         let b = ctx.create_builder();
         b.position_at_end(ctx.append_basic_block(func, "entry"));
         let tid = sreg(module, &b, "llvm.nvvm.read.ptx.sreg.tid.x")?;

@@ -13,7 +13,7 @@ use super::table::Table;
 use super::{config_of, find_kernel};
 use crate::Error;
 use crate::gpu::bench::{default_reps, json_number, json_string, time, uniform};
-use crate::gpu::{CompressStage, Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
+use crate::gpu::{Compressor, DecodeArgs, DeviceMustafarCache, DeviceTensor, Gpu, GpuError, MustafarDecode};
 use crate::io::{self, FileDtype, HostTensor, TensorFile};
 use crate::tune::{DECODE_POLICY, Policy, Problem};
 
@@ -397,10 +397,9 @@ pub fn bench(
 /// GPU pruning + compression of the compressed region, K and V, against a copy of the same
 /// bytes: median times of the three ways, for the next run to say where the time goes.
 struct CompressionRates {
-    /// `compress_into` reused workspaces: the kernels alone (no allocation, nothing read back).
+    /// `compress_into` reused workspaces: the kernel alone, one launch for K and one for V (no
+    /// allocation, nothing read back).
     kernels_ms: f64,
-    /// Each of the three kernels alone (pruning, scan, scatter), K and V.
-    stages_ms: [f64; 3],
     /// `Compressor::compress`: the kernels, a fresh workspace's allocations, the planes' value
     /// counts read back, and the exact-length copies of the result.
     fresh_ms: f64,
@@ -411,7 +410,7 @@ struct CompressionRates {
 }
 
 impl CompressionRates {
-    const NONE: CompressionRates = CompressionRates { kernels_ms: f64::NAN, stages_ms: [f64::NAN; 3], fresh_ms: f64::NAN, copy_ms: f64::NAN, input: f64::NAN };
+    const NONE: CompressionRates = CompressionRates { kernels_ms: f64::NAN, fresh_ms: f64::NAN, copy_ms: f64::NAN, input: f64::NAN };
 
     /// GB/s of dense input in `ms`.
     fn input_rate(&self, ms: f64) -> f64 {
@@ -428,9 +427,6 @@ impl CompressionRates {
         let fields = [
             ("compress_gb_per_s", self.input_rate(self.kernels_ms), 1),
             ("compress_ms", self.kernels_ms, 5),
-            ("compress_prune_ms", self.stages_ms[0], 5),
-            ("compress_scan_ms", self.stages_ms[1], 5),
-            ("compress_scatter_ms", self.stages_ms[2], 5),
             ("compress_fresh_gb_per_s", self.input_rate(self.fresh_ms), 1),
             ("compress_fresh_ms", self.fresh_ms, 5),
             ("copy_gb_per_s", self.copy_rate(), 1),
@@ -465,14 +461,6 @@ fn compression_rates(
         compressor.compress_into(gpu, &mut wk, &dk, TileOrder::Keys, ks, rule)?;
         compressor.compress_into(gpu, &mut wv, &dv, TileOrder::Values, vs, rule)
     })?;
-    let mut stages_ms = [f64::NAN; 3];
-    for (ms, stage) in stages_ms.iter_mut().zip(CompressStage::ALL) {
-        *ms = time(gpu, warmup, reps, || {
-            compressor.stage(gpu, &mut wk, &dk, TileOrder::Keys, ks, stage)?;
-            compressor.stage(gpu, &mut wv, &dv, TileOrder::Values, vs, stage)
-        })?
-        .median_ms;
-    }
     let fresh = time(gpu, warmup, reps, || {
         compressor.compress(gpu, &dk, TileOrder::Keys, ks, rule)?;
         compressor.compress(gpu, &dv, TileOrder::Values, vs, rule).map(|_| ())
@@ -483,5 +471,5 @@ fn compression_rates(
         gpu.stream.memcpy_dtod(&dk.data, &mut copy_k)?;
         Ok(gpu.stream.memcpy_dtod(&dv.data, &mut copy_v)?)
     })?;
-    Ok(CompressionRates { kernels_ms: kernels.median_ms, stages_ms, fresh_ms: fresh.median_ms, copy_ms: copy.median_ms, input: 2.0 * 2.0 * (kv_heads * tokens * d) as f64 })
+    Ok(CompressionRates { kernels_ms: kernels.median_ms, fresh_ms: fresh.median_ms, copy_ms: copy.median_ms, input: 2.0 * 2.0 * (kv_heads * tokens * d) as f64 })
 }

@@ -2,32 +2,31 @@
 //! `[batch, kv_heads, tokens, head_dim]` on the device becomes a [`DeviceBitmapCache`], the
 //! bytes `BitmapCache::compress` of the host-pruned values would be (the authors' rule).
 //!
-//! Three launches and nothing read back in between: prune + bitmaps + each 64-token block's
-//! padded value count, the scan that places every block's values (over all planes, so the
-//! head bases come out of it too), then the scatter of the kept values. The buffers live in a
-//! [`CompressWorkspace`], which grows to the largest input it has seen and is reused, so that
-//! repeated compression (a cache growing chunk by chunk) neither allocates nor synchronizes;
-//! its values buffer has room for every value, because ties with the threshold can keep a whole
-//! token. [`CompressWorkspace::cache`] copies the last result out as a cache of its own, which
-//! reads the planes' value counts back (one small synchronizing copy).
+//! One launch, one CTA per 64-token block, that reads the input once: it prunes the block,
+//! writes its bitmaps, finds where its values go with a decoupled look-back over the blocks
+//! before it (over all planes, so the head bases come out of it too), and writes its values.
+//! The buffers live in a [`CompressWorkspace`], which grows to the largest input it has seen
+//! and is reused, so that repeated compression (a cache growing chunk by chunk) neither
+//! allocates nor synchronizes; its values buffer has room for every value, because ties with
+//! the threshold can keep a whole token. [`CompressWorkspace::cache`] copies the last result
+//! out as a cache of its own, which reads the planes' value counts back (one small
+//! synchronizing copy).
 
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 use cudarc::nvrtc::Ptx;
 use tessera_codegen::format::bitmap::{PAD, TILE};
 use tessera_codegen::format::prune::smallest_rank;
 use tessera_codegen::format::{BitmapCache, PruneRule, TileOrder, from_f32};
-use tessera_codegen::{COMPRESS_THREADS, SCAN_THREADS, compress_entries, compress_ptx};
+use tessera_codegen::{COMPRESS_THREADS, compress_entry, compress_ptx};
 use tessera_desc::Dtype;
 
 use super::mustafar::{BitmapShape, DeviceArrays, DeviceBitmapCache};
 use super::{DeviceTensor, Gpu, GpuError};
 
-/// The compression entries for one head dim, loaded.
+/// The compression entry for one head dim, loaded.
 pub struct Compressor {
     head_dim: usize,
-    prune: cudarc::driver::CudaFunction,
-    scan: cudarc::driver::CudaFunction,
-    scatter: cudarc::driver::CudaFunction,
+    kernel: cudarc::driver::CudaFunction,
 }
 
 /// The sizes of one compression, checked before anything is launched.
@@ -42,9 +41,6 @@ struct Layout {
     tiles: usize,
 }
 
-/// The most planes a launch takes (its grid's y extent).
-const MAX_PLANES: usize = 65535;
-
 fn int(name: &str, v: usize) -> Result<i32, GpuError> {
     i32::try_from(v).map_err(|_| GpuError::Invalid(format!("{name} = {v} does not fit in i32")))
 }
@@ -58,13 +54,13 @@ impl Layout {
         if !tokens.is_multiple_of(TILE) {
             return Err(GpuError::Invalid(format!("{tokens} tokens per plane: compression takes whole 64-token tiles")));
         }
-        let planes = batch.checked_mul(kv_heads).filter(|&p| p <= MAX_PLANES);
-        let planes = planes.ok_or_else(|| GpuError::Invalid(format!("{batch} × {kv_heads} planes: at most {MAX_PLANES}")))?;
+        let planes = batch.checked_mul(kv_heads).ok_or_else(|| GpuError::Invalid(format!("{batch} × {kv_heads} planes overflow")))?;
         let blocks = tokens / TILE;
         let tiles = blocks.checked_mul(d).ok_or_else(|| GpuError::Invalid(format!("{tokens} tokens of {d} channels overflow the tile count")))?;
-        // Block starts and head bases count 16-byte units in i32, and a tile takes at most 8
-        // (every value kept): bounding the worst case keeps every index in range whatever the
-        // data. Offsets count pairs per plane, 4 per unit, so they fit too.
+        // Block starts and head bases count 16-byte units in i32 (and below 2^29 in the
+        // look-back's words), and a tile takes at most 8 (every value kept): bounding the worst
+        // case keeps every index in range whatever the data. Offsets count pairs per plane, 4 per
+        // unit, so they fit too; so do the blocks, one CTA each in a 1-D grid, and their words.
         let units = planes.checked_mul(tiles).and_then(|t| t.checked_mul(PAD)).and_then(|u| u.checked_mul(4));
         int("value pairs (every value kept)", units.unwrap_or(usize::MAX))?;
         Ok(Layout { planes, tokens, head_dim: d, blocks, tiles })
@@ -72,6 +68,11 @@ impl Layout {
 
     fn is_empty(&self) -> bool {
         self.planes == 0 || self.tokens == 0
+    }
+
+    /// 64-token blocks over all planes: the launch's CTAs.
+    fn ctas(&self) -> usize {
+        self.planes * self.blocks
     }
 
     /// Values with every element kept, the decode kernel's trailing unit after them.
@@ -95,16 +96,15 @@ impl Layout {
     }
 }
 
-/// The three launches of a compression, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stage {
-    Prune,
-    Scan,
-    Scatter,
-}
-
-impl Stage {
-    pub(crate) const ALL: [Stage; 3] = [Stage::Prune, Stage::Scan, Stage::Scatter];
+/// The epoch of the launch after one of `epoch`, and whether the look-back's words must be
+/// cleared before it: epochs tag the words (`llvm::compress` in codegen) so that a launch reads
+/// the words earlier ones left as unpublished without a clearing launch before each; 0, a fresh
+/// buffer's, is never a launch's, so they start over at 1 once they wrap, from cleared words.
+fn next_epoch(epoch: u32) -> (u32, bool) {
+    match epoch.checked_add(1) {
+        Some(next) => (next, false),
+        None => (1, true),
+    }
 }
 
 /// One device buffer of a workspace, allocated on first use and grown when too short.
@@ -143,9 +143,12 @@ pub struct CompressWorkspace {
     /// Value pairs per plane.
     totals: Slot<i32>,
     values: Slot<u16>,
-    /// Per 64-token block: its padded values in 16-byte units, and where they start.
-    block_units: Slot<i32>,
-    block_start: Slot<i32>,
+    /// The look-back's words: one per 64-token block, then one per plane.
+    flags: Slot<u64>,
+    /// The counter CTAs take their blocks from; each launch leaves it at zero.
+    ticket: Slot<u32>,
+    /// The last launch's epoch (0: none yet).
+    epoch: u32,
 }
 
 impl CompressWorkspace {
@@ -174,13 +177,7 @@ impl Compressor {
     pub fn load(gpu: &Gpu, head_dim: usize) -> Result<Compressor, GpuError> {
         let ptx = compress_ptx(head_dim as u32, gpu.target()?)?;
         let module = gpu.ctx.load_module(Ptx::from_src(ptx))?;
-        let [prune, scan, scatter] = compress_entries(head_dim as u32);
-        Ok(Compressor {
-            head_dim,
-            prune: module.load_function(&prune)?,
-            scan: module.load_function(&scan)?,
-            scatter: module.load_function(&scatter)?,
-        })
+        Ok(Compressor { head_dim, kernel: module.load_function(&compress_entry(head_dim as u32))? })
     }
 
     /// An empty workspace: its buffers are allocated by the first compression into it.
@@ -192,8 +189,9 @@ impl Compressor {
             head_base: Slot(None),
             totals: Slot(None),
             values: Slot(None),
-            block_units: Slot(None),
-            block_start: Slot(None),
+            flags: Slot(None),
+            ticket: Slot(None),
+            epoch: 0,
         }
     }
 
@@ -221,88 +219,58 @@ impl Compressor {
         }
         ws.last = None;
         if !l.is_empty() {
-            self.launch(gpu, ws, x, order, smallest_rank(sparsity, l.head_dim), &l, &Stage::ALL)?;
+            self.launch(gpu, ws, x, order, smallest_rank(sparsity, l.head_dim), &l)?;
         }
         ws.last = Some((order, x.dtype, l));
         Ok(())
     }
 
-    /// One of the three launches alone, for timing them one by one: the later ones read what
-    /// the earlier ones left in `ws`, so `ws` must hold a compression of `x` in `order` at
-    /// `sparsity` (which repeating a stage leaves as it was).
-    pub(crate) fn stage(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, order: TileOrder, sparsity: f64, stage: Stage) -> Result<(), GpuError> {
-        let l = Layout::new(x.shape, self.head_dim)?;
-        if l.is_empty() || ws.last != Some((order, x.dtype, l)) {
-            return Err(GpuError::Invalid("a compression stage runs on a workspace holding a compression of the same input".into()));
-        }
-        self.launch(gpu, ws, x, order, smallest_rank(sparsity, l.head_dim), &l, &[stage])
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn launch(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, order: TileOrder, rank: usize, l: &Layout, stages: &[Stage]) -> Result<(), GpuError> {
-        let all_blocks = l.planes * l.blocks;
-        let (tokens, rank, blocks_i) = (int("tokens", l.tokens)?, int("rank", rank)?, int("blocks", all_blocks)?);
+    fn launch(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, order: TileOrder, rank: usize, l: &Layout) -> Result<(), GpuError> {
+        let (tokens, rank, ctas) = (int("tokens", l.tokens)?, int("rank", rank)?, int("blocks", l.ctas())?);
         let order: i32 = match order {
             TileOrder::Keys => 0,
             TileOrder::Values => 1,
         };
-        let blocks = LaunchConfig {
-            grid_dim: (int("blocks per plane", l.blocks)? as u32, l.planes as u32, 1),
-            block_dim: (COMPRESS_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        if stages.contains(&Stage::Prune) {
-            self.prune(gpu, ws, x, l, [tokens, rank, order], blocks)?;
-        }
-        if stages.contains(&Stage::Scan) {
-            let block_start = ws.block_start.fit(gpu, all_blocks + 1)?;
-            let one = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (SCAN_THREADS, 1, 1), shared_mem_bytes: 0 };
-            let mut launch = gpu.stream.launch_builder(&self.scan);
-            launch.arg(ws.block_units.get()?).arg(&mut *block_start).arg(&blocks_i);
-            // SAFETY: as SCAN_PARAMS; block units were fitted to one per block by the pruning
-            // stage (a stage alone runs only on a workspace that held this layout), starts one
-            // more.
-            unsafe { launch.launch(one) }?;
-        }
-        if stages.contains(&Stage::Scatter) {
-            self.scatter(gpu, ws, x, l, [tokens, order], blocks)?;
-        }
-        Ok(())
-    }
-
-    fn prune(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, l: &Layout, [tokens, rank, order]: [i32; 3], blocks: LaunchConfig) -> Result<(), GpuError> {
         let bitmaps = ws.bitmaps.fit(gpu, l.planes * l.tiles)?;
-        let block_units = ws.block_units.fit(gpu, l.planes * l.blocks)?;
-        // SAFETY: arguments in the order and types of PRUNE_PARAMS; x holds planes × tokens × d
-        // values (checked by `compress_into`), bitmaps and block units were fitted above.
-        let mut launch = gpu.stream.launch_builder(&self.prune);
-        let infinity = i32::from(from_f32(x.dtype, f32::INFINITY));
-        launch.arg(&x.data).arg(&mut *bitmaps).arg(&mut *block_units).arg(&tokens).arg(&rank).arg(&order).arg(&infinity);
-        unsafe { launch.launch(blocks) }?;
-        Ok(())
-    }
-
-    fn scatter(&self, gpu: &Gpu, ws: &mut CompressWorkspace, x: &DeviceTensor, l: &Layout, [tokens, order]: [i32; 2], blocks: LaunchConfig) -> Result<(), GpuError> {
         let offsets = ws.offsets.fit(gpu, l.planes * (l.tiles + 1))?;
         let head_base = ws.head_base.fit(gpu, l.planes)?;
         let totals = ws.totals.fit(gpu, l.planes)?;
         let values = ws.values.fit(gpu, l.values_bound())?;
-        // SAFETY: arguments in the order and types of SCATTER_PARAMS; x as for the pruning,
-        // bitmaps and block starts fitted by the stages before (planes × tiles, one more than
-        // blocks), offsets planes × (tiles + 1), head bases and totals one per plane, values the
-        // bound of every value kept plus the trailing unit.
-        let mut launch = gpu.stream.launch_builder(&self.scatter);
+        let flags = ws.flags.fit(gpu, l.ctas() + l.planes)?;
+        let ticket = ws.ticket.fit(gpu, 1)?;
+        let (epoch, clear) = next_epoch(ws.epoch);
+        if clear {
+            gpu.stream.memset_zeros(&mut *flags)?;
+        }
+        ws.epoch = epoch;
+        let grid = LaunchConfig { grid_dim: (ctas as u32, 1, 1), block_dim: (COMPRESS_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let infinity = i32::from(from_f32(x.dtype, f32::INFINITY));
+        // The kernel reads the epoch's bits as an i32.
+        let epoch = epoch as i32;
+        // SAFETY: arguments in the order and types of COMPRESS_PARAMS; x holds planes × tokens ×
+        // d values (checked by `compress_into`), the format's arrays were fitted above (bitmaps
+        // planes × tiles, offsets planes × (tiles + 1), head bases and totals one per plane,
+        // values the bound of every value kept plus the trailing unit), the words one per CTA
+        // and one per plane, the ticket counter one, and the epoch is not 0. The counter is zero
+        // (fresh, or left so by the launch before) and no other launch takes tickets from it
+        // meanwhile: a workspace's launches write its buffers, so they run one after another (on
+        // one stream, or across streams by cudarc's event tracking of written buffers).
+        let mut launch = gpu.stream.launch_builder(&self.kernel);
         launch
             .arg(&x.data)
-            .arg(ws.bitmaps.get()?)
-            .arg(ws.block_start.get()?)
+            .arg(&mut *bitmaps)
             .arg(&mut *offsets)
             .arg(&mut *head_base)
             .arg(&mut *totals)
             .arg(&mut *values)
+            .arg(&mut *flags)
+            .arg(&mut *ticket)
             .arg(&tokens)
-            .arg(&order);
-        unsafe { launch.launch(blocks) }?;
+            .arg(&rank)
+            .arg(&order)
+            .arg(&infinity)
+            .arg(&epoch);
+        unsafe { launch.launch(grid) }?;
         Ok(())
     }
 }
@@ -322,10 +290,19 @@ mod tests {
         // Wrong head dim, partial blocks, too many planes, indices past i32.
         assert!(Layout::new([1, 1, 64, 64], 128).is_err());
         assert!(Layout::new([1, 1, 100, 128], 128).is_err());
-        assert!(Layout::new([256, 256, 64, 128], 128).is_err());
+        // More planes than a grid's y extent: the blocks form a 1-D grid.
+        assert_eq!(Layout::new([256, 256, 64, 128], 128).unwrap().ctas(), 65536);
+        assert!(Layout::new([1 << 16, 256, 64, 128], 128).is_err());
         assert!(Layout::new([1, 1, 1 << 25, 128], 128).is_err());
         assert!(Layout::new([1, 1, (1 << 25) - 64, 128], 128).is_ok());
         assert!(Layout::new([2, 1, (1 << 24), 128], 128).is_err());
+    }
+
+    #[test]
+    fn epochs_skip_zero_and_clear_the_words_when_they_wrap() {
+        assert_eq!(next_epoch(0), (1, false));
+        assert_eq!(next_epoch(41), (42, false));
+        assert_eq!(next_epoch(u32::MAX), (1, true));
     }
 
     #[test]

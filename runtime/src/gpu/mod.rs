@@ -21,7 +21,6 @@ use cudarc::driver::{CudaContext, CudaStream, sys};
 pub use attention::{Attention, AttentionArgs, grid_extents};
 pub use blocks::DeviceBlockLists;
 pub use compress::{CompressWorkspace, Compressor};
-pub(crate) use compress::Stage as CompressStage;
 pub use error::GpuError;
 pub use mustafar::{DecodeArgs, DeviceBitmapCache, DeviceMustafarCache, MustafarDecode};
 pub use quantize::{DeviceQuantized, Quantizer};

@@ -139,10 +139,12 @@ fn a_reused_workspace_compresses_each_input_as_the_host() {
     }
 }
 
-/// More 64-token blocks (70 planes × 64 = 4480) than the offsets scan takes in one round (4096):
-/// the carry between its rounds.
+/// Many more 64-token blocks (70 planes × 64 = 4480) than the GPU holds CTAs at once, twice on
+/// one workspace: the look-back across planes and over blocks that finished long before, CTAs
+/// started in any order (blocks are taken by ticket), and the second launch's epoch reading the
+/// first one's words as unpublished.
 #[test]
-fn the_scan_carries_across_rounds() {
+fn many_blocks_place_their_values_across_planes() {
     let Some(gpu) = gpu() else { return };
     let mut rng = StdRng::seed_from_u64(crate::run_seed());
     let (d, planes, tokens, dtype) = (64, 70, 4096, Dtype::Bf16);
@@ -150,9 +152,33 @@ fn the_scan_carries_across_rounds() {
     let bits: Vec<u16> = (0..planes * tokens * d).map(|_| from_f32(dtype, rng.random_range(-2.0f32..2.0))).collect();
     let x = DeviceTensor { data: gpu.stream.clone_htod(&bits).unwrap(), dtype, shape: [1, planes, tokens, d] };
     let pruned = prune_bits(&bits, dtype, d, 0.7, PruneRule::KthSmallest);
+    let mut ws = compressor.workspace();
     for order in [TileOrder::Keys, TileOrder::Values] {
         let want = BitmapCache::compress(&pruned, dtype, planes, tokens, d, order).unwrap();
-        let got = compressor.compress(&gpu, &x, order, 0.7, PruneRule::KthSmallest).unwrap().download(&gpu).unwrap();
+        compressor.compress_into(&gpu, &mut ws, &x, order, 0.7, PruneRule::KthSmallest).unwrap();
+        let got = ws.cache(&gpu).unwrap().download(&gpu).unwrap();
         assert_eq!(got, want, "{order:?}");
+    }
+}
+
+/// One workspace compressing the same input again and again, K and V in turn: every result is
+/// the host's. A look-back that read a word before it was whole, or a word of an earlier launch
+/// as this one's, would place some block's values wrongly now and then, not every time.
+#[test]
+fn repeated_compressions_place_every_block_the_same() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = StdRng::seed_from_u64(crate::run_seed());
+    let (d, planes, tokens, dtype) = (128, 8, 4096, Dtype::Bf16);
+    let compressor = Compressor::load(&gpu, d).unwrap();
+    let bits: Vec<u16> = (0..planes * tokens * d).map(|_| from_f32(dtype, rng.random_range(-2.0f32..2.0))).collect();
+    let x = DeviceTensor { data: gpu.stream.clone_htod(&bits).unwrap(), dtype, shape: [1, planes, tokens, d] };
+    let pruned = prune_bits(&bits, dtype, d, 0.7, PruneRule::KthSmallest);
+    let want = [TileOrder::Keys, TileOrder::Values].map(|order| BitmapCache::compress(&pruned, dtype, planes, tokens, d, order).unwrap());
+    let mut ws = compressor.workspace();
+    for round in 0..64 {
+        let (order, want) = if round % 2 == 0 { (TileOrder::Keys, &want[0]) } else { (TileOrder::Values, &want[1]) };
+        compressor.compress_into(&gpu, &mut ws, &x, order, 0.7, PruneRule::KthSmallest).unwrap();
+        let got = ws.cache(&gpu).unwrap().download(&gpu).unwrap();
+        assert_eq!(&got, want, "round {round}, {order:?}");
     }
 }
