@@ -117,12 +117,16 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let head_rows = self.head_rows(src)?;
         let i64t = self.ctx.i64_type();
         // A tile of consecutive tokens is one run of memory from its first row: chunk `c` lies
-        // `16·c` bytes on, so this thread's copies sit at constant offsets from one address,
-        // computed once per tile, instead of each rebuilding its row's 64-bit address.
+        // `16·c` bytes on. The address of the thread's own first chunk is computed once per
+        // tile, and its other chunks lie at constant offsets from it (`item - tid` chunks on),
+        // instead of each rebuilding its row's 64-bit address, or holding a 64-bit offset of
+        // its own across the loop.
         let run = match src.consecutive_origin() {
             Some(origin) => {
                 let first = self.b.build_int_add(head_rows, self.b.build_int_s_extend(self.expr(origin)?, i64t, "")?, "")?;
-                Some(self.byte_ptr(gptr, self.b.build_int_mul(first, i64t.const_int(row_bytes as u64, false), "")?)?)
+                let first = self.b.build_int_mul(first, i64t.const_int(row_bytes as u64, false), "")?;
+                let own = self.b.build_int_mul(self.b.build_int_z_extend(self.lane.tid, i64t, "")?, i64t.const_int(16, false), "")?;
+                Some(self.byte_ptr(gptr, self.b.build_int_add(first, own, "")?)?)
             }
             None => None,
         };
@@ -138,7 +142,10 @@ impl<'ctx> Lowerer<'ctx, '_> {
             // address (which may lie past the tensor: never read), so that the offsets stay
             // constants; elsewhere such rows point at token 0.
             let gaddr = match run {
-                Some(first) => l.byte_ptr(first, b.build_int_mul(b.build_int_z_extend(c, i64t, "")?, i64t.const_int(16, false), "")?)?,
+                Some(own) => {
+                    let after = b.build_int_sub(c, l.lane.tid, "")?;
+                    l.byte_ptr(own, b.build_int_mul(b.build_int_z_extend(after, i64t, "")?, i64t.const_int(16, false), "")?)?
+                }
                 None => {
                     let srow = b.build_select(valid, token, l.i32(0), "")?.into_int_value();
                     let grow_abs = b.build_int_add(head_rows, b.build_int_s_extend(srow, i64t, "")?, "")?;
