@@ -176,6 +176,20 @@ pub struct GlobalTile {
     pub valid: Expr,
 }
 
+impl GlobalTile {
+    /// `origin` where the token is `origin + row`: a tile of consecutive tokens, whose rows
+    /// follow each other in memory.
+    pub fn consecutive_origin(&self) -> Option<&Expr> {
+        static ZERO: Expr = Expr::Const(0);
+        match &self.token {
+            Expr::Var(Var::Row) => Some(&ZERO),
+            Expr::Bin(BinOp::Add, a, b) if **b == Expr::Var(Var::Row) && !a.uses(Var::Row) => Some(a),
+            Expr::Bin(BinOp::Add, a, b) if **a == Expr::Var(Var::Row) && !b.uses(Var::Row) => Some(b),
+            _ => None,
+        }
+    }
+}
+
 /// The hardware path of a global → shared copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CopyEngine {

@@ -116,6 +116,20 @@ impl<'ctx> Lowerer<'ctx, '_> {
         let (gptr, _, _) = self.tensor(src.tensor)?;
         let head_rows = self.head_rows(src)?;
         let i64t = self.ctx.i64_type();
+        // A tile of consecutive tokens is one run of memory from its first row: chunk `c` lies
+        // `16·c` bytes on. The address of the thread's own first chunk is computed once per
+        // tile, and its other chunks lie at constant offsets from it (`item - tid` chunks on),
+        // instead of each rebuilding its row's 64-bit address, or holding a 64-bit offset of
+        // its own across the loop.
+        let run = match src.consecutive_origin() {
+            Some(origin) => {
+                let first = self.b.build_int_add(head_rows, self.b.build_int_s_extend(self.expr(origin)?, i64t, "")?, "")?;
+                let first = self.b.build_int_mul(first, i64t.const_int(row_bytes as u64, false), "")?;
+                let own = self.b.build_int_mul(self.b.build_int_z_extend(self.lane.tid, i64t, "")?, i64t.const_int(16, false), "")?;
+                Some(self.byte_ptr(gptr, self.b.build_int_add(first, own, "")?)?)
+            }
+            None => None,
+        };
         let mut memo = Memo::default();
         self.per_thread(total, |l, c| {
             let b = &l.b;
@@ -124,14 +138,22 @@ impl<'ctx> Lowerer<'ctx, '_> {
             let (token, valid) = l.row_token(src, r, &mut memo)?;
             let b = &l.b;
             let size = b.build_select(valid, l.i32(16), l.i32(0), "")?;
-            // A zero-size copy reads nothing, but its address still stays inside the tensor.
-            let srow = b.build_select(valid, token, l.i32(0), "")?.into_int_value();
-            let srow = b.build_int_s_extend(srow, i64t, "")?;
-            let grow_abs = b.build_int_add(head_rows, srow, "")?;
-            let gbytes = b.build_int_mul(grow_abs, i64t.const_int(row_bytes as u64, false), "")?;
-            let ch64 = b.build_int_z_extend(ch, i64t, "")?;
-            let gbytes = b.build_int_add(gbytes, b.build_int_mul(ch64, i64t.const_int(16, false), "")?, "")?;
-            let gaddr = l.byte_ptr(gptr, gbytes)?;
+            // A zero-size copy reads nothing. In a run, a row outside the grid keeps its own
+            // address (which may lie past the tensor: never read), so that the offsets stay
+            // constants; elsewhere such rows point at token 0.
+            let gaddr = match run {
+                Some(own) => {
+                    let after = b.build_int_sub(c, l.lane.tid, "")?;
+                    l.byte_ptr(own, b.build_int_mul(b.build_int_z_extend(after, i64t, "")?, i64t.const_int(16, false), "")?)?
+                }
+                None => {
+                    let srow = b.build_select(valid, token, l.i32(0), "")?.into_int_value();
+                    let grow_abs = b.build_int_add(head_rows, b.build_int_s_extend(srow, i64t, "")?, "")?;
+                    let gbytes = b.build_int_mul(grow_abs, i64t.const_int(row_bytes as u64, false), "")?;
+                    let ch64 = b.build_int_z_extend(ch, i64t, "")?;
+                    l.byte_ptr(gptr, b.build_int_add(gbytes, b.build_int_mul(ch64, i64t.const_int(16, false), "")?, "")?)?
+                }
+            };
             let soff = l.chunk_offset(dst, base, r, ch)?;
             let saddr = l.byte_ptr(l.smem, soff)?;
             l.call("llvm.nvvm.cp.async.cg.shared.global.16.s", &[], &[saddr.into(), gaddr.into(), size])?;
@@ -145,7 +167,9 @@ impl<'ctx> Lowerer<'ctx, '_> {
     pub fn per_thread(&mut self, total: u32, mut f: impl FnMut(&mut Self, IntValue<'ctx>) -> Res<()>) -> Res<()> {
         let threads = self.program.threads();
         for it in 0..total.div_ceil(threads) {
-            let item = self.b.build_int_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
+            // No unsigned wrap (a thread index plus a tile's item count): LLVM may then widen the
+            // item to 64 bits as `tid + const`, so addresses built from it keep constant offsets.
+            let item = self.b.build_int_nuw_add(self.lane.tid, self.i32((it * threads) as i64), "")?;
             if (it + 1) * threads > total {
                 let inside = self.b.build_int_compare(IntPredicate::ULT, item, self.i32(total as i64), "")?;
                 self.if_then(inside, |l| f(l, item))?;

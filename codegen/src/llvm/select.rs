@@ -10,7 +10,7 @@ use super::arith::Emit;
 use super::lower::{Lowerer, Res};
 use super::memo::Memo;
 use crate::CodegenError;
-use crate::ir::{BinOp, Expr, FragId, GlobalTile, Stmt, Var};
+use crate::ir::{Expr, FragId, GlobalTile, Stmt, Var};
 use crate::semantics::{Arith, select};
 
 impl<'ctx> Lowerer<'ctx, '_> {
@@ -140,7 +140,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
         if cols as usize > super::QMK_PAD + 1 {
             return Err(CodegenError::Ir(format!("{cols} columns read past a tensor padded by {} values", super::QMK_PAD)));
         }
-        let origin = consecutive_origin(&src.token).ok_or_else(|| {
+        let origin = src.consecutive_origin().ok_or_else(|| {
             CodegenError::Ir(format!("{}: column values need consecutive tokens, got {}", src.tensor.name(), src.token))
         })?;
         let (ptr, _, _) = self.tensor(src.tensor)?;
@@ -273,15 +273,4 @@ fn tree<T: Copy>(mut values: Vec<T>, mut combine: impl FnMut(T, T) -> Res<T>) ->
         values = values.chunks(2).map(|p| if let [x, y] = p { combine(*x, *y) } else { Ok(p[0]) }).collect::<Res<_>>()?;
     }
     values.pop().ok_or_else(|| CodegenError::Ir("a maximum of no values".into()))
-}
-
-/// `origin` where `token` is `origin + row` (a tile of consecutive tokens).
-fn consecutive_origin(token: &Expr) -> Option<&Expr> {
-    static ZERO: Expr = Expr::Const(0);
-    match token {
-        Expr::Var(Var::Row) => Some(&ZERO),
-        Expr::Bin(BinOp::Add, a, b) if **b == Expr::Var(Var::Row) && !a.uses(Var::Row) => Some(a),
-        Expr::Bin(BinOp::Add, a, b) if **a == Expr::Var(Var::Row) && !b.uses(Var::Row) => Some(b),
-        _ => None,
-    }
 }

