@@ -212,7 +212,8 @@ impl<'ctx> Kernel<'ctx, '_> {
             let c2 = b.build_int_mul(b.build_right_shift(candidate, self.i32(1), false, "")?, self.i32(both(1)), "")?;
             // The comparisons' 1.0s summed as f16 on the FMA pipe (the search fills the ALU
             // with the comparisons alone), in four chains rather than one long one; the first
-            // starts at 1024 in both halves. Each half sums at most D/2 ones: exact.
+            // starts at 1024 in both halves. Each half sums at most D/4 ones (one per pair of the
+            // thread's half token), far below 1024: exact.
             let mut acc: Vec<IntValue<'ctx>> = Vec::with_capacity(4);
             for (i, &h) in halved.iter().enumerate() {
                 let one = self.asm(ONE_BELOW, &[h, c2])?;

@@ -126,7 +126,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
                 let first = self.b.build_int_add(head_rows, self.b.build_int_s_extend(self.expr(origin)?, i64t, "")?, "")?;
                 let first = self.b.build_int_mul(first, i64t.const_int(row_bytes as u64, false), "")?;
                 let own = self.b.build_int_mul(self.b.build_int_z_extend(self.lane.tid, i64t, "")?, i64t.const_int(16, false), "")?;
-                Some(self.byte_ptr(gptr, self.b.build_int_add(first, own, "")?)?)
+                Some(self.byte_ptr_anywhere(gptr, self.b.build_int_add(first, own, "")?)?)
             }
             None => None,
         };
@@ -144,7 +144,7 @@ impl<'ctx> Lowerer<'ctx, '_> {
             let gaddr = match run {
                 Some(own) => {
                     let after = b.build_int_sub(c, l.lane.tid, "")?;
-                    l.byte_ptr(own, b.build_int_mul(b.build_int_z_extend(after, i64t, "")?, i64t.const_int(16, false), "")?)?
+                    l.byte_ptr_anywhere(own, b.build_int_mul(b.build_int_z_extend(after, i64t, "")?, i64t.const_int(16, false), "")?)?
                 }
                 None => {
                     let srow = b.build_select(valid, token, l.i32(0), "")?.into_int_value();

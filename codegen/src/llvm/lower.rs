@@ -485,6 +485,14 @@ impl<'ctx, 'a> Lowerer<'ctx, 'a> {
         Ok(unsafe { self.b.build_in_bounds_gep(self.ctx.i8_type(), base, &[bytes], "")? })
     }
 
+    /// As `byte_ptr`, for an address that may lie outside its allocation because nothing
+    /// dereferences it there (a zero-size copy's source): not `inbounds`, so not poison.
+    pub fn byte_ptr_anywhere(&self, base: PointerValue<'ctx>, bytes: IntValue<'ctx>) -> Res<PointerValue<'ctx>> {
+        // SAFETY of the GEP: a plain GEP is defined for any offset; only a dereference of the
+        // result needs it inside the allocation, and the copies that read guarantee that.
+        Ok(unsafe { self.b.build_gep(self.ctx.i8_type(), base, &[bytes], "")? })
+    }
+
     pub fn ptr_type(&self, space: u16) -> BasicTypeEnum<'ctx> {
         self.ctx.ptr_type(AddressSpace::from(space)).into()
     }

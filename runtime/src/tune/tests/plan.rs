@@ -111,12 +111,35 @@ fn ptxas_spills_are_judged_by_the_spill_rule_and_light_ones_stay() {
             assert!(kernel.spill_stores > 0 && p.pruned.is_none(), "{config}: {kernel:?}");
         }
     }
-    let heavy = configs[2];
 
     // Without ptxas nothing is judged on spills; fragments over the registers still are.
-    let unchecked = prepare(desc, &[heavy, cfg(128, 128, 4, 2)], Target::Sm90a, 227 * 1024, None, &|_| {});
+    let unchecked = prepare(desc, &[light, cfg(128, 128, 4, 2)], Target::Sm90a, 227 * 1024, None, &|_| {});
     assert_eq!(unchecked[0].pruned, None);
     assert!(unchecked[1].pruned.as_deref().is_some_and(|w| w.contains("registers")));
+}
+
+/// No config of the space spills past the limit any more without breaking the fragment rule
+/// first, so a stand-in ptxas reports the spills: the verdicts must follow what it says.
+#[cfg(unix)]
+#[test]
+fn configs_that_ptxas_says_spill_past_the_limit_are_pruned() {
+    use std::os::unix::fs::PermissionsExt;
+    let desc = dense();
+    let config = cfg(128, 64, 8, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let verdict = |spills: u32| {
+        let ptxas = dir.path().join(format!("ptxas-{spills}"));
+        let report = format!(
+            "ptxas info    : Compiling entry function '{name}' for 'sm_90a'\nptxas info    : Function properties for {name}\n    0 bytes stack frame, {spills} bytes spill stores, {spills} bytes spill loads\nptxas info    : Used 255 registers, used 1 barriers\n",
+            name = desc.name
+        );
+        std::fs::write(&ptxas, format!("#!/bin/sh\ncat >&2 <<'REPORT'\n{report}REPORT\n")).unwrap();
+        std::fs::set_permissions(&ptxas, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare(desc, &[config], Target::Sm90a, 227 * 1024, Some(&ptxas), &|_| {}).remove(0).pruned
+    };
+    assert_eq!(verdict(SPILL_LIMIT_BYTES / 2), None);
+    let heavy = verdict(SPILL_LIMIT_BYTES);
+    assert!(heavy.as_deref().is_some_and(|w| w.starts_with("spills ")), "{heavy:?}");
 }
 
 #[test]
