@@ -380,11 +380,12 @@ impl<'ctx> Kernel<'ctx, '_> {
         Ok((self.b.build_int_sub(self.b.build_int_add(before, inclusive, "")?, v, "")?, total))
     }
 
-    /// `(count + 7) / 8`: a tile's values padded to 16-byte units.
-    fn units(&self, bitmap: IntValue<'ctx>) -> Res<IntValue<'ctx>> {
+    /// A tile's kept values (its bitmap's set bits), and `(count + 7) / 8`: them padded to
+    /// 16-byte units.
+    fn kept_units(&self, bitmap: IntValue<'ctx>) -> Res<(IntValue<'ctx>, IntValue<'ctx>)> {
         let count = self.call("llvm.ctpop", &[self.ctx.i64_type().into()], &[bitmap.into()])?.into_int_value();
         let count = self.b.build_int_truncate(count, self.ctx.i32_type(), "")?;
-        Ok(self.b.build_right_shift(self.b.build_int_add(count, self.i32(7), "")?, self.i32(3), false, "")?)
+        Ok((count, self.b.build_right_shift(self.b.build_int_add(count, self.i32(7), "")?, self.i32(3), false, "")?))
     }
 }
 
@@ -486,21 +487,22 @@ fn repeat<'ctx>(
 }
 
 /// Block `block` of plane `plane` (from the CTA's ticket `linear`, its index over all planes),
-/// the plane's tile count and blocks per plane.
+/// the plane's tile count, blocks per plane, and blocks over all planes (the launch's CTAs).
 struct Place<'ctx> {
     plane: IntValue<'ctx>,
     block: IntValue<'ctx>,
     tiles: IntValue<'ctx>,
     blocks: IntValue<'ctx>,
     linear: IntValue<'ctx>,
+    ctas: IntValue<'ctx>,
 }
 
-fn place<'ctx>(k: &Kernel<'ctx, '_>, linear: IntValue<'ctx>, tokens: IntValue<'ctx>, d: u32) -> Res<Place<'ctx>> {
+fn place<'ctx>(k: &Kernel<'ctx, '_>, (linear, ctas): (IntValue<'ctx>, IntValue<'ctx>), tokens: IntValue<'ctx>, d: u32) -> Res<Place<'ctx>> {
     let blocks = k.b.build_int_unsigned_div(tokens, k.i32(TILE as i64), "")?;
     let plane = k.b.build_int_unsigned_div(linear, blocks, "")?;
     let block = k.b.build_int_unsigned_rem(linear, blocks, "")?;
     let tiles = k.b.build_int_mul(blocks, k.i32(d as i64), "")?;
-    Ok(Place { plane, block, tiles, blocks, linear })
+    Ok(Place { plane, block, tiles, blocks, linear, ctas })
 }
 
 /// Index `i` (i32) of an i32 array as i64.
@@ -572,8 +574,9 @@ fn compress<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> 
     let (tokens, rank, order, infinity, epoch) = (int(8)?, int(9)?, int(10)?, int(11)?, int(12)?);
     let chain = Chain { flags, epoch };
     let sh = Shared::new(&k, d);
-    let linear = take_ticket(&mut k, ticket, &sh)?;
-    let p = place(&k, linear, tokens, d)?;
+    let ctas = sreg(k.module, &k.b, "llvm.nvvm.read.ptx.sreg.nctaid.x")?;
+    let linear = take_ticket(&mut k, ticket, ctas, &sh)?;
+    let p = place(&k, (linear, ctas), tokens, d)?;
     k.stage_block(x, sh.tile, &p, tokens, d)?;
     let bitmap = block_bitmaps(&mut k, &sh, order, (rank, infinity), d)?;
     let owner = k.b.build_int_compare(IntPredicate::ULT, k.tid, k.i32(d as i64), "")?;
@@ -582,13 +585,13 @@ fn compress<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> 
         let at = k.b.build_int_add(k.b.build_int_mul(k.i64(p.plane)?, k.i64(p.tiles)?, "")?, k.i64(tile)?, "")?;
         k.store(k.at(out.bitmaps, at, 8)?, bitmap, 8)
     })?;
-    let units = k.units(bitmap)?;
+    let (count, units) = k.kept_units(bitmap)?;
     let (before, total) = k.cta_scan(units, COMPRESS_THREADS / 32, sh.warps)?;
     // Published before the packing, so that the blocks after this one can look past it as soon
     // as possible.
     let first = k.b.build_int_compare(IntPredicate::EQ, k.tid, k.i32(0), "")?;
     k.when(first, |k| k.store_relaxed(k.at(chain.flags, k.i64(p.linear)?, 8)?, k.flag_word(chain.epoch, flag::AGGREGATE, total)?))?;
-    k.when(owner, |k| pack_tile(k, (sh.tile, sh.staging), order, bitmap, (before, units), d))?;
+    k.when(owner, |k| pack_tile(k, (sh.tile, sh.staging), order, bitmap, (before, count, units), d))?;
     let (start, plane_start) = block_start(&mut k, &chain, &p, total, &sh)?;
     let row = k.b.build_int_mul(k.i64(p.plane)?, k.i64(k.b.build_int_add(p.tiles, k.i32(1), "")?)?, "")?;
     k.when(owner, |k| {
@@ -609,11 +612,10 @@ fn compress<'ctx>(ctx: &'ctx Context, module: &Module<'ctx>, d: u32) -> Res<()> 
 /// waiting on it cannot deadlock, whatever order the hardware starts CTAs in. The last CTA to
 /// take one sets the counter back to zero for the next launch (every other CTA has taken its
 /// ticket by then, and the next launch on the stream starts after this one ends).
-fn take_ticket<'ctx>(k: &mut Kernel<'ctx, '_>, counter: PointerValue<'ctx>, sh: &Shared<'ctx>) -> Res<IntValue<'ctx>> {
+fn take_ticket<'ctx>(k: &mut Kernel<'ctx, '_>, counter: PointerValue<'ctx>, ctas: IntValue<'ctx>, sh: &Shared<'ctx>) -> Res<IntValue<'ctx>> {
     let first = k.b.build_int_compare(IntPredicate::EQ, k.tid, k.i32(0), "")?;
     k.when(first, |k| {
         let ticket = k.take_one(counter)?;
-        let ctas = sreg(k.module, &k.b, "llvm.nvvm.read.ptx.sreg.nctaid.x")?;
         let last = k.b.build_int_compare(IntPredicate::EQ, ticket, k.b.build_int_sub(ctas, k.i32(1), "")?, "")?;
         k.when(last, |k| k.store_relaxed(counter, k.i32(0)))?;
         k.store(sh.said(k, Said::Ticket)?, ticket, 4)
@@ -686,8 +688,7 @@ fn block_start<'ctx>(k: &mut Kernel<'ctx, '_>, chain: &Chain<'ctx>, p: &Place<'c
             k.store(sh.said(k, Said::Start)?, start, 4)
         })?;
         // The planes' words follow the blocks'.
-        let ctas = sreg(k.module, &k.b, "llvm.nvvm.read.ptx.sreg.nctaid.x")?;
-        let plane_word = k.at(chain.flags, k.i64(k.b.build_int_add(ctas, p.plane, "")?)?, 8)?;
+        let plane_word = k.at(chain.flags, k.i64(k.b.build_int_add(p.ctas, p.plane, "")?)?, 8)?;
         let heads = k.b.build_int_compare(IntPredicate::EQ, p.block, k.i32(0), "")?;
         k.when(k.b.build_and(heads, lane0, "")?, |k| {
             k.store_relaxed(plane_word, k.flag_word(chain.epoch, flag::PREFIX, start)?)?;
@@ -760,8 +761,7 @@ fn plane_ends<'ctx>(k: &mut Kernel<'ctx, '_>, out: &Format<'ctx>, p: &Place<'ctx
         let pairs = k.b.build_int_mul(k.b.build_int_sub(end, plane_start, "")?, k.i32(4), "")?;
         k.store(k.at(out.offsets, k.b.build_int_add(row, k.i64(p.tiles)?, "")?, 4)?, pairs, 4)?;
         k.store(i32_at(k, out.totals, p.plane)?, pairs, 4)?;
-        let ctas = sreg(k.module, &k.b, "llvm.nvvm.read.ptx.sreg.nctaid.x")?;
-        let last = k.b.build_int_compare(IntPredicate::EQ, p.linear, k.b.build_int_sub(ctas, k.i32(1), "")?, "")?;
+        let last = k.b.build_int_compare(IntPredicate::EQ, p.linear, k.b.build_int_sub(p.ctas, k.i32(1), "")?, "")?;
         k.when(last, |k| {
             let at = k.b.build_int_mul(k.i64(end)?, k.ctx.i64_type().const_int(8, false), "")?;
             k.store(k.at(out.values, at, 2)?, k.ctx.i32_type().vec_type(4).const_zero(), 16)
@@ -770,12 +770,12 @@ fn plane_ends<'ctx>(k: &mut Kernel<'ctx, '_>, out: &Format<'ctx>, p: &Place<'ctx
 }
 
 /// Packs tile `u = tid`'s kept elements (the set bits of `bitmap`, in element order) from the
-/// staged block into `staging` from unit `before` on, zeros after them to `units` units.
-fn pack_tile<'ctx>(k: &mut Kernel<'ctx, '_>, (tile, staging): (PointerValue<'ctx>, PointerValue<'ctx>), order: IntValue<'ctx>, bitmap: IntValue<'ctx>, (before, units): (IntValue<'ctx>, IntValue<'ctx>), d: u32) -> Res<()> {
+/// staged block into `staging` from unit `before` on (`count` of them), zeros after them to
+/// `units` units.
+fn pack_tile<'ctx>(k: &mut Kernel<'ctx, '_>, (tile, staging): (PointerValue<'ctx>, PointerValue<'ctx>), order: IntValue<'ctx>, bitmap: IntValue<'ctx>, (before, count, units): (IntValue<'ctx>, IntValue<'ctx>, IntValue<'ctx>), d: u32) -> Res<()> {
     let i64t = k.ctx.i64_type();
     let (base, stride) = k.tile_walk(order, k.tid, d)?;
     let first = k.b.build_int_mul(before, k.i32(8), "")?;
-    let count = k.b.build_int_truncate(k.call("llvm.ctpop", &[i64t.into()], &[bitmap.into()])?.into_int_value(), k.ctx.i32_type(), "")?;
     // One iteration per set bit: the highest left is the next element.
     counted_loop(k, count, &[bitmap.into()], |k, n, left| {
         let left = left[0].into_int_value();
